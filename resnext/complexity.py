@@ -1,0 +1,123 @@
+"""Exact analytic complexity of a spec, without building a model (pycls-style ``_cx`` helpers).
+
+What is counted, for a batch of one image:
+
+- ``flops``: multiply-adds of every convolution and fully-connected layer, the paper's
+  convention (Table 1). Conv and fc biases, batch norm, ReLU, pooling and the residual additions
+  are not counted. fvcore's ``FlopCountAnalysis`` restricted to its ``conv`` and ``linear``
+  operators gives the same number.
+- ``params``: every trainable parameter: conv weights (no conv biases), the two affine
+  parameters of each batch norm, the fc weight and bias. Equals ``sum(p.numel())`` of the model.
+- ``activations``: output elements of every conv and fc layer (pycls, and fvcore's
+  ``ActivationCountAnalysis``).
+
+The helpers are plain arithmetic, so the same walk counts one spec (ints) or a whole grid of
+cardinalities and bottleneck widths at once (numpy int64 arrays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from resnext.spec import Spec
+from resnext.template import conv_out, stages, stem
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """FLOPs (multiply-adds), parameters and activations of one spec, or arrays of them."""
+
+    flops: Any
+    params: Any
+    activations: Any
+
+    def to_dict(self) -> dict[str, int]:
+        """A JSON-ready dict of plain ints (scalar complexities only)."""
+        return {"flops": int(self.flops), "params": int(self.params),
+                "activations": int(self.activations)}
+
+
+class _Cx:
+    """Running totals; the fields may be ints or numpy arrays."""
+
+    def __init__(self) -> None:
+        self.flops: Any = 0
+        self.params: Any = 0
+        self.acts: Any = 0
+
+
+def _conv_cx(cx: _Cx, size: int, w_in: Any, w_out: Any, k: int, stride: int, groups: Any = 1) -> int:
+    """Add a bias-free k x k conv with padding k//2; return the output side."""
+    out = conv_out(size, k, stride)
+    weights = k * k * (w_in // groups) * w_out
+    cx.params = cx.params + weights
+    cx.flops = cx.flops + weights * out * out
+    cx.acts = cx.acts + w_out * out * out
+    return out
+
+
+def _bn_cx(cx: _Cx, width: Any) -> None:
+    """Add a batch norm: its affine weight and bias (running stats are buffers, not params)."""
+    cx.params = cx.params + 2 * width
+
+
+def _fc_cx(cx: _Cx, w_in: Any, w_out: int) -> None:
+    """Add a fully-connected layer with bias."""
+    cx.params = cx.params + w_in * w_out + w_out
+    cx.flops = cx.flops + w_in * w_out
+    cx.acts = cx.acts + w_out
+
+
+def _block_cx(cx: _Cx, size: int, w_in: Any, w_group: Any, w_out: Any, groups: Any, stride: int) -> int:
+    """Add one bottleneck block in form (c) (Fig. 3c); forms (a) and (b) count the same."""
+    _conv_cx(cx, size, w_in, w_group, 1, 1)
+    _bn_cx(cx, w_group)
+    out = _conv_cx(cx, size, w_group, w_group, 3, stride, groups)
+    _bn_cx(cx, w_group)
+    _conv_cx(cx, out, w_group, w_out, 1, 1)
+    _bn_cx(cx, w_out)
+    if stride != 1 or w_in != w_out:  # projection shortcut (type B) where the shape changes
+        _conv_cx(cx, size, w_in, w_out, 1, stride)
+        _bn_cx(cx, w_out)
+    return out
+
+
+def _count(spec: Spec, cardinality: Any = None, bottleneck_width: Any = None) -> Complexity:
+    cx = _Cx()
+    st = stem(spec)
+    _conv_cx(cx, st.in_size, st.in_channels, st.width, st.kernel, st.stride)
+    _bn_cx(cx, st.width)
+    out_width = st.width
+    for stage in stages(spec, cardinality, bottleneck_width):
+        size = stage.in_size
+        for b in range(stage.blocks):
+            first = b == 0
+            size = _block_cx(
+                cx,
+                size,
+                stage.in_width if first else stage.out_width,
+                stage.group_width,
+                stage.out_width,
+                stage.cardinality,
+                stage.stride if first else 1,
+            )
+        out_width = stage.out_width
+    _fc_cx(cx, out_width, spec.classes)
+    return Complexity(cx.flops, cx.params, cx.acts)
+
+
+def complexity(spec: Spec) -> Complexity:
+    """Exact FLOPs (multiply-adds), parameters and activations of ``spec``."""
+    cx = _count(spec)
+    return Complexity(int(cx.flops), int(cx.params), int(cx.activations))
+
+
+def complexity_grid(spec: Spec, cardinality: Any, bottleneck_width: Any) -> Complexity:
+    """Complexity of ``spec`` with C and d replaced by broadcastable integer arrays, in one pass."""
+    c = np.asarray(cardinality, dtype=np.int64)
+    d = np.asarray(bottleneck_width, dtype=np.int64)
+    c, d = np.broadcast_arrays(c, d)
+    return _count(spec, c, d)
