@@ -18,8 +18,20 @@ if TYPE_CHECKING:
 FORMS = ("a", "b", "c")
 
 __all__ = [
-    "FORMS", "TEMPLATES", "Complexity", "Spec", "build", "complexity", "complexity_grid",
-    "convert", "preset", "preset_names", "preset_source", "register", "stages", "stem",
+    "FORMS",
+    "TEMPLATES",
+    "Complexity",
+    "Spec",
+    "build",
+    "complexity",
+    "complexity_grid",
+    "convert",
+    "preset",
+    "preset_names",
+    "preset_source",
+    "register",
+    "stages",
+    "stem",
 ]
 
 

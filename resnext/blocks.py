@@ -96,7 +96,7 @@ class BlockA(Block):
         self.bn = nn.BatchNorm2d(w_out)  # after the aggregation, before the shortcut add
 
     def residual(self, x: Tensor) -> Tensor:
-        total = sum(out(p(x)) for p, out in zip(self.paths, self.outs))
+        total = sum(out(p(x)) for p, out in zip(self.paths, self.outs, strict=True))
         return self.bn(total)
 
 
@@ -115,7 +115,9 @@ def _copy_bn_into(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, sl: slice) -> None:
     dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
-def _copy_conv_bn(dst: nn.Sequential, src: nn.Sequential, out: slice, inp: slice = slice(None)) -> None:
+def _copy_conv_bn(
+    dst: nn.Sequential, src: nn.Sequential, out: slice, inp: slice = slice(None)
+) -> None:
     dst[0].weight.copy_(src[0].weight[out, inp])
     _copy_bn(dst[1], src[1], out)
 

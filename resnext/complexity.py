@@ -36,8 +36,11 @@ class Complexity:
 
     def to_dict(self) -> dict[str, int]:
         """A JSON-ready dict of plain ints (scalar complexities only)."""
-        return {"flops": int(self.flops), "params": int(self.params),
-                "activations": int(self.activations)}
+        return {
+            "flops": int(self.flops),
+            "params": int(self.params),
+            "activations": int(self.activations),
+        }
 
 
 class _Cx:
@@ -49,7 +52,9 @@ class _Cx:
         self.acts: Any = 0
 
 
-def _conv_cx(cx: _Cx, size: int, w_in: Any, w_out: Any, k: int, stride: int, groups: Any = 1) -> int:
+def _conv_cx(
+    cx: _Cx, size: int, w_in: Any, w_out: Any, k: int, stride: int, groups: Any = 1
+) -> int:
     """Add a bias-free k x k conv with padding k//2; return the output side."""
     out = conv_out(size, k, stride)
     weights = k * k * (w_in // groups) * w_out
@@ -71,7 +76,9 @@ def _fc_cx(cx: _Cx, w_in: Any, w_out: int) -> None:
     cx.acts = cx.acts + w_out
 
 
-def _block_cx(cx: _Cx, size: int, w_in: Any, w_group: Any, w_out: Any, groups: Any, stride: int) -> int:
+def _block_cx(
+    cx: _Cx, size: int, w_in: Any, w_group: Any, w_out: Any, groups: Any, stride: int
+) -> int:
     """Add one bottleneck block in form (c) (Fig. 3c); forms (a) and (b) count the same."""
     _conv_cx(cx, size, w_in, w_group, 1, 1)
     _bn_cx(cx, w_group)

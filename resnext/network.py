@@ -19,19 +19,31 @@ class ResNeXt(nn.Module):
             raise ValueError(f"unknown block form {form!r}; choose one of a, b, c")
         self.spec, self.form = spec, form
         st = stem(spec)
-        layers: list[nn.Module] = [conv_bn(st.in_channels, st.width, st.kernel, st.stride),
-                                   nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            conv_bn(st.in_channels, st.width, st.kernel, st.stride),
+            nn.ReLU(inplace=True),
+        ]
         if st.pool:
             layers.append(nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*layers)
         block = BLOCKS[form]
         self.stages = nn.Sequential()
         for s in stages(spec):
-            self.stages.add_module(s.name, nn.Sequential(*(
-                block(s.in_width if b == 0 else s.out_width, s.group_width, s.out_width,
-                      s.cardinality, s.stride if b == 0 else 1)
-                for b in range(s.blocks)
-            )))
+            self.stages.add_module(
+                s.name,
+                nn.Sequential(
+                    *(
+                        block(
+                            s.in_width if b == 0 else s.out_width,
+                            s.group_width,
+                            s.out_width,
+                            s.cardinality,
+                            s.stride if b == 0 else 1,
+                        )
+                        for b in range(s.blocks)
+                    )
+                ),
+            )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(s.out_width, spec.classes)
         self.reset_parameters()

@@ -92,4 +92,3 @@ class Spec:
         if unknown:
             raise ValueError(f"unknown spec fields: {', '.join(sorted(unknown))}")
         return cls(**{**data, "depths": tuple(data.get("depths", cls.depths))})
-

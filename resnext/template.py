@@ -58,7 +58,7 @@ def stem(spec: Spec) -> Stem:
 
 
 def stages(spec: Spec, cardinality: Any = None, bottleneck_width: Any = None) -> list[Stage]:
-    """Stage shapes of ``spec``; pass arrays for ``cardinality``/``bottleneck_width`` to vectorise."""
+    """Stage shapes of ``spec``; pass C and d as arrays to vectorise over a grid."""
     c = spec.cardinality if cardinality is None else cardinality
     d = spec.bottleneck_width if bottleneck_width is None else bottleneck_width
     result = []
