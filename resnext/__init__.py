@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from resnext.complexity import Complexity, complexity, complexity_grid
+from resnext.complexity import Complexity, complexity, complexity_by_part, complexity_grid
 from resnext.registry import preset, preset_names, preset_source, register
 from resnext.spec import TEMPLATES, Spec
 from resnext.template import stages, stem
@@ -24,6 +24,7 @@ __all__ = [
     "Spec",
     "build",
     "complexity",
+    "complexity_by_part",
     "complexity_grid",
     "convert",
     "preset",

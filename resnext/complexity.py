@@ -92,13 +92,17 @@ def _block_cx(
     return out
 
 
-def _count(spec: Spec, cardinality: Any = None, bottleneck_width: Any = None) -> Complexity:
-    cx = _Cx()
+def _count_parts(
+    spec: Spec, cardinality: Any = None, bottleneck_width: Any = None
+) -> list[tuple[str, _Cx]]:
+    """Counts of the stem, each stage (Table 1's conv2...), and the head, in order."""
+    parts = [("conv1", _Cx())]
     st = stem(spec)
-    _conv_cx(cx, st.in_size, st.in_channels, st.width, st.kernel, st.stride)
-    _bn_cx(cx, st.width)
+    _conv_cx(parts[0][1], st.in_size, st.in_channels, st.width, st.kernel, st.stride)
+    _bn_cx(parts[0][1], st.width)
     out_width = st.width
     for stage in stages(spec, cardinality, bottleneck_width):
+        cx = _Cx()
         size = stage.in_size
         for b in range(stage.blocks):
             first = b == 0
@@ -111,9 +115,26 @@ def _count(spec: Spec, cardinality: Any = None, bottleneck_width: Any = None) ->
                 stage.cardinality,
                 stage.stride if first else 1,
             )
+        parts.append((stage.name, cx))
         out_width = stage.out_width
-    _fc_cx(cx, out_width, spec.classes)
-    return Complexity(cx.flops, cx.params, cx.acts)
+    parts.append(("fc", _Cx()))
+    _fc_cx(parts[-1][1], out_width, spec.classes)
+    return parts
+
+
+def _count(spec: Spec, cardinality: Any = None, bottleneck_width: Any = None) -> Complexity:
+    parts = [cx for _, cx in _count_parts(spec, cardinality, bottleneck_width)]
+    return Complexity(
+        sum(cx.flops for cx in parts), sum(cx.params for cx in parts), sum(cx.acts for cx in parts)
+    )
+
+
+def complexity_by_part(spec: Spec) -> list[tuple[str, Complexity]]:
+    """Complexity of the stem (``conv1``), each stage (``conv2``...) and the ``fc`` head."""
+    return [
+        (name, Complexity(int(cx.flops), int(cx.params), int(cx.acts)))
+        for name, cx in _count_parts(spec)
+    ]
 
 
 def complexity(spec: Spec) -> Complexity:

@@ -11,6 +11,8 @@ TEMPLATES: dict[str, dict[str, int]] = {
     "imagenet": {"stages": 4, "classes": 1000, "resolution": 224},
     "cifar": {"stages": 3, "classes": 10, "resolution": 32},
 }
+# Table 1: ResNeXt-50; Sec. 5.3: ResNeXt-29.
+DEFAULT_DEPTHS: dict[str, tuple[int, ...]] = {"imagenet": (3, 4, 6, 3), "cifar": (3, 3, 3)}
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Spec:
     """
 
     template: str = "imagenet"
-    depths: tuple[int, ...] = (3, 4, 6, 3)
+    depths: tuple[int, ...] = ()  # blocks per stage; empty: the template's default
     width: int = 256  # output width of the first stage (Table 1: 256)
     cardinality: int = 32  # C of every block
     bottleneck_width: int = 4  # d of the first stage; the grouped conv is C*d wide
@@ -36,7 +38,7 @@ class Spec:
                 f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATES)}"
             )
         tpl = TEMPLATES[self.template]
-        depths = tuple(self.depths)
+        depths = tuple(self.depths) or DEFAULT_DEPTHS[self.template]
         object.__setattr__(self, "depths", depths)
         if not self.classes:
             object.__setattr__(self, "classes", tpl["classes"])
@@ -49,7 +51,7 @@ class Spec:
                 f"{','.join(map(str, depths))}"
             )
         for name, value in (
-            ("every depth", min(depths)),
+            *(("every depth", v) for v in depths),
             ("width", self.width),
             ("cardinality", self.cardinality),
             ("bottleneck width", self.bottleneck_width),
