@@ -1,0 +1,151 @@
+"""The command line, run as a user runs it: JSON output, tables, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import resnext
+from tests.conftest import ROOT
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_budget_json_has_the_table2_pairs_and_exact_counts() -> None:
+    res = run("budget", "--flops", "4.1e9", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["budget"] == {
+        "flops": 4.1e9,
+        "params": None,
+        "tolerance": 0.05,
+        "template": "imagenet",
+    }
+    pairs = {(c["cardinality"], c["bottleneck_width"]) for c in doc["configs"]}
+    assert {(1, 64), (2, 40), (4, 24), (8, 14), (32, 4)} <= pairs
+    for c in doc["configs"]:
+        spec = resnext.Spec(
+            c["template"], tuple(c["depths"]), c["width"], c["cardinality"], c["bottleneck_width"]
+        )
+        assert resnext.complexity(spec).to_dict() == {
+            k: c[k] for k in ("flops", "params", "activations")
+        }
+
+
+def test_budget_grid_options() -> None:
+    res = run(
+        "budget",
+        "--params",
+        "25e6",
+        "--flops",
+        "4.1e9",
+        "--depths",
+        "3,4,6,3",
+        "--depths",
+        "3,4,23,3",
+        "--widths",
+        "256",
+        "--cardinalities",
+        "1,32",
+        "--json",
+    )
+    doc = json.loads(res.stdout)
+    assert {tuple(c["depths"]) for c in doc["configs"]} == {(3, 4, 6, 3), (3, 4, 23, 3)}
+    assert {c["cardinality"] for c in doc["configs"]} == {1, 32}
+    assert all(abs(c["params"] - 25e6) / 25e6 <= 0.05 for c in doc["configs"])
+
+
+def test_budget_table_marks_closest() -> None:
+    res = run("budget", "--flops", "4.1e9")
+    assert res.returncode == 0
+    line = next(ln for ln in res.stdout.splitlines() if "32x4d" in ln)
+    assert "★" in line and "4.23G" in line
+
+
+def test_budget_does_not_import_torch() -> None:
+    code = (
+        "import sys, cli\n"
+        "try:\n    cli.app(['budget', '--flops', '4.1e9', '--json'], standalone_mode=False)\n"
+        "finally:\n    sys.stderr.write('TORCH' if 'torch' in sys.modules else 'NOTORCH')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and res.stderr.endswith("NOTORCH")
+
+
+def test_show_preset_json_matches_complexity() -> None:
+    doc = json.loads(run("show", "resnext101_32x4d", "--json").stdout)
+    spec = resnext.preset("resnext101_32x4d")
+    assert doc["spec"] == spec.to_dict()
+    assert doc["complexity"] == resnext.complexity(spec).to_dict()
+
+
+def test_show_custom_spec_table() -> None:
+    res = run(
+        "show",
+        "--template",
+        "imagenet",
+        "--depths",
+        "3,4,23,3",
+        "--width",
+        "256",
+        "--cardinality",
+        "32",
+        "--bottleneck-width",
+        "8",
+        "--classes",
+        "100",
+    )
+    assert res.returncode == 0, res.stderr
+    spec = resnext.Spec("imagenet", (3, 4, 23, 3), 256, 32, 8, classes=100)
+    assert f"{resnext.complexity(spec).params:,}" in res.stdout
+    for row in ("conv1", "conv2", "conv5", "112x112", "7x7", "3x3, 2048, C=32", "x23", "100-d fc"):
+        assert row in res.stdout
+
+
+def test_show_preset_with_override() -> None:
+    doc = json.loads(run("show", "resnext29_8x64d", "--classes", "100", "--json").stdout)
+    assert doc["spec"]["classes"] == 100 and doc["spec"]["cardinality"] == 8
+
+
+def test_presets_json_lists_the_registry() -> None:
+    doc = json.loads(run("presets", "--json").stdout)
+    assert [r["name"] for r in doc] == resnext.preset_names()
+    r = next(r for r in doc if r["name"] == "resnext50_32x4d")
+    assert r["complexity"]["params"] == 25_028_904
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["budget", "--flops", "0"], "flops budget must be a positive number"),
+        (["budget", "--flops", "-4e9"], "flops budget must be a positive number"),
+        (["budget", "--flops", "4e9", "--tolerance", "1.2"], "tolerance must lie strictly"),
+        (["budget", "--flops", "4e9", "--tolerance", "0"], "tolerance must lie strictly"),
+        (["budget", "--flops", "1e4"], "no configuration lies within"),
+        (["budget", "--flops", "4e9", "--depths", "3,4,6"], "needs 4 numbers"),
+        (["budget", "--flops", "4e9", "--cardinalities", "0,2"], "--cardinalities takes"),
+        (["budget", "--flops", "4e9", "--depths", "a,b"], "--depths takes"),
+        (["budget"], "give a budget"),
+        (["show", "resnext50_32x5d"], "unknown preset 'resnext50_32x5d'; did you mean"),
+        (["show", "--template", "cifar", "--depths", "3,3,3,3"], "needs 3 numbers"),
+        (["show", "--cardinality", "-1"], "cardinality must be a positive integer"),
+        (["show", "--bottleneck-width", "0"], "bottleneck width must be a positive integer"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    res = run(*args)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
