@@ -142,9 +142,23 @@ def test_torchvision_parameter_counts(name: str) -> None:
 
 
 def test_torchvision_specs_outside_the_registry() -> None:
-    # torchvision docs: resnext101_32x8d 88,791,336; wide_resnet50_2 (C=1, d=128) 68,883,240.
-    assert resnext.complexity(Spec("imagenet", (3, 4, 23, 3), 256, 32, 8)).params == 88_791_336
-    assert resnext.complexity(Spec("imagenet", (3, 4, 6, 3), 256, 1, 128)).params == 68_883_240
+    # torchvision's docs: resnext101_32x8d has 88,791,336 params and 16.41 GFLOPS;
+    # wide_resnet50_2 (C=1, d=128 here) 68.9M params and 11.398 GFLOPS.
+    x101 = resnext.complexity(Spec("imagenet", (3, 4, 23, 3), 256, 32, 8))
+    assert x101.params == 88_791_336 and round(x101.flops / 1e9, 2) == 16.41
+    wide = resnext.complexity(Spec("imagenet", (3, 4, 6, 3), 256, 1, 128))
+    assert round(wide.params / 1e6, 1) == 68.9 and round(wide.flops / 1e9, 3) == 11.398
+
+
+# torchvision's docs: GFLOPS (multiply-adds of conv and linear layers, 224x224).
+TORCHVISION_GFLOPS = {"resnext50_32x4d": 4.23, "resnext101_64x4d": 15.46}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_GFLOPS))
+def test_torchvision_gflops(name: str) -> None:
+    assert (
+        round(resnext.complexity(resnext.preset(name)).flops / 1e9, 2) == TORCHVISION_GFLOPS[name]
+    )
 
 
 def test_table1_sizes() -> None:
