@@ -6,8 +6,10 @@ Torch is imported only inside the commands that train or build models, so that `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import time
 from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated, Any
@@ -81,6 +83,11 @@ def _flat_ints(texts: list[str] | None, option: str) -> tuple[int, ...] | None:
 TemplateOpt = Annotated[Template, typer.Option(help="Template: ImageNet (4 stages) or CIFAR (3).")]
 ClassesOpt = Annotated[int, typer.Option(help="Classes of the fc layer (0: the template's).")]
 ResolutionOpt = Annotated[int, typer.Option(help="Input side in pixels (0: the template's).")]
+CardinalitiesOpt = Annotated[str, typer.Option(help="Cardinalities C to try.")]
+ALL_CARDINALITIES = ",".join(map(str, DEFAULT_CARDINALITIES))
+BottleneckWidthsOpt = Annotated[
+    str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
+]
 
 
 @app.command()
@@ -98,12 +105,8 @@ def budget(
     widths: Annotated[
         list[str] | None, typer.Option(help="First-stage output widths, e.g. 128,256.")
     ] = None,
-    cardinalities: Annotated[str, typer.Option(help="Cardinalities C to try.")] = ",".join(
-        map(str, DEFAULT_CARDINALITIES)
-    ),
-    bottleneck_widths: Annotated[
-        str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
-    ] = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
     classes: ClassesOpt = 0,
     resolution: ResolutionOpt = 0,
     as_json: JsonOpt = False,
@@ -295,6 +298,364 @@ def presets(as_json: JsonOpt = False) -> None:
             _fmt_count(cx["params"]),
             _fmt_count(cx["flops"]),
             r["source"],
+        )
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------------- search
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RESNEXT_NAS_STORAGE",
+        help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+        "(default: sqlite:///resnext-nas.db in the working directory).",
+        show_default=False,
+    ),
+]
+StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
+# Sec. 3.1 template on the built-in 32x32 dataset, sized so that a 2-epoch trial on 2,000 images
+# takes seconds on 2 CPU cores: 8 configurations on two skeletons (see README/search docs).
+SEARCH_FLOPS = 8e6
+SEARCH_DEPTHS = ["1,1,1", "2,2,2"]
+SEARCH_WIDTHS = ["32"]
+
+
+def _search_space(
+    flops: float | None,
+    params: float | None,
+    tolerance: float,
+    template: Template,
+    depths: list[str] | None,
+    widths: list[str] | None,
+    cardinalities: str,
+    bottleneck_widths: str | None,
+    classes: int,
+    resolution: int,
+    tune_lr: bool,
+    tune_wd: bool,
+) -> Any:
+    from nas.space import SearchSpace
+
+    if flops is None and params is None:
+        flops = SEARCH_FLOPS
+    return SearchSpace(
+        Budget(flops, params, tolerance),
+        template.value,
+        tuple(_int_lists(depths or SEARCH_DEPTHS, "--depths") or ()),
+        _flat_ints(widths or SEARCH_WIDTHS, "--widths") or (),
+        _ints(cardinalities, "--cardinalities"),
+        _ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+        classes,
+        resolution,
+        tune_lr,
+        tune_wd,
+    )
+
+
+class _Progress:
+    """One live line per worker: trial, spec, epoch, validation accuracy, best error so far."""
+
+    def __init__(self, workers: int) -> None:
+        from rich.live import Live
+
+        self.lines = {w: f"worker {w}: starting" for w in range(workers)}
+        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        return Text("\n".join(self.lines.values()))
+
+    def __call__(self, worker: int, ev: dict[str, Any]) -> None:
+        best = "-" if ev["best_error"] == float("inf") else f"{ev['best_error']:.1%}"
+        self.lines[worker] = (
+            f"worker {worker}: trial {ev['trial']} {ev['spec']}  epoch {ev['epoch']}/"
+            f"{ev['epochs']}  val acc {ev['val_accuracy']:.1%}  best error {best}"
+        )
+        self.live.update(self._render())
+
+
+@app.command()
+def search(
+    trials: Annotated[int, typer.Option(help="Trained trials of the whole study.")] = 50,
+    study: StudyOpt = "resnext-search",
+    storage: StorageOpt = None,
+    workers: Annotated[
+        int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
+    ] = 1,
+    flops: Annotated[
+        float | None,
+        typer.Option(
+            help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+            show_default=False,
+        ),
+    ] = None,
+    params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
+    template: TemplateOpt = Template.cifar,
+    depths: Annotated[
+        list[str] | None,
+        typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+    ] = None,
+    widths: Annotated[
+        list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+    ] = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
+    tune_lr: Annotated[
+        bool, typer.Option(help="Also search the learning rate (log-uniform).")
+    ] = False,
+    tune_wd: Annotated[
+        bool, typer.Option(help="Also search the weight decay (log-uniform).")
+    ] = False,
+    objectives: Annotated[
+        str,
+        typer.Option(
+            help="error, or error plus flops/params/latency/activations (multi-objective)."
+        ),
+    ] = "error",
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2 or random.")] = "tpe",
+    pruner: Annotated[
+        str | None,
+        typer.Option(
+            help="hyperband, median or none (default hyperband; none with several objectives).",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Trainer early stopping after N epochs without progress "
+            "(default 2 with several objectives, else off).",
+            show_default=False,
+        ),
+    ] = None,
+    enqueue: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Preset to measure first (repeatable), or 'family': "
+            "the (C, d) family of the budget."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 2,
+    dataset: Annotated[
+        str, typer.Option(help="synthetic, cifar10, cifar100 or imagenet.")
+    ] = "synthetic",
+    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
+    train_images: Annotated[int | None, typer.Option(help="Training images per trial.")] = 2000,
+    resolution: Annotated[int | None, typer.Option(help="Resize images to this side.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (unless --tune-lr).")] = 0.1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    latency: Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")] = True,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
+    ] = 10,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the design space under a budget with Optuna; re-running the command resumes it."""
+    from nas import study as nstudy
+
+    objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
+    settings = nstudy.SearchSettings(
+        _search_space(
+            flops,
+            params,
+            tolerance,
+            template,
+            depths,
+            widths,
+            cardinalities,
+            bottleneck_widths,
+            0,
+            0,
+            tune_lr,
+            tune_wd,
+        ),
+        study,
+        objs,
+        sampler,
+        pruner,
+        seed,
+        tuple(enqueue or ()),
+        latency,
+    )
+    if trials < 1 or workers < 1 or heartbeat < 1:
+        raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    # Refuse bad presets, storage URLs and objectives before the seconds a dataset takes.
+    nstudy.enqueue_specs(settings.space, settings.enqueue)
+    nstudy.check_study(settings, storage)
+    from nas.data import load_dataset
+
+    data = load_dataset(
+        dataset, data_dir=data_dir, train_images=train_images, seed=seed, resolution=resolution
+    )
+    # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
+    settings = replace(
+        settings,
+        space=_search_space(
+            flops,
+            params,
+            tolerance,
+            template,
+            depths,
+            widths,
+            cardinalities,
+            bottleneck_widths,
+            data.classes,
+            data.resolution,
+            tune_lr,
+            tune_wd,
+        ),
+    )
+    if patience is None and len(objs) > 1:
+        patience = 2
+    train_kwargs = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "early_stop_patience": patience,
+    }
+    if not quiet and not as_json:
+        out.print(f"study {study!r}: {settings.space.describe()}", highlight=False)
+    progress = None if quiet or as_json else _Progress(workers)
+    t0 = time.perf_counter()
+    if progress:
+        progress.live.start()
+    try:
+        reports = nstudy.run_search(
+            settings,
+            data,
+            train_kwargs,
+            trials,
+            storage=storage,
+            workers=workers,
+            heartbeat=heartbeat,
+            progress=progress,
+        )
+    finally:
+        if progress:
+            progress.live.stop()
+    summary = next(r for r in nstudy.study_rows(storage) if r["name"] == study)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    summary["workers"] = [dataclasses.asdict(r) for r in reports]
+    if as_json:
+        _print_json(summary)
+        return
+    best = summary["best"]
+    states = ", ".join(f"{k} {v}" for k, v in sorted(summary["trials"].items()))
+    out.print(
+        f"study {study!r}: {states}; best error "
+        + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
+        + f"; see `resnext-nas trials --study {study}`"
+    )
+
+
+def _fmt_opt(v: Any, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+@app.command()
+def trials(
+    study: StudyOpt = "resnext-search",
+    storage: StorageOpt = None,
+    front: Annotated[
+        str | None,
+        typer.Option(
+            help="Mark the (error, X) Pareto front, X = flops, params, latency or "
+            "activations (default: the study's second objective, or flops).",
+            show_default=False,
+        ),
+    ] = None,
+    csv: Annotated[
+        str | None, typer.Option("--csv", help="Also write the rows to this CSV file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a study's trials with their spec, complexity, accuracy and throughput."""
+    from nas import study as nstudy
+
+    rows = nstudy.trial_rows(nstudy.load(study, storage), front)
+    if csv:
+        import csv as csvmod
+
+        cols = [k for k in rows[0] if k not in ("spec_dict", "values", "hparams")] if rows else []
+        with open(csv, "w", newline="") as f:
+            w = csvmod.DictWriter(f, cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(
+        title=f"study {study!r}: {len(rows)} trials",
+        caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
+        "★ a baseline from --enqueue. FLOPs are multiply-adds.",
+    )
+    for col in (
+        "#",
+        "state",
+        "spec",
+        "params",
+        "FLOPs",
+        "latency",
+        "val acc",
+        "epochs",
+        "train img/s",
+        "infer img/s",
+        "",
+        "note",
+    ):
+        table.add_column(
+            col,
+            justify="left" if col in ("state", "spec", "", "note") else "right",
+            no_wrap=col != "note",
+        )
+    for r in rows:
+        table.add_row(
+            str(r["number"]),
+            r["state"],
+            r["spec"] or "",
+            _fmt_count(r["params"]) if r["params"] is not None else "",
+            _fmt_count(r["flops"]) if r["flops"] is not None else "",
+            "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
+            _fmt_opt(r["val_accuracy"], ".1%"),
+            str(r["epochs"] or ""),
+            _fmt_opt(r["images_per_second"], ".0f"),
+            _fmt_opt(r["inference_images_per_second"], ".0f"),
+            ("◆" if r["pareto"] else "") + ("★" if r["baseline"] else ""),
+            r["note"] or "",
+            style="bold" if r["pareto"] else None,
+        )
+    out.print(table)
+
+
+@app.command()
+def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
+    """List the studies of a storage: objectives, trials by state, best trial."""
+    from nas import study as nstudy
+
+    rows = nstudy.study_rows(storage)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} studies")
+    for col in ("study", "objectives", "directions", "trials", "best error", "best spec"):
+        table.add_column(col)
+    for r in rows:
+        b = r["best"]
+        table.add_row(
+            r["name"],
+            ",".join(r["objectives"] or []),
+            ",".join(r["directions"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(r["trials"].items())),
+            f"{b['error']:.2%} (#{b['number']})" if b else "",
+            (b["spec"] or "") if b else "",
         )
     out.print(table)
 
