@@ -202,7 +202,11 @@ def _sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, n_trials // 5))
     # constant_liar: with several workers, running trials count as bad guesses so that the
     # workers do not all propose the same point.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    # n_startup_trials: Optuna's 10 random start-up trials would leave a short study (the
+    # default is 50 trials) little room to model; a fifth of the trials, 3 to 10.
+    return optuna.samplers.TPESampler(
+        seed=seed, constant_liar=True, n_startup_trials=max(3, min(10, n_trials // 5))
+    )
 
 
 def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:

@@ -194,10 +194,10 @@ def test_rejected_proposals_are_not_counted(tmp_path: Path) -> None:
     settings = SearchSettings(
         space, study="r", sampler="random", pruner="none", seed=3, latency=False
     )
-    run_search(settings, toy_data(), TRAIN, 4, storage=url)
+    run_search(settings, toy_data(), TRAIN, 3, storage=url)
     rows = trial_rows(load("r", url))
     kinds = [r["state"] for r in rows]
-    assert kinds.count("COMPLETE") == 4
+    assert kinds.count("COMPLETE") == 3
     assert all(k in ("COMPLETE", "rejected") for k in kinds)
     for r in rows:
         if r["state"] == "rejected":
@@ -209,11 +209,11 @@ def test_multi_objective_study_returns_error_and_flops(tmp_path: Path) -> None:
     settings = SearchSettings(
         tiny_space(), study="mo", objectives=("error", "flops"), sampler="nsga2", latency=False
     )
-    run_search(settings, toy_data(), {**TRAIN, "early_stop_patience": 1}, 3, storage=url)
+    run_search(settings, toy_data(), {**TRAIN, "early_stop_patience": 1}, 2, storage=url)
     study = load("mo", url)
     assert len(study.directions) == 2 and study.metric_names == ["error", "flops"]
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(done) == 3
+    assert len(done) == 2
     for t in done:
         assert t.values[1] == t.user_attrs["flops"]
     rows = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
@@ -256,12 +256,12 @@ def test_pareto_marks_match_a_brute_force_front(tmp_path: Path) -> None:
 def test_two_workers_share_one_sqlite_study_without_lock_errors(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     settings = SearchSettings(tiny_space(), study="w", pruner="none", latency=False)
-    reports = run_search(settings, toy_data(), TRAIN, 6, storage=url, workers=2)
+    reports = run_search(settings, toy_data(), TRAIN, 4, storage=url, workers=2)
     study = load("w", url)
     states = [t.state for t in study.trials]
     assert TrialState.FAIL not in states
-    assert sum(counts(t) for t in study.trials) == 6
-    assert sum(r.trials for r in reports) == 6
+    assert sum(counts(t) for t in study.trials) == 4
+    assert sum(r.trials for r in reports) == 4
     assert all(r.trials >= 1 for r in reports)  # both really worked
 
 
@@ -291,7 +291,7 @@ import sys
 from tests.test_search import toy_data, tiny_space, TRAIN
 from nas.study import SearchSettings, run_worker
 settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
-run_worker(settings, toy_data(256), {**TRAIN, "epochs": 3}, 2, storage=sys.argv[1], heartbeat=1)
+run_worker(settings, toy_data(), {**TRAIN, "epochs": 3}, 2, storage=sys.argv[1], heartbeat=1)
 """
 
 
@@ -323,7 +323,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
         if t.state == TrialState.COMPLETE
     }
     settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
-    run_worker(settings, toy_data(256), {**TRAIN, "epochs": 3}, 2, storage=url, heartbeat=1)
+    run_worker(settings, toy_data(), {**TRAIN, "epochs": 3}, 2, storage=url, heartbeat=1)
     study = load("k", url)
     by_number = {t.number: t for t in study.trials}
     assert by_number[victim.number].state == TrialState.FAIL
@@ -337,17 +337,26 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
 # -------------------------------------------------------------------------------------- CLI
 
 
-def cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+def run_cli(calls: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """Run ``cli.py`` command lines in parallel: each pays seconds of imports."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RESNEXT_NAS_STORAGE", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in calls
+    ]
+    out = []
+    for p, args in zip(procs, calls, strict=True):
+        stdout, stderr = p.communicate(timeout=180)
+        out.append(subprocess.CompletedProcess(args, p.returncode, stdout, stderr))
+    return out
 
 
 def _make_study(url: str, name: str, objectives: tuple[str, ...]) -> None:
@@ -371,24 +380,12 @@ BAD_INPUTS = [
 def test_search_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     _make_study(url, "taken", ("error",))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RESNEXT_NAS_STORAGE", None)
-    # In parallel: each command pays the seconds of importing optuna and torch.
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "search", "--trials", "1"]
-            + ["--storage", url, *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args, _ in BAD_INPUTS
-    ]
-    for p, (args, message) in zip(procs, BAD_INPUTS, strict=True):
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 2, (args, err)
+    results = run_cli(
+        [["search", "--trials", "1", "--storage", url, *args] for args, _ in BAD_INPUTS], tmp_path
+    )
+    for r, (args, message) in zip(results, BAD_INPUTS, strict=True):
+        err = r.stderr
+        assert r.returncode == 2, (args, err)
         assert "Traceback" not in err, (args, err)
         assert len(err.strip().splitlines()) == 1, (args, err)
         assert message in err, (args, err)
@@ -400,22 +397,27 @@ def test_trials_and_studies_commands(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     settings = SearchSettings(tiny_space(), study="t", pruner="none", latency=False)
     run_search(settings, toy_data(), TRAIN, 2, storage=url)
-    r = cli("trials", "--study", "t", "--json", "--csv", "t.csv", cwd=tmp_path, env={})
-    assert r.returncode == 2 and "no study database" in r.stderr  # the default file is absent
-    r = cli("trials", "--study", "t", "--storage", url, "--json", "--csv", "t.csv", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    calls = {
+        "absent": ["trials", "--study", "t", "--json"],  # the default file is not there
+        "json": ["trials", "--study", "t", "--storage", url, "--json", "--csv", "t.csv"],
+        "table": ["trials", "--study", "t", "--storage", url],
+        "unknown": ["trials", "--study", "nope", "--storage", url],
+        "studies": ["studies", "--storage", url, "--json"],
+    }
+    r = dict(zip(calls, run_cli(list(calls.values()), tmp_path), strict=True))
+    assert r["absent"].returncode == 2 and "no study database" in r["absent"].stderr
+    assert r["json"].returncode == 0, r["json"].stderr
+    rows = json.loads(r["json"].stdout)
     assert len(rows) == 2
     for row in rows:
         assert {"number", "state", "spec", "flops", "params", "val_accuracy"} <= row.keys()
         assert row["state"] == "COMPLETE" and row["spec"].endswith("w16")
     assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("number,state,spec")
-    r = cli("trials", "--study", "t", "--storage", url, cwd=tmp_path)
-    assert r.returncode == 0 and "◆" in r.stdout
-    r = cli("trials", "--study", "nope", "--storage", url, cwd=tmp_path)
-    assert r.returncode == 2 and "no study 'nope'" in r.stderr and "t" in r.stderr
-    r = cli("studies", "--storage", url, "--json", cwd=tmp_path)
-    (row,) = json.loads(r.stdout)
+    assert r["table"].returncode == 0 and "◆" in r["table"].stdout
+    assert r["unknown"].returncode == 2
+    assert "no study 'nope'" in r["unknown"].stderr
+    assert "studies there: t" in r["unknown"].stderr
+    (row,) = json.loads(r["studies"].stdout)
     assert row["name"] == "t" and row["trials"] == {"COMPLETE": 2}
     assert row["best"]["error"] == min(x["error"] for x in rows)
     assert study_rows(url)[0]["objectives"] == ["error"]
