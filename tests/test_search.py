@@ -423,6 +423,20 @@ def test_trials_and_studies_commands(tmp_path: Path) -> None:
     assert study_rows(url)[0]["objectives"] == ["error"]
 
 
+def test_search_command_runs_and_resumes(tmp_path: Path) -> None:
+    args = ["search", "--trials", "2", "--epochs", "1", "--train-images", "100"]
+    args += ["--val-fraction", "0.01", "--resolution", "16", "--depths", "1,1,1"]
+    args += ["--widths", "16", "--flops", "1e6", "--tolerance", "0.2", "--no-latency"]
+    args += ["--enqueue", "family", "--json", "--study", "c"]
+    (first,) = run_cli([args], tmp_path)  # the default storage: ./resnext-nas.db
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["trials"].get("COMPLETE", 0) + summary["trials"].get("PRUNED", 0) == 2
+    assert (tmp_path / "resnext-nas.db").exists()
+    (again,) = run_cli([args], tmp_path)
+    assert json.loads(again.stdout)["workers"][0]["trials"] == 0  # resumed, nothing left to do
+
+
 def test_existing_foreign_study_is_refused(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     study = optuna.create_study(storage=url, study_name="foreign")
