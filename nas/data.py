@@ -111,7 +111,8 @@ def load_dataset(
     kept (again stratified and seeded), so the validation split does not shrink with it.
     ``seed`` picks both subsets; the images themselves never depend on it. The test split is
     loaded only with ``eval_test``. ``data_dir`` defaults to :func:`default_data_dir`; for
-    ``imagenet`` it is the root of an ImageFolder tree (``train/<class>/*.JPEG``, ``val/...``).
+    ``imagenet`` it is the root of an ImageFolder tree (``train/<class>/*.JPEG``, ``val/...``),
+    by default ``imagenet/`` in that folder.
     ``classes`` keeps the first classes; ``images_per_class`` (ImageNet only) the first files
     of each class folder; ``resolution`` defaults to 32 (synthetic, CIFAR) or 64 (ImageNet).
     """
@@ -131,7 +132,10 @@ def load_dataset(
         raise DataError(
             f"images_per_class applies to imagenet only; use train_images to subset {name}"
         )
-    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+    else:  # an ImageNet tree is its own root; the CIFAR archives share the cache folder
+        root = default_data_dir() / ("imagenet" if name == "imagenet" else "")
 
     if name == "synthetic":
         full = _load_synthetic(classes, resolution, synthetic_train, synthetic_test, eval_test)

@@ -493,9 +493,12 @@ def test_imagenet_resize_shorter_side_then_center_crop(tmp_path: Path) -> None:
     assert out[1, :, 2:8].min() > 240 and out[0, :, 2:].max() < 15 and out[2, :, :8].max() < 15
 
 
-def test_imagenet_errors(tmp_path: Path) -> None:
+def test_imagenet_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="no ImageNet tree at .*train/<class>"):
         load_dataset("imagenet", data_dir=tmp_path / "nowhere")
+    monkeypatch.setenv("RESNEXT_NAS_DATA", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=f"no ImageNet tree at {tmp_path / 'cache' / 'imagenet'}:"):
+        load_dataset("imagenet")
     root = _tree(tmp_path / "tree", classes=2, train=3, val=1)
     with pytest.raises(ValueError, match="cannot keep 5"):
         load_dataset("imagenet", data_dir=root, classes=5)
