@@ -488,7 +488,9 @@ def search(
     if dataset in KNOWN_CLASSES:
         early = settings_for(KNOWN_CLASSES[dataset], resolution or 32)
         nstudy.enqueue_specs(early.space, early.enqueue)
-        nstudy.check_study(early, storage)
+        if nstudy.check_study(early, storage) >= trials:
+            _search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
+            return
     from nas.data import load_dataset
 
     data = load_dataset(
@@ -532,8 +534,17 @@ def search(
     finally:
         if progress:
             progress.live.stop()
+    _search_summary(study, storage, reports, time.perf_counter() - t0, as_json)
+
+
+def _search_summary(
+    study: str, storage: str | None, reports: list[Any], wall: float, as_json: bool
+) -> None:
+    """The study's trials by state and best trial, after a search."""
+    from nas import study as nstudy
+
     summary = next(r for r in nstudy.study_rows(storage) if r["name"] == study)
-    summary["wall_seconds"] = time.perf_counter() - t0
+    summary["wall_seconds"] = wall
     summary["workers"] = [dataclasses.asdict(r) for r in reports]
     if as_json:
         _print_json(summary)

@@ -277,14 +277,19 @@ def create_or_load(
     )
 
 
-def check_study(settings: SearchSettings, storage: str | None = None) -> None:
-    """Refuse an unusable storage, or an existing study of that name with other objectives."""
+def check_study(settings: SearchSettings, storage: str | None = None) -> int:
+    """Refuse an unusable storage, or an existing study of that name with other objectives.
+
+    Returns how many trials of the study count towards ``--trials`` already (0 if it is new).
+    """
     _quiet_optuna()
     st = open_storage(storage)
     names = {s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)}
-    if settings.study in names:
-        study = optuna.load_study(study_name=settings.study, storage=st)
-        _check_objectives(study, settings)
+    if settings.study not in names:
+        return 0
+    study = optuna.load_study(study_name=settings.study, storage=st)
+    _check_objectives(study, settings)
+    return sum(counts(t) for t in study.get_trials(deepcopy=False))
 
 
 def _check_objectives(study: optuna.Study, settings: SearchSettings) -> None:
