@@ -6,6 +6,8 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from nas.train import (
     write_atomic,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = resnext.Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16, stem_width=16)
 FAST = TrainConfig(epochs=2, batch_size=32, lr=0.05, device="cpu")
 
@@ -356,3 +359,44 @@ def test_latency_grows_with_the_model() -> None:
     assert 0 < small < large
     with pytest.raises(ValueError, match="repeats"):
         measure_latency(TINY, repeats=0)
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "cli.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "resnext51_32x4d"], "unknown preset"),
+        (["train", "--epochs", "0"], "epochs"),
+        (["train", "--lr", "-0.1"], "lr"),
+        (["train", "--batch-size", "0"], "batch_size"),
+        (["train", "--dataset", "mnist"], "unknown dataset"),
+        (["train", "--template", "cifar", "--depths", "3,3"], "depths"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_cli_defaults_are_the_config_defaults() -> None:
+    import typer.main
+
+    import cli
+
+    command = typer.main.get_command(cli.app).commands["train"]
+    defaults = {p.name: p.default for p in command.params}
+    cfg = TrainConfig()
+    for name in ("epochs", "batch_size", "lr", "seed", "schedule", "label_smoothing"):
+        assert defaults[name] == getattr(cfg, name), name
