@@ -6,10 +6,13 @@ Torch is imported only inside the commands that train or build models, so that `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import time
 from dataclasses import replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +21,7 @@ from rich.table import Table
 
 import resnext
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
+from resnext.registry import R29
 
 app = typer.Typer(
     help="Explore the ResNeXt design space: budgets, searches and Pareto dashboards.",
@@ -81,6 +85,11 @@ def _flat_ints(texts: list[str] | None, option: str) -> tuple[int, ...] | None:
 TemplateOpt = Annotated[Template, typer.Option(help="Template: ImageNet (4 stages) or CIFAR (3).")]
 ClassesOpt = Annotated[int, typer.Option(help="Classes of the fc layer (0: the template's).")]
 ResolutionOpt = Annotated[int, typer.Option(help="Input side in pixels (0: the template's).")]
+CardinalitiesOpt = Annotated[str, typer.Option(help="Cardinalities C to try.")]
+ALL_CARDINALITIES = ",".join(map(str, DEFAULT_CARDINALITIES))
+BottleneckWidthsOpt = Annotated[
+    str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
+]
 
 
 @app.command()
@@ -98,12 +107,8 @@ def budget(
     widths: Annotated[
         list[str] | None, typer.Option(help="First-stage output widths, e.g. 128,256.")
     ] = None,
-    cardinalities: Annotated[str, typer.Option(help="Cardinalities C to try.")] = ",".join(
-        map(str, DEFAULT_CARDINALITIES)
-    ),
-    bottleneck_widths: Annotated[
-        str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
-    ] = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
     classes: ClassesOpt = 0,
     resolution: ResolutionOpt = 0,
     as_json: JsonOpt = False,
@@ -297,6 +302,543 @@ def presets(as_json: JsonOpt = False) -> None:
             r["source"],
         )
     out.print(table)
+
+
+# ------------------------------------------------------------------------------------- search
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RESNEXT_NAS_STORAGE",
+        help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+        "(default: sqlite:///resnext-nas.db in the working directory).",
+        show_default=False,
+    ),
+]
+StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
+# The default space, on the built-in 32x32 dataset: CIFAR template (Sec. 5.3) cut to 1 or 2 blocks
+# a stage and width 32, so that a 2-epoch trial on 1,000 images is short on 2 CPU cores;
+# 8 configurations on two skeletons (the `search` help says more).
+SEARCH_FLOPS = 8e6
+KNOWN_CLASSES = {"synthetic": 10, "cifar10": 10, "cifar100": 100}  # all 32x32
+SEARCH_DEPTHS = ["1,1,1", "2,2,2"]
+SEARCH_WIDTHS = ["32"]
+
+
+def _search_space(
+    flops: float | None,
+    params: float | None,
+    tolerance: float,
+    template: Template,
+    depths: list[str] | None,
+    widths: list[str] | None,
+    cardinalities: str,
+    bottleneck_widths: str | None,
+    classes: int,
+    resolution: int,
+    tune_lr: bool,
+    tune_wd: bool,
+) -> Any:
+    from nas.space import SearchSpace
+
+    if flops is None and params is None:
+        flops = SEARCH_FLOPS
+    return SearchSpace(
+        Budget(flops, params, tolerance),
+        template.value,
+        tuple(_int_lists(depths or SEARCH_DEPTHS, "--depths") or ()),
+        _flat_ints(widths or SEARCH_WIDTHS, "--widths") or (),
+        _ints(cardinalities, "--cardinalities"),
+        _ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+        classes,
+        resolution,
+        tune_lr,
+        tune_wd,
+    )
+
+
+class _Progress:
+    """One live line per worker: trial, spec, epoch, validation accuracy, best error so far."""
+
+    def __init__(self, workers: int) -> None:
+        from rich.live import Live
+
+        self.lines = {w: f"worker {w}: starting" for w in range(workers)}
+        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        return Text("\n".join(self.lines.values()))
+
+    def __call__(self, worker: int, ev: dict[str, Any]) -> None:
+        best = "-" if ev["best_error"] == float("inf") else f"{ev['best_error']:.1%}"
+        self.lines[worker] = (
+            f"worker {worker}: trial {ev['trial']} {ev['spec']}  epoch {ev['epoch']}/"
+            f"{ev['epochs']}  val acc {ev['val_accuracy']:.1%}  best error {best}"
+        )
+        self.live.update(self._render())
+
+
+@app.command()
+def search(
+    trials: Annotated[int, typer.Option(help="Trained trials of the whole study.")] = 50,
+    study: StudyOpt = "resnext-search",
+    storage: StorageOpt = None,
+    workers: Annotated[
+        int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
+    ] = 1,
+    flops: Annotated[
+        float | None,
+        typer.Option(
+            help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+            show_default=False,
+        ),
+    ] = None,
+    params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
+    template: TemplateOpt = Template.cifar,
+    depths: Annotated[
+        list[str] | None,
+        typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+    ] = None,
+    widths: Annotated[
+        list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+    ] = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
+    tune_lr: Annotated[
+        bool, typer.Option(help="Also search the learning rate (log-uniform).")
+    ] = False,
+    tune_wd: Annotated[
+        bool, typer.Option(help="Also search the weight decay (log-uniform).")
+    ] = False,
+    objectives: Annotated[
+        str,
+        typer.Option(
+            help="error, or error plus flops/params/latency/activations (multi-objective)."
+        ),
+    ] = "error",
+    sampler: Annotated[str, typer.Option(help="tpe, nsga2 or random.")] = "tpe",
+    pruner: Annotated[
+        str | None,
+        typer.Option(
+            help="hyperband, median or none (default hyperband; none with several objectives).",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Trainer early stopping after N epochs without progress "
+            "(default 2 with several objectives, else off).",
+            show_default=False,
+        ),
+    ] = None,
+    enqueue: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Measure a preset first (repeatable): its (C, d) on the study's skeleton, "
+            "refused if out of band; or 'family': the closest config per skeleton and C."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 2,
+    dataset: Annotated[
+        str, typer.Option(help="synthetic, cifar10, cifar100 or imagenet.")
+    ] = "synthetic",
+    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
+    train_images: Annotated[int | None, typer.Option(help="Training images per trial.")] = 1000,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of the training set held out to score trials.")
+    ] = 0.02,
+    resolution: Annotated[int | None, typer.Option(help="Resize images to this side.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (unless --tune-lr).")] = 0.1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    latency: Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")] = True,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
+    ] = 10,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the design space under a budget with Optuna; re-running the command resumes it.
+
+    Default space: CIFAR template, depths 1-1-1 and 2-2-2, width 32, 8e6 FLOPs ±10%, every C
+    and d: 8 configurations (two cells, 2-2-2 with C=4 or 8, are empty and rejected if
+    proposed), sized for 2-epoch trials on 1,000 synthetic 32x32 images (1,000 held out) on a
+    CPU.
+    """
+    from nas import study as nstudy
+
+    objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
+
+    def settings_for(classes: int, res: int) -> Any:
+        space = _search_space(
+            flops, params, tolerance, template, depths, widths, cardinalities,
+            bottleneck_widths, classes, res, tune_lr, tune_wd,
+        )  # fmt: skip
+        return nstudy.SearchSettings(
+            space, study, objs, sampler, pruner, seed, tuple(enqueue or ()), latency
+        )
+
+    if trials < 1 or workers < 1 or heartbeat < 1:
+        raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
+    # takes, where its classes and resolution are known beforehand.
+    if dataset in KNOWN_CLASSES:
+        early = settings_for(KNOWN_CLASSES[dataset], resolution or 32)
+        nstudy.enqueue_specs(early.space, early.enqueue)
+        if nstudy.check_study(early, storage) >= trials:
+            _search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
+            return
+    from nas.data import load_dataset
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_images=train_images,
+        val_fraction=val_fraction,
+        seed=seed,
+        resolution=resolution,
+    )
+    # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
+    settings = settings_for(data.classes, data.resolution)
+    nstudy.enqueue_specs(settings.space, settings.enqueue)
+    if patience is None and len(objs) > 1:
+        patience = 2
+    train_kwargs = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "early_stop_patience": patience,
+    }
+    if not quiet and not as_json:
+        out.print(f"study {study!r}: {settings.space.describe()}", highlight=False)
+    progress = None if quiet or as_json else _Progress(workers)
+    t0 = time.perf_counter()
+    if progress:
+        progress.live.start()
+    try:
+        reports = nstudy.run_search(
+            settings,
+            data,
+            train_kwargs,
+            trials,
+            storage=storage,
+            workers=workers,
+            heartbeat=heartbeat,
+            progress=progress,
+        )
+    finally:
+        if progress:
+            progress.live.stop()
+    _search_summary(study, storage, reports, time.perf_counter() - t0, as_json)
+
+
+def _search_summary(
+    study: str, storage: str | None, reports: list[Any], wall: float, as_json: bool
+) -> None:
+    """The study's trials by state and best trial, after a search."""
+    from nas import study as nstudy
+
+    summary = next(r for r in nstudy.study_rows(storage) if r["name"] == study)
+    summary["wall_seconds"] = wall
+    summary["workers"] = [dataclasses.asdict(r) for r in reports]
+    if as_json:
+        _print_json(summary)
+        return
+    best = summary["best"]
+    states = ", ".join(f"{k} {v}" for k, v in sorted(summary["trials"].items()))
+    out.print(
+        f"study {study!r}: {states}; best error "
+        + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
+        + f"; see `resnext-nas trials --study {study}`"
+    )
+
+
+def _fmt_opt(v: Any, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+@app.command()
+def trials(
+    study: StudyOpt = "resnext-search",
+    storage: StorageOpt = None,
+    front: Annotated[
+        str | None,
+        typer.Option(
+            help="Mark the (error, X) Pareto front, X = flops, params, latency or "
+            "activations (default: the study's second objective, or flops).",
+            show_default=False,
+        ),
+    ] = None,
+    csv: Annotated[
+        str | None, typer.Option("--csv", help="Also write the rows to this CSV file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a study's trials with their spec, complexity, accuracy and throughput."""
+    from nas import study as nstudy
+
+    rows = nstudy.trial_rows(nstudy.load(study, storage), front)
+    if csv:
+        import csv as csvmod
+
+        cols = [k for k in rows[0] if k not in ("spec_dict", "values", "hparams")] if rows else []
+        with open(csv, "w", newline="") as f:
+            w = csvmod.DictWriter(f, cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(
+        title=f"study {study!r}: {len(rows)} trials",
+        caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
+        "★ a baseline from --enqueue. FLOPs are multiply-adds.",
+    )
+    for col in (
+        "#",
+        "state",
+        "spec",
+        "params",
+        "FLOPs",
+        "latency",
+        "val acc",
+        "epochs",
+        "train img/s",
+        "infer img/s",
+        "",
+        "note",
+    ):
+        table.add_column(
+            col,
+            justify="left" if col in ("state", "spec", "", "note") else "right",
+            no_wrap=col != "note",
+        )
+    for r in rows:
+        table.add_row(
+            str(r["number"]),
+            r["state"],
+            r["spec"] or "",
+            _fmt_count(r["params"]) if r["params"] is not None else "",
+            _fmt_count(r["flops"]) if r["flops"] is not None else "",
+            "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
+            _fmt_opt(r["val_accuracy"], ".1%"),
+            str(r["epochs"] or ""),
+            _fmt_opt(r["images_per_second"], ".0f"),
+            _fmt_opt(r["inference_images_per_second"], ".0f"),
+            ("◆" if r["pareto"] else "") + ("★" if r["baseline"] else ""),
+            r["note"] or "",
+            style="bold" if r["pareto"] else None,
+        )
+    out.print(table)
+
+
+@app.command()
+def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
+    """List the studies of a storage: objectives, trials by state, best trial."""
+    from nas import study as nstudy
+
+    rows = nstudy.study_rows(storage)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} studies")
+    for col in ("study", "objectives", "directions", "trials", "best error", "best spec"):
+        table.add_column(col)
+    for r in rows:
+        b = r["best"]
+        table.add_row(
+            r["name"],
+            ",".join(r["objectives"] or []),
+            ",".join(r["directions"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(r["trials"].items())),
+            f"{b['error']:.2%} (#{b['number']})" if b else "",
+            (b["spec"] or "") if b else "",
+        )
+    out.print(table)
+
+
+# -------------------------------------------------------------------------------------- train
+
+# The names nas.data.load_dataset knows; checked here so that a typo is refused before the
+# seconds it takes to import torch and load data.
+DATASETS = ("synthetic", "cifar10", "cifar100", "imagenet")
+
+
+def _train_spec_from_options(
+    preset: str | None,
+    template: str | None,
+    depths: str | None,
+    width: int | None,
+    cardinality: int | None,
+    bottleneck_width: int | None,
+) -> resnext.Spec:
+    """A preset with the options given overriding its fields, or a spec from the options alone."""
+    fields: dict[str, Any] = {
+        "template": template,
+        "width": width,
+        "cardinality": cardinality,
+        "bottleneck_width": bottleneck_width,
+    }
+    if depths is not None:
+        try:
+            fields["depths"] = tuple(int(d) for d in depths.split(","))
+        except ValueError:
+            raise ValueError(
+                f"depths must be integers separated by commas, got {depths!r}"
+            ) from None
+    given = {k: v for k, v in fields.items() if v is not None}
+    if preset is not None:
+        return dataclasses.replace(resnext.preset(preset), **given)
+    if "depths" not in given and given.get("template") == "cifar":
+        given["depths"] = R29  # Sec. 5.3: the CIFAR network has 3 stages of 3 blocks
+    return resnext.Spec(**given)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (a reader never sees half a file)."""
+    from nas.train import write_atomic
+
+    text = json.dumps(obj, indent=2) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+@app.command("train")
+def train_command(
+    preset: Annotated[
+        str | None, typer.Argument(help="A preset (see `presets`); spec options override it.")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="cifar or imagenet.")] = None,
+    depths: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,4,6,3.")] = None,
+    width: Annotated[int | None, typer.Option(help="Output width of the first stage.")] = None,
+    cardinality: Annotated[int | None, typer.Option(help="C, paths per block.")] = None,
+    bottleneck_width: Annotated[
+        int | None, typer.Option(help="d, the width of one path in the first stage.")
+    ] = None,
+    classes: Annotated[
+        int | None, typer.Option(help="Load only this many classes of the dataset.")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "synthetic",
+    data_dir: Annotated[Path | None, typer.Option(help="Where datasets are kept.")] = None,
+    train_images: Annotated[
+        int | None, typer.Option(help="Train on this many images (default: all).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
+    schedule: Annotated[str, typer.Option(help="cosine, onecycle or step.")] = "cosine",
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing, 0 for none.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the data split and the training.")] = 0,
+    eval_test: Annotated[
+        bool, typer.Option("--eval-test", help="Also score the final weights on the test split.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default runs/train-<time>); an existing one resumes."),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
+    from nas.train import TrainConfig
+
+    # Every check that needs no data comes first, so that a typo fails at once.
+    spec = _train_spec_from_options(preset, template, depths, width, cardinality, bottleneck_width)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        label_smoothing=label_smoothing,
+        seed=seed,
+    )
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+
+    from nas.data import load_dataset
+    from nas.train import train
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_images=train_images,
+        seed=seed,
+        eval_test=eval_test,
+        classes=classes,
+    )
+    # The data decides what the network must predict and at which size.
+    spec = dataclasses.replace(spec, classes=data.classes, resolution=data.resolution)
+    run_dir = out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = train(
+        spec,
+        data,
+        cfg,
+        checkpoint_dir=run_dir,
+        progress=not (as_json or quiet),
+        eval_test=eval_test,
+    )
+    record = {
+        "spec": spec.to_dict(),
+        "complexity": resnext.complexity(spec).to_dict(),
+        "config": dataclasses.asdict(cfg.resolved(data.kind)),
+        "dataset": {
+            "name": data.name,
+            "kind": data.kind,
+            "classes": data.classes,
+            "resolution": data.resolution,
+            "train_images": len(data.train_y),
+            "val_images": len(data.val_y),
+        },
+        "run_dir": str(run_dir),
+        **result.to_dict(),
+    }
+    _write_json(run_dir / "result.json", record)
+    diverged = result.status == "diverged"
+    if as_json:
+        _print_json(record)
+    else:
+        _print_train_summary(spec, record)
+    if diverged:
+        raise typer.Exit(1)
+
+
+def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
+    """A rich table of a training result, and what to do if it diverged."""
+    table = Table(title=f"{spec.describe()} on {record['dataset']['name']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    status = record["status"]
+    epochs = len(record["history"])
+    table.add_row("status", status if status != "diverged" else "[red]diverged[/red]")
+    table.add_row("epochs", str(epochs))
+    if epochs:
+        table.add_row(
+            "val accuracy (best)", f"{record['val_accuracy']:.2%} @ epoch {record['best_epoch']}"
+        )
+        table.add_row("val accuracy (final)", f"{record['final_val_accuracy']:.2%}")
+    if record["test_accuracy"] is not None:
+        table.add_row("test accuracy (final)", f"{record['test_accuracy']:.2%}")
+    table.add_row("train images/s", f"{record['images_per_second']:,.0f}")
+    table.add_row("inference images/s", f"{record['inference_images_per_second']:,.0f}")
+    table.add_row(
+        "params / FLOPs",
+        " / ".join(_fmt_count(record["complexity"][k]) for k in ("params", "flops")),
+    )
+    table.add_row("wall time", f"{record['wall_seconds']:.1f} s")
+    table.add_row("result", str(Path(record["run_dir"]) / "result.json"))
+    out.print(table)
+    if status == "diverged":
+        out.print(
+            f"[red]Training diverged:[/red] the loss became NaN or inf in epoch {epochs + 1}; "
+            f"try a lower --lr than {record['config']['lr']:g}."
+        )
 
 
 def main() -> None:

@@ -2,13 +2,40 @@
 
 Every loader returns a :class:`Dataset` of uint8 NCHW arrays, so that the trainer can hold a
 whole dataset on its device and augment whole batches as tensors.
+
+Trials are scored on a validation split carved from the training set (stratified by class,
+seeded); the official test split is loaded only when asked for, so that a search never looks at
+it. Every problem a user can fix (a missing or corrupt archive, a bad option) raises
+:class:`DataError`, a ``ValueError`` whose message is one line saying what to do.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import os
+import pickle
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+DATASETS = ("synthetic", "cifar10", "cifar100", "imagenet")
+SYNTHETIC_SEED = 0  # the synthetic set is one fixed dataset, like CIFAR; `seed` only splits it
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+class DataError(ValueError):
+    """A dataset problem the user can fix; the message is one line that says how."""
 
 
 @dataclass
@@ -24,8 +51,594 @@ class Dataset:
     val_y: np.ndarray
     test_x: np.ndarray | None = None  # loaded only when asked for (--eval-test)
     test_y: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
 
     @property
     def resolution(self) -> int:
         """Side of the (square) images."""
         return int(self.train_x.shape[-1])
+
+
+def describe(ds: Dataset) -> str:
+    """One line: name, classes, resolution and split sizes."""
+    r = ds.resolution
+    sizes = f"{len(ds.train_y):,} train / {len(ds.val_y):,} val"
+    if ds.test_y is not None:
+        sizes += f" / {len(ds.test_y):,} test"
+    return f"{ds.name}: {ds.classes} classes, {r}x{r} images, {sizes}"
+
+
+def default_data_dir() -> Path:
+    """Where datasets live unless told: ``$RESNEXT_NAS_DATA``, else the user's cache folder."""
+    if env := os.environ.get("RESNEXT_NAS_DATA"):
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "resnext-nas"
+
+
+@dataclass
+class _Full:
+    """A dataset before the validation split: all training images, and the test split if asked."""
+
+    classes: int
+    kind: str
+    class_names: tuple[str, ...]
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray | None
+    test_y: np.ndarray | None
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    train_images: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    eval_test: bool = False,
+    download: bool = True,
+    classes: int | None = None,
+    images_per_class: int | None = None,
+    resolution: int | None = None,
+    synthetic_train: int = 50_000,
+    synthetic_test: int = 10_000,
+) -> Dataset:
+    """Load dataset ``name`` (one of :data:`DATASETS`), with a seeded, stratified val split.
+
+    ``val_fraction`` of the training set is set aside for scoring trials, stratified by class;
+    then, if ``train_images`` is given, only that many of the remaining training images are
+    kept (again stratified and seeded), so the validation split does not shrink with it.
+    ``seed`` picks both subsets; the images themselves never depend on it. The test split is
+    loaded only with ``eval_test``. ``data_dir`` defaults to :func:`default_data_dir`; for
+    ``imagenet`` it is the root of an ImageFolder tree (``train/<class>/*.JPEG``, ``val/...``),
+    by default ``imagenet/`` in that folder.
+    ``classes`` keeps the first classes; ``images_per_class`` (ImageNet only) the first files
+    of each class folder; ``resolution`` defaults to 32 (synthetic, CIFAR) or 64 (ImageNet).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    for option, value in (
+        ("train_images", train_images),
+        ("classes", classes),
+        ("images_per_class", images_per_class),
+        ("resolution", resolution),
+    ):
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise DataError(f"{option} must be a positive integer, got {value!r}")
+    if images_per_class is not None and name != "imagenet":
+        raise DataError(
+            f"images_per_class applies to imagenet only; use train_images to subset {name}"
+        )
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+    else:  # an ImageNet tree is its own root; the CIFAR archives share the cache folder
+        root = default_data_dir() / ("imagenet" if name == "imagenet" else "")
+
+    if name == "synthetic":
+        full = _load_synthetic(classes, resolution, synthetic_train, synthetic_test, eval_test)
+    elif name in _CIFAR:
+        if resolution not in (None, 32):
+            raise DataError(f"{name} images are 32x32; leave resolution unset or pass 32")
+        full = _load_cifar(_CIFAR[name], root, classes, eval_test, download)
+    else:
+        full = _load_imagenet(root, classes, images_per_class, resolution or 64, eval_test)
+
+    train, val = split_indices(full.train_y, val_fraction, seed, train_images, name)
+    return Dataset(
+        name=name,
+        classes=full.classes,
+        kind=full.kind,
+        train_x=full.train_x[train],
+        train_y=full.train_y[train],
+        val_x=full.train_x[val],
+        val_y=full.train_y[val],
+        test_x=full.test_x,
+        test_y=full.test_y,
+        class_names=full.class_names,
+    )
+
+
+# --- splits -------------------------------------------------------------------------------
+
+
+def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``n`` items of ``y``, each class taking its share (largest remainder)."""
+    labels, counts = np.unique(y, return_counts=True)
+    quota = counts * (n / len(y))
+    take = np.floor(quota).astype(np.int64)
+    # The seats left over go to the largest fractional quotas, ties to the lower class.
+    order = np.lexsort((labels, -(quota - take)))
+    take[order[: n - int(take.sum())]] += 1
+    picked = [
+        rng.choice(np.flatnonzero(y == c), k, replace=False)
+        for c, k in zip(labels, take, strict=True)
+    ]
+    return np.sort(np.concatenate(picked)) if picked else np.empty(0, np.int64)
+
+
+def split_indices(
+    y: np.ndarray,
+    val_fraction: float,
+    seed: int,
+    train_images: int | None = None,
+    name: str = "the dataset",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and val indices into ``y``: val carved first, then ``train_images`` of the rest."""
+    n_val = round(len(y) * val_fraction)
+    labels, counts = np.unique(y, return_counts=True)
+    if n_val < 1 or len(y) - n_val < len(labels):
+        raise DataError(
+            f"{name} has only {len(y)} training images for {len(labels)} classes, too few "
+            f"to carve a {val_fraction:.0%} validation split; use more images"
+        )
+    val = stratified_pick(y, n_val, np.random.default_rng([seed, 1]))
+    rest = np.setdiff1d(np.arange(len(y)), val, assume_unique=True)
+    left = np.isin(labels, y[rest])
+    if not left.all():
+        raise DataError(
+            f"class {labels[~left][0]} of {name} has only {counts[~left][0]} image(s), all taken "
+            "by the validation split; use more images or a smaller val_fraction"
+        )
+    if train_images is not None:
+        if train_images > len(rest):
+            raise DataError(
+                f"train_images={train_images} but {name} has only {len(rest)} training images "
+                f"left after carving the {val_fraction:.0%} validation split"
+            )
+        if train_images < len(labels):
+            raise DataError(
+                f"train_images={train_images} is fewer than the {len(labels)} classes of {name}"
+            )
+        rest = rest[stratified_pick(y[rest], train_images, np.random.default_rng([seed, 2]))]
+    return rest, val
+
+
+# --- synthetic ----------------------------------------------------------------------------
+
+
+def _load_synthetic(
+    classes: int | None, resolution: int | None, n_train: int, n_test: int, eval_test: bool
+) -> _Full:
+    from nas import synthetic
+
+    classes = classes or len(synthetic.SHAPES)
+    resolution = resolution or 32
+
+    def make(n: int, stream: int) -> tuple[np.ndarray, np.ndarray]:  # checks its arguments
+        return synthetic.generate(
+            n, seed=SYNTHETIC_SEED, stream=stream, classes=classes, resolution=resolution
+        )
+
+    train_x, train_y = make(n_train, 0)
+    test_x, test_y = make(n_test, 1) if eval_test else (None, None)
+    names = synthetic.SHAPES[:classes]
+    return _Full(classes, "cifar", names, train_x, train_y, test_x, test_y)
+
+
+# --- CIFAR --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CifarFormat:
+    """Where one CIFAR version lives and how its python-pickle batches are laid out."""
+
+    title: str
+    archive: str
+    url: str
+    md5: str
+    folder: str  # what the archive extracts to
+    train: tuple[str, ...]
+    test: str
+    meta: str
+    label_key: bytes
+    names_key: bytes
+    classes: int
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.train, self.test, self.meta)
+
+
+# https://www.cs.toronto.edu/~kriz/cifar.html: the "python version" archives and their MD5s.
+_CIFAR = {
+    "cifar10": _CifarFormat(
+        "CIFAR-10",
+        "cifar-10-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        "batches.meta",
+        b"labels",
+        b"label_names",
+        10,
+    ),
+    "cifar100": _CifarFormat(
+        "CIFAR-100",
+        "cifar-100-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+        "cifar-100-python",
+        ("train",),
+        "test",
+        "meta",
+        b"fine_labels",
+        b"fine_label_names",
+        100,
+    ),
+}
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's text on one line (the CLI prints user errors as one line)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def file_md5(path: str | Path) -> str:
+    """Hex MD5 of a file, read in 1 MiB blocks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest: str | Path, md5: str) -> Path:
+    """Fetch ``url`` to ``dest`` via a temporary file, renamed into place once its MD5 matches."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as e:
+        raise DataError(
+            f"cannot write to {dest.parent} ({_one_line(e)}); pass a writable data_dir"
+        ) from None
+    tmp = Path(tmp_name)
+    sys.stderr.write(f"downloading {url} to {dest}\n")
+    try:
+        h = hashlib.md5()
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
+            while block := response.read(1 << 20):
+                h.update(block)
+                f.write(block)
+        if h.hexdigest() != md5:
+            raise DataError(
+                f"the download of {url} has MD5 {h.hexdigest()}, expected {md5}; "
+                f"place the official archive at {dest} by hand"
+            )
+        os.replace(tmp, dest)
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        # URLError carries the cause in .reason; HTTPError's text has the status code.
+        cause = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
+        reason = _one_line(cause)
+        raise DataError(
+            f"could not download {url} ({reason}); place the archive at {dest}"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR batch holds: dicts, lists, bytes, ints and numpy arrays.
+
+    The batches are pickles, and a pickle can call any importable function; this one resolves
+    a short allow-list of globals and refuses every other.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = _safe_globals().get((module, name))
+        if obj is None:
+            raise pickle.UnpicklingError(f"refused to load the global {module}.{name}")
+        return obj
+
+
+def _safe_globals() -> dict[tuple[str, str], Any]:
+    """The globals a CIFAR pickle may name: array and dtype reconstruction, latin-1 bytes."""
+    import codecs
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 1.26 has only the old name
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return {
+        # Python 2 pickles (the official files) name numpy.core; numpy 2 writes numpy._core.
+        ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        # Python 3 writes bytes as _codecs.encode(str, "latin1") under protocol 2.
+        ("_codecs", "encode"): codecs.encode,
+    }
+
+
+def _unpickle(path: Path, what: str) -> dict[bytes, Any]:
+    """The dict pickled in the CIFAR file ``path``, through the restricted unpickler."""
+    try:
+        with open(path, "rb") as f:
+            obj = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise DataError(
+            f"{path} is not a valid {what} file ({_one_line(e)}); delete it and load again "
+            "to re-extract or re-download it"
+        ) from None
+    except (IndexError, KeyError, OverflowError, MemoryError) as e:
+        raise DataError(
+            f"{path} is corrupt ({type(e).__name__}); delete it and load again to re-extract it"
+        ) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a {type(obj).__name__}, not a {what} dict; delete it")
+    return obj
+
+
+def _read_batch(path: Path, fmt: _CifarFormat) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[N, 3, 32, 32]`` and labels of one CIFAR batch file, validated."""
+    batch = _unpickle(path, f"{fmt.title} batch")
+    data, labels = batch.get(b"data"), batch.get(fmt.label_key)
+    fix = "delete it and load again to re-extract it"
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise DataError(f"{path} has no uint8 image matrix under b'data'; {fix}")
+    if data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path} has rows of {data.shape[1]} bytes, not 3072; {fix}")
+    if not isinstance(labels, list | np.ndarray):
+        raise DataError(f"{path} has no label list under {fmt.label_key!r}; {fix}")
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path} has labels that are not integers; {fix}") from None
+    if y.shape != (len(data),):
+        raise DataError(f"{path} has {len(y)} labels for {len(data)} images; {fix}")
+    if len(y) and (y.min() < 0 or y.max() >= fmt.classes):
+        raise DataError(f"{path} has labels outside 0..{fmt.classes - 1}; {fix}")
+    # Each row holds the red, green and blue planes of a 32x32 image, row-major.
+    return data.reshape(-1, 3, 32, 32), y
+
+
+def _read_names(path: Path, fmt: _CifarFormat) -> tuple[str, ...]:
+    """The class names in a CIFAR meta file."""
+    names = _unpickle(path, f"{fmt.title} meta").get(fmt.names_key)
+    if (
+        not isinstance(names, list)
+        or len(names) != fmt.classes
+        or not all(isinstance(n, bytes | str) for n in names)
+    ):
+        raise DataError(
+            f"{path} lacks {fmt.classes} class names under {fmt.names_key!r}; delete it and "
+            "load again to re-extract it"
+        )
+    return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
+
+
+def _extract_cifar(archive: Path, fmt: _CifarFormat, root: Path) -> None:
+    """Extract the batch files of ``archive`` into ``root/fmt.folder``, checking its MD5 first.
+
+    Only regular members with the expected names are read, and they are written to paths this
+    function builds, so a hostile archive cannot write elsewhere (no path traversal).
+    """
+    got = file_md5(archive)
+    if got != fmt.md5:
+        raise DataError(
+            f"{archive} has MD5 {got}, expected {fmt.md5} (truncated or not the official "
+            f"archive); delete it and load again to download it, or place a good copy there"
+        )
+    wanted = {f"{fmt.folder}/{f}": f for f in fmt.files}
+    target = root / fmt.folder
+    target.mkdir(parents=True, exist_ok=True)
+    found: set[str] = set()
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                name = wanted.get(member.name.removeprefix("./"))
+                if name is None or not member.isfile():
+                    continue
+                src = tar.extractfile(member)
+                assert src is not None  # a regular file always has data
+                fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.", suffix=".part")
+                with os.fdopen(fd, "wb") as out:
+                    while block := src.read(1 << 20):
+                        out.write(block)
+                os.replace(tmp, target / name)
+                found.add(name)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise DataError(
+            f"{archive} is truncated or corrupt ({_one_line(e)}); delete it and load again "
+            "to download it, or place a good copy there"
+        ) from None
+    missing = [f for f in fmt.files if f not in found]
+    if missing:
+        raise DataError(
+            f"{archive} lacks {fmt.folder}/{', '.join(missing)}; it is not the official "
+            f"{fmt.title} archive: delete it and place the official one there"
+        )
+
+
+def _cifar_folder(fmt: _CifarFormat, root: Path, download_ok: bool) -> Path:
+    """The extracted folder of ``fmt`` under ``root``: extracted or downloaded if need be."""
+    folder = root / fmt.folder
+    if all((folder / f).is_file() for f in fmt.files):
+        return folder
+    archive = root / fmt.archive
+    if not archive.is_file():
+        if not download_ok:
+            raise DataError(
+                f"{fmt.title} is not in {root}: place {fmt.archive} (from {fmt.url}) or its "
+                f"extracted {fmt.folder}/ there, or allow downloading"
+            )
+        download(fmt.url, archive, fmt.md5)
+    _extract_cifar(archive, fmt, root)
+    return folder
+
+
+def _load_cifar(
+    fmt: _CifarFormat, root: Path, classes: int | None, eval_test: bool, download_ok: bool
+) -> _Full:
+    folder = _cifar_folder(fmt, root, download_ok)
+    names = _read_names(folder / fmt.meta, fmt)
+    parts = [_read_batch(folder / f, fmt) for f in fmt.train]
+    train_x = np.concatenate([x for x, _ in parts])
+    train_y = np.concatenate([y for _, y in parts])
+    test_x, test_y = _read_batch(folder / fmt.test, fmt) if eval_test else (None, None)
+    n = classes or fmt.classes
+    if n > fmt.classes:
+        raise DataError(f"{fmt.title} has {fmt.classes} classes, cannot keep {n}")
+    if n < fmt.classes:  # keep the first n classes, as for ImageNet subsets
+        keep = train_y < n
+        train_x, train_y = train_x[keep], train_y[keep]
+        if test_y is not None and test_x is not None:
+            keep = test_y < n
+            test_x, test_y = test_x[keep], test_y[keep]
+    return _Full(n, "cifar", names[:n], train_x, train_y, test_x, test_y)
+
+
+# --- ImageNet subsets ---------------------------------------------------------------------
+
+_CACHE_VERSION = 1  # bump when decoding changes, so that old caches are not reused
+
+
+def _decode(path: Path, resolution: int) -> np.ndarray:
+    """One image file as ``[3, R, R]`` uint8: shorter side resized to R, then center-cropped."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (resolution, resolution))  # JPEG: let libjpeg downscale by 2..8
+            rgb = im.convert("RGB")
+        w, h = rgb.size
+        scale = resolution / min(w, h)
+        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+        rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+        rgb = rgb.crop((left, top, left + resolution, top + resolution))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(
+            f"cannot decode {path} ({_one_line(e)}); delete or replace the file"
+        ) from None
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _image_files(folder: Path, limit: int | None) -> list[Path]:
+    """The first ``limit`` image files of a class folder, in sorted order."""
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not files:
+        raise DataError(
+            f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add some or "
+            "remove the folder"
+        )
+    return files[:limit]
+
+
+def _cache_dir(root: Path) -> Path:
+    """The folder for decoded arrays: inside the tree, or the user cache if it is read-only."""
+    inside = root / ".resnext-nas-cache"
+    try:
+        inside.mkdir(exist_ok=True)
+        if os.access(inside, os.W_OK):
+            return inside
+    except OSError:
+        pass
+    return default_data_dir() / "imagenet-cache"
+
+
+def _decode_cached(
+    root: Path, split: str, files: Sequence[Path], labels: np.ndarray, resolution: int
+) -> np.ndarray:
+    """Decoded images of ``files``, from an ``.npz`` keyed by the file list if there is one."""
+    h = hashlib.sha256(f"{_CACHE_VERSION} {root.resolve()} {resolution}\n".encode())
+    for p, y in zip(files, labels, strict=True):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)} {y} {st.st_size} {st.st_mtime_ns}\n".encode())
+    n_classes = len(np.unique(labels))
+    name = f"{split}-{n_classes}c-{len(files)}i-{resolution}px-{h.hexdigest()[:16]}.npz"
+    cache = _cache_dir(root) / name
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                x = z["x"]
+            if x.shape == (len(files), 3, resolution, resolution) and x.dtype == np.uint8:
+                return x
+        except (OSError, ValueError, KeyError, zlib.error):
+            pass  # a broken cache is rebuilt below
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # Pillow releases the GIL
+        images = list(pool.map(lambda p: _decode(p, resolution), files))
+    x = np.stack(images) if images else np.empty((0, 3, resolution, resolution), np.uint8)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x)
+        os.replace(tmp, cache)
+    except OSError as e:  # caching is an optimisation: say so, and go on without it
+        sys.stderr.write(f"warning: could not cache decoded images in {cache.parent}: {e}\n")
+    return x
+
+
+def _load_imagenet(
+    root: Path,
+    classes: int | None,
+    images_per_class: int | None,
+    resolution: int,
+    eval_test: bool,
+) -> _Full:
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"no ImageNet tree at {root}: expected {train_dir}/<class>/*.JPEG (and val/<class>/ "
+            "for the test split); pass data_dir pointing at the folder that holds train/"
+        )
+    names = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
+        raise DataError(f"{train_dir} has no class folders; expected {train_dir}/<class>/*.JPEG")
+    if classes is not None:
+        if classes > len(names):
+            raise DataError(f"{train_dir} has {len(names)} class folders, cannot keep {classes}")
+        names = names[:classes]
+
+    def split(folder: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+        files, labels = [], []
+        for label, cls in enumerate(names):
+            if not (folder / cls).is_dir():
+                raise DataError(f"{folder} lacks the class folder {cls} that train/ has")
+            found = _image_files(folder / cls, limit)
+            files += found
+            labels += [label] * len(found)
+        y = np.asarray(labels, dtype=np.int64)
+        return _decode_cached(root, folder.name, files, y, resolution), y
+
+    train_x, train_y = split(train_dir, images_per_class)
+    test_x, test_y = None, None
+    if eval_test:
+        if not (root / "val").is_dir():
+            raise DataError(
+                f"{root} has no val/ folder, which holds the test split (val/<class>/*.JPEG); "
+                "add it or leave out eval_test"
+            )
+        test_x, test_y = split(root / "val", None)
+    return _Full(len(names), "imagenet", tuple(names), train_x, train_y, test_x, test_y)

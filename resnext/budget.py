@@ -113,11 +113,13 @@ def pareto_mask(params: np.ndarray, flops: np.ndarray) -> np.ndarray:
     """True where no other point has params <= and flops <= with one strictly smaller."""
     order = np.lexsort((flops, params))  # by params, ties by flops
     mask = np.zeros(len(params), dtype=bool)
-    best = np.inf
+    best, best_params = np.inf, None
     for i in order:
         if flops[i] < best:
             mask[i] = True
-            best = flops[i]
+            best, best_params = flops[i], params[i]
+        elif flops[i] == best and params[i] == best_params:
+            mask[i] = True  # a duplicate of a front point is not dominated by it
     return mask
 
 

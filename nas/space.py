@@ -1,0 +1,248 @@
+"""The design space of a search: the in-band configurations of the template generator.
+
+A :class:`SearchSpace` enumerates, once and without building a model, every (depths, width, C, d)
+whose complexity lies inside the budget band (:func:`resnext.budget.generate`).
+:func:`suggest_spec` then draws a spec define-by-run with stable parameter names, so that every
+proposal is in band by construction: ``depths``, ``width`` and ``cardinality`` are categorical
+over the values that occur in band, and ``bottleneck_width`` is drawn from the in-band d of the
+chosen cell only (an integer range, since complexity grows strictly with d at fixed C). A cell
+(depths, width, C) with no in-band d at all is rejected with :class:`OutOfBudget` before any
+model exists; the space marks how many such cells there are (none for the default space).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from resnext.budget import DEFAULT_CARDINALITIES, Budget, Config, generate
+from resnext.spec import Spec
+
+# Log-uniform ranges of --tune-lr / --tune-wd around the paper's values (Sec. 5.3: lr 0.1,
+# weight decay 5e-4 on CIFAR; Sec. 4: 1e-4 on ImageNet).
+LR_RANGE = (1e-3, 1.0)
+WD_RANGE = (1e-5, 1e-2)
+
+
+class OutOfBudget(optuna.TrialPruned):
+    """A proposal with no in-band configuration, rejected before any compute."""
+
+
+def depths_key(depths: tuple[int, ...]) -> str:
+    """The categorical value of the ``depths`` parameter, e.g. ``"3-4-6-3"``."""
+    return "-".join(map(str, depths))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Every configuration of a template grid inside a budget band, plus optional hyper-parameters.
+
+    Built from the same options as ``resnext-nas budget``; raises ValueError when the band holds
+    no configuration.
+    """
+
+    budget: Budget
+    template: str = "cifar"
+    depths: tuple[tuple[int, ...], ...] = ((1, 1, 1),)
+    widths: tuple[int, ...] = (64,)
+    cardinalities: tuple[int, ...] = DEFAULT_CARDINALITIES
+    bottleneck_widths: tuple[int, ...] | None = None  # None: every integer d
+    classes: int = 0
+    resolution: int = 0
+    tune_lr: bool = False
+    tune_wd: bool = False
+    configs: tuple[Config, ...] = field(init=False, repr=False, compare=False)
+    cells: dict[tuple[str, int, int], tuple[int, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "depths", tuple(tuple(d) for d in self.depths))
+        object.__setattr__(self, "widths", tuple(sorted(set(self.widths))))
+        object.__setattr__(self, "cardinalities", tuple(sorted(set(self.cardinalities))))
+        if self.bottleneck_widths is not None:
+            ds = tuple(sorted(set(self.bottleneck_widths)))
+            object.__setattr__(self, "bottleneck_widths", ds)
+        configs = generate(
+            self.budget,
+            self.template,
+            self.depths,
+            self.widths,
+            self.cardinalities,
+            self.bottleneck_widths,
+            self.classes,
+            self.resolution,
+        )
+        cells: dict[tuple[str, int, int], list[int]] = {}
+        for c in configs:
+            s = c.spec
+            cells.setdefault((depths_key(s.depths), s.width, s.cardinality), []).append(
+                s.bottleneck_width
+            )
+        object.__setattr__(self, "configs", tuple(configs))
+        object.__setattr__(self, "cells", {k: tuple(sorted(v)) for k, v in cells.items()})
+
+    # The categorical choices: fixed for the life of a study (Optuna refuses changing choices).
+    @property
+    def depth_choices(self) -> tuple[str, ...]:
+        """``depths`` values with at least one in-band configuration, in the given order."""
+        used = {k[0] for k in self.cells}
+        return tuple(k for k in dict.fromkeys(map(depths_key, self.depths)) if k in used)
+
+    @property
+    def width_choices(self) -> tuple[int, ...]:
+        """``width`` values with at least one in-band configuration."""
+        return tuple(sorted({k[1] for k in self.cells}))
+
+    @property
+    def cardinality_choices(self) -> tuple[int, ...]:
+        """``cardinality`` values with at least one in-band configuration."""
+        return tuple(sorted({k[2] for k in self.cells}))
+
+    @property
+    def d_choices(self) -> tuple[int, ...]:
+        """In-band d values (the categorical choices when --bottleneck-widths is given)."""
+        return tuple(sorted({d for ds in self.cells.values() for d in ds}))
+
+    @property
+    def empty_cells(self) -> int:
+        """Combinations of the categorical choices with no in-band d (rejected if proposed)."""
+        total = len(self.depth_choices) * len(self.width_choices) * len(self.cardinality_choices)
+        return total - len(self.cells)
+
+    def spec(self, depths: str, width: int, cardinality: int, bottleneck_width: int) -> Spec:
+        """The spec of a point of the space (no band check)."""
+        return Spec(
+            self.template,
+            tuple(int(v) for v in depths.split("-")),
+            width,
+            cardinality,
+            bottleneck_width,
+            self.classes,
+            self.resolution,
+        )
+
+    def contains(self, spec: Spec) -> bool:
+        """Whether ``spec`` is one of the space's in-band configurations."""
+        return self._skeleton_matches(spec) and spec.bottleneck_width in self.cells.get(
+            (depths_key(spec.depths), spec.width, spec.cardinality), ()
+        )
+
+    def _skeleton_matches(self, spec: Spec) -> bool:
+        sk = self.spec(depths_key(self.depths[0]), self.widths[0], 1, 1)
+        return (spec.template, spec.classes, spec.resolution, spec.stem_width) == (
+            sk.template,
+            sk.classes,
+            sk.resolution,
+            sk.stem_width,
+        )
+
+    def params(self, spec: Spec) -> dict[str, Any]:
+        """The Optuna parameters that :func:`suggest_spec` turns into ``spec``."""
+        return {
+            "depths": depths_key(spec.depths),
+            "width": spec.width,
+            "cardinality": spec.cardinality,
+            "bottleneck_width": spec.bottleneck_width,
+        }
+
+    def family(self) -> list[Config]:
+        """The complexity-preserving (C, d) family: the closest config per skeleton and C."""
+        return [c for c in self.configs if c.closest]
+
+    def adjust(self, spec: Spec, name: str = "spec") -> Spec:
+        """``spec``'s (C, d) on the space's skeleton, if that lands in band; else ValueError.
+
+        The preset's own depths and width are kept when the space has them, otherwise each
+        skeleton of the space is tried in order; template, classes and resolution are the space's.
+        """
+        deps = sorted(
+            dict.fromkeys(self.depth_choices),
+            key=lambda k: k != depths_key(spec.depths),
+        )
+        widths = sorted(self.width_choices, key=lambda w: w != spec.width)
+        tried = []
+        for dk in deps:
+            for w in widths:
+                cand = self.spec(dk, w, spec.cardinality, spec.bottleneck_width)
+                if self.contains(cand):
+                    return cand
+                tried.append(cand)
+        from resnext.complexity import complexity
+
+        cx = complexity(tried[0])
+        raise ValueError(
+            f"--enqueue {name}: {spec.notation} lies outside the study's band "
+            f"{self.budget.describe()} on every skeleton of the space (on {tried[0].template} "
+            f"{depths_key(tried[0].depths)} w{tried[0].width} it has {cx.flops:.3g} FLOPs and "
+            f"{cx.params:.3g} params), so it cannot be a trial; use --enqueue family for the "
+            "in-band (C, d) family"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: stored with the study so that a resume checks it is the same space."""
+        return {
+            "budget": self.budget.to_dict(),
+            "template": self.template,
+            "depths": [list(d) for d in self.depths],
+            "widths": list(self.widths),
+            "cardinalities": list(self.cardinalities),
+            "bottleneck_widths": (
+                list(self.bottleneck_widths) if self.bottleneck_widths is not None else None
+            ),
+            "classes": self.spec(depths_key(self.depths[0]), self.widths[0], 1, 1).classes,
+            "resolution": self.spec(depths_key(self.depths[0]), self.widths[0], 1, 1).resolution,
+            "tune_lr": self.tune_lr,
+            "tune_wd": self.tune_wd,
+        }
+
+    def describe(self) -> str:
+        """One line: template, skeletons, band and size."""
+        deps = ", ".join(self.depth_choices)
+        ws = ",".join(map(str, self.width_choices))
+        extra = "".join(
+            f" + {p} (log-uniform)" for p, on in (("lr", self.tune_lr), ("wd", self.tune_wd)) if on
+        )
+        return (
+            f"{len(self.configs)} {self.template} configurations (depths {deps}; width {ws}; "
+            f"C {','.join(map(str, self.cardinality_choices))}) within "
+            f"{self.budget.describe()}{extra}"
+        )
+
+
+def suggest_spec(trial: optuna.Trial, space: SearchSpace) -> Spec:
+    """Draw an in-band spec define-by-run: depths, width, cardinality, then bottleneck_width.
+
+    Raises :class:`OutOfBudget` (a ``TrialPruned``) for a cell with no in-band d, before any
+    model is built.
+    """
+    depths = trial.suggest_categorical("depths", space.depth_choices)
+    width = trial.suggest_categorical("width", space.width_choices)
+    cardinality = trial.suggest_categorical("cardinality", space.cardinality_choices)
+    ds = space.cells.get((depths, width, cardinality))
+    if not ds:
+        raise OutOfBudget(
+            f"no in-band bottleneck width for C={cardinality} on depths {depths}, width {width}"
+        )
+    if space.bottleneck_widths is None:
+        # Every integer d: the in-band d of a cell form a contiguous range (monotone complexity).
+        d = trial.suggest_int("bottleneck_width", ds[0], ds[-1])
+    else:
+        d = trial.suggest_categorical("bottleneck_width", space.d_choices)
+        if d not in ds:
+            raise OutOfBudget(
+                f"d={d} is out of band for C={cardinality} on depths {depths}, width {width}"
+            )
+    return space.spec(depths, width, cardinality, d)
+
+
+def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]:
+    """The tuned training hyper-parameters (``lr``, ``weight_decay``), log-uniform, if any."""
+    out = {}
+    if space.tune_lr:
+        out["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
+    if space.tune_wd:
+        out["weight_decay"] = trial.suggest_float("weight_decay", *WD_RANGE, log=True)
+    return out

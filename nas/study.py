@@ -1,0 +1,860 @@
+"""Optuna studies over a :class:`~nas.space.SearchSpace`: storage, objective, workers, Pareto.
+
+One study lives in one Optuna storage (a SQLite file by default, any Optuna RDB URL otherwise),
+so the same command started on several machines against one PostgreSQL URL makes one study.
+Each worker takes trials until the *study-wide* number of trained trials is reached, counted from
+the storage and not per process. Heartbeats mark a killed worker's trial failed and queue it
+again, so a crash loses at most the trials that were running.
+
+Trial states as shown to people:
+
+- ``COMPLETE``: trained to the end (or stopped early by the trainer);
+- ``PRUNED``: stopped by the pruner after some epochs;
+- ``rejected``: a proposal with no in-band configuration, refused before any model existed;
+- ``surplus``: a trial asked for after the study-wide count was reached by another worker;
+  nothing ran (Optuna has no way to take an ask back, so it is recorded as pruned);
+- ``FAIL``: a worker died in it (a retry is queued) or it raised.
+
+Only ``COMPLETE`` and ``PRUNED`` trials count towards ``--trials``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import os
+import queue
+import socket
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.data import Dataset
+from nas.space import OutOfBudget, SearchSpace, depths_key, suggest_hparams, suggest_spec
+from resnext.budget import pareto_mask
+from resnext.complexity import complexity
+from resnext.registry import preset
+from resnext.spec import Spec
+
+DEFAULT_STUDY = "resnext-search"
+DEFAULT_STORAGE = "sqlite:///resnext-nas.db"
+STORAGE_ENV = "RESNEXT_NAS_STORAGE"
+OBJECTIVES = ("error", "flops", "params", "latency", "activations")
+SAMPLERS = ("tpe", "nsga2", "random")
+PRUNERS = ("hyperband", "median", "none")
+# Heartbeat: a running trial writes a beat every HEARTBEAT seconds; one silent for
+# GRACE_BEATS beats is failed by the next worker that asks for a trial, and queued again.
+HEARTBEAT = 10
+GRACE_BEATS = 3
+MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills the worker)
+MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
+SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
+ATTR = "resnext_nas"  # the study user attribute holding the space and objectives
+
+Progress = Callable[[int, dict[str, Any]], None]
+
+
+# ----------------------------------------------------------------------------------- storage
+
+
+def storage_url(url: str | None = None) -> str:
+    """``url``, else ``$RESNEXT_NAS_STORAGE``, else a SQLite file in the working directory."""
+    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other backends and in-memory databases)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1] if ":///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _serialise_sqlite_writes(engine: Any) -> None:
+    """Begin every SQLite transaction with BEGIN IMMEDIATE.
+
+    pysqlite's deferred transactions take the write lock only at the first write; when two
+    processes both read first, the later upgrade fails at once with "database is locked" instead
+    of waiting (SQLite's busy handler cannot resolve that deadlock). Taking the lock up front
+    makes every contender wait in the busy handler, for up to SQLITE_TIMEOUT seconds.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" below open it
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections were opened before the listeners
+
+
+def open_storage(
+    url: str | None = None, *, heartbeat: int = HEARTBEAT, must_exist: bool = False
+) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage with heartbeats; ValueError naming the URL if it cannot be used."""
+    import sqlalchemy.exc
+
+    url = storage_url(url)
+    path = _sqlite_path(url)
+    if must_exist and path is not None and not path.exists():
+        raise ValueError(f"no study database at {path} (storage {url}); run `resnext-nas search`")
+    if path is not None and not path.parent.is_dir():
+        raise ValueError(f"cannot open storage {url}: folder {path.parent} does not exist")
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+    elif url.startswith("postgresql"):
+        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats are "experimental" since Optuna 2.9
+        try:
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=heartbeat * GRACE_BEATS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRY
+                ),
+            )
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot open storage {_redact(url)}: {first}") from None
+    if url.startswith("sqlite"):
+        _serialise_sqlite_writes(storage.engine)
+    return storage
+
+
+# ------------------------------------------------------------------------------------ studies
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a study is: its name, space and objectives, and how it is searched."""
+
+    space: SearchSpace
+    study: str = DEFAULT_STUDY
+    objectives: tuple[str, ...] = ("error",)
+    sampler: str = "tpe"
+    pruner: str | None = None  # None: hyperband for one objective, none for several
+    seed: int = 0
+    enqueue: tuple[str, ...] = ()
+    latency: bool = True  # measure latency (seconds per image, batch 1) before training
+
+    def __post_init__(self) -> None:
+        objs = tuple(self.objectives)
+        object.__setattr__(self, "objectives", objs)
+        unknown = [o for o in objs if o not in OBJECTIVES]
+        if unknown or not objs or objs[0] != "error" or len(set(objs)) != len(objs):
+            raise ValueError(
+                f"--objectives takes error, optionally followed by distinct ones of "
+                f"{', '.join(OBJECTIVES[1:])} (e.g. error,flops), got {','.join(objs) or '(none)'}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise ValueError(
+                f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise ValueError(f"unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}")
+        if len(objs) > 1 and self.pruner not in (None, "none"):
+            raise ValueError(
+                f"--pruner {self.pruner} needs a single objective: Optuna's pruners do not "
+                "handle several; with --objectives error,... the trainer stops early (--patience)"
+            )
+        if "latency" in objs and not self.latency:
+            raise ValueError("the latency objective needs latency measurements")
+        if not self.study:
+            raise ValueError("--study needs a name")
+
+    @property
+    def pruner_name(self) -> str:
+        """The pruner actually used."""
+        return self.pruner or ("hyperband" if len(self.objectives) == 1 else "none")
+
+
+def _sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        # A population of a fifth of the trials leaves a few generations to evolve.
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, n_trials // 5))
+    # constant_liar: with several workers, running trials count as bad guesses so that the
+    # workers do not all propose the same point.
+    # n_startup_trials: Optuna's 10 random start-up trials would leave a short study (the
+    # default is 50 trials) little room to model; a fifth of the trials, 3 to 10.
+    return optuna.samplers.TPESampler(
+        seed=seed, constant_liar=True, n_startup_trials=max(3, min(10, n_trials // 5))
+    )
+
+
+def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def worker_seed(seed: int, worker: int, n_existing: int) -> int:
+    """The sampler seed of one worker: deterministic, but distinct per worker, host and resume.
+
+    Re-seeding with ``seed`` alone on resume would replay the random start-up proposals.
+    """
+    host = zlib.crc32(socket.gethostname().encode())
+    return int(np.random.SeedSequence([seed, worker, n_existing, host]).generate_state(1)[0])
+
+
+def _describe(settings: SearchSettings) -> dict[str, Any]:
+    return {"objectives": list(settings.objectives), "space": settings.space.to_dict()}
+
+
+def create_or_load(
+    storage: optuna.storages.BaseStorage,
+    settings: SearchSettings,
+    *,
+    n_trials: int = 50,
+    epochs: int = 1,
+    worker: int = 0,
+) -> optuna.Study:
+    """Create the study, or load it after checking it has the same objectives and space."""
+    directions = ["minimize"] * len(settings.objectives)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=settings.study,
+            directions=directions,
+            load_if_exists=True,
+        )
+    except Exception as e:  # sqlalchemy errors of a broken or foreign database
+        raise ValueError(f"cannot open study {settings.study!r}: {e}") from None
+    want = _describe(settings)
+    have = study.user_attrs.get(ATTR)
+    if have is None:
+        if study.trials:
+            raise ValueError(
+                f"study {settings.study!r} exists but was not made by `resnext-nas search`; "
+                "use another --study name"
+            )
+        study.set_user_attr(ATTR, want)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental" since Optuna 3.2
+            study.set_metric_names(list(settings.objectives))
+    _check_objectives(study, settings)
+    if have is not None and have["space"] != want["space"]:
+        diff = [k for k in want["space"] if have["space"].get(k) != want["space"][k]]
+        raise ValueError(
+            f"study {settings.study!r} was created over another search space (differs in "
+            f"{', '.join(diff)}); use the same budget and grid options or another --study name"
+        )
+    seed = worker_seed(settings.seed, worker, len(study.trials))
+    return optuna.load_study(
+        study_name=settings.study,
+        storage=storage,
+        sampler=_sampler(settings.sampler, seed, n_trials),
+        pruner=_pruner(settings.pruner_name, epochs),
+    )
+
+
+def check_study(settings: SearchSettings, storage: str | None = None) -> int:
+    """Refuse an unusable storage, or an existing study of that name with other objectives.
+
+    Returns how many trials of the study count towards ``--trials`` already (0 if it is new).
+    """
+    _quiet_optuna()
+    st = open_storage(storage)
+    names = {s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)}
+    if settings.study not in names:
+        return 0
+    study = optuna.load_study(study_name=settings.study, storage=st)
+    _check_objectives(study, settings)
+    return sum(counts(t) for t in study.get_trials(deepcopy=False))
+
+
+def _check_objectives(study: optuna.Study, settings: SearchSettings) -> None:
+    have = study.user_attrs.get(ATTR, {}).get("objectives")
+    dirs = [d.name.lower() for d in study.directions]
+    if (have is not None and have != list(settings.objectives)) or dirs != ["minimize"] * len(
+        settings.objectives
+    ):
+        desc = ",".join(have) if have else ",".join(dirs)
+        raise ValueError(
+            f"study {settings.study!r} has objectives {desc}, this command asks for "
+            f"{','.join(settings.objectives)}; use the same --objectives or another --study name"
+        )
+
+
+def enqueue_specs(space: SearchSpace, names: Iterable[str]) -> list[tuple[str, Spec]]:
+    """The specs that ``--enqueue`` names: presets put on the space's skeleton, or ``family``.
+
+    A preset enters only if its (C, d) lands in band on one of the space's skeletons
+    (:meth:`SearchSpace.adjust`); otherwise this raises ValueError saying why.
+    """
+    out: list[tuple[str, Spec]] = []
+    for name in names:
+        if name == "family":
+            out += [(f"family {notation(c.spec)}", c.spec) for c in space.family()]
+        else:
+            out.append((name, space.adjust(preset(name), name)))
+    return out
+
+
+def enqueue(study: optuna.Study, space: SearchSpace, names: Iterable[str]) -> int:
+    """Queue the named baselines unless the study already has (or had) them; returns how many.
+
+    Baselines are never pruned, so that they are measured to the end.
+    """
+    specs = enqueue_specs(space, names)
+    arch = ("depths", "width", "cardinality", "bottleneck_width")
+
+    def key(params: dict[str, Any]) -> tuple:
+        return tuple(params.get(k) for k in arch)
+
+    # Once per study: a baseline already queued, run, or failed for good is not queued again.
+    existing = {
+        key(t.params or t.system_attrs.get("fixed_params", {}))
+        for t in study.get_trials(deepcopy=False)
+        if "baseline" in t.user_attrs
+    }
+    n = 0
+    for name, spec in specs:
+        params = space.params(spec)
+        if key(params) in existing:
+            continue
+        existing.add(key(params))
+        study.enqueue_trial(params, user_attrs={"baseline": name})
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------- objective
+
+
+def _kind(t: FrozenTrial) -> str:
+    """The state shown to people (see the module docstring)."""
+    if "surplus" in t.user_attrs:
+        return "surplus"
+    if "rejected" in t.user_attrs:
+        return "rejected"
+    return t.state.name
+
+
+def counts(t: FrozenTrial) -> bool:
+    """Whether a finished trial counts towards ``--trials``: trained, completely or pruned."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) and _kind(t) == t.state.name
+
+
+class Surplus(optuna.TrialPruned):
+    """The study-wide count was reached while this trial was being asked for."""
+
+
+@dataclass
+class Objective:
+    """Train one in-band spec per trial and return its validation error (and other objectives).
+
+    Stores as user attributes: ``spec``, ``flops``, ``params``, ``activations``, ``latency``,
+    ``curve`` (one dict per epoch), ``val_accuracy``, ``images_per_second``,
+    ``inference_images_per_second``, ``train_seconds``, ``wall_seconds``, ``status``.
+    """
+
+    space: SearchSpace
+    data: Dataset
+    train_kwargs: dict[str, Any]
+    objectives: tuple[str, ...]
+    n_trials: int
+    latency: bool = True
+    worker: int = 0
+    progress: Progress | None = None
+    best_error: float = math.inf
+    train_seconds: float = 0.0  # spent inside train() by this worker, for the overhead figure
+    latency_seconds: float = 0.0
+
+    def _claim(self, trial: optuna.Trial) -> None:
+        """Give the trial up (as surplus) if the study-wide count is already claimed."""
+        ts = trial.study.get_trials(deepcopy=False)
+        mine = next(t for t in ts if t.number == trial.number)
+
+        def key(t: FrozenTrial) -> tuple:
+            return (t.datetime_start or mine.datetime_start, t.number)
+
+        done = sum(counts(t) for t in ts)
+        ahead = sum(
+            t.state == TrialState.RUNNING and key(t) <= key(mine) and _kind(t) == "RUNNING"
+            for t in ts
+        )
+        if done + ahead > self.n_trials:
+            fixed = mine.system_attrs.get("fixed_params")
+            if fixed:  # an enqueued trial: put it back for a later run
+                attrs = {k: v for k, v in trial.user_attrs.items() if k != "surplus"}
+                trial.study.enqueue_trial(fixed, user_attrs=attrs)
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"{self.n_trials} trials are already done or running")
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        try:
+            self._claim(trial)
+            try:
+                spec = suggest_spec(trial, self.space)
+            except OutOfBudget as e:
+                trial.set_user_attr("rejected", str(e))
+                raise
+            hparams = suggest_hparams(trial, self.space)
+            cx = complexity(spec)
+            trial.set_user_attr("spec", spec.to_dict())
+            for k, v in cx.to_dict().items():
+                trial.set_user_attr(k, v)
+            return self._train(trial, spec, hparams, cx.to_dict())
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            # Optuna records only the state; keep the reason with the trial.
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+
+    def _train(
+        self, trial: optuna.Trial, spec: Spec, hparams: dict[str, float], cx: dict[str, int]
+    ) -> float | list[float]:
+        from nas.train import TrainConfig, measure_latency, train
+
+        t0 = time.perf_counter()
+        cfg = replace(TrainConfig(**self.train_kwargs), **hparams)
+        if hparams:
+            trial.set_user_attr("hparams", hparams)
+        metrics: dict[str, float] = dict(cx)
+        if self.latency:
+            t = time.perf_counter()
+            metrics["latency"] = measure_latency(spec, device=cfg.device, repeats=10)
+            self.latency_seconds += time.perf_counter() - t
+            trial.set_user_attr("latency", metrics["latency"])
+        single = len(self.objectives) == 1
+        baseline = trial.user_attrs.get("baseline")
+        curve: list[dict[str, float]] = []
+
+        def on_epoch(st: Any) -> None:
+            curve.append(
+                {
+                    "epoch": st.epoch,
+                    "train_loss": st.train_loss,
+                    "val_loss": st.val_loss,
+                    "val_accuracy": st.val_accuracy,
+                    "seconds": st.epoch_seconds,
+                }
+            )
+            trial.set_user_attr("curve", curve)
+            best = min(self.best_error, 1 - max(c["val_accuracy"] for c in curve))
+            if self.progress:
+                self.progress(
+                    self.worker,
+                    {
+                        "trial": trial.number,
+                        "spec": notation(spec),
+                        "epoch": st.epoch,
+                        "epochs": cfg.epochs,
+                        "val_accuracy": st.val_accuracy,
+                        "best_error": best,
+                    },
+                )
+            if single:
+                # Pruners compare reported values in the study's direction: report the error.
+                trial.report(1 - st.val_accuracy, st.epoch)
+                if not baseline and trial.should_prune():
+                    trial.set_user_attr("status", "pruned")
+                    self._finish(trial, t0)
+                    raise optuna.TrialPruned(f"pruned after epoch {st.epoch}")
+
+        t = time.perf_counter()
+        try:
+            result = train(spec, self.data, cfg, callback=on_epoch)
+        finally:
+            self.train_seconds += time.perf_counter() - t
+        error = 1 - result.val_accuracy
+        self.best_error = min(self.best_error, error)
+        trial.set_user_attr("status", result.status)
+        trial.set_user_attr("val_accuracy", result.val_accuracy)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("images_per_second", result.images_per_second)
+        trial.set_user_attr("inference_images_per_second", result.inference_images_per_second)
+        trial.set_user_attr("train_seconds", result.wall_seconds)
+        self._finish(trial, t0)
+        metrics["error"] = error
+        values = [float(metrics[o]) for o in self.objectives]
+        return values[0] if single else values
+
+    @staticmethod
+    def _finish(trial: optuna.Trial, t0: float) -> None:
+        trial.set_user_attr("wall_seconds", time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------------ workers
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did, for the summary line and the overhead benchmark."""
+
+    worker: int
+    trials: int = 0  # trained here (complete or pruned)
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    latency_seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial's traceback is kept in its "error" attribute; the log would break the
+    # progress lines.
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+def run_worker(
+    settings: SearchSettings,
+    data: Dataset,
+    train_kwargs: dict[str, Any],
+    n_trials: int,
+    *,
+    storage: str | None = None,
+    worker: int = 0,
+    heartbeat: int = HEARTBEAT,
+    progress: Progress | None = None,
+    poll: float = 1.0,
+) -> WorkerReport:
+    """Take trials of the study until ``n_trials`` trials of the whole study are trained."""
+    _quiet_optuna()
+    t0 = time.perf_counter()
+    st = open_storage(storage, heartbeat=heartbeat)
+    epochs = int(train_kwargs.get("epochs", 1))
+    study = create_or_load(st, settings, n_trials=n_trials, epochs=epochs, worker=worker)
+    objective = Objective(
+        settings.space,
+        data,
+        train_kwargs,
+        settings.objectives,
+        n_trials,
+        latency=settings.latency,
+        worker=worker,
+        progress=progress,
+    )
+    report = WorkerReport(worker)
+    failures = 0
+    ran: list[FrozenTrial] = []  # the trial this process just ran, from optimize's callback
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if counts(t)]
+        errors = [t.values[0] for t in done if t.state == TrialState.COMPLETE and t.values]
+        objective.best_error = min([objective.best_error, *errors])
+        if len(done) >= n_trials:
+            break
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if len(done) + running >= n_trials:
+            # Wait for the others: a running trial that goes stale comes back as a retry.
+            time.sleep(poll)
+            continue
+        study.optimize(
+            objective,
+            n_trials=1,
+            catch=(Exception,),
+            gc_after_trial=False,
+            callbacks=[lambda _study, t: ran.append(t)],  # noqa: B023 (called at once)
+        )
+        last = ran[-1]
+        kind = _kind(last)
+        report.statuses[kind] = report.statuses.get(kind, 0) + 1
+        if counts(last):
+            report.trials += 1
+        if last.state == TrialState.FAIL:
+            failures += 1
+            if failures >= MAX_FAILURES:
+                msg = last.user_attrs.get("error", "unknown error")
+                if msg.startswith("ValueError: "):
+                    raise ValueError(msg.removeprefix("ValueError: "))
+                raise RuntimeError(f"{failures} trials in a row failed; the last with {msg}")
+        else:
+            failures = 0
+    report.wall_seconds = time.perf_counter() - t0
+    report.train_seconds = objective.train_seconds
+    report.latency_seconds = objective.latency_seconds
+    return report
+
+
+def _worker_main(
+    settings: SearchSettings,
+    data: Dataset,
+    train_kwargs: dict[str, Any],
+    n_trials: int,
+    storage: str,
+    worker: int,
+    heartbeat: int,
+    cores: list[int] | None,
+    gpu: int | None,
+    events: Any,
+) -> None:
+    """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``events``."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if cores and hasattr(os, "sched_setaffinity"):
+        # The trainer uses as many threads as the process has cores.
+        os.sched_setaffinity(0, cores)
+    try:
+        report = run_worker(
+            settings,
+            data,
+            train_kwargs,
+            n_trials,
+            storage=storage,
+            worker=worker,
+            heartbeat=heartbeat,
+            progress=lambda w, ev: events.put(("progress", w, ev)),
+        )
+        events.put(("done", worker, report))
+    except ValueError as e:
+        events.put(("error", worker, str(e)))
+    except BaseException as e:
+        events.put(("crash", worker, f"{type(e).__name__}: {e}"))
+        raise
+
+
+def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
+    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
+    gpus = 0
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except Exception:
+        gpus = 0
+    if gpus:
+        return [(None, i % gpus) for i in range(workers)]
+    cores = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
+    per = max(1, len(cores) // workers)
+    return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
+
+
+def prepare(
+    settings: SearchSettings, *, storage: str | None = None, n_trials: int = 50, epochs: int = 1
+) -> tuple[optuna.Study, int]:
+    """Create or check the study and queue its baselines; returns it and the number queued."""
+    _quiet_optuna()
+    st = open_storage(storage)
+    study = create_or_load(st, settings, n_trials=n_trials, epochs=epochs)
+    return study, enqueue(study, settings.space, settings.enqueue)
+
+
+def run_search(
+    settings: SearchSettings,
+    data: Dataset,
+    train_kwargs: dict[str, Any],
+    n_trials: int,
+    *,
+    storage: str | None = None,
+    workers: int = 1,
+    heartbeat: int = HEARTBEAT,
+    progress: Progress | None = None,
+) -> list[WorkerReport]:
+    """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``."""
+    if n_trials < 1:
+        raise ValueError(f"--trials must be a positive integer, got {n_trials}")
+    if workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers}")
+    url = storage_url(storage)
+    prepare(settings, storage=url, n_trials=n_trials, epochs=int(train_kwargs.get("epochs", 1)))
+    if workers == 1:
+        return [
+            run_worker(
+                settings,
+                data,
+                train_kwargs,
+                n_trials,
+                storage=url,
+                heartbeat=heartbeat,
+                progress=progress,
+            )
+        ]
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(settings, data, train_kwargs, n_trials, url, i, heartbeat, cores, gpu, events),
+            daemon=True,
+        )
+        for i, (cores, gpu) in enumerate(_placement(workers))
+    ]
+    for p in procs:
+        p.start()
+    reports: dict[int, WorkerReport] = {}
+    errors: list[str] = []
+    failed: set[int] = set()
+    try:
+        while len(reports) + len(errors) < workers:
+            try:
+                kind, w, payload = events.get(timeout=1.0)
+            except queue.Empty:
+                for i, p in enumerate(procs):
+                    if p.exitcode not in (None, 0) and i not in reports and i not in failed:
+                        failed.add(i)
+                        errors.append(f"[{i}] worker {i} died with exit code {p.exitcode}")
+                continue
+            if kind == "progress" and progress:
+                progress(w, payload)
+            elif kind == "done":
+                reports[w] = payload
+            elif kind in ("error", "crash"):
+                failed.add(w)
+                errors.append(f"[{w}] {payload}" if kind == "crash" else payload)
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+    if errors:
+        user = [e for e in errors if not e.startswith("[")]
+        if user:
+            raise ValueError(user[0])
+        raise RuntimeError("; ".join(errors))
+    return [reports[i] for i in sorted(reports)]
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def notation(spec: Spec) -> str:
+    """The paper's notation with the skeleton, e.g. ``8x14d 3-4-6-3 w256``."""
+    return f"{spec.notation} {depths_key(spec.depths)} w{spec.width}"
+
+
+def load(name: str, storage: str | None = None) -> optuna.Study:
+    """An existing study; ValueError listing the storage's studies if there is none of that name."""
+    _quiet_optuna()
+    st = open_storage(storage, must_exist=True)
+    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    if name not in names:
+        have = ", ".join(names) if names else "none"
+        raise ValueError(
+            f"no study {name!r} in {_redact(storage_url(storage))} (studies there: {have})"
+        )
+    return optuna.load_study(study_name=name, storage=st)
+
+
+FRONT_METRICS = ("flops", "params", "latency", "activations")
+
+
+def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, Any]]:
+    """One JSON-ready dict per trial, with ``pareto`` marking the (error, ``front``) front.
+
+    ``front`` defaults to the study's second objective, or FLOPs for a single-objective study.
+    """
+    objectives = study.user_attrs.get(ATTR, {}).get("objectives", ["error"])
+    front = front or (objectives[1] if len(objectives) > 1 else "flops")
+    if front not in FRONT_METRICS:
+        raise ValueError(f"--front takes one of {', '.join(FRONT_METRICS)}, got {front!r}")
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        spec = Spec.from_dict(a["spec"]) if "spec" in a else None
+        acc = a.get("val_accuracy")
+        if acc is None and a.get("curve"):
+            acc = max(c["val_accuracy"] for c in a["curve"])
+        rows.append(
+            {
+                "number": t.number,
+                "state": _kind(t),
+                "spec": notation(spec) if spec else None,
+                "spec_dict": a.get("spec"),
+                "flops": a.get("flops"),
+                "params": a.get("params"),
+                "activations": a.get("activations"),
+                "latency": a.get("latency"),
+                "val_accuracy": acc,
+                "error": None if acc is None else 1 - acc,
+                "epochs": len(a.get("curve", [])),
+                "images_per_second": a.get("images_per_second"),
+                "inference_images_per_second": a.get("inference_images_per_second"),
+                "wall_seconds": a.get("wall_seconds"),
+                "status": a.get("status"),
+                "baseline": a.get("baseline"),
+                "hparams": a.get("hparams", {}),
+                "values": t.values,
+                "note": a.get("rejected") or a.get("error") or _retry_note(t),
+                "pareto": False,
+            }
+        )
+    done = [r for r in rows if r["state"] == "COMPLETE" and r[front] is not None]
+    if done:
+        mask = pareto_mask(
+            np.array([r[front] for r in done], dtype=float),
+            np.array([r["error"] for r in done], dtype=float),
+        )
+        for r, m in zip(done, mask, strict=True):
+            r["pareto"] = bool(m)
+    return rows
+
+
+def _retry_note(t: FrozenTrial) -> str | None:
+    if "failed_trial" in t.system_attrs:
+        return f"retry of #{t.system_attrs['failed_trial']}"
+    if t.state == TrialState.FAIL:
+        return "worker lost (heartbeat)"
+    return None
+
+
+def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
+    """One JSON-ready dict per study of the storage: name, directions, trials by state, best."""
+    _quiet_optuna()
+    st = open_storage(storage, must_exist=True)
+    rows = []
+    for s in optuna.get_all_study_summaries(st, include_best_trial=False):
+        trials = st.get_all_trials(s._study_id, deepcopy=False)
+        by_state: dict[str, int] = {}
+        for t in trials:
+            by_state[_kind(t)] = by_state.get(_kind(t), 0) + 1
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        best = min(done, key=lambda t: t.values[0]) if done else None
+        rows.append(
+            {
+                "name": s.study_name,
+                "objectives": s.user_attrs.get(ATTR, {}).get("objectives"),
+                "directions": [d.name.lower() for d in s.directions],
+                "trials": by_state,
+                "best": None
+                if best is None
+                else {
+                    "number": best.number,
+                    "error": best.values[0],
+                    "spec": notation(Spec.from_dict(best.user_attrs["spec"]))
+                    if "spec" in best.user_attrs
+                    else None,
+                },
+            }
+        )
+    return rows

@@ -1,0 +1,457 @@
+"""The search: design space, study runs on SQLite, workers, heartbeat recovery, CLI errors.
+
+Trials are tiny (CIFAR template, depths 1-1-1 / 2-1-1, width 16, 8x8 images, 128 training
+images, 1-2 epochs) so that a trial takes about a second on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.data import Dataset
+from nas.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.study import (
+    ATTR,
+    Objective,
+    SearchSettings,
+    Surplus,
+    check_study,
+    counts,
+    create_or_load,
+    enqueue,
+    load,
+    open_storage,
+    run_search,
+    run_worker,
+    study_rows,
+    trial_rows,
+)
+from resnext.budget import Budget, pareto_mask
+from resnext.complexity import complexity
+from resnext.spec import Spec
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = 8
+TRAIN = {"epochs": 1, "batch_size": 64, "device": "cpu", "seed": 0}
+
+
+def toy_data(n: int = 128, res: int = RES, seed: int = 0) -> Dataset:
+    """A learnable 10-class set: each class lights one channel in one band of rows."""
+    rng = np.random.default_rng(seed)
+
+    def split(m: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, m)
+        x = rng.integers(0, 80, (m, 3, res, res)).astype(np.uint8)
+        for c in range(10):
+            band = (c // 3) * (res // 4)
+            x[y == c, c % 3, band : band + res // 4] += 150
+        return x, y.astype(np.int64)
+
+    tx, ty = split(n)
+    vx, vy = split(64)
+    return Dataset("toy", 10, "cifar", tx, ty, vx, vy)
+
+
+def tiny_space(**kw) -> SearchSpace:
+    """17 configurations on two skeletons; the cell (2-1-1, C=8) has no in-band d."""
+    args = {
+        "budget": Budget(2.5e5, None, 0.2),
+        "template": "cifar",
+        "depths": ((1, 1, 1), (2, 1, 1)),
+        "widths": (16,),
+        "classes": 10,
+        "resolution": RES,
+    }
+    return SearchSpace(**{**args, **kw})
+
+
+def sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+# ------------------------------------------------------------------------------------ space
+
+
+def test_space_enumerates_the_band_and_marks_empty_cells() -> None:
+    space = tiny_space()
+    assert len(space.configs) == 17
+    assert space.empty_cells == 1
+    assert space.depth_choices == ("1-1-1", "2-1-1")
+    assert space.cardinality_choices == (1, 2, 4, 8)
+    for c in space.configs:
+        assert abs(c.complexity.flops - 2.5e5) <= 0.2 * 2.5e5
+        assert space.contains(c.spec)
+    assert not space.contains(Spec("cifar", (1, 1, 1), 16, 1, 9, 10, RES))
+
+
+def test_suggest_spec_is_in_band_or_rejected_before_compute() -> None:
+    space = tiny_space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen, rejected = set(), 0
+    for _ in range(300):
+        trial = study.ask()
+        try:
+            spec = suggest_spec(trial, space)
+        except OutOfBudget:
+            rejected += 1
+            assert (trial.params["depths"], trial.params["cardinality"]) == ("2-1-1", 8)
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        assert space.contains(spec), spec
+        assert set(trial.params) == {"depths", "width", "cardinality", "bottleneck_width"}
+        seen.add(spec)
+        study.tell(trial, 0.0)
+    assert rejected > 0
+    assert len(seen) == len(space.configs)  # every in-band config is reachable
+
+
+def test_empty_band_and_bad_enqueue_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="no configuration lies within"):
+        tiny_space(budget=Budget(10.0, None, 0.05))
+    space = tiny_space()
+    with pytest.raises(ValueError, match="outside the study's band"):
+        space.adjust(Spec("cifar", (3, 3, 3), 256, 2, 64), "resnext29_2x64d")
+    # (C, d) = (2, 2) is in band on the 1-1-1 skeleton: the preset's depths are replaced.
+    adjusted = space.adjust(Spec("cifar", (3, 3, 3), 256, 2, 2), "x")
+    assert adjusted == Spec("cifar", (1, 1, 1), 16, 2, 2, 10, RES)
+
+
+def test_family_is_the_closest_config_per_skeleton_and_cardinality() -> None:
+    space = tiny_space()
+    fam = space.family()
+    assert {(c.spec.depths, c.spec.cardinality) for c in fam} == {
+        ((1, 1, 1), 1), ((1, 1, 1), 2), ((1, 1, 1), 4), ((1, 1, 1), 8),
+        ((2, 1, 1), 1), ((2, 1, 1), 2), ((2, 1, 1), 4),
+    }  # fmt: skip
+    for c in fam:
+        same = [o for o in space.configs if o.spec.depths == c.spec.depths]
+        same = [o for o in same if o.spec.cardinality == c.spec.cardinality]
+        assert c.deviation == min(o.deviation for o in same)
+
+
+def test_settings_refuse_bad_objectives_samplers_and_pruners() -> None:
+    space = tiny_space()
+    with pytest.raises(ValueError, match="unknown sampler"):
+        SearchSettings(space, sampler="cmaes")
+    with pytest.raises(ValueError, match="--objectives"):
+        SearchSettings(space, objectives=("flops",))
+    with pytest.raises(ValueError, match="single objective"):
+        SearchSettings(space, objectives=("error", "flops"), pruner="median")
+
+
+# ------------------------------------------------------------------------------------ study
+
+
+def test_search_trains_exactly_n_trials_with_attributes_and_resumes(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    data = toy_data()
+    settings = SearchSettings(tiny_space(), study="s", enqueue=("family",), pruner="none")
+    run_search(settings, data, {**TRAIN, "epochs": 2}, 2, storage=url)
+    study = load("s", url)
+    done = [t for t in study.trials if counts(t)]
+    assert len(done) == 2
+    # The 7 family members were queued first; 2 ran, 5 still wait.
+    assert all(t.user_attrs.get("baseline", "").startswith("family") for t in done)
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 5
+    for t in done:
+        a = t.user_attrs
+        spec = Spec.from_dict(a["spec"])
+        assert settings.space.contains(spec)
+        assert (a["flops"], a["params"]) == (complexity(spec).flops, complexity(spec).params)
+        assert len(a["curve"]) == 2 and t.intermediate_values.keys() == {1, 2}
+        assert a["images_per_second"] > 0 and a["inference_images_per_second"] > 0
+        assert a["latency"] > 0 and a["wall_seconds"] >= a["train_seconds"] > 0
+        assert t.values[0] == pytest.approx(1 - a["val_accuracy"])
+    before = {t.number: t.values for t in done}
+    # Resume to 3 trials: the earlier ones are untouched and the family is not queued twice.
+    run_search(settings, data, {**TRAIN, "epochs": 2}, 3, storage=url)
+    study = load("s", url)
+    done = [t for t in study.trials if counts(t)]
+    assert len(done) == 3
+    assert {t.number: t.values for t in done if t.number in before} == before
+    baselines = [t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs]
+    assert len(baselines) == len(set(baselines)) == 7
+    # Resuming a finished study trains nothing.
+    reports = run_search(settings, data, {**TRAIN, "epochs": 2}, 3, storage=url)
+    assert reports[0].trials == 0
+    assert len(load("s", url).trials) == len(study.trials)
+
+
+def test_rejected_proposals_are_not_counted(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    space = tiny_space(cardinalities=(4, 8))  # (2-1-1, C=8) is empty: half the cells of C=8
+    settings = SearchSettings(
+        space, study="r", sampler="random", pruner="none", seed=3, latency=False
+    )
+    run_search(settings, toy_data(), TRAIN, 3, storage=url)
+    rows = trial_rows(load("r", url))
+    kinds = [r["state"] for r in rows]
+    assert kinds.count("COMPLETE") == 3
+    assert all(k in ("COMPLETE", "rejected") for k in kinds)
+    for r in rows:
+        if r["state"] == "rejected":
+            assert r["spec"] is None and "no in-band" in r["note"]
+
+
+def test_multi_objective_study_returns_error_and_flops(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    settings = SearchSettings(
+        tiny_space(), study="mo", objectives=("error", "flops"), sampler="nsga2", latency=False
+    )
+    run_search(settings, toy_data(), {**TRAIN, "early_stop_patience": 1}, 2, storage=url)
+    study = load("mo", url)
+    assert len(study.directions) == 2 and study.metric_names == ["error", "flops"]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2
+    for t in done:
+        assert t.values[1] == t.user_attrs["flops"]
+    rows = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
+    front = pareto_mask(
+        np.array([r["flops"] for r in rows], float), np.array([r["error"] for r in rows], float)
+    )
+    assert [r["pareto"] for r in rows] == front.tolist()
+    assert any(r["pareto"] for r in rows)
+    # The same name with other objectives, or another space, is refused.
+    with pytest.raises(ValueError, match="has objectives error,flops"):
+        check_study(SearchSettings(tiny_space(), study="mo"), url)
+    with pytest.raises(ValueError, match="another search space"):
+        create_or_load(
+            open_storage(url),
+            SearchSettings(tiny_space(widths=(16, 24)), study="mo", objectives=("error", "flops")),
+        )
+
+
+def test_pareto_marks_match_a_brute_force_front(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    storage = open_storage(url)
+    settings = SearchSettings(tiny_space(), study="p")
+    study = create_or_load(storage, settings)
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        t = study.ask()
+        spec = settings.space.configs[i].spec
+        t.set_user_attr("spec", spec.to_dict())
+        t.set_user_attr("flops", int(rng.integers(1, 6)))
+        acc = float(rng.integers(0, 5)) / 10
+        t.set_user_attr("val_accuracy", acc)
+        study.tell(t, 1 - acc)
+    rows = trial_rows(load("p", url), "flops")
+    pts = [(r["flops"], r["error"]) for r in rows]
+    for r, (f, e) in zip(rows, pts, strict=True):
+        dominated = any(f2 <= f and e2 <= e and (f2, e2) != (f, e) for f2, e2 in pts)
+        assert r["pareto"] == (not dominated)
+
+
+def test_two_workers_share_one_sqlite_study_without_lock_errors(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    settings = SearchSettings(tiny_space(), study="w", pruner="none", latency=False)
+    reports = run_search(settings, toy_data(), TRAIN, 4, storage=url, workers=2)
+    study = load("w", url)
+    states = [t.state for t in study.trials]
+    assert TrialState.FAIL not in states
+    assert sum(counts(t) for t in study.trials) == 4
+    assert sum(r.trials for r in reports) == 4
+    assert all(r.trials >= 1 for r in reports)  # both really worked
+
+
+def test_a_trial_asked_past_the_study_wide_count_is_surplus(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    settings = SearchSettings(tiny_space(), "sp")
+    study = create_or_load(open_storage(url), settings)
+    other = study.ask()  # another worker's running trial claims the only slot
+    enqueue(study, settings.space, ["family"])
+    trial = study.ask()  # pops the first queued baseline
+    objective = Objective(settings.space, toy_data(), TRAIN, ("error",), n_trials=1)
+    with pytest.raises(Surplus):
+        objective(trial)
+    study.tell(trial, state=TrialState.PRUNED)
+    study.tell(other, 0.5)
+    frozen = study.trials[trial.number]
+    assert frozen.user_attrs["surplus"] and "spec" not in frozen.user_attrs
+    assert not counts(frozen)
+    # The baseline went back to the queue: still 7 waiting.
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 7
+    assert frozen.system_attrs["fixed_params"] in [t.system_attrs["fixed_params"] for t in waiting]
+
+
+WORKER = """
+import sys
+from tests.test_search import toy_data, tiny_space, TRAIN
+from nas.study import SearchSettings, run_worker
+settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
+run_worker(settings, toy_data(), {**TRAIN, "epochs": 3}, 2, storage=sys.argv[1], heartbeat=1)
+"""
+
+
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, url], cwd=ROOT, env=env)
+    storage = open_storage(url, heartbeat=1)
+    victim = None
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and victim is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name="k", storage=storage).get_trials()
+            except KeyError:
+                continue
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                running = [t for t in trials if t.state == TrialState.RUNNING]
+                if running and running[0].user_attrs.get("curve"):
+                    victim = running[0]
+        assert victim is not None, "the worker never reached a second trial"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = {
+        t.number: t.values
+        for t in optuna.load_study(study_name="k", storage=storage).trials
+        if t.state == TrialState.COMPLETE
+    }
+    settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
+    run_worker(settings, toy_data(), {**TRAIN, "epochs": 3}, 2, storage=url, heartbeat=1)
+    study = load("k", url)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[victim.number].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == victim.params
+    assert {n: by_number[n].values for n in before} == before
+    assert sum(counts(t) for t in study.trials) == 2
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def run_cli(calls: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """Run ``cli.py`` command lines in parallel: each pays seconds of imports."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RESNEXT_NAS_STORAGE", None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in calls
+    ]
+    out = []
+    for p, args in zip(procs, calls, strict=True):
+        stdout, stderr = p.communicate(timeout=180)
+        out.append(subprocess.CompletedProcess(args, p.returncode, stdout, stderr))
+    return out
+
+
+def _make_study(url: str, name: str, objectives: tuple[str, ...]) -> None:
+    create_or_load(open_storage(url), SearchSettings(tiny_space(), name, objectives))
+
+
+BAD_INPUTS = [
+    (["--storage", "notaurl"], "cannot open storage"),
+    (["--storage", "sqlite:////no/such/folder/x.db"], "does not exist"),
+    (["--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
+    (["--flops", "1e3"], "no configuration lies within"),
+    (["--enqueue", "resnext29_9x9d"], "unknown preset"),
+    (["--enqueue", "resnext29_2x64d"], "outside the study's band"),
+    (["--sampler", "cmaes"], "unknown sampler"),
+    (["--pruner", "asha"], "unknown pruner"),
+    (["--objectives", "error,flops", "--pruner", "median"], "single objective"),
+    (["--objectives", "error,flops", "--study", "taken"], "has objectives error"),
+]
+
+
+def test_search_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    _make_study(url, "taken", ("error",))
+    results = run_cli(
+        [["search", "--trials", "1", "--storage", url, *args] for args, _ in BAD_INPUTS], tmp_path
+    )
+    for r, (args, message) in zip(results, BAD_INPUTS, strict=True):
+        err = r.stderr
+        assert r.returncode == 2, (args, err)
+        assert "Traceback" not in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, (args, err)
+        assert message in err, (args, err)
+        assert "secret" not in err
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["taken"]
+
+
+def test_trials_and_studies_commands(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    settings = SearchSettings(tiny_space(), study="t", pruner="none", latency=False)
+    run_search(settings, toy_data(), TRAIN, 2, storage=url)
+    calls = {
+        "absent": ["trials", "--study", "t", "--json"],  # the default file is not there
+        "json": ["trials", "--study", "t", "--storage", url, "--json", "--csv", "t.csv"],
+        "table": ["trials", "--study", "t", "--storage", url],
+        "unknown": ["trials", "--study", "nope", "--storage", url],
+        "studies": ["studies", "--storage", url, "--json"],
+    }
+    r = dict(zip(calls, run_cli(list(calls.values()), tmp_path), strict=True))
+    assert r["absent"].returncode == 2 and "no study database" in r["absent"].stderr
+    assert r["json"].returncode == 0, r["json"].stderr
+    rows = json.loads(r["json"].stdout)
+    assert len(rows) == 2
+    for row in rows:
+        assert {"number", "state", "spec", "flops", "params", "val_accuracy"} <= row.keys()
+        assert row["state"] == "COMPLETE" and row["spec"].endswith("w16")
+    assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("number,state,spec")
+    assert r["table"].returncode == 0 and "◆" in r["table"].stdout
+    assert r["unknown"].returncode == 2
+    assert "no study 'nope'" in r["unknown"].stderr
+    assert "studies there: t" in r["unknown"].stderr
+    (row,) = json.loads(r["studies"].stdout)
+    assert row["name"] == "t" and row["trials"] == {"COMPLETE": 2}
+    assert row["best"]["error"] == min(x["error"] for x in rows)
+    assert study_rows(url)[0]["objectives"] == ["error"]
+
+
+def test_search_command_runs_and_resumes(tmp_path: Path) -> None:
+    args = ["search", "--trials", "2", "--epochs", "1", "--train-images", "100"]
+    args += ["--val-fraction", "0.01", "--resolution", "16", "--depths", "1,1,1"]
+    args += ["--widths", "16", "--flops", "1e6", "--tolerance", "0.2", "--no-latency"]
+    args += ["--enqueue", "family", "--json", "--study", "c"]
+    (first,) = run_cli([args], tmp_path)  # the default storage: ./resnext-nas.db
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["trials"].get("COMPLETE", 0) + summary["trials"].get("PRUNED", 0) == 2
+    assert (tmp_path / "resnext-nas.db").exists()
+    (again,) = run_cli([args], tmp_path)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout)  # nothing left to do: no data loaded, no worker started
+    assert resumed["workers"] == [] and resumed["trials"] == summary["trials"]
+
+
+def test_existing_foreign_study_is_refused(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    study = optuna.create_study(storage=url, study_name="foreign")
+    study.tell(study.ask(), 1.0)
+    with pytest.raises(ValueError, match="not made by"):
+        create_or_load(open_storage(url), SearchSettings(tiny_space(), "foreign"))
+    assert ATTR not in optuna.load_study(study_name="foreign", storage=url).user_attrs
+
+
+def test_enqueue_once(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    settings = SearchSettings(tiny_space(), "e")
+    study = create_or_load(open_storage(url), settings)
+    assert enqueue(study, settings.space, ["family"]) == 7
+    assert enqueue(study, settings.space, ["family"]) == 0
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 7
