@@ -982,7 +982,8 @@ def serve(
     """Serve the study's page until interrupted; ``ready`` gets the URL once listening."""
     server = make_server(study_name, storage, host, port, poll_seconds)
     if ready is not None:
-        ready(f"http://{host}:{server.server_address[1]}/")
+        bound_host, bound_port = server.server_address[:2]
+        ready(f"http://{bound_host}:{bound_port}/")
     try:
         server.serve_forever()
     finally:
@@ -993,20 +994,17 @@ def serve(
 # Screenshot
 
 
-def chromium_args(user_data_dir: str | Path) -> list[str]:
-    """Headless Chromium flags that work as root in a container, with no network chatter."""
-    return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={user_data_dir}",
-    ]
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install_chromium.sh)
+# As root in a container: no sandbox, no GPU, no QUIC, no background traffic (updates, sync...).
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def screenshot(
@@ -1014,7 +1012,7 @@ def screenshot(
     png: Path,
     width: int = 1400,
     height: int = 3600,
-    chromium: str = "/usr/bin/chromium",
+    chromium: str = CHROMIUM,
     wait_ms: int = 8000,
 ) -> Path:
     """Save a PNG of an HTML file as headless Chromium renders it (for the README)."""
@@ -1028,7 +1026,10 @@ def screenshot(
         res = subprocess.run(
             [
                 chromium,
-                *chromium_args(profile),
+                "--headless",
+                *CHROMIUM_FLAGS,
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
                 f"--window-size={width},{height}",
                 f"--virtual-time-budget={wait_ms}",
                 f"--screenshot={png}",
