@@ -16,7 +16,7 @@ import re
 import statistics
 import threading
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -369,38 +369,64 @@ def group_label(by: str, key: Any) -> str:
     return f"{_LABELS[by]}={value}"
 
 
-def _normalised(done: list[dict[str, Any]], by: str) -> tuple[list[dict[str, Any]], np.ndarray]:
+MAX_GROUPS = 8
+
+
+def group_keys(done: list[dict[str, Any]], by: str) -> list[Any]:
+    """Each record's group under ``by``: its value, or its power-of-two range ``(lo, hi)`` when
+    a numeric param takes more than ``MAX_GROUPS`` values (d or width drawn from a range)."""
+    keys = [group_key(r, by) for r in done]
+    if by == "depth" or len(set(keys)) <= MAX_GROUPS:
+        return keys
+    lows = [2 ** int(math.log2(k)) for k in keys]
+    return [(lo, 2 * lo - 1) for lo in lows]
+
+
+def _label(by: str, key: Any) -> str:
+    if by != "depth" and isinstance(key, tuple):
+        return (
+            f"{_LABELS[by]}={key[0]}" if key[0] == key[1] else f"{_LABELS[by]}={key[0]}..{key[1]}"
+        )
+    return group_label(by, key)
+
+
+def _normalised(
+    done: list[dict[str, Any]], keys: list[Any]
+) -> tuple[list[dict[str, Any]], list[Any], np.ndarray]:
     """Complexity weights, leaving out the smallest groups until the rest share a FLOPs range."""
     while done:
-        keys = [group_key(r, by) for r in done]
         try:
-            return done, complexity_weights([r["flops"] for r in done], keys)
+            return done, keys, complexity_weights([r["flops"] for r in done], keys)
         except ValueError:
-            sizes = {k: keys.count(k) for k in keys}
+            sizes = Counter(keys)
             smallest = min(sizes, key=lambda k: (sizes[k], str(k)))
-            done = [r for r, k in zip(done, keys, strict=True) if k != smallest]
-    return done, np.ones(0)
+            kept = [i for i, k in enumerate(keys) if k != smallest]
+            done, keys = [done[i] for i in kept], [keys[i] for i in kept]
+    return done, keys, np.ones(0)
 
 
 def edf_groups(
     records: list[dict[str, Any]], by: str = "cardinality", normalise: bool = False
-) -> dict[Any, tuple[list[float], list[float]]]:
-    """Errors (%) and weights of the complete trials, grouped by ``by``, in key order.
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Errors (%) and weights of the complete trials by group label (see :func:`group_keys`).
 
     With ``normalise``, the weights come from :func:`complexity_weights` (equal log-FLOPs
     distribution in every group), after leaving out the smallest groups, one at a time, while
     the groups share no FLOPs range; otherwise each trial weighs 1.
     """
     done = _complete(records)
+    keys = group_keys(done, by)
     if normalise:
-        done, weights = _normalised(done, by)
+        done, keys, weights = _normalised(done, keys)
     else:
         weights = np.ones(len(done))
-    keys = [group_key(r, by) for r in done]
-    groups: dict[Any, tuple[list[float], list[float]]] = {}
+    groups: dict[str, tuple[list[float], list[float]]] = {}
     for key in sorted(set(keys)):
         idx = [i for i, k in enumerate(keys) if k == key]
-        groups[key] = ([_error(done[i]) for i in idx], [float(weights[i]) for i in idx])
+        groups[_label(by, key)] = (
+            [_error(done[i]) for i in idx],
+            [float(weights[i]) for i in idx],
+        )
     return groups
 
 
@@ -422,8 +448,8 @@ def edf_figure(
         return _note(fig, str(e))
     if not groups:
         return _note(fig, "no complete trials")
-    colours = _colours(groups) if by == "cardinality" else {}
-    for key, (errs, ws) in groups.items():
+    palette = qualitative.Plotly + qualitative.D3
+    for k, (label, (errs, ws)) in enumerate(groups.items()):
         xs, fs = edf(errs, ws)
         used = sum(w > 0 for w in ws)
         fig.add_trace(
@@ -431,16 +457,16 @@ def edf_figure(
                 x=[xs[0], *xs] if xs else [],
                 y=[0.0, *fs] if xs else [],
                 mode="lines",
-                line={"shape": "hv", "color": colours.get(key)},
-                name=f"{group_label(by, key)} (n={used})",
+                # In group order, so C gets the colour it has in the Pareto plot.
+                line={"shape": "hv", "color": palette[k % len(palette)]},
+                name=f"{label} (n={used})",
                 hovertemplate="error %{x:.2f}%: %{y:.2f}<extra>%{fullData.name}</extra>",
             )
         )
-    keys = [k for k, (_, ws) in groups.items() if any(w > 0 for w in ws)]
+    labels = [k for k, (_, ws) in groups.items() if any(w > 0 for w in ws)]
     lines = [
-        f"KS({group_label(by, a)}, {group_label(by, b)}) = "
-        f"{ks_statistic(groups[a][0], groups[b][0], groups[a][1], groups[b][1]):.3f}"
-        for a, b in zip(keys, keys[1:], strict=False)
+        f"KS({a}, {b}) = {ks_statistic(groups[a][0], groups[b][0], groups[a][1], groups[b][1]):.3f}"
+        for a, b in zip(labels, labels[1:], strict=False)
     ]
     if lines:
         fig.add_annotation(

@@ -165,6 +165,31 @@ def _subsequence(part: list, whole: list) -> bool:
     return all(x in it for x in part)
 
 
+def _rec(c: int, d: int, flops: float, acc: float) -> dict:
+    spec = {"cardinality": c, "bottleneck_width": d, "depths": [3, 3, 3], "width": 256}
+    return {"state": "COMPLETE", "val_accuracy": acc, "spec": spec, "flops": flops}
+
+
+def test_many_values_of_d_group_into_power_of_two_ranges() -> None:
+    recs = [_rec(1, d, 1e9, 0.5 + d / 100) for d in range(1, 21)]
+    groups = dash.edf_groups(recs, "bottleneck_width")
+    assert list(groups) == ["d=1", "d=2..3", "d=4..7", "d=8..15", "d=16..31"]
+    assert [len(e) for e, _ in groups.values()] == [1, 2, 4, 8, 5]
+    assert dash.edf_groups(recs[:8], "bottleneck_width").keys() == {f"d={d}" for d in range(1, 9)}
+
+
+def test_normalising_leaves_out_the_groups_that_share_no_flops_range() -> None:
+    # C=1 and C=2 overlap between 1e8 and 1e9; the one C=4 model sits far above both.
+    recs = [_rec(1, 64, f, 0.7) for f in (1e8, 1e9)] + [_rec(2, 40, f, 0.75) for f in (1e8, 1e9)]
+    recs.append(_rec(4, 24, 1e11, 0.9))
+    groups = dash.edf_groups(recs, "cardinality", normalise=True)
+    assert list(groups) == ["C=1", "C=2"]
+    assert groups["C=1"][1] == pytest.approx([0.5, 0.5])
+    fig = dash.edf_figure(recs, "cardinality", normalise=True)
+    assert [t.name for t in fig.data] == ["C=1 (n=2)", "C=2 (n=2)"]
+    assert fig.layout.annotations[0].text == "KS(C=1, C=2) = 1.000"
+
+
 def test_cardinality_figure_is_table3_with_seed_error_bars(records: list[dict]) -> None:
     fig = dash.cardinality_figure(records)
     (t,) = [t for t in fig.data if "8x14d" in t.text]
