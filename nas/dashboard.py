@@ -856,6 +856,7 @@ def build_page(
     ``live`` makes the page poll ``state.json`` every ``poll_seconds`` and reload when the
     study's ``state`` (see :func:`study_state`) changes.
     """
+    records = _json_safe(records)  # a NaN loss in a history must not break the page's JSON
     figs = {name: fig.to_plotly_json() for name, fig in figures(records, importances).items()}
     # The three Pareto views share their hover texts: ship them once, keyed by trial number.
     hover: dict[int, str] = {}
@@ -914,7 +915,7 @@ def dashboard_page(study_name: str, storage: str | None = None) -> str:
     records = records_from_study(study)
     if not any(r["state"] in FINISHED for r in records):
         raise ValueError(f"study {study_name} has no finished trials yet")
-    return build_page(_json_safe(records), study_name, param_importances(study))
+    return build_page(records, study_name, param_importances(study))
 
 
 def write_dashboard(study_name: str, storage: str | None, out: Path) -> Path:
@@ -943,7 +944,7 @@ class _Live:
             state = study_state(self.study)
             key = json.dumps(state, sort_keys=True)
             if key != self.key:
-                records = _json_safe(records_from_study(self.study))
+                records = records_from_study(self.study)
                 self.page = build_page(
                     records,
                     self.study.study_name,

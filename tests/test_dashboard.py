@@ -314,6 +314,21 @@ def test_page_is_self_contained_and_escapes_user_text(records: list[dict]) -> No
     assert data["hover"][str(records[1]["number"])] == dash.hover_text(records[1])
 
 
+def test_page_survives_nan_and_trials_without_a_spec() -> None:
+    running = {
+        "number": 0, "state": "RUNNING", "spec": None, "flops": None, "params": None,
+        "activations": None, "latency": None, "val_accuracy": None, "hparams": {"lr": 0.1},
+        "history": [{"epoch": 1, "val_accuracy": float("nan"), "val_loss": float("inf")}],
+        "seed": None, "wall_seconds": None, "study": "s", "train_images_per_second": None,
+        "inference_images_per_second": None,
+    }  # fmt: skip
+    page = dash.build_page([running], "s")
+    data = json.loads(page.split('id="dashboard-data">')[1].split("</script>")[0])
+    assert data["rows"] == [dict(dash.table_rows([running])[0])]
+    assert "NaN" not in page.split('id="dashboard-data">')[1].split("</script>")[0]
+    assert "1 trials: 1 running" in page
+
+
 def test_load_study_errors_are_one_clear_line(stored_study: str, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"no study named 'nope' in sqlite:.*available: "):
         dash.load_study("nope", stored_study)
