@@ -940,21 +940,21 @@ class _Live:
         self.page = ""
 
     def current(self) -> tuple[dict[str, Any], str]:
-        with self.lock:
-            state = study_state(self.study)
-            key = json.dumps(state, sort_keys=True)
-            if key != self.key:
-                records = records_from_study(self.study)
-                self.page = build_page(
-                    records,
-                    self.study.study_name,
-                    param_importances(self.study),
-                    live=True,
-                    poll_seconds=self.poll_seconds,
-                    state=state,
-                )
-                self.key = key
-            return state, self.page
+        """The study's state and its page, rebuilt only when the state has changed."""
+        state = study_state(self.study)
+        key = json.dumps(state, sort_keys=True)
+        if key != self.key:
+            records = records_from_study(self.study)
+            self.page = build_page(
+                records,
+                self.study.study_name,
+                param_importances(self.study),
+                live=True,
+                poll_seconds=self.poll_seconds,
+                state=state,
+            )
+            self.key = key
+        return state, self.page
 
 
 def make_server(
@@ -981,7 +981,8 @@ def make_server(
             if route is None:
                 self.send_error(404)
                 return
-            kind, body = route()
+            with live.lock:  # one reader of the study at a time; polls are cheap
+                kind, body = route()
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))

@@ -312,6 +312,13 @@ def test_page_is_self_contained_and_escapes_user_text(records: list[dict]) -> No
     assert set(data["figures"]) >= {"pareto-flops", "pareto-params", "pareto-latency", "curves"}
     assert data["rows"][0]["hparams"] == "optimizer=</script><script>alert(2)</script><!--"
     assert data["hover"][str(records[1]["number"])] == dash.hover_text(records[1])
+    assert data["metrics"] == {"flops": True, "params": True, "latency": True}
+    assert data["live"] is False
+    no_latency = [dict(r, latency=None) for r in records]
+    page = dash.build_page(no_latency, "s", live=True, state={"trials": 40})
+    data = json.loads(page.split('id="dashboard-data">')[1].split("</script>")[0])
+    assert data["metrics"]["latency"] is False and data["live"] is True
+    assert data["state"] == {"trials": 40}
 
 
 def test_page_survives_nan_and_trials_without_a_spec() -> None:
