@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import optuna
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
@@ -163,14 +164,19 @@ _LABELS = {"cardinality": "C", "bottleneck_width": "d", "width": "width", "depth
 GROUPINGS = ("cardinality", "bottleneck_width", "width", "depth")
 
 
+def _spec_key(spec: dict[str, Any]) -> tuple:
+    """A hashable key of a spec dict (cheaper than JSON for thousands of records)."""
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(spec.items()))
+
+
 @lru_cache(maxsize=4096)
-def _spec_of(key: str) -> resnext.Spec:
-    return resnext.Spec.from_dict(json.loads(key))
+def _spec_of(key: tuple) -> resnext.Spec:
+    return resnext.Spec.from_dict(dict(key))
 
 
 def _spec(r: dict[str, Any]) -> resnext.Spec | None:
     """The record's spec; thousands of trials share a few hundred specs, so parse each once."""
-    return _spec_of(json.dumps(r["spec"], sort_keys=True)) if r.get("spec") else None
+    return _spec_of(_spec_key(r["spec"])) if r.get("spec") else None
 
 
 def _error(r: dict[str, Any]) -> float:
@@ -238,7 +244,6 @@ def _note(fig: go.Figure, text: str) -> go.Figure:
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     fig.update_layout(
         title=title,
-        template="plotly_white",
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
         legend={"itemsizing": "constant"},
         **kwargs,
@@ -454,8 +459,8 @@ def edf_figure(
         used = sum(w > 0 for w in ws)
         fig.add_trace(
             go.Scatter(
-                x=[xs[0], *xs] if xs else [],
-                y=[0.0, *fs] if xs else [],
+                x=_array([xs[0], *xs] if xs else []),
+                y=_array([0.0, *fs] if xs else []),
                 mode="lines",
                 # In group order, so C gets the colour it has in the Pareto plot.
                 line={"shape": "hv", "color": palette[k % len(palette)]},
@@ -490,9 +495,9 @@ def edf_figure(
 
 def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Complete trials merged per spec: mean and std (over seeds) of the error, in percent."""
-    by_spec: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in _complete(records):
-        by_spec[json.dumps(r["spec"], sort_keys=True)].append(r)
+        by_spec[_spec_key(r["spec"])].append(r)
     rows = []
     for trials in by_spec.values():
         errs = [_error(r) for r in trials]
@@ -858,6 +863,9 @@ def build_page(
     """
     records = _json_safe(records)  # a NaN loss in a history must not break the page's JSON
     figs = {name: fig.to_plotly_json() for name, fig in figures(records, importances).items()}
+    # One template for every plot, shipped once (the page sets it on each layout).
+    for fig in figs.values():
+        fig["layout"].pop("template", None)
     # The three Pareto views share their hover texts: ship them once, keyed by trial number.
     hover: dict[int, str] = {}
     for name in (f"pareto-{m}" for m in METRICS):
@@ -865,6 +873,7 @@ def build_page(
             if "text" in trace and trace.get("meta", {}).get("role") != "selected":
                 hover.update(zip(trace["customdata"], trace.pop("text"), strict=True))
     data = {
+        "template": pio.templates["plotly_white"].to_plotly_json(),
         "figures": figs,
         "hover": hover,
         "rows": table_rows(records),
@@ -885,13 +894,21 @@ def build_page(
 
 
 def _json_safe(obj: Any) -> Any:
-    """NaN and infinities (not JSON) as None."""
+    """NaN and infinities (not JSON) as None; the object itself when it has none."""
+    try:
+        json.dumps(obj, allow_nan=False)
+        return obj
+    except ValueError:
+        return _finite(obj)
+
+
+def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [_finite(v) for v in obj]
     return obj
 
 
