@@ -1056,7 +1056,7 @@ def screenshot(
     page: Path,
     png: Path,
     width: int = 1400,
-    height: int = 3600,
+    height: int = 2600,
     chromium: str = CHROMIUM,
     wait_ms: int = 8000,
 ) -> Path:
