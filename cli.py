@@ -1,13 +1,14 @@
 """The ``resnext-nas`` command line: thin commands over ``resnext`` and ``nas``.
 
-Torch is imported only inside the commands that train or build models, so that ``budget``,
-``show`` and ``presets`` answer at once.
+Torch is imported only inside the commands that train or build models, and Optuna and plotly only
+inside ``dashboard``, so that ``budget``, ``show`` and ``presets`` answer at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import time
 from dataclasses import replace
@@ -839,6 +840,35 @@ def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
             f"[red]Training diverged:[/red] the loss became NaN or inf in epoch {epochs + 1}; "
             f"try a lower --lr than {record['config']['lr']:g}."
         )
+
+
+@app.command()
+def dashboard(
+    study: Annotated[str, typer.Option(help="Name of the Optuna study.", show_default=False)],
+    storage: StorageOpt = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write (default: dashboard-STUDY.html)."),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve the page live, refreshing as trials finish.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Address to serve on with --serve.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on with --serve (0: any free).")] = 8050,
+    screenshot: Annotated[
+        Path | None, typer.Option(help="Also save a PNG of the page (needs headless Chromium).")
+    ] = None,
+) -> None:
+    """Write the study's interactive Pareto dashboard as one self-contained HTML page."""
+    from nas import dashboard as dash
+
+    if serve:
+        dash.serve(study, storage, host, port, ready=lambda url: out.print(f"serving {url}"))
+        return
+    path = out_file or Path(f"dashboard-{re.sub(r'[^A-Za-z0-9_.-]', '_', study)}.html")
+    out.print(str(dash.write_dashboard(study, storage, path)), soft_wrap=True)
+    if screenshot is not None:
+        out.print(str(dash.screenshot(path, screenshot)), soft_wrap=True)
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def storage_url(url: str | None = None) -> str:
     return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """The URL without its password, for messages."""
     try:
         import sqlalchemy
@@ -141,7 +141,7 @@ def open_storage(
             )
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"cannot open storage {_redact(url)}: {first}") from None
+            raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
     if url.startswith("sqlite"):
         _serialise_sqlite_writes(storage.engine)
     return storage
@@ -761,7 +761,7 @@ def load(name: str, storage: str | None = None) -> optuna.Study:
     if name not in names:
         have = ", ".join(names) if names else "none"
         raise ValueError(
-            f"no study {name!r} in {_redact(storage_url(storage))} (studies there: {have})"
+            f"no study {name!r} in {redact(storage_url(storage))} (studies there: {have})"
         )
     return optuna.load_study(study_name=name, storage=st)
 

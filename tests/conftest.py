@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -13,3 +15,21 @@ sys.path.insert(0, str(ROOT))
 def pytest_configure(config) -> None:
     """Keep torch from oversubscribing the CI machine's 2 cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="session")
+def stored_study(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite storage with studies "synthetic" (36 trials), "empty" and one named XSS."""
+    import optuna
+
+    from tests.synthetic import synthetic_study, synthetic_trials
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('storage') / 'studies.db'}"
+    synthetic_study(url, "synthetic", n=36, seeds_per_spec=2)
+    optuna.create_study(study_name="empty", storage=url)
+    xss = optuna.create_study(study_name=XSS, storage=url)
+    xss.add_trials(synthetic_trials(3, odd=False))
+    return url

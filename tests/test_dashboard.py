@@ -1,0 +1,357 @@
+"""The dashboard's records, figures and page, checked on the figures' data (no browser)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import statistics
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import resnext
+from nas import dashboard as dash
+from nas.study import storage_url
+from tests.conftest import XSS
+from tests.synthetic import synthetic_trials
+from tests.test_designspace import brute_front
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def study() -> optuna.Study:
+    """In memory: 40 trials, Table 2 and Fig. 7 specs twice each (seeds 0 and 1), then random."""
+    s = optuna.create_study(study_name="mem", direction="minimize")
+    s.add_trials(synthetic_trials(40, seeds_per_spec=2))
+    return s
+
+
+@pytest.fixture(scope="module")
+def records(study: optuna.Study) -> list[dict]:
+    return dash.records_from_study(study)
+
+
+def trace(fig, role: str):
+    (t,) = [t for t in fig.data if t.meta and t.meta["role"] == role]
+    return t
+
+
+def test_records_follow_the_contract(study: optuna.Study, records: list[dict]) -> None:
+    assert len(records) == 40
+    keys = {
+        "number", "state", "spec", "flops", "params", "activations", "latency", "val_accuracy",
+        "history", "train_images_per_second", "inference_images_per_second", "hparams", "seed",
+        "wall_seconds", "study",
+    }  # fmt: skip
+    for r, t in zip(records, study.trials, strict=True):
+        assert set(r) == keys
+        assert r["number"] == t.number and r["state"] == t.state.name and r["study"] == "mem"
+        spec = resnext.Spec.from_dict(r["spec"])
+        assert resnext.complexity(spec).to_dict() == {k: r[k] for k in dash._NUMBERS}
+        assert r["hparams"] == t.params
+        if t.state == TrialState.COMPLETE:
+            assert r["val_accuracy"] == pytest.approx(1 - t.value)
+    assert {r["state"] for r in records} == {"COMPLETE", "PRUNED", "FAIL"}
+
+
+def test_record_accuracy_fallbacks_and_counted_complexity() -> None:
+    spec = resnext.Spec("cifar", (3, 3, 3), 256, 8, 14)
+    hist = [{"epoch": 1, "val_accuracy": 0.4}, {"epoch": 2, "val_accuracy": 0.55}]
+    s = optuna.create_study(study_name="fallbacks")
+    common = {"params": {}, "distributions": {}}
+    s.add_trial(optuna.trial.create_trial(value=0.3, user_attrs={"spec": spec.to_dict()}, **common))
+    s.add_trial(optuna.trial.create_trial(value=0.3, user_attrs={"val_accuracy": 0.8}, **common))
+    s.add_trial(
+        optuna.trial.create_trial(state=TrialState.PRUNED, user_attrs={"history": hist}, **common)
+    )
+    s.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, **common))
+    r = dash.records_from_study(s)
+    assert [x["val_accuracy"] for x in r] == [pytest.approx(0.7), 0.8, 0.55, None]
+    assert r[0]["flops"] == resnext.complexity(spec).flops  # counted from the spec
+    assert r[1]["flops"] is None and r[3]["history"] == []
+
+
+@pytest.mark.parametrize("metric", list(dash.METRICS))
+def test_pareto_front_is_the_brute_force_front(records: list[dict], metric: str) -> None:
+    fig = dash.pareto_figure(records, metric)
+    done = [r for r in records if r["state"] == "COMPLETE"]
+    want = brute_front([r[metric] for r in done], [r["val_accuracy"] for r in done])
+    front = trace(fig, "front")
+    assert set(front.customdata) == {done[i]["number"] for i in want}
+    assert list(front.x) == sorted(front.x)
+    assert list(front.y) == sorted(front.y)  # along a front, more cost buys more accuracy
+    assert front.line.shape == "hv"
+    scale = dash.METRICS[metric][1]
+    by_num = {r["number"]: r for r in records}
+    for n, x, y in zip(front.customdata, front.x, front.y, strict=True):
+        assert x == pytest.approx(by_num[n][metric] * scale) and y == by_num[n]["val_accuracy"]
+    # Every complete trial is a point of its cardinality's trace, and only there.
+    trials = [t for t in fig.data if t.meta["role"] == "trials"]
+    assert sorted(n for t in trials for n in t.customdata) == sorted(r["number"] for r in done)
+    for t in trials:
+        c = int(t.name.removeprefix("C="))
+        assert {by_num[n]["spec"]["cardinality"] for n in t.customdata} == {c}
+    pruned = trace(fig, "pruned")
+    assert set(pruned.customdata) == {r["number"] for r in records if r["state"] == "PRUNED"}
+    assert list(trace(fig, "selected").customdata) == []
+
+
+def test_hover_text_names_the_config_in_the_papers_notation(records: list[dict]) -> None:
+    fig = dash.pareto_figure(records, "flops")
+    t = [t for t in fig.data if t.name == "C=8"][0]
+    i = list(t.customdata).index(7)  # 8x14d, 4th Table 2 pair: trials 6 (pruned) and 7
+    r = records[7]
+    assert r["spec"]["cardinality"] == 8 and r["spec"]["bottleneck_width"] == 14
+    cx = resnext.complexity(resnext.Spec.from_dict(r["spec"]))
+    assert t.text[i] == (
+        f"#7 ResNeXt 8x14d, depths 3-3-3, width 256<br>acc {100 * r['val_accuracy']:.2f}% · "
+        f"{cx.params / 1e6:.2f}M params · {cx.flops / 1e6:.2f}M FLOPs · "
+        f"latency {1e3 * r['latency']:.2f} ms"
+    )
+    assert t.hovertemplate == "%{text}<extra></extra>"
+
+
+def test_many_points_switch_to_webgl(records: list[dict]) -> None:
+    assert type(dash.pareto_figure(records).data[0]) is dash.go.Scatter
+    many = [dict(r, number=i) for i in range(2 * dash.GL_POINTS // len(records)) for r in records]
+    assert type(dash.pareto_figure(many).data[0]) is dash.go.Scattergl
+
+
+def test_edf_figure_values(records: list[dict]) -> None:
+    fig = dash.edf_figure(records, "cardinality")
+    done = [r for r in records if r["state"] == "COMPLETE"]
+    for t in fig.data:
+        c = int(t.name.split()[0].removeprefix("C="))
+        errs = sorted(100 * (1 - r["val_accuracy"]) for r in done if r["spec"]["cardinality"] == c)
+        assert t.name == f"C={c} (n={len(errs)})"
+        assert list(t.x[1:]) == pytest.approx(sorted(set(errs)))
+        assert t.y[0] == 0 and t.y[-1] == pytest.approx(1.0)
+        # F at each distinct error is the share of the group at or below it.
+        for x, f in zip(t.x[1:], t.y[1:], strict=True):
+            assert f == pytest.approx(sum(e <= x + 1e-9 for e in errs) / len(errs))
+    ks = fig.layout.annotations[0].text.split("<br>")
+    e1 = [_err(r) for r in done if r["spec"]["cardinality"] == 1]
+    e2 = [_err(r) for r in done if r["spec"]["cardinality"] == 2]
+    assert ks[0] == f"KS(C=1, C=2) = {dash.ks_statistic(e1, e2):.3f}"
+
+
+def _err(r: dict) -> float:
+    return 100 * (1 - r["val_accuracy"])
+
+
+def test_normalised_edf_uses_complexity_weights(records: list[dict]) -> None:
+    groups = dash.edf_groups(records, "cardinality", normalise=True)
+    for _errs, ws in groups.values():
+        assert sum(ws) == pytest.approx(1.0) and min(ws) >= 0
+    plain = dash.edf_figure(records, "depth", normalise=False)
+    n_done = sum(r["state"] == "COMPLETE" for r in records)
+    assert [t.name for t in plain.data] == [f"depths=3-3-3 (n={n_done})"]
+    with pytest.raises(ValueError, match="unknown grouping"):
+        dash.group_key(records[0], "colour")
+
+
+def _done_of(records: list[dict], notation: str) -> list[dict]:
+    return [
+        r
+        for r in records
+        if r["state"] == "COMPLETE" and resnext.Spec.from_dict(r["spec"]).notation == notation
+    ]
+
+
+def _subsequence(part: list, whole: list) -> bool:
+    it = iter(whole)
+    return all(x in it for x in part)
+
+
+def _rec(c: int, d: int, flops: float, acc: float) -> dict:
+    spec = {"cardinality": c, "bottleneck_width": d, "depths": [3, 3, 3], "width": 256}
+    return {"state": "COMPLETE", "val_accuracy": acc, "spec": spec, "flops": flops}
+
+
+def test_many_values_of_d_group_into_power_of_two_ranges() -> None:
+    recs = [_rec(1, d, 1e9, 0.5 + d / 100) for d in range(1, 21)]
+    groups = dash.edf_groups(recs, "bottleneck_width")
+    assert list(groups) == ["d=1", "d=2..3", "d=4..7", "d=8..15", "d=16..31"]
+    assert [len(e) for e, _ in groups.values()] == [1, 2, 4, 8, 5]
+    assert dash.edf_groups(recs[:8], "bottleneck_width").keys() == {f"d={d}" for d in range(1, 9)}
+
+
+def test_normalising_leaves_out_the_groups_that_share_no_flops_range() -> None:
+    # C=1 and C=2 overlap between 1e8 and 1e9; the one C=4 model sits far above both.
+    recs = [_rec(1, 64, f, 0.7) for f in (1e8, 1e9)] + [_rec(2, 40, f, 0.75) for f in (1e8, 1e9)]
+    recs.append(_rec(4, 24, 1e11, 0.9))
+    groups = dash.edf_groups(recs, "cardinality", normalise=True)
+    assert list(groups) == ["C=1", "C=2"]
+    assert groups["C=1"][1] == pytest.approx([0.5, 0.5])
+    fig = dash.edf_figure(recs, "cardinality", normalise=True)
+    assert [t.name for t in fig.data] == ["C=1 (n=2)", "C=2 (n=2)"]
+    assert fig.layout.annotations[0].text == "KS(C=1, C=2) = 1.000"
+
+
+def test_cardinality_figure_is_table3_with_seed_error_bars(records: list[dict]) -> None:
+    fig = dash.cardinality_figure(records)
+    (t,) = [t for t in fig.data if "8x14d" in t.text]
+    assert list(t.x) == sorted(t.x)
+    table2 = ["1x64d", "2x40d", "4x24d", "8x14d", "32x4d"]
+    assert _subsequence(table2, list(t.text)), list(t.text)
+    flops = [resnext.complexity(resnext.Spec.from_dict(r["spec"])).flops for r in records[:10:2]]
+    assert max(flops) / min(flops) < 1.1
+    # Table 2 pairs are trials 0..9, two seeds each (1x64d returns in Fig. 7's series).
+    texts = list(t.text)
+    for name in table2:
+        i = texts.index(name)
+        errs = [_err(r) for r in _done_of(records, name)]
+        assert t.customdata[i] == len(errs) >= 1
+        assert t.y[i] == pytest.approx(statistics.fmean(errs))
+        assert t.error_y.array[i] == pytest.approx(statistics.stdev(errs) if len(errs) > 1 else 0)
+    assert t.customdata[texts.index("8x14d")] == 1  # trial 6 of the two was pruned
+    assert "depths 3-3-3, width 256" in t.name
+
+
+def test_equal_complexity_sets_pick_the_widest_window() -> None:
+    def row(c: int, flops: float, n: int = 1) -> dict:
+        return {"spec": {"cardinality": c}, "flops": flops, "n": n}
+
+    rows = [row(1, 100), row(2, 104), row(4, 109), row(8, 112), row(1, 95), row(16, 300)]
+    rows.append(row(8, 310))
+    sets = dash.equal_complexity_sets(rows, tolerance=0.1)
+    # [100, 110] holds C 1, 2, 4 and [104, 114.4] C 2, 4, 8: a tie, the cheaper wins; of the
+    # rest, 95 and 112 are too far apart, [300, 330] holds C 8 and 16.
+    assert [[r["flops"] for r in s] for s in sets] == [[100, 104, 109], [310, 300]]
+    rows[2]["n"] = 3  # more seeds now favour a window holding C=4 at 109...
+    rows[3]["n"] = 3  # ... and C=8 at 112: [104, 114.4]
+    sets = dash.equal_complexity_sets(rows, tolerance=0.1, max_sets=1)
+    assert [[r["flops"] for r in s] for s in sets] == [[104, 109, 112]]
+
+
+def test_model_size_figure_has_figure7_series(records: list[dict]) -> None:
+    fig = dash.model_size_figure(records)
+    names = {t.name: t for t in fig.data}
+    width = names["width series, C=1 (depths 3-3-3, width 256)"]
+    c1 = {resnext.Spec.from_dict(r["spec"]).notation: r["params"] for r in records
+          if r["state"] == "COMPLETE" and r["spec"]["cardinality"] == 1}  # fmt: skip
+    assert len(c1) >= 4  # 1x128d lost both seeds (pruned, failed); 1x64d, 1x256d... are there
+    assert list(width.text) == sorted(c1, key=c1.get)
+    assert list(width.x) == sorted(c1.values())
+    card = names["cardinality series, d=64 (depths 3-3-3, width 256)"]
+    assert list(card.text) == ["1x64d", "2x64d", "4x64d", "8x64d", "16x64d"]
+    params = [resnext.complexity(resnext.preset(f"resnext29_{c}x64d")).params for c in (1, 2)]
+    assert list(card.x[:2]) == params
+
+
+def test_learning_curves_are_one_trace_with_gaps(records: list[dict]) -> None:
+    fig = dash.learning_curves_figure(records)
+    curves = trace(fig, "curves")
+    with_history = [r for r in records if r["history"]]
+    assert list(curves.x).count(None) == len(with_history)
+    assert sum(len(r["history"]) for r in with_history) + len(with_history) == len(curves.x)
+    first = with_history[0]
+    n = len(first["history"])
+    assert list(curves.y[:n]) == [h["val_accuracy"] for h in first["history"]]
+    assert list(curves.customdata[:n]) == [first["number"]] * n
+
+
+def _importance_records() -> list[dict]:
+    """A full factorial, so the params are uncorrelated: C helps, lr hurts, adamw is best."""
+    recs = []
+    for c in (1, 2, 4):
+        for lr in (0.01, 0.1, 1.0):
+            for opt, bonus in (("sgd", 0.0), ("adamw", 0.01)):
+                acc = 0.5 + 0.05 * c - 0.03 * (lr * 10) ** 0.5 + bonus
+                hp = {"cardinality": c, "lr": lr, "optimizer": opt}
+                recs.append({"state": "COMPLETE", "val_accuracy": acc, "hparams": hp})
+    return recs
+
+
+def test_importance_effects_show_the_sign_and_the_best_category() -> None:
+    eff = dash.importance_effects(_importance_records(), ["cardinality", "lr", "optimizer"])
+    assert eff["cardinality"].startswith("higher C -> higher accuracy")
+    assert eff["lr"].startswith("higher lr -> lower accuracy")
+    assert eff["optimizer"].startswith("best optimizer: adamw")
+
+
+def test_importance_figure_bars(study: optuna.Study, records: list[dict]) -> None:
+    imp = dash.param_importances(study)
+    assert set(imp) == {"cardinality", "bottleneck_width", "lr", "optimizer"}
+    assert sum(imp.values()) == pytest.approx(1.0)
+    fig = dash.importance_figure(imp, records)
+    bar = fig.data[0]
+    assert set(bar.y) == {"C", "d", "lr", "optimizer"}
+    assert list(bar.x) == sorted(imp.values())
+    for label, colour in zip(bar.text, bar.marker.color, strict=True):
+        if "-> higher" in label:
+            assert colour == "#2a9d8f"
+        elif "-> lower" in label:
+            assert colour == "#e76f51"
+    empty = dash.importance_figure(None, records)
+    assert not empty.data and "needs 2 or more" in empty.layout.annotations[0].text
+
+
+def test_importances_need_two_complete_trials() -> None:
+    s = optuna.create_study()
+    s.add_trials(synthetic_trials(1, odd=False))
+    assert dash.param_importances(s) is None
+
+
+def test_page_is_self_contained_and_escapes_user_text(records: list[dict]) -> None:
+    evil = dict(records[0], hparams={"optimizer": "</script><script>alert(2)</script><!--"})
+    page = dash.build_page([evil, *records[1:]], XSS)
+    assert XSS not in page and html.escape(XSS) in page
+    assert "alert(2)" in page and "</script><script>alert(2)" not in page
+    assert "<!--" not in page.split('id="dashboard-data">')[1].split("</script>")[0]
+    # No network: plotly.js is inlined, no script or stylesheet is fetched from anywhere.
+    assert not re.search(r"<(script|link)[^>]+(src|href)=", page)
+    js = dash.get_plotlyjs()
+    assert page.count(js) == 1
+    ours = page.replace(js, "")
+    assert "http://" not in ours and "https://" not in ours
+    blob = page.split('id="dashboard-data">')[1].split("</script>")[0]
+    data = json.loads(blob)
+    assert set(data["figures"]) >= {"pareto-flops", "pareto-params", "pareto-latency", "curves"}
+    assert data["rows"][0]["hparams"] == "optimizer=</script><script>alert(2)</script><!--"
+    assert data["hover"][str(records[1]["number"])] == dash.hover_text(records[1])
+    assert data["metrics"] == {"flops": True, "params": True, "latency": True}
+    assert data["live"] is False
+    no_latency = [dict(r, latency=None) for r in records]
+    page = dash.build_page(no_latency, "s", live=True, state={"trials": 40})
+    data = json.loads(page.split('id="dashboard-data">')[1].split("</script>")[0])
+    assert data["metrics"]["latency"] is False and data["live"] is True
+    assert data["state"] == {"trials": 40}
+
+
+def test_page_survives_nan_and_trials_without_a_spec() -> None:
+    running = {
+        "number": 0, "state": "RUNNING", "spec": None, "flops": None, "params": None,
+        "activations": None, "latency": None, "val_accuracy": None, "hparams": {"lr": 0.1},
+        "history": [{"epoch": 1, "val_accuracy": float("nan"), "val_loss": float("inf")}],
+        "seed": None, "wall_seconds": None, "study": "s", "train_images_per_second": None,
+        "inference_images_per_second": None,
+    }  # fmt: skip
+    page = dash.build_page([running], "s")
+    data = json.loads(page.split('id="dashboard-data">')[1].split("</script>")[0])
+    assert data["rows"] == [dict(dash.table_rows([running])[0])]
+    assert "NaN" not in page.split('id="dashboard-data">')[1].split("</script>")[0]
+    assert "1 trials: 1 running" in page
+
+
+def test_load_study_errors_are_one_clear_line(stored_study: str, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"no study named 'nope' in sqlite:.*available: "):
+        dash.load_study("nope", stored_study)
+    with pytest.raises(ValueError, match="does not exist"):
+        dash.load_study("x", f"sqlite:///{tmp_path / 'missing.db'}")
+    assert not (tmp_path / "missing.db").exists()
+    with pytest.raises(ValueError, match=r"cannot open storage postgresql://u:\*\*\*@"):
+        dash.load_study("x", "postgresql://u:secret@127.0.0.1:1/db")
+    with pytest.raises(ValueError, match="has no finished trials yet"):
+        dash.dashboard_page("empty", stored_study)
+
+
+def test_default_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESNEXT_NAS_STORAGE", raising=False)
+    assert storage_url(None) == "sqlite:///resnext-nas.db"
+    monkeypatch.setenv("RESNEXT_NAS_STORAGE", "sqlite:///other.db")
+    assert storage_url(None) == "sqlite:///other.db"
+    assert storage_url("sqlite:///given.db") == "sqlite:///given.db"
