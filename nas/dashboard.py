@@ -89,7 +89,9 @@ def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
     records = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        history = list(a.get("history") or [])
+        # The search stores the per-epoch curve as "curve" and training throughput as
+        # "images_per_second" (nas.study); "history" and the long name are accepted too.
+        history = list(a.get("curve") or a.get("history") or [])
         acc = a.get("val_accuracy")
         if acc is None and t.values is not None and len(t.values) == 1:
             acc = 1.0 - t.values[0]
@@ -110,6 +112,9 @@ def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
                 "spec": spec,
                 **counts,
                 **{k: a.get(k) for k in _OPTIONAL},
+                "train_images_per_second": a.get(
+                    "images_per_second", a.get("train_images_per_second")
+                ),
                 "val_accuracy": acc,
                 "history": history,
                 "hparams": dict(t.params),
