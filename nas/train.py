@@ -368,7 +368,11 @@ def _load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:
         raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); {fix}") from e
     keys = {"format", "epoch", "history", "model", "optimizer", "scheduler", "rng", *identity}
-    if not isinstance(state, dict) or not keys <= set(state):
+    if (
+        not isinstance(state, dict)
+        or not keys <= set(state)
+        or not all(isinstance(state[part], dict) for part in identity)
+    ):
         raise ValueError(f"{path} is not a resnext-nas training checkpoint; {fix}")
     if state["format"] != _CHECKPOINT_FORMAT:
         raise ValueError(
@@ -578,17 +582,17 @@ def train(
     start = time.perf_counter()
     _check_data(spec, data)
     cfg = cfg.resolved(data.kind)
-    trial = _Trial(spec, data, cfg)
     identity = _identity(spec, data, cfg)
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
+    state = None if path is None or not path.exists() else _load_checkpoint(path, identity)
+    if state is not None and state["epoch"] > cfg.epochs:
+        raise ValueError(
+            f"checkpoint {path} has {state['epoch']} epochs, more than the {cfg.epochs} "
+            "asked for; ask for at least as many, or train into another directory"
+        )
+    trial = _Trial(spec, data, cfg)
     history: list[EpochStats] = []
-    if path is not None and path.exists():
-        state = _load_checkpoint(path, identity)
-        if state["epoch"] > cfg.epochs:
-            raise ValueError(
-                f"checkpoint {path} has {state['epoch']} epochs, more than the {cfg.epochs} "
-                "asked for; ask for at least as many, or train into another directory"
-            )
+    if state is not None:
         trial.load_state_dict(state)
         history = [EpochStats(**h) for h in state["history"]]
 

@@ -290,6 +290,10 @@ def test_resume_trains_only_the_missing_epochs(data: Dataset, tmp_path: Path) ->
     assert [s.epoch for s in more.history] == [1, 2, 3]
     assert more.history[:2] == first.history
     assert not [p for p in tmp_path.iterdir() if p.name != CHECKPOINT], "temp files left"
+    again = train(TINY, data, dataclasses.replace(FAST, epochs=3), checkpoint_dir=tmp_path)
+    assert again.status == "completed" and again.history == more.history  # nothing left to do
+    with pytest.raises(ValueError, match="has 3 epochs, more than the 2 asked for"):
+        train(TINY, data, FAST, checkpoint_dir=tmp_path)
 
 
 class Stop(Exception):
@@ -326,6 +330,9 @@ def test_corrupt_checkpoint_is_one_clear_error(data: Dataset, tmp_path: Path) ->
     with pytest.raises(ValueError, match="unreadable") as err:
         train(TINY, data, FAST, checkpoint_dir=tmp_path)
     assert "\n" not in str(err.value)
+    torch.save({"format": 1, "spec": [1, 2]}, path)  # readable, but no checkpoint of ours
+    with pytest.raises(ValueError, match="not a resnext-nas training checkpoint"):
+        train(TINY, data, FAST, checkpoint_dir=tmp_path)
 
 
 def test_write_atomic_replaces_or_leaves_the_old_file(tmp_path: Path) -> None:
