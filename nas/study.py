@@ -102,6 +102,11 @@ def _serialise_sqlite_writes(engine: Any) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" below open it
+        # Write-ahead log: readers (``trials``, heartbeats' checks) do not block the writer,
+        # and a commit appends instead of rewriting pages. synchronous=NORMAL syncs at
+        # checkpoints, not every commit: a power cut may lose the last commits, never the file.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
