@@ -9,8 +9,8 @@
     PYTHONPATH=. python benchmarks/bench_search.py
     PYTHONPATH=. python benchmarks/bench_search.py --trials 12 --epochs 3 --resolution 32
 
-The default (36 trials of 2 epochs on 500 images at 16x16) took 25 minutes on 2 CPU cores
-shared with other jobs (load average 8-10); expect a fraction of that on an idle machine.
+The default (36 trials of 2 epochs on 500 images at 16x16) took 13 minutes on 2 CPU cores
+shared with other jobs (load average 5-8); expect a fraction of that on an idle machine.
 """
 
 from __future__ import annotations
