@@ -423,6 +423,7 @@ def test_trials_and_studies_commands(tmp_path: Path) -> None:
     assert study_rows(url)[0]["objectives"] == ["error"]
 
 
+@pytest.mark.slow  # two CLI runs, each generating the synthetic set: about a minute
 def test_search_command_runs_and_resumes(tmp_path: Path) -> None:
     args = ["search", "--trials", "2", "--epochs", "1", "--train-images", "100"]
     args += ["--val-fraction", "0.01", "--resolution", "16", "--depths", "1,1,1"]
