@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+DEMO := --study demo --storage sqlite:///runs/demo.db
+
 demo: setup
-	$(BIN)/resnext-nas budget --flops 4.1e9
-	$(BIN)/resnext-nas show resnext50_32x4d
+	mkdir -p runs
+	$(BIN)/resnext-nas budget --template cifar --flops 8e6 --tolerance 0.1 --depths 1,1,1 --depths 2,2,2 --widths 32
+	$(BIN)/resnext-nas search --trials 8 $(DEMO)
+	$(BIN)/resnext-nas trials $(DEMO)
+	$(BIN)/resnext-nas dashboard $(DEMO) --out runs/demo-dashboard.html
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
