@@ -407,3 +407,19 @@ def test_cli_defaults_are_the_config_defaults() -> None:
     cfg = TrainConfig()
     for name in ("epochs", "batch_size", "lr", "seed", "schedule", "label_smoothing"):
         assert defaults[name] == getattr(cfg, name), name
+
+
+@pytest.mark.slow  # generates the 60k-image synthetic set: tens of seconds on 2 cores
+def test_cli_trains_end_to_end_on_synthetic(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train", "--template", "cifar", "--depths", "1,1,1", "--width", "16", "--cardinality",
+        "2", "--bottleneck-width", "2", "--train-images", "256", "--epochs", "2",
+        "--batch-size", "32", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record == json.loads((out / "result.json").read_text())
+    assert len(record["history"]) == 2 and record["images_per_second"] > 0
+    assert record["spec"]["classes"] == 10 and record["spec"]["resolution"] == 32
+    assert (out / CHECKPOINT).exists()
