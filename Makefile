@@ -22,7 +22,7 @@ DEMO := --study demo --storage sqlite:///runs/demo.db
 demo: setup
 	mkdir -p runs
 	$(BIN)/resnext-nas budget --template cifar --flops 8e6 --tolerance 0.1 --depths 1,1,1 --depths 2,2,2 --widths 32
-	$(BIN)/resnext-nas search --trials 8 $(DEMO)
+	$(BIN)/resnext-nas search --trials 5 $(DEMO)
 	$(BIN)/resnext-nas trials $(DEMO)
 	$(BIN)/resnext-nas dashboard $(DEMO) --out runs/demo-dashboard.html
 
