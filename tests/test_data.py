@@ -353,6 +353,19 @@ def test_extraction_ignores_hostile_members(
     assert not (root / "cifar-10-batches-py" / "unexpected").exists()
 
 
+def test_unwritable_target_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _archive(tmp_path, "cifar10")
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / archive.name).write_bytes(archive.read_bytes())
+    (root / "cifar-10-batches-py").write_text("a file where the folder should go")
+    _use_md5(monkeypatch, "cifar10", data.file_md5(archive))
+    with pytest.raises(ValueError, match=r"cannot write .*cifar-10-batches-py/.*writable data_dir"):
+        load_dataset("cifar10", data_dir=root, download=False)
+
+
 def test_archive_without_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src"
     folder = _write_cifar(src, "cifar10")
