@@ -392,6 +392,8 @@ def _unpickle(path: Path, what: str) -> dict[bytes, Any]:
         raise DataError(
             f"{path} is corrupt ({type(e).__name__}); delete it and load again to re-extract it"
         ) from None
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({_one_line(e)}); check its permissions") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, not a {what} dict; delete it")
     return obj
@@ -435,6 +437,23 @@ def _read_names(path: Path, fmt: _CifarFormat) -> tuple[str, ...]:
     return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
 
 
+def _write_atomic(dest: Path, payload: bytes) -> None:
+    """Write ``dest`` through a temporary file in its folder, renamed into place."""
+    tmp = None
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, dest)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise DataError(
+            f"cannot write {dest} ({_one_line(e)}); free some space or pass a writable data_dir"
+        ) from None
+
+
 def _extract_cifar(archive: Path, fmt: _CifarFormat, root: Path) -> None:
     """Extract the batch files of ``archive`` into ``root/fmt.folder``, checking its MD5 first.
 
@@ -448,8 +467,6 @@ def _extract_cifar(archive: Path, fmt: _CifarFormat, root: Path) -> None:
             f"archive); delete it and load again to download it, or place a good copy there"
         )
     wanted = {f"{fmt.folder}/{f}": f for f in fmt.files}
-    target = root / fmt.folder
-    target.mkdir(parents=True, exist_ok=True)
     found: set[str] = set()
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -459,11 +476,7 @@ def _extract_cifar(archive: Path, fmt: _CifarFormat, root: Path) -> None:
                     continue
                 src = tar.extractfile(member)
                 assert src is not None  # a regular file always has data
-                fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.", suffix=".part")
-                with os.fdopen(fd, "wb") as out:
-                    while block := src.read(1 << 20):
-                        out.write(block)
-                os.replace(tmp, target / name)
+                _write_atomic(root / fmt.folder / name, src.read())  # at most 160 MB
                 found.add(name)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(
