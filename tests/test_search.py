@@ -286,12 +286,15 @@ def test_a_trial_asked_past_the_study_wide_count_is_surplus(tmp_path: Path) -> N
     assert frozen.system_attrs["fixed_params"] in [t.system_attrs["fixed_params"] for t in waiting]
 
 
+# Trials long enough (20 epochs of 16 steps: seconds, not milliseconds, even on an idle machine)
+# that the test's 0.2 s polls catch the second trial between its first epoch and its end.
+KILL_IMAGES, KILL_TRAIN = 1024, {**TRAIN, "epochs": 20}
 WORKER = """
 import sys
-from tests.test_search import toy_data, tiny_space, TRAIN
+from tests.test_search import toy_data, tiny_space, KILL_IMAGES, KILL_TRAIN
 from nas.study import SearchSettings, run_worker
 settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
-run_worker(settings, toy_data(), {**TRAIN, "epochs": 3}, 2, storage=sys.argv[1], heartbeat=1)
+run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=sys.argv[1], heartbeat=1)
 """
 
 
@@ -323,7 +326,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
         if t.state == TrialState.COMPLETE
     }
     settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
-    run_worker(settings, toy_data(), {**TRAIN, "epochs": 3}, 2, storage=url, heartbeat=1)
+    run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=url, heartbeat=1)
     study = load("k", url)
     by_number = {t.number: t for t in study.trials}
     assert by_number[victim.number].state == TrialState.FAIL
