@@ -21,6 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 import resnext
+
+# nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
+from nas.data import DATASETS
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
 from resnext.registry import R29
 
@@ -667,10 +670,6 @@ def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
 
 
 # -------------------------------------------------------------------------------------- train
-
-# The names nas.data.load_dataset knows; checked here so that a typo is refused before the
-# seconds it takes to import torch and load data.
-DATASETS = ("synthetic", "cifar10", "cifar100", "imagenet")
 
 
 def _train_spec_from_options(

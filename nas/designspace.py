@@ -12,6 +12,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from resnext.budget import pareto_mask
+
 
 def pareto_front(cost: Sequence[float], score: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats (lower cost, higher score), by rising cost.
@@ -21,15 +23,8 @@ def pareto_front(cost: Sequence[float], score: Sequence[float]) -> list[int]:
     """
     c = np.asarray(cost, dtype=float)
     s = np.asarray(score, dtype=float)
-    front: list[int] = []
-    best, best_cost = -np.inf, np.nan
-    for i in np.lexsort((-s, c)):  # rising cost, then falling score
-        if s[i] > best:
-            front.append(int(i))
-            best, best_cost = s[i], c[i]
-        elif s[i] == best and c[i] == best_cost:
-            front.append(int(i))
-    return front
+    on_front = pareto_mask(c, -s)  # minimise cost and minus score
+    return [int(i) for i in np.lexsort((-s, c)) if on_front[i]]  # rising cost, then falling score
 
 
 def edf(values: Sequence[float], weights: Sequence[float] | None = None) -> tuple[list, list]:

@@ -110,7 +110,10 @@ def _d_limit(skeleton: Spec, c_min: int, budget: Budget) -> int:
 
 
 def pareto_mask(params: np.ndarray, flops: np.ndarray) -> np.ndarray:
-    """True where no other point has params <= and flops <= with one strictly smaller."""
+    """True where no other point has params <= and flops <= with one strictly smaller.
+
+    Both axes are minimised, so any two costs work (the search passes FLOPs and error).
+    """
     order = np.lexsort((flops, params))  # by params, ties by flops
     mask = np.zeros(len(params), dtype=bool)
     best, best_params = np.inf, None
