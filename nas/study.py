@@ -20,6 +20,7 @@ Only ``COMPLETE`` and ``PRUNED`` trials count towards ``--trials``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -445,6 +446,7 @@ class Objective:
 
         t0 = time.perf_counter()
         cfg = replace(TrainConfig(**self.train_kwargs), **hparams)
+        cfg = replace(cfg, seed=self._seed(trial, spec, hparams, cfg.seed))
         if hparams:
             trial.set_user_attr("hparams", hparams)
         metrics: dict[str, float] = dict(cx)
@@ -511,6 +513,35 @@ class Objective:
         metrics["error"] = error
         values = [float(metrics[o]) for o in self.objectives]
         return values[0] if single else values
+
+    @staticmethod
+    def _seed(trial: optuna.Trial, spec: Spec, hparams: dict[str, float], base: int) -> int:
+        """The training seed of this trial, stored as its ``seed`` attribute.
+
+        A seed given with the trial (an enqueued seed of a study definition) is kept. Otherwise
+        a config and hyper-parameters the study has already trained or is training get the next
+        seed, so that a repeat proposed by the sampler measures seed noise instead of replaying
+        the same run to the same number (marked with the ``repeat`` attribute).
+        """
+        given = trial.user_attrs.get("seed")
+        if given is not None:
+            return int(given)
+        # As stored: JSON turns the spec's tuples into lists.
+        me = json.loads(json.dumps((spec.to_dict(), hparams)))
+        seeds = {
+            t.user_attrs.get("seed", base)
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number != trial.number
+            and (counts(t) or t.state == TrialState.RUNNING)
+            and [t.user_attrs.get("spec"), t.user_attrs.get("hparams", {})] == me
+        }
+        seed = base
+        while seed in seeds:
+            seed += 1
+        trial.set_user_attr("seed", seed)
+        if seeds:
+            trial.set_user_attr("repeat", len(seeds))
+        return seed
 
     @staticmethod
     def _finish(trial: optuna.Trial, t0: float) -> None:
@@ -815,8 +846,10 @@ def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, 
                 "status": a.get("status"),
                 "baseline": a.get("baseline"),
                 "hparams": a.get("hparams", {}),
+                "seed": a.get("seed"),
+                "repeat": a.get("repeat"),
                 "values": t.values,
-                "note": a.get("rejected") or a.get("error") or _retry_note(t),
+                "note": a.get("rejected") or a.get("error") or _retry_note(t) or _repeat_note(a),
                 "pareto": False,
             }
         )
@@ -829,6 +862,10 @@ def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, 
         for r, m in zip(done, mask, strict=True):
             r["pareto"] = bool(m)
     return rows
+
+
+def _repeat_note(a: dict[str, Any]) -> str | None:
+    return f"repeat {a['repeat']} (seed {a.get('seed')})" if a.get("repeat") else None
 
 
 def _retry_note(t: FrozenTrial) -> str | None:

@@ -23,6 +23,7 @@ from nas.data import Dataset
 from nas.space import OutOfBudget, SearchSpace, suggest_spec
 from nas.study import (
     ATTR,
+    DEFAULT_STUDY,
     Objective,
     SearchSettings,
     Surplus,
@@ -459,3 +460,22 @@ def test_enqueue_once(tmp_path: Path) -> None:
     assert enqueue(study, settings.space, ["family"]) == 7
     assert enqueue(study, settings.space, ["family"]) == 0
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 7
+
+
+def test_a_config_proposed_again_trains_with_the_next_seed(tmp_path: Path) -> None:
+    # A one-config space: every trial after the first is a repeat of it.
+    flops = complexity(Spec("cifar", (1, 1, 1), 16, 1, 4, 10, RES)).flops
+    space = tiny_space(
+        depths=((1, 1, 1),), cardinalities=(1,), bottleneck_widths=(4,), budget=Budget(flops)
+    )
+    assert len(space.configs) == 1
+    url = sqlite(tmp_path)
+    run_search(SearchSettings(space, pruner="none"), toy_data(), TRAIN, 3, storage=url)
+    rows = [r for r in trial_rows(load(DEFAULT_STUDY, url)) if r["state"] == "COMPLETE"]
+    assert [r["seed"] for r in rows] == [0, 1, 2]
+    assert [r["repeat"] for r in rows] == [None, 1, 2]
+    assert rows[1]["note"] == "repeat 1 (seed 1)"
+    # A new seed is a new measurement: the curves differ (the same seed would replay exactly).
+    study = load(DEFAULT_STUDY, url)
+    curves = [t.user_attrs["curve"][0]["train_loss"] for t in study.trials]
+    assert len(set(curves)) == 3
