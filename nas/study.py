@@ -200,18 +200,21 @@ class SearchSettings:
         return self.pruner or ("hyperband" if len(self.objectives) == 1 else "none")
 
 
-def _sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+def _sampler(
+    name: str, seed: int, n_trials: int, shared: bool = True
+) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         # A population of a fifth of the trials leaves a few generations to evolve.
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, n_trials // 5))
-    # constant_liar: with several workers, running trials count as bad guesses so that the
-    # workers do not all propose the same point.
+    # constant_liar: with several workers (``shared``), running trials count as bad guesses so
+    # that the workers do not all propose the same point. It costs a fresh read of the trials
+    # at every suggest; a lone worker reads them once per trial.
     # n_startup_trials: Optuna's 10 random start-up trials would leave a short study (the
     # default is 50 trials) little room to model; a fifth of the trials, 3 to 10.
     return optuna.samplers.TPESampler(
-        seed=seed, constant_liar=True, n_startup_trials=max(3, min(10, n_trials // 5))
+        seed=seed, constant_liar=shared, n_startup_trials=max(3, min(10, n_trials // 5))
     )
 
 
@@ -243,6 +246,7 @@ def create_or_load(
     n_trials: int = 50,
     epochs: int = 1,
     worker: int = 0,
+    shared: bool = True,
 ) -> optuna.Study:
     """Create the study, or load it after checking it has the same objectives and space."""
     directions = ["minimize"] * len(settings.objectives)
@@ -278,7 +282,7 @@ def create_or_load(
     return optuna.load_study(
         study_name=settings.study,
         storage=storage,
-        sampler=_sampler(settings.sampler, seed, n_trials),
+        sampler=_sampler(settings.sampler, seed, n_trials, shared),
         pruner=_pruner(settings.pruner_name, epochs),
     )
 
@@ -397,8 +401,11 @@ class Objective:
     latency_seconds: float = 0.0
     _warm: bool = False  # whether this process has run a forward pass yet
 
-    def _claim(self, trial: optuna.Trial) -> None:
-        """Give the trial up (as surplus) if the study-wide count is already claimed."""
+    def _claim(self, trial: optuna.Trial) -> list[FrozenTrial]:
+        """Give the trial up (as surplus) if the study-wide count is already claimed.
+
+        Returns the study's trials as read for the check.
+        """
         ts = trial.study.get_trials(deepcopy=False)
         mine = next(t for t in ts if t.number == trial.number)
 
@@ -417,21 +424,18 @@ class Objective:
                 trial.study.enqueue_trial(fixed, user_attrs=attrs)
             trial.set_user_attr("surplus", True)
             raise Surplus(f"{self.n_trials} trials are already done or running")
+        return ts
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
-            self._claim(trial)
+            trials = self._claim(trial)
             try:
                 spec = suggest_spec(trial, self.space)
             except OutOfBudget as e:
                 trial.set_user_attr("rejected", str(e))
                 raise
             hparams = suggest_hparams(trial, self.space)
-            cx = complexity(spec)
-            trial.set_user_attr("spec", spec.to_dict())
-            for k, v in cx.to_dict().items():
-                trial.set_user_attr(k, v)
-            return self._train(trial, spec, hparams, cx.to_dict())
+            return self._train(trial, trials, spec, hparams)
         except optuna.TrialPruned:
             raise
         except Exception as e:
@@ -440,15 +444,22 @@ class Objective:
             raise
 
     def _train(
-        self, trial: optuna.Trial, spec: Spec, hparams: dict[str, float], cx: dict[str, int]
+        self,
+        trial: optuna.Trial,
+        trials: list[FrozenTrial],
+        spec: Spec,
+        hparams: dict[str, float],
     ) -> float | list[float]:
         from nas.train import TrainConfig, measure_latency, train
 
         t0 = time.perf_counter()
+        cx = complexity(spec).to_dict()
         cfg = replace(TrainConfig(**self.train_kwargs), **hparams)
-        cfg = replace(cfg, seed=self._seed(trial, spec, hparams, cfg.seed))
+        seed = _seed(trial.user_attrs, trials, trial.number, spec, hparams, cfg.seed)
+        cfg = replace(cfg, seed=seed["seed"])
+        attrs: dict[str, Any] = {"spec": spec.to_dict(), **cx, **seed}
         if hparams:
-            trial.set_user_attr("hparams", hparams)
+            attrs["hparams"] = hparams
         metrics: dict[str, float] = dict(cx)
         if self.latency:
             t = time.perf_counter()
@@ -459,7 +470,8 @@ class Objective:
                 self._warm = True
             metrics["latency"] = measure_latency(spec, device=cfg.device, repeats=10)
             self.latency_seconds += time.perf_counter() - t
-            trial.set_user_attr("latency", metrics["latency"])
+            attrs["latency"] = metrics["latency"]
+        set_user_attrs(trial, attrs)
         single = len(self.objectives) == 1
         baseline = trial.user_attrs.get("baseline")
         curve: list[dict[str, float]] = []
@@ -491,9 +503,11 @@ class Objective:
             if single:
                 # Pruners compare reported values in the study's direction: report the error.
                 trial.report(1 - st.val_accuracy, st.epoch)
-                if not baseline and trial.should_prune():
-                    trial.set_user_attr("status", "pruned")
-                    self._finish(trial, t0)
+                # After the last epoch there is nothing left to save: no pruner call.
+                if not baseline and st.epoch < cfg.epochs and trial.should_prune():
+                    set_user_attrs(
+                        trial, {"status": "pruned", "wall_seconds": time.perf_counter() - t0}
+                    )
                     raise optuna.TrialPruned(f"pruned after epoch {st.epoch}")
 
         t = time.perf_counter()
@@ -503,49 +517,79 @@ class Objective:
             self.train_seconds += time.perf_counter() - t
         error = 1 - result.val_accuracy
         self.best_error = min(self.best_error, error)
-        trial.set_user_attr("status", result.status)
-        trial.set_user_attr("val_accuracy", result.val_accuracy)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("images_per_second", result.images_per_second)
-        trial.set_user_attr("inference_images_per_second", result.inference_images_per_second)
-        trial.set_user_attr("train_seconds", result.wall_seconds)
-        self._finish(trial, t0)
+        set_user_attrs(
+            trial,
+            {
+                "status": result.status,
+                "val_accuracy": result.val_accuracy,
+                "best_epoch": result.best_epoch,
+                "images_per_second": result.images_per_second,
+                "inference_images_per_second": result.inference_images_per_second,
+                "train_seconds": result.wall_seconds,
+                "wall_seconds": time.perf_counter() - t0,
+            },
+        )
         metrics["error"] = error
         values = [float(metrics[o]) for o in self.objectives]
         return values[0] if single else values
 
-    @staticmethod
-    def _seed(trial: optuna.Trial, spec: Spec, hparams: dict[str, float], base: int) -> int:
-        """The training seed of this trial, stored as its ``seed`` attribute.
 
-        A seed given with the trial (an enqueued seed of a study definition) is kept. Otherwise
-        a config and hyper-parameters the study has already trained or is training get the next
-        seed, so that a repeat proposed by the sampler measures seed noise instead of replaying
-        the same run to the same number (marked with the ``repeat`` attribute).
-        """
-        given = trial.user_attrs.get("seed")
-        if given is not None:
-            return int(given)
-        # As stored: JSON turns the spec's tuples into lists.
-        me = json.loads(json.dumps((spec.to_dict(), hparams)))
-        seeds = {
-            t.user_attrs.get("seed", base)
-            for t in trial.study.get_trials(deepcopy=False)
-            if t.number != trial.number
-            and (counts(t) or t.state == TrialState.RUNNING)
-            and [t.user_attrs.get("spec"), t.user_attrs.get("hparams", {})] == me
-        }
-        seed = base
-        while seed in seeds:
-            seed += 1
-        trial.set_user_attr("seed", seed)
-        if seeds:
-            trial.set_user_attr("repeat", len(seeds))
-        return seed
+def _seed(
+    given: dict[str, Any],
+    trials: list[FrozenTrial],
+    number: int,
+    spec: Spec,
+    hparams: dict[str, float],
+    base: int,
+) -> dict[str, int]:
+    """The training seed of trial ``number`` as attributes: ``seed``, and ``repeat`` if any.
 
-    @staticmethod
-    def _finish(trial: optuna.Trial, t0: float) -> None:
-        trial.set_user_attr("wall_seconds", time.perf_counter() - t0)
+    A seed given with the trial (``given``: an enqueued seed of a study definition) is kept.
+    Otherwise a config and hyper-parameters the study has already trained or is training get the
+    next free seed, so that a repeat proposed by the sampler measures seed noise instead of
+    replaying the same run to the same number.
+    """
+    if given.get("seed") is not None:
+        return {"seed": int(given["seed"])}
+    # As stored: JSON turns the spec's tuples into lists.
+    me = json.loads(json.dumps([spec.to_dict(), hparams]))
+    seeds = {
+        t.user_attrs.get("seed", base)
+        for t in trials
+        if t.number != number
+        and (counts(t) or t.state == TrialState.RUNNING)
+        and [t.user_attrs.get("spec"), t.user_attrs.get("hparams", {})] == me
+    }
+    seed = base
+    while seed in seeds:
+        seed += 1
+    return {"seed": seed, "repeat": len(seeds)} if seeds else {"seed": seed}
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Set several user attributes of a running trial in one storage transaction.
+
+    ``Trial.set_user_attr`` commits one transaction per attribute (an ORM round trip of a few
+    ms on SQLite, a network round trip on PostgreSQL); a trial stores about fifteen, which was
+    most of the search's overhead on trials of a few seconds (issue 4). Optuna has no public
+    batch call, so this uses RDBStorage's per-attribute write inside one session, and falls back
+    to one call per attribute on other storages or if Optuna's internals change.
+    """
+    backend = getattr(trial.storage, "_backend", trial.storage)
+    write = getattr(backend, "_set_trial_attr_without_commit", None)
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError:
+        write = None
+    if not isinstance(backend, optuna.storages.RDBStorage) or write is None:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        return
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for k, v in attrs.items():
+            write(session, models.TrialUserAttributeModel, trial._trial_id, k, v)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -578,18 +622,28 @@ def run_worker(
     train_kwargs: dict[str, Any],
     n_trials: int,
     *,
-    storage: str | None = None,
+    storage: str | optuna.storages.RDBStorage | None = None,
     worker: int = 0,
     heartbeat: int = HEARTBEAT,
     progress: Progress | None = None,
     poll: float = 1.0,
+    shared: bool = True,
 ) -> WorkerReport:
-    """Take trials of the study until ``n_trials`` trials of the whole study are trained."""
+    """Take trials of the study until ``n_trials`` trials of the whole study are trained.
+
+    ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
+    other worker takes trials of the study at the same time (see :func:`_sampler`).
+    """
     _quiet_optuna()
     t0 = time.perf_counter()
-    st = open_storage(storage, heartbeat=heartbeat)
+    if isinstance(storage, optuna.storages.RDBStorage):
+        st = storage
+    else:
+        st = open_storage(storage, heartbeat=heartbeat)
     epochs = int(train_kwargs.get("epochs", 1))
-    study = create_or_load(st, settings, n_trials=n_trials, epochs=epochs, worker=worker)
+    study = create_or_load(
+        st, settings, n_trials=n_trials, epochs=epochs, worker=worker, shared=shared
+    )
     objective = Objective(
         settings.space,
         data,
@@ -703,13 +757,18 @@ def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
 
 
 def prepare(
-    settings: SearchSettings, *, storage: str | None = None, n_trials: int = 50, epochs: int = 1
-) -> tuple[optuna.Study, int]:
-    """Create or check the study and queue its baselines; returns it and the number queued."""
+    settings: SearchSettings,
+    *,
+    storage: str | None = None,
+    n_trials: int = 50,
+    epochs: int = 1,
+    heartbeat: int = HEARTBEAT,
+) -> tuple[optuna.storages.RDBStorage, int]:
+    """Create or check the study and queue its baselines; returns its storage, number queued."""
     _quiet_optuna()
-    st = open_storage(storage)
+    st = open_storage(storage, heartbeat=heartbeat)
     study = create_or_load(st, settings, n_trials=n_trials, epochs=epochs)
-    return study, enqueue(study, settings.space, settings.enqueue)
+    return st, enqueue(study, settings.space, settings.enqueue)
 
 
 def run_search(
@@ -729,17 +788,20 @@ def run_search(
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     url = storage_url(storage)
-    prepare(settings, storage=url, n_trials=n_trials, epochs=int(train_kwargs.get("epochs", 1)))
+    epochs = int(train_kwargs.get("epochs", 1))
+    st, _ = prepare(settings, storage=url, n_trials=n_trials, epochs=epochs, heartbeat=heartbeat)
     if workers == 1:
+        # Another machine may share a server's study; a SQLite file is this machine's alone.
         return [
             run_worker(
                 settings,
                 data,
                 train_kwargs,
                 n_trials,
-                storage=url,
+                storage=st,
                 heartbeat=heartbeat,
                 progress=progress,
+                shared=not url.startswith("sqlite"),
             )
         ]
     ctx = mp.get_context("spawn")

@@ -35,6 +35,7 @@ from nas.study import (
     open_storage,
     run_search,
     run_worker,
+    set_user_attrs,
     study_rows,
     trial_rows,
 )
@@ -479,3 +480,18 @@ def test_a_config_proposed_again_trains_with_the_next_seed(tmp_path: Path) -> No
     study = load(DEFAULT_STUDY, url)
     curves = [t.user_attrs["curve"][0]["train_loss"] for t in study.trials]
     assert len(set(curves)) == 3
+
+
+@pytest.mark.parametrize("rdb", [True, False])
+def test_set_user_attrs_writes_every_attribute_at_once(tmp_path: Path, rdb: bool) -> None:
+    storage = open_storage(sqlite(tmp_path)) if rdb else optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    attrs = {"spec": {"depths": [1, 1, 1]}, "flops": 123, "curve": [{"epoch": 1}], "x": None}
+    set_user_attrs(trial, {"flops": 1})
+    set_user_attrs(trial, attrs)  # overwrites "flops"
+    assert trial.user_attrs == attrs
+    assert study.get_trials()[0].user_attrs == attrs  # read back from the storage
+    study.tell(trial, 0.5)
+    with pytest.raises(RuntimeError):  # a finished trial refuses writes, as set_user_attr does
+        set_user_attrs(trial, {"late": 1})
