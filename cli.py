@@ -362,6 +362,25 @@ def _search_space(
     )
 
 
+class Sampler(StrEnum):
+    """Optuna samplers of ``search``."""
+
+    tpe = "tpe"
+    nsga2 = "nsga2"
+    random = "random"
+
+
+class Pruner(StrEnum):
+    """Optuna pruners of a single-objective ``search``."""
+
+    hyperband = "hyperband"
+    median = "median"
+    none = "none"
+
+
+DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})  # type: ignore[misc]
+
+
 class _Progress:
     """One live line per worker: trial, spec, epoch, validation accuracy, best error so far."""
 
@@ -424,9 +443,11 @@ def search(
             help="error, or error plus flops/params/latency/activations (multi-objective)."
         ),
     ] = "error",
-    sampler: Annotated[str, typer.Option(help="tpe, nsga2 or random.")] = "tpe",
+    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler, seeded by --seed.")] = (
+        Sampler.tpe
+    ),
     pruner: Annotated[
-        str | None,
+        Pruner | None,
         typer.Option(
             help="hyperband, median or none (default hyperband; none with several objectives).",
             show_default=False,
@@ -450,8 +471,8 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
     epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 3,
     dataset: Annotated[
-        str, typer.Option(help="synthetic, cifar10, cifar100 or imagenet.")
-    ] = "synthetic",
+        DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
+    ] = DatasetName.synthetic,
     data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
     train_images: Annotated[int | None, typer.Option(help="Training images per trial.")] = 2000,
     val_fraction: Annotated[
@@ -485,15 +506,23 @@ def search(
             bottleneck_widths, classes, res, tune_lr, tune_wd,
         )  # fmt: skip
         return nstudy.SearchSettings(
-            space, study, objs, sampler, pruner, seed, tuple(enqueue or ()), latency
+            space,
+            study,
+            objs,
+            sampler.value,
+            pruner and pruner.value,
+            seed,
+            tuple(enqueue or ()),
+            latency,
         )
 
     if trials < 1 or workers < 1 or heartbeat < 1:
         raise ValueError("--trials, --workers and --heartbeat take positive integers")
     # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
     # takes, where its classes and resolution are known beforehand.
-    if dataset in KNOWN_CLASSES:
-        early = settings_for(KNOWN_CLASSES[dataset], resolution or 32)
+    dataset_name = dataset.value
+    if dataset_name in KNOWN_CLASSES:
+        early = settings_for(KNOWN_CLASSES[dataset_name], resolution or 32)
         nstudy.enqueue_specs(early.space, early.enqueue)
         if nstudy.check_study(early, storage) >= trials:
             _search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
@@ -501,7 +530,7 @@ def search(
     from nas.data import load_dataset
 
     data = load_dataset(
-        dataset,
+        dataset_name,
         data_dir=data_dir,
         train_images=train_images,
         val_fraction=val_fraction,
@@ -871,16 +900,39 @@ def dashboard(
         out.print(str(dash.screenshot(path, screenshot)), soft_wrap=True)
 
 
-def main() -> None:
-    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2.
+
+    Usage errors too (an unknown option, a bad choice, a missing value) are one line naming the
+    command's ``--help``, instead of click's multi-line box.
+    """
+    try:  # typer 0.2x carries its own copy of click
+        from typer._click.exceptions import ClickException, UsageError
+    except ImportError:
+        from click.exceptions import ClickException, UsageError
+
     try:
-        app()
+        rc = app(args=args, prog_name="resnext-nas", standalone_mode=False)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `resnext-nas`: the help
+            out.print(e.ctx.get_help() if e.ctx else "")
+            raise SystemExit(e.exit_code) from None
+        where = f"; see `{e.ctx.command_path} --help`" if e.ctx else ""
+        sys.stderr.write(f"error: {e.format_message().rstrip('.')}{where}\n")
+        raise SystemExit(2) from None
     except USER_ERRORS as e:
         sys.stderr.write(f"error: {e}\n")
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    except ClickException as e:  # a bad file argument and the like
+        sys.stderr.write(f"error: {e.format_message()}\n")
+        raise SystemExit(e.exit_code) from None
+    if isinstance(rc, int) and rc:
+        if rc == 130:
+            sys.stderr.write("interrupted\n")
+        raise SystemExit(rc)
 
 
 if __name__ == "__main__":

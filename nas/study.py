@@ -400,6 +400,7 @@ class Objective:
     train_seconds: float = 0.0  # spent inside train() by this worker, for the overhead figure
     latency_seconds: float = 0.0
     _warm: bool = False  # whether this process has run a forward pass yet
+    current: int | None = None  # number of the trial being run, for an interrupt's retry
 
     def _claim(self, trial: optuna.Trial) -> list[FrozenTrial]:
         """Give the trial up (as surplus) if the study-wide count is already claimed.
@@ -427,6 +428,7 @@ class Objective:
         return ts
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        self.current = trial.number
         try:
             trials = self._claim(trial)
             try:
@@ -672,13 +674,17 @@ def run_worker(
             # Wait for the others: a running trial that goes stale comes back as a retry.
             time.sleep(poll)
             continue
-        study.optimize(
-            objective,
-            n_trials=1,
-            catch=(Exception,),
-            gc_after_trial=False,
-            callbacks=[lambda _study, t: ran.append(t)],  # noqa: B023 (called at once)
-        )
+        try:
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(Exception,),
+                gc_after_trial=False,
+                callbacks=[lambda _study, t: ran.append(t)],  # noqa: B023 (called at once)
+            )
+        except KeyboardInterrupt:
+            requeue_interrupted(study, objective.current)
+            raise
         last = ran[-1]
         kind = _kind(last)
         report.statuses[kind] = report.statuses.get(kind, 0) + 1
@@ -697,6 +703,23 @@ def run_worker(
     report.train_seconds = objective.train_seconds
     report.latency_seconds = objective.latency_seconds
     return report
+
+
+def requeue_interrupted(study: optuna.Study, number: int | None) -> None:
+    """Queue again the trial an interrupt (Ctrl-C) stopped, as a killed worker's trial is.
+
+    Optuna marks the interrupted trial failed; the retry, like a heartbeat retry, keeps its
+    parameters and attributes (its seed included) and notes ``retry of #N``, so re-running the
+    command trains it first.
+    """
+    if number is None:
+        return
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state != TrialState.FAIL or counts(trial):
+        return
+    if "rejected" in trial.user_attrs or "surplus" in trial.user_attrs:
+        return
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
 
 
 def _worker_main(

@@ -141,6 +141,13 @@ def test_presets_json_lists_the_registry() -> None:
         (["show", "--template", "cifar", "--depths", "3,3,3,3"], "needs 3 numbers"),
         (["show", "--cardinality", "-1"], "cardinality must be a positive integer"),
         (["show", "--bottleneck-width", "0"], "bottleneck width must be a positive integer"),
+        # Usage errors (click's): one line too, naming the command's help.
+        (["budget", "--flops", "abc"], "Invalid value for '--flops'"),
+        (["budget", "--template", "mobile"], "Invalid value for '--template'"),
+        (["budget", "--nope", "1"], "No such option: --nope"),
+        (["bogus"], "No such command 'bogus'; see `resnext-nas --help`"),
+        (["dashboard"], "Missing option '--study'; see `resnext-nas dashboard --help`"),
+        (["search", "--dataset", "mnist"], "Invalid value for '--dataset'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -149,3 +156,10 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
+
+
+def test_help_and_bare_command() -> None:
+    res = run("--help")
+    assert res.returncode == 0 and "budget" in res.stdout and "search" in res.stdout
+    bare = run()
+    assert bare.returncode == 2 and "Usage" in bare.stdout  # click's convention for no command

@@ -300,8 +300,8 @@ run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=sys.argv[1], 
 """
 
 
-def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
-    url = sqlite(tmp_path)
+def _stop_worker_mid_trial(url: str, sig: signal.Signals) -> optuna.trial.FrozenTrial:
+    """Start a worker, send it ``sig`` during its second trial; returns that trial as it was."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", WORKER, url], cwd=ROOT, env=env)
     storage = open_storage(url, heartbeat=1)
@@ -319,9 +319,16 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
                 if running and running[0].user_attrs.get("curve"):
                     victim = running[0]
         assert victim is not None, "the worker never reached a second trial"
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
     finally:
         proc.wait(timeout=30)
+    return victim
+
+
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    storage = open_storage(url, heartbeat=1)
+    victim = _stop_worker_mid_trial(url, signal.SIGKILL)
     before = {
         t.number: t.values
         for t in optuna.load_study(study_name="k", storage=storage).trials
@@ -336,6 +343,24 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == victim.params
     assert {n: by_number[n].values for n in before} == before
+    assert sum(counts(t) for t in study.trials) == 2
+
+
+def test_interrupted_trial_is_queued_again_at_once(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    victim = _stop_worker_mid_trial(url, signal.SIGINT)  # Ctrl-C
+    # No heartbeat has to go stale: the interrupted trial is failed and its retry queued.
+    study = load("k", url)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[victim.number].state == TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.state == TrialState.WAITING
+    assert retry.params == victim.params
+    assert retry.user_attrs["seed"] == victim.user_attrs["seed"]
+    settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
+    run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=url, heartbeat=1)
+    study = load("k", url)
+    assert {t.number: t.state for t in study.trials}[retry.number] == TrialState.COMPLETE
     assert sum(counts(t) for t in study.trials) == 2
 
 
@@ -375,8 +400,8 @@ BAD_INPUTS = [
     (["--flops", "1e3"], "no configuration lies within"),
     (["--enqueue", "resnext29_9x9d"], "unknown preset"),
     (["--enqueue", "resnext29_2x64d"], "outside the study's band"),
-    (["--sampler", "cmaes"], "unknown sampler"),
-    (["--pruner", "asha"], "unknown pruner"),
+    (["--sampler", "cmaes"], "Invalid value for '--sampler'"),
+    (["--pruner", "asha"], "Invalid value for '--pruner'"),
     (["--objectives", "error,flops", "--pruner", "median"], "single objective"),
     (["--objectives", "error,flops", "--study", "taken"], "has objectives error"),
 ]
