@@ -699,7 +699,7 @@ def learning_curves_figure(records: list[dict[str, Any]]) -> go.Figure:
         fig,
         "Learning curves",
         xaxis={"title": "epoch"},
-        yaxis={"title": "validation accuracy", "tickformat": ".0%"},
+        yaxis={"title": "validation accuracy", "tickformat": ".1%"},
         hovermode="closest",
         showlegend=False,
     )
