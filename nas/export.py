@@ -183,6 +183,12 @@ def export_trial(
     folder.mkdir(parents=True, exist_ok=True)
     retrain = f"retrain it with `resnext-nas train --spec {folder / SPEC_FILE}`"
     source, host = record["weights_source"], record["host"]
+    if source is None and record["status"] == "diverged":
+        _write_json(folder / SPEC_FILE, record)
+        raise ValueError(
+            f"trial {trial.number} of study {study_name!r} diverged, so it kept no weights; "
+            f"{retrain} and a lower --lr"
+        )
     if source is None:
         _write_json(folder / SPEC_FILE, record)
         raise ValueError(

@@ -284,6 +284,9 @@ def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None
     unsaved = optuna.create_study(study_name="unsaved", storage=url)
     attrs = {k: v for k, v in best.user_attrs.items() if k not in ("weights", "host")}
     unsaved.add_trial(optuna.trial.create_trial(value=best.values[0], user_attrs=attrs))
+    unsaved.add_trial(
+        optuna.trial.create_trial(value=0.9, user_attrs={**attrs, "status": "diverged"})
+    )
 
     base = ["export", "--storage", url, "--no-onnx"]
     calls = {
@@ -293,6 +296,7 @@ def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None
         "none complete": [*base, "--study", "pruned", "--best"],
         "moved": [*base, "--study", "moved", "--best", "--out", str(tmp_path / "moved")],
         "unsaved": [*base, "--study", "unsaved", "--trial", "0", "--out", str(tmp_path / "un")],
+        "diverged": [*base, "--study", "unsaved", "--trial", "1", "--out", str(tmp_path / "d")],
         "neither": [*base, "--study", STUDY],
         "both": [*base, "--study", STUDY, "--best", "--trial", "0"],
     }
@@ -303,6 +307,7 @@ def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None
     one_line(r["none complete"], 2, "no complete trial")
     one_line(r["moved"], 2, "/elsewhere/weights.pt", "gpu-box-7", "resnext-nas train --spec")
     one_line(r["unsaved"], 2, "saved no weights", "resnext-nas train --spec")
+    one_line(r["diverged"], 2, "trial 1", "diverged", "resnext-nas train --spec", "lower --lr")
     one_line(r["neither"], 2, "exactly one of --trial N and --best")
     one_line(r["both"], 2, "exactly one of --trial N and --best")
     # Where the weights are missing, the spec is still written, for `train --spec`.
