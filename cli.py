@@ -483,6 +483,12 @@ def search(
     lr: Annotated[float, typer.Option(help="Peak learning rate (unless --tune-lr).")] = 0.05,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     latency: Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")] = True,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Each trial saves its final weights in RUNS_DIR/STUDY/trial-N.")
+    ] = Path("runs"),
+    save_weights: Annotated[
+        bool, typer.Option(help="Save every trained trial's final weights (for `export`).")
+    ] = True,
     heartbeat: Annotated[
         int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
     ] = 10,
@@ -514,6 +520,7 @@ def search(
             seed,
             tuple(enqueue or ()),
             latency,
+            runs_dir.resolve() if save_weights else None,
         )
 
     if trials < 1 or workers < 1 or heartbeat < 1:
@@ -708,8 +715,10 @@ def _train_spec_from_options(
     width: int | None,
     cardinality: int | None,
     bottleneck_width: int | None,
+    base: resnext.Spec | None = None,
 ) -> resnext.Spec:
-    """A preset with the options given overriding its fields, or a spec from the options alone."""
+    """A preset (or ``base``) with the options given overriding its fields, or a spec from the
+    options alone."""
     fields: dict[str, Any] = {
         "template": template,
         "width": width,
@@ -725,7 +734,9 @@ def _train_spec_from_options(
             ) from None
     given = {k: v for k, v in fields.items() if v is not None}
     if preset is not None:
-        return dataclasses.replace(resnext.preset(preset), **given)
+        base = resnext.preset(preset)
+    if base is not None:
+        return dataclasses.replace(base, **given)
     if "depths" not in given and given.get("template") == "cifar":
         given["depths"] = R29  # Sec. 5.3: the CIFAR network has 3 stages of 3 blocks
     return resnext.Spec(**given)
@@ -741,6 +752,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     preset: Annotated[
         str | None, typer.Argument(help="A preset (see `presets`); spec options override it.")
     ] = None,
@@ -750,6 +762,23 @@ def train_command(
     cardinality: Annotated[int | None, typer.Option(help="C, paths per block.")] = None,
     bottleneck_width: Annotated[
         int | None, typer.Option(help="d, the width of one path in the first stage.")
+    ] = None,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="A JSON spec: an export's spec.json, `show --json` output or a bare spec; "
+            "spec options override it.",
+            show_default=False,
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="paper: Sec. 5.3's CIFAR recipe (300 epochs, batch 128, lr 0.1 / 10 at "
+            "epochs 150 and 225, weight decay 5e-4, no warm-up); options given override it.",
+            show_default=False,
+        ),
     ] = None,
     classes: Annotated[
         int | None, typer.Option(help="Load only this many classes of the dataset.")
@@ -763,6 +792,13 @@ def train_command(
     batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
     schedule: Annotated[str, typer.Option(help="cosine, onecycle or step.")] = "cosine",
+    warmup_epochs: Annotated[
+        float, typer.Option(help="Linear warm-up (cosine and step schedules).")
+    ] = 1.0,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(help="Weight decay (default: the paper's for the dataset's kind)."),
+    ] = None,
     label_smoothing: Annotated[float, typer.Option(help="Label smoothing, 0 for none.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the data split and the training.")] = 0,
     eval_test: Annotated[
@@ -776,18 +812,39 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
-    from nas.train import TrainConfig
+    from nas.train import RECIPES, TrainConfig, recipe_config
 
     # Every check that needs no data comes first, so that a typo fails at once.
-    spec = _train_spec_from_options(preset, template, depths, width, cardinality, bottleneck_width)
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        schedule=schedule,
-        label_smoothing=label_smoothing,
-        seed=seed,
+    base = None
+    if spec_file is not None:
+        from nas.export import load_spec
+
+        if preset is not None:
+            raise ValueError("give a preset or --spec, not both")
+        base = load_spec(spec_file)
+    spec = _train_spec_from_options(
+        preset, template, depths, width, cardinality, bottleneck_width, base
     )
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing,
+        "seed": seed,
+    }
+    if recipe is not None and recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    # A recipe takes the options the command line does not give. (typer vendors click, so its
+    # ParameterSource enum is compared by name.)
+    given = {
+        k: v
+        for k, v in options.items()
+        if recipe is None or ctx.get_parameter_source(k).name != "DEFAULT"
+    }
+    TrainConfig(**given)  # refuses a bad value before the data loads
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
@@ -802,7 +859,15 @@ def train_command(
         eval_test=eval_test,
         classes=classes,
     )
+    cfg = recipe_config(recipe, data.kind, given)
     # The data decides what the network must predict and at which size.
+    if base is not None and (spec.classes, spec.resolution) != (data.classes, data.resolution):
+        Console(stderr=True, highlight=False).print(
+            f"note: {spec_file} has {spec.classes} classes at {spec.resolution}x"
+            f"{spec.resolution}; training with the dataset's {data.classes} at "
+            f"{data.resolution}x{data.resolution}",
+            soft_wrap=True,
+        )
     spec = dataclasses.replace(spec, classes=data.classes, resolution=data.resolution)
     run_dir = out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -868,6 +933,64 @@ def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
         out.print(
             f"[red]Training diverged:[/red] the loss became NaN or inf in epoch {epochs + 1}; "
             f"try a lower --lr than {record['config']['lr']:g}."
+        )
+
+
+@app.command("export")
+def export_command(
+    study: Annotated[str, typer.Option(help="Name of the study.", show_default=False)],
+    trial: Annotated[
+        int | None, typer.Option(help="Export this trial (a complete one).", show_default=False)
+    ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="Export the complete trial of lowest error.")
+    ] = False,
+    storage: StorageOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder to write (default runs/export-STUDY-trial-N).", show_default=False
+        ),
+    ] = None,
+    onnx: Annotated[
+        bool, typer.Option(help="Also write model.onnx, checked against PyTorch with onnxruntime.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a trial: spec.json (spec, complexity, accuracy), weights.pt and model.onnx."""
+    if best == (trial is not None):
+        raise ValueError("give exactly one of --trial N and --best")
+    from nas.export import OnnxMismatch, export_trial
+
+    try:
+        done = export_trial(study, storage, trial, out_dir, onnx=onnx)
+    except OnnxMismatch as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(1) from None
+    r = done.record
+    summary = {
+        "folder": str(done.folder),
+        "files": [str(f) for f in done.files],
+        "study": r["study"],
+        "trial": r["trial"],
+        "onnx_max_abs_diff": done.max_abs_diff,
+        "onnx_tolerance": done.tolerance,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    spec = resnext.Spec.from_dict(r["spec"])
+    acc = r["final_val_accuracy"]
+    out.print(
+        f"trial {r['trial']} of study {r['study']!r}: {spec.describe()}"
+        + ("" if acc is None else f", val accuracy {acc:.2%} (final weights)")
+    )
+    for f in done.files:
+        out.print(f"  {f}", soft_wrap=True)
+    if done.max_abs_diff is not None:
+        out.print(
+            f"ONNX vs PyTorch: max abs difference {done.max_abs_diff:.3g} "
+            f"(tolerance {done.tolerance:.3g})"
         )
 
 

@@ -26,12 +26,14 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import re
 import socket
 import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,8 @@ MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
 SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
 ATTR = "resnext_nas"  # the study user attribute holding the space and objectives
+WEIGHTS = "weights.pt"  # a trial's final weights, in its run folder
+_WEIGHTS_FORMAT = 1
 
 Progress = Callable[[int, dict[str, Any]], None]
 
@@ -168,6 +172,8 @@ class SearchSettings:
     seed: int = 0
     enqueue: tuple[str, ...] = ()
     latency: bool = True  # measure latency (seconds per image, batch 1) before training
+    # Where each trained trial saves its final weights (see run_folder); None: nowhere.
+    runs_dir: str | Path | None = None
 
     def __post_init__(self) -> None:
         objs = tuple(self.objectives)
@@ -198,6 +204,20 @@ class SearchSettings:
     def pruner_name(self) -> str:
         """The pruner actually used."""
         return self.pruner or ("hyperband" if len(self.objectives) == 1 else "none")
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one part of a file name; a name that had to change gets its checksum, so that
+    two studies never share a folder."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    if safe != name or safe.strip(".") == "":
+        safe = f"{safe}-{zlib.crc32(name.encode()):08x}"
+    return safe
+
+
+def run_folder(runs_dir: str | Path, study: str, number: int) -> Path:
+    """The folder of trial ``number``'s files: ``<runs_dir>/<study>/trial-<number>``."""
+    return Path(runs_dir) / safe_name(study) / f"trial-{number}"
 
 
 def _sampler(
@@ -385,7 +405,10 @@ class Objective:
 
     Stores as user attributes: ``spec``, ``flops``, ``params``, ``activations``, ``latency``,
     ``curve`` (one dict per epoch), ``val_accuracy``, ``images_per_second``,
-    ``inference_images_per_second``, ``train_seconds``, ``wall_seconds``, ``status``.
+    ``inference_images_per_second``, ``train_seconds``, ``wall_seconds``, ``status``; with
+    ``runs_dir``, once a trial trained an epoch (completed, pruned or stopped early, not
+    diverged): ``weights`` (absolute path of its final weights), ``host`` (where they are) and
+    ``final_val_accuracy`` (of those weights; ``val_accuracy`` is the best epoch's).
     """
 
     space: SearchSpace
@@ -396,6 +419,7 @@ class Objective:
     latency: bool = True
     worker: int = 0
     progress: Progress | None = None
+    runs_dir: str | Path | None = None
     best_error: float = math.inf
     train_seconds: float = 0.0  # spent inside train() by this worker, for the overhead figure
     latency_seconds: float = 0.0
@@ -512,9 +536,13 @@ class Objective:
                     )
                     raise optuna.TrialPruned(f"pruned after epoch {st.epoch}")
 
+        on_end = None
+        if self.runs_dir is not None:
+            folder = run_folder(self.runs_dir, trial.study.study_name, trial.number)
+            on_end = partial(_save_weights, trial, folder, spec, curve)
         t = time.perf_counter()
         try:
-            result = train(spec, self.data, cfg, callback=on_epoch)
+            result = train(spec, self.data, cfg, callback=on_epoch, on_end=on_end)
         finally:
             self.train_seconds += time.perf_counter() - t
         error = 1 - result.val_accuracy
@@ -594,6 +622,35 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
+def _save_weights(
+    trial: optuna.Trial,
+    folder: Path,
+    spec: Spec,
+    curve: list[dict[str, float]],
+    weights: dict[str, Any],
+) -> None:
+    """Write a trial's final weights atomically into ``folder``; record where, and their accuracy.
+
+    The last entry of ``curve`` is the epoch that ended with these weights.
+    """
+    import torch
+
+    from nas.train import write_atomic
+
+    path = folder.resolve() / WEIGHTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": _WEIGHTS_FORMAT, "spec": spec.to_dict(), **weights}
+    write_atomic(path, lambda f: torch.save(state, f))
+    set_user_attrs(
+        trial,
+        {
+            "weights": str(path),
+            "host": socket.gethostname(),
+            "final_val_accuracy": curve[-1]["val_accuracy"],
+        },
+    )
+
+
 # ------------------------------------------------------------------------------------ workers
 
 
@@ -655,6 +712,7 @@ def run_worker(
         latency=settings.latency,
         worker=worker,
         progress=progress,
+        runs_dir=settings.runs_dir,
     )
     report = WorkerReport(worker)
     failures = 0

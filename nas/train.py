@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
 SCHEDULES = ("cosine", "onecycle", "step")
+RECIPES = ("paper",)
 # Sec. 5.3 (CIFAR) and Sec. 4 (ImageNet).
 WEIGHT_DECAY = {"cifar": 5e-4, "imagenet": 1e-4}
 CIFAR_PAD = 4  # Sec. 5.3: 32x32 crops of a zero-padded 40x40 image
@@ -153,6 +154,37 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, history as a list of dicts."""
         return asdict(self)
+
+
+def recipe_config(name: str | None, kind: str, given: dict[str, Any]) -> TrainConfig:
+    """The config of recipe ``name`` for data of ``kind``, with the ``given`` fields overriding it.
+
+    ``name`` None is no recipe: the ``given`` fields over :class:`TrainConfig`'s defaults.
+    """
+    if name is None:
+        return TrainConfig(**given)
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    if kind != "cifar":
+        # Sec. 4 gives the optimiser but neither the epochs nor when the lr is divided.
+        raise ValueError(
+            "--recipe paper is the CIFAR recipe of Sec. 5.3; for ImageNet Sec. 4 states batch "
+            "256, lr 0.1, momentum 0.9 and weight decay 1e-4 but not the epochs or when lr drops, "
+            "so give --epochs, --batch-size, --lr and --schedule instead"
+        )
+    # Sec. 5.3: SGD, batch 128, momentum 0.9, weight decay 5e-4, lr 0.1, 300 epochs, lr / 10 at
+    # epochs 150 and 225 ("step" divides at 50% and 75% of the run); no warm-up, no smoothing.
+    paper = {
+        "epochs": 300,
+        "batch_size": 128,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "step",
+        "warmup_epochs": 0.0,
+        "label_smoothing": 0.0,
+    }
+    return TrainConfig(**{**paper, **given})
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -531,6 +563,13 @@ class _Trial:
         loss_v, correct_v = loss.item(), correct.item()
         return loss_v / len(xs), correct_v / len(xs), len(xs) / (time.perf_counter() - t0)
 
+    def weights(self) -> dict[str, Any]:
+        """The model's weights on the CPU and the input normalisation they were trained with."""
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "normalization": {"mean": self.mean.cpu(), "std": self.std.cpu()},
+        }
+
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain containers only, so that ``torch.load(weights_only=True)`` reads it."""
         import torch
@@ -568,6 +607,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     progress: bool = False,
     eval_test: bool = False,
+    on_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data``, resuming from ``checkpoint_dir`` if it holds this run's state.
 
@@ -575,7 +615,9 @@ def train(
     is dropped, so batch-norm never sees a tiny batch; a training set smaller than one batch is
     one batch). ``callback`` runs after every epoch, once that epoch's checkpoint is written;
     an exception it raises (``optuna.TrialPruned``) propagates. A loss that turns NaN or inf
-    ends the run with status "diverged".
+    ends the run with status "diverged". ``on_end`` gets the final weights (``model`` state
+    dict and ``normalization``, on the CPU) of a run that trained an epoch and did not diverge,
+    also of one that ``callback`` stopped by raising.
     """
     import torch
 
@@ -638,10 +680,17 @@ def train(
                 described = f"val {val_accuracy:.1%}, best {best.val_accuracy:.1%} @ {best.epoch}"
                 bar.update(epochs_task, advance=1, description=f"epochs: {described}")
             if callback is not None:
-                callback(stats)
+                try:
+                    callback(stats)
+                except Exception:
+                    if on_end is not None:  # a pruned trial keeps the weights it has
+                        on_end(trial.weights())
+                    raise
 
     if status == "completed" and len(history) < cfg.epochs:
         status = "early_stopped"
+    if on_end is not None and history and status != "diverged":
+        on_end(trial.weights())
     test_accuracy = None
     if eval_test and data.test_x is not None and data.test_y is not None and status != "diverged":
         test_accuracy = trial.evaluate(*trial.tensors(data.test_x, data.test_y))[1]

@@ -405,7 +405,8 @@ def test_cli_defaults_are_the_config_defaults() -> None:
     command = typer.main.get_command(cli.app).commands["train"]
     defaults = {p.name: p.default for p in command.params}
     cfg = TrainConfig()
-    for name in ("epochs", "batch_size", "lr", "seed", "schedule", "label_smoothing"):
+    names = ("epochs", "batch_size", "lr", "seed", "schedule", "label_smoothing")
+    for name in (*names, "warmup_epochs", "weight_decay"):
         assert defaults[name] == getattr(cfg, name), name
 
 

@@ -1,0 +1,333 @@
+"""Export a trained trial of a study: its spec as JSON, its weights, and a checked ONNX model.
+
+A search saves each trial's final weights where it ran (``nas.study.run_folder``); this module
+finds them through the trial's ``weights`` and ``host`` attributes and writes, into one folder:
+
+- ``spec.json``: the spec, its complexity, the trial's identity and accuracy, and the input
+  normalisation the weights were trained with (:func:`load_spec` reads it back);
+- ``weights.pt``: the model's state dict, for ``resnext.build(spec).load_state_dict``;
+- ``model.onnx``: the same network with a dynamic batch dimension, run once with onnxruntime
+  against PyTorch before it is called done.
+
+torch and Optuna are imported inside the functions that need them, so that ``resnext-nas train
+--spec`` reads a spec file without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resnext.spec import Spec
+
+if TYPE_CHECKING:
+    import torch
+    from optuna.trial import FrozenTrial
+
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = "weights.pt"
+ONNX_FILE = "model.onnx"
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+# The exported graph must give PyTorch's logits to float32 rounding: 1e-4 of the largest logit
+# (or absolute, for logits below 1). Summation order differs between the two runtimes.
+TOLERANCE = 1e-4
+EXPORT_BATCH, CHECK_BATCH = 2, 3  # the check runs another batch size than the trace saw
+
+
+class OnnxMismatch(RuntimeError):
+    """The ONNX model's outputs differ from PyTorch's by more than the tolerance."""
+
+
+@dataclass
+class Exported:
+    """What :func:`export_trial` wrote, and the ONNX check's result."""
+
+    folder: Path
+    files: list[Path]
+    record: dict[str, Any]  # the content of spec.json
+    max_abs_diff: float | None  # ONNX vs PyTorch; None without ONNX
+    tolerance: float | None
+
+
+def default_out(study: str, number: int) -> Path:
+    """``runs/export-<study>-trial-<number>`` in the working directory."""
+    from nas.study import safe_name
+
+    return Path("runs") / f"export-{safe_name(study)}-trial-{number}"
+
+
+def check_onnx_packages() -> None:
+    """ValueError saying how to install the ONNX packages unless all of them import."""
+    missing = []
+    for name in ONNX_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ValueError(
+            f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}); "
+            "pip install -e '.[onnx]', or use --no-onnx"
+        )
+
+
+def pick_trial(study: Any, number: int | None) -> FrozenTrial:
+    """Trial ``number`` of ``study``, or its complete trial of lowest error when None."""
+    from optuna.trial import TrialState
+
+    from nas.study import _kind
+
+    name = study.study_name
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        if not done:
+            raise ValueError(f"study {name!r} has no complete trial to export yet")
+        return min(done, key=lambda t: (t.values[0], t.number))
+    found = [t for t in trials if t.number == number]
+    if not found:
+        have = f"0..{trials[-1].number}" if trials else "none"
+        raise ValueError(f"study {name!r} has no trial {number} (trials: {have})")
+    t = found[0]
+    if t.state != TrialState.COMPLETE:
+        raise ValueError(
+            f"trial {number} of study {name!r} is {_kind(t)}, not complete; export a complete "
+            f"one (see `resnext-nas trials --study {name}`) or use --best"
+        )
+    return t
+
+
+def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
+    """spec.json's content but for the normalisation: spec, complexity, identity, accuracy."""
+    from nas.study import ATTR, redact
+    from resnext.complexity import complexity
+
+    a = trial.user_attrs
+    spec = Spec.from_dict(a["spec"])
+    objectives = study.user_attrs.get(ATTR, {}).get("objectives", ["error"])
+    return {
+        "spec": spec.to_dict(),
+        "complexity": complexity(spec).to_dict(),
+        "study": study.study_name,
+        "storage": redact(storage),
+        "trial": trial.number,
+        "objectives": dict(zip(objectives, trial.values or [], strict=False)),
+        "val_accuracy": a.get("val_accuracy"),  # the best epoch's, what the search ranked
+        "final_val_accuracy": a.get("final_val_accuracy"),  # of the exported weights
+        "epochs": len(a.get("curve", [])),
+        "status": a.get("status"),
+        "seed": a.get("seed"),
+        "hparams": a.get("hparams", {}),
+        "weights_source": a.get("weights"),
+        "host": a.get("host"),
+        "input": {"name": "images", "shape": ["batch", 3, spec.resolution, spec.resolution]},
+        "output": {"name": "logits", "shape": ["batch", spec.classes]},
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from nas.train import write_atomic
+
+    text = json.dumps(obj, indent=2) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def _load_weights(path: Path, spec: Spec, where: str) -> dict[str, Any]:
+    """A trial's weights file, checked to hold weights of ``spec``; else ValueError."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"weights file {path} is unreadable ({type(e).__name__}); {where}") from e
+    if not isinstance(state, dict) or not {"model", "normalization", "spec"} <= set(state):
+        raise ValueError(f"{path} is not a resnext-nas trial weights file; {where}")
+    if state["spec"] != spec.to_dict():
+        raise ValueError(f"{path} holds weights of another spec than the trial's; {where}")
+    return state
+
+
+def export_trial(
+    study_name: str,
+    storage: str | None = None,
+    number: int | None = None,
+    out: str | Path | None = None,
+    *,
+    onnx: bool = True,
+    tolerance: float = TOLERANCE,
+) -> Exported:
+    """Write spec.json, weights.pt and (with ``onnx``) model.onnx of a trial into ``out``.
+
+    ``number`` None exports the complete trial of lowest error. A trial whose weights are not
+    on this machine still gets its spec.json, and a ValueError saying where they were written.
+    :class:`OnnxMismatch` if onnxruntime's outputs differ from PyTorch's beyond ``tolerance``.
+    """
+    import socket
+
+    from nas.study import load, storage_url
+
+    study = load(study_name, storage)
+    trial = pick_trial(study, number)
+    if onnx:
+        check_onnx_packages()  # before any file is written
+    if "spec" not in trial.user_attrs:
+        raise ValueError(f"trial {trial.number} of study {study_name!r} has no spec")
+    record = _record(study, trial, storage_url(storage))
+    spec = Spec.from_dict(record["spec"])
+    folder = Path(out) if out is not None else default_out(study_name, trial.number)
+    folder.mkdir(parents=True, exist_ok=True)
+    retrain = f"retrain it with `resnext-nas train --spec {folder / SPEC_FILE}`"
+    source, host = record["weights_source"], record["host"]
+    if source is None and record["status"] == "diverged":
+        _write_json(folder / SPEC_FILE, record)
+        raise ValueError(
+            f"trial {trial.number} of study {study_name!r} diverged, so it kept no weights; "
+            f"{retrain} and a lower --lr"
+        )
+    if source is None:
+        _write_json(folder / SPEC_FILE, record)
+        raise ValueError(
+            f"trial {trial.number} of study {study_name!r} saved no weights (searched with "
+            f"--no-save-weights, or before weights were saved); {retrain}"
+        )
+    if not Path(source).is_file():
+        _write_json(folder / SPEC_FILE, record)
+        here = "this host" if host == socket.gethostname() else "this machine"
+        raise ValueError(
+            f"weights of trial {trial.number} of study {study_name!r} were written to {source} "
+            f"on host {host}, and are not on {here}; copy them there, or {retrain}"
+        )
+    state = _load_weights(Path(source), spec, retrain)
+    norm = state["normalization"]
+    record["normalization"] = {
+        "mean": [float(v) for v in norm["mean"]],
+        "std": [float(v) for v in norm["std"]],
+        "note": "inputs are (pixel - mean) / std per RGB channel, for pixels in 0..255",
+    }
+    model = _model(spec, state["model"])
+    files = [folder / SPEC_FILE, folder / WEIGHTS_FILE]
+    _write_json(files[0], record)
+    _save_state_dict(files[1], model)
+    diff = bound = None
+    if onnx:
+        files.append(folder / ONNX_FILE)
+        to_onnx(model, spec, files[-1])
+        diff, bound = check_onnx(model, spec, files[-1], tolerance=tolerance)
+        if diff > bound:
+            raise OnnxMismatch(
+                f"{files[-1]} differs from the PyTorch model by up to {diff:.3g} on a batch of "
+                f"{CHECK_BATCH}, more than the tolerance {bound:.3g}; the file is kept to inspect"
+            )
+    return Exported(folder, files, record, diff, bound)
+
+
+def _model(spec: Spec, state_dict: dict[str, Any]) -> torch.nn.Module:
+    """``resnext.build(spec)`` with ``state_dict`` loaded, in eval mode."""
+    import resnext
+
+    model = resnext.build(spec)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"the weights do not fit {spec.describe()}: {first}") from None
+    return model.eval()
+
+
+def _save_state_dict(path: Path, model: torch.nn.Module) -> None:
+    import torch
+
+    from nas.train import write_atomic
+
+    write_atomic(path, lambda f: torch.save(model.state_dict(), f))
+
+
+def to_onnx(model: torch.nn.Module, spec: Spec, path: Path) -> None:
+    """Write ``model`` (eval mode) as one ONNX file with a dynamic batch dimension.
+
+    The torch.export-based exporter (``dynamo=True``), not the TorchScript one: since torch 2.9
+    it is the default and the legacy path warns that it will be removed. It needs onnxscript
+    besides onnx, and takes seconds where the legacy one takes a fraction of a second.
+    """
+    import torch
+
+    x = torch.randn(EXPORT_BATCH, 3, spec.resolution, spec.resolution)
+    quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" warnings
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # deprecations inside torch.export
+            torch.onnx.export(
+                model,
+                (x,),
+                str(path),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                external_data=False,  # one file: the weights inside the graph
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
+
+
+def check_onnx(
+    model: torch.nn.Module,
+    spec: Spec,
+    path: Path,
+    *,
+    batch: int = CHECK_BATCH,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Max abs difference of onnxruntime's logits from PyTorch's on a random batch, and the
+    bound it must stay within (``tolerance`` times the largest logit, at least ``tolerance``)."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    x = torch.randn(
+        batch, 3, spec.resolution, spec.resolution, generator=torch.Generator().manual_seed(seed)
+    )
+    with torch.no_grad():
+        want = model(x).numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": x.numpy()})[0]
+    if got.shape != want.shape:
+        return float("inf"), tolerance
+    diff = float(np.abs(got - want).max())
+    return diff, tolerance * max(1.0, float(np.abs(want).max()))
+
+
+def load_spec(path: str | Path) -> Spec:
+    """The spec in a JSON file: an export's spec.json, the output of ``resnext-nas show --json``
+    (both have a ``spec`` object), or a bare spec dict; ValueError in one line otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"no spec file {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read spec file {path}: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"spec file {path} is not valid JSON: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+        data = data["spec"]
+    if not isinstance(data, dict) or "template" not in data:
+        raise ValueError(
+            f"spec file {path} holds no spec: expected an object with a template, depths, "
+            'width, cardinality and bottleneck_width, or one with such a "spec" object'
+        )
+    try:
+        return Spec.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"spec file {path}: {e}") from None
