@@ -545,14 +545,20 @@ def search(
 
 
 def _search_summary(
-    study: str, storage: str | None, reports: list[Any], wall: float, as_json: bool
+    study: str,
+    storage: str | None,
+    reports: list[Any],
+    wall: float,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """The study's trials by state and best trial, after a search."""
+    """The study's trials by state and best trial, after a search (``extra`` joins the JSON)."""
     from nas import study as nstudy
 
     summary = next(r for r in nstudy.study_rows(storage) if r["name"] == study)
     summary["wall_seconds"] = wall
     summary["workers"] = [dataclasses.asdict(r) for r in reports]
+    summary.update(extra or {})
     if as_json:
         _print_json(summary)
         return
@@ -667,6 +673,151 @@ def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
             (b["spec"] or "") if b else "",
         )
     out.print(table)
+
+
+# -------------------------------------------------------------------------------- study list/run
+
+study_app = typer.Typer(
+    help="The paper's experiments as ready-made studies: list them, run one.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("list")
+def study_list(as_json: JsonOpt = False) -> None:
+    """List the study definitions: name, citation, trials and what each measures."""
+    import studies
+
+    rows = [d.to_dict() for d in studies.definitions()]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(
+        title=f"{len(rows)} study definitions (`resnext-nas study run NAME`)",
+        caption="trials: (spec, seed) points of a grid, or trained trials of a search, at the "
+        "default --seeds on the built-in dataset.",
+    )
+    for col in ("name", "citation", "trials", "measures"):
+        table.add_column(col, justify="right" if col == "trials" else "left", no_wrap=col == "name")
+    for r in rows:
+        seeds = f" ({r['seeds']} seeds)" if r["seeds"] else ""
+        table.add_row(r["name"], r["citation"], f"{r['trials']}{seeds}", r["measures"])
+    out.print(table)
+
+
+def _unset_option(text: str) -> Any:
+    """An option whose default (None) means "the study definition's value"."""
+    return typer.Option(help=text, show_default=False)
+
+
+def _storage_hint(storage: str | None) -> str:
+    return f" --storage {storage}" if storage else ""
+
+
+@study_app.command("run")
+def study_run(
+    name: Annotated[str, typer.Argument(help="A study (see `resnext-nas study list`).")],
+    dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "synthetic",
+    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
+    storage: StorageOpt = None,
+    study_name: Annotated[
+        str | None, _unset_option("Optuna study name (default: the definition's name).")
+    ] = None,
+    seeds: Annotated[
+        int | None, _unset_option("Seeds per spec of a grid study (default: the definition's).")
+    ] = None,
+    epochs: Annotated[
+        int | None, _unset_option("Epochs per trial (default: the definition's).")
+    ] = None,
+    train_images: Annotated[
+        int | None, _unset_option("Training images per trial (default: the definition's).")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, _unset_option("Share of the training set held out to score trials.")
+    ] = None,
+    resolution: Annotated[
+        int | None, typer.Option(help="Resize images to this side (the specs follow).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
+    ] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    latency: Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run (or resume) a study definition; re-running trains only what is missing."""
+    import studies
+    from nas import study as nstudy
+    from studies.run import with_overrides
+
+    definition = studies.get(name)
+    schedule = with_overrides(definition.schedule, epochs, train_images)
+    if val_fraction is not None:
+        schedule = dataclasses.replace(schedule, val_fraction=val_fraction)
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers}")
+    definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
+    study = study_name or definition.name
+    hint = f"see `resnext-nas dashboard --study {study}{_storage_hint(storage)}`"
+    # As `search`: refuse a bad storage or a finished study before the data load.
+    if dataset in KNOWN_CLASSES:
+        early = definition.settings(study, KNOWN_CLASSES[dataset], resolution or 32)
+        n = definition.n_trials(seeds, KNOWN_CLASSES[dataset], resolution or 32)
+        if nstudy.check_study(early, storage) >= n:
+            _search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
+            if not as_json:
+                out.print(f"nothing left to train; {hint}")
+            return
+    from nas.data import load_dataset
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_images=schedule.train_images,
+        val_fraction=schedule.val_fraction,
+        resolution=resolution,
+    )
+    settings = definition.settings(study, data.classes, data.resolution)
+    if not quiet and not as_json:
+        out.print(
+            f"study {study!r} ({definition.citation}): {settings.space.describe()}; "
+            f"{definition.n_trials(seeds, data.classes, data.resolution)} trials of "
+            f"{schedule.epochs} epochs on {len(data.train_y)} images",
+            highlight=False,
+        )
+    progress = None if quiet or as_json else _Progress(workers)
+    if progress:
+        progress.live.start()
+    try:
+        run = studies.run_study(
+            definition,
+            data,
+            study=study,
+            storage=storage,
+            seeds=seeds,
+            schedule=schedule,
+            workers=workers,
+            device=device,
+            latency=latency,
+            progress=progress,
+        )
+    finally:
+        if progress:
+            progress.live.stop()
+    extra = {"missing": run.missing, "queued": run.queued, "dashboard": hint}
+    _search_summary(study, storage, run.reports, run.wall_seconds, as_json, extra)
+    if not as_json:
+        out.print(hint)
+    if run.missing:
+        sys.stderr.write(
+            f"{len(run.missing)} grid points failed ({', '.join(run.missing)}); run the same "
+            "command again to train them\n"
+        )
+        raise typer.Exit(1)
 
 
 # -------------------------------------------------------------------------------------- train
