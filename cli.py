@@ -820,6 +820,186 @@ def study_run(
         raise typer.Exit(1)
 
 
+# ---------------------------------------------------------------------------------- calibrate
+
+# Default calibration: the 6 configurations closest to the `search` default band's budget per
+# skeleton and C, trained with the search's trial (3 epochs of batch 32 on 2,000 images) and 3
+# times longer: 6 x 12 epochs of 2,000 images, about 20-25 minutes on 2 CPU cores.
+CALIBRATE_REFERENCE = (
+    "reduced-training proxies reach Spearman 0.61 on NAS-Bench-201 (Abdelfattah et al., ICLR 2021)"
+)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    flops: Annotated[
+        float | None,
+        typer.Option(
+            help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+            show_default=False,
+        ),
+    ] = None,
+    params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
+    template: TemplateOpt = Template.cifar,
+    depths: Annotated[
+        list[str] | None,
+        typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+    ] = None,
+    widths: Annotated[
+        list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+    ] = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    k: Annotated[int, typer.Option("--k", help="Configurations to train (at least 3).")] = 6,
+    factor: Annotated[
+        int, typer.Option(help="R: the long schedule has R times the short one's epochs.")
+    ] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs of the short schedule.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
+    train_images: Annotated[int, typer.Option(help="Training images of both schedules.")] = 2000,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of the training set held out to score both.")
+    ] = 0.02,
+    dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "synthetic",
+    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Resize images to this side.")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the config draw, the data, training and bootstrap.")
+    ] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    out_file: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="JSON file written after every trained schedule; run again with the same "
+            "--out and options to resume.",
+        ),
+    ] = Path("calibration.json"),
+    as_json: JsonOpt = False,
+) -> None:
+    """How far to trust a short trial: rank agreement of short and R-times longer training.
+
+    Trains --k configurations of the budget band with the short schedule and with --factor
+    times its epochs, and prints the Spearman and Kendall correlations of the two rankings
+    (95% bootstrap intervals) next to plain params and FLOPs ranked against the long result.
+    The defaults (the 6 closest configurations per skeleton and C of the `search` default band,
+    3 and 9 epochs on 2,000 images) take about 20-25 minutes on 2 CPU cores.
+    """
+    from nas.calibrate import calibrate, long_schedule, pick
+    from nas.train import TrainConfig
+
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    long_schedule(cfg, factor)
+    if flops is None and params is None:
+        flops = SEARCH_FLOPS
+    bud = Budget(flops, params, tolerance)
+    grid = (
+        template.value,
+        _int_lists(depths or SEARCH_DEPTHS, "--depths"),
+        _flat_ints(widths or SEARCH_WIDTHS, "--widths") or (),
+        _ints(cardinalities, "--cardinalities"),
+    )
+    options = {
+        "budget": bud.to_dict(),
+        "template": template.value,
+        "depths": [list(d) for d in grid[1] or []],
+        "widths": list(grid[2]),
+        "cardinalities": list(grid[3]),
+        "k": k,
+        "factor": factor,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "train_images": train_images,
+        "val_fraction": val_fraction,
+        "dataset": dataset,
+        "resolution": resolution,
+        "seed": seed,
+    }
+    done: list[dict[str, Any]] = []
+    if out_file.exists():
+        try:
+            previous = json.loads(out_file.read_text())
+            had = previous["options"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{out_file} is not a calibration file; use another --out") from None
+        if had != options:
+            diff = ", ".join(o for o in options if had.get(o) != options[o])
+            raise ValueError(
+                f"{out_file} was made with other options (they differ in {diff}); "
+                "use the same options to resume it, or another --out"
+            )
+        done = previous.get("configs", [])
+    if dataset in KNOWN_CLASSES:  # refuse a band with fewer than k configs before the data
+        pick(generate(bud, *grid, None, KNOWN_CLASSES[dataset], resolution or 32), k, seed)
+    from nas.data import load_dataset
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_images=train_images,
+        val_fraction=val_fraction,
+        seed=seed,
+        resolution=resolution,
+    )
+    chosen = pick(generate(bud, *grid, None, data.classes, data.resolution), k, seed)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def save(row: dict[str, Any]) -> None:
+        from nas.calibrate import spec_key
+
+        rows[spec_key(row["spec"])] = dict(row)
+        merged = {spec_key(r["spec"]): r for r in done} | rows
+        _write_json(out_file, {"options": options, "configs": list(merged.values())})
+
+    if not as_json:
+        left = k - sum(r.get("long_val_accuracy") is not None for r in done)
+        out.print(
+            f"calibrating {k} configurations within {bud.describe()}: {epochs} and "
+            f"{epochs * factor} epochs on {len(data.train_y)} images ({left} to train, "
+            f"results in {out_file})",
+            highlight=False,
+        )
+    cal = calibrate(chosen, data, cfg, factor, seed=seed, on_progress=save, done=done)
+    result = {"options": options, **cal.to_dict(), "reference": CALIBRATE_REFERENCE}
+    _write_json(out_file, result)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(
+        title=f"{k} configurations, short {cal.short_epochs} vs long {cal.long_epochs} epochs"
+    )
+    for col in ("config", "FLOPs", "params", "short acc", "long acc"):
+        table.add_column(col, justify="left" if col == "config" else "right")
+    for r in cal.rows:
+        table.add_row(
+            r["notation"],
+            _fmt_count(r["flops"]),
+            _fmt_count(r["params"]),
+            f"{r['short_val_accuracy']:.1%}",
+            f"{r['long_val_accuracy']:.1%}",
+        )
+    out.print(table)
+    corr = Table(title="Rank agreement with the long schedule (95% bootstrap intervals)")
+    for col in ("ranked by", "Spearman", "Kendall"):
+        corr.add_column(col, justify="left" if col == "ranked by" else "right")
+    for label, sp, kt in (
+        (f"short training ({cal.short_epochs} epochs)", cal.spearman, cal.kendall),
+        ("params (baseline)", cal.params_spearman, cal.params_kendall),
+        ("FLOPs (baseline)", cal.flops_spearman, cal.flops_kendall),
+    ):
+        corr.add_row(label, _fmt_estimate(sp), _fmt_estimate(kt))
+    out.print(corr)
+    out.print(f"For scale: {CALIBRATE_REFERENCE}. Results: {out_file}", soft_wrap=True)
+
+
+def _fmt_estimate(e: Any) -> str:
+    return f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
+
+
 # -------------------------------------------------------------------------------------- train
 
 

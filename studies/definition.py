@@ -30,7 +30,7 @@ class Schedule:
     epochs: int = 3
     batch_size: int = 32
     lr: float = 0.05
-    train_images: int = 1000
+    train_images: int = 2000
     val_fraction: float = 0.02  # of the 50k synthetic training images: 1,000 held out
 
     def train_kwargs(self, device: str = "auto") -> dict[str, Any]:
