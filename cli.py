@@ -328,6 +328,20 @@ SEARCH_FLOPS = 8e6
 KNOWN_CLASSES = {"synthetic": 10, "cifar10": 10, "cifar100": 100}  # all 32x32
 SEARCH_DEPTHS = ["1,1,1", "2,2,2"]
 SEARCH_WIDTHS = ["32"]
+SearchFlopsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+        show_default=False,
+    ),
+]
+SearchDepthsOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+]
+SearchWidthsOpt = Annotated[
+    list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+]
 
 
 def _search_space(
@@ -393,23 +407,12 @@ def search(
     workers: Annotated[
         int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
     ] = 1,
-    flops: Annotated[
-        float | None,
-        typer.Option(
-            help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
-            show_default=False,
-        ),
-    ] = None,
+    flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
     template: TemplateOpt = Template.cifar,
-    depths: Annotated[
-        list[str] | None,
-        typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
-    ] = None,
-    widths: Annotated[
-        list[str] | None, typer.Option(help="First-stage output widths (default 32).")
-    ] = None,
+    depths: SearchDepthsOpt = None,
+    widths: SearchWidthsOpt = None,
     cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
     bottleneck_widths: BottleneckWidthsOpt = None,
     tune_lr: Annotated[
@@ -832,23 +835,12 @@ CALIBRATE_REFERENCE = (
 
 @app.command("calibrate")
 def calibrate_command(
-    flops: Annotated[
-        float | None,
-        typer.Option(
-            help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
-            show_default=False,
-        ),
-    ] = None,
+    flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
     template: TemplateOpt = Template.cifar,
-    depths: Annotated[
-        list[str] | None,
-        typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
-    ] = None,
-    widths: Annotated[
-        list[str] | None, typer.Option(help="First-stage output widths (default 32).")
-    ] = None,
+    depths: SearchDepthsOpt = None,
+    widths: SearchWidthsOpt = None,
     cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
     k: Annotated[int, typer.Option("--k", help="Configurations to train (at least 3).")] = 6,
     factor: Annotated[

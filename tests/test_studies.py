@@ -328,3 +328,20 @@ def test_study_run_command_trains_the_grid_and_resumes(tmp_path: Path) -> None:
         table.stdout
     )
     assert len(load("cardinality-vs-width", url).trials) == 5
+
+
+def test_a_search_definition_runs_its_trial_count_with_its_baselines(tmp_path: Path) -> None:
+    url = sqlite(tmp_path)
+    # A params budget: the same band at the default 32x32 (checked on definition) and at 8x8.
+    design = studies.BudgetedSpace(None, 1e4, 0.2, "cifar", ((1, 1, 1),), (16,), (1, 2, 4))
+    d = StudyDefinition(
+        "bs", "t", "search", "m", "d", design, TINY, trials=4, pruner="none", enqueue=("family",)
+    )
+    run = run_study(d, toy_data(), storage=url, latency=False)
+    assert run.missing == [] and run.queued == 0
+    rows = [r for r in trial_rows(load("bs", url)) if r["state"] == "COMPLETE"]
+    assert len(rows) == 4
+    family = {c.spec.notation for c in d.space(10, RES).family()}
+    assert {r["spec"].split()[0] for r in rows if r["baseline"]} == family and len(family) == 3
+    with pytest.raises(ValueError, match="applies to grid studies"):
+        run_study(d, toy_data(), storage=url, seeds=2)
