@@ -11,8 +11,10 @@ Trial states as shown to people:
 - ``COMPLETE``: trained to the end (or stopped early by the trainer);
 - ``PRUNED``: stopped by the pruner after some epochs;
 - ``rejected``: a proposal with no in-band configuration, refused before any model existed;
-- ``surplus``: a trial asked for after the study-wide count was reached by another worker;
-  nothing ran (Optuna has no way to take an ask back, so it is recorded as pruned);
+- ``surplus``: a trial asked for after the study-wide count was reached by another worker, or,
+  in a grid study (:class:`~nas.space.SpecGrid`), a second copy of a (spec, seed) point or a
+  trial that is no grid point; nothing ran (Optuna has no way to take an ask back, so it is
+  recorded as pruned);
 - ``FAIL``: a worker died in it (a retry is queued) or it raised.
 
 Only ``COMPLETE`` and ``PRUNED`` trials count towards ``--trials``.
