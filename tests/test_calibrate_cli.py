@@ -45,12 +45,14 @@ def test_calibrate_command_writes_resumes_and_refuses_other_options(tmp_path: Pa
     (tmp_path / "calibration.json").write_text(json.dumps(partial))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(partial))
+    complete = tmp_path / "t.json"  # a finished file: the table is printed, nothing trained
+    complete.write_text(json.dumps(saved))
     garbage = tmp_path / "garbage.json"
     garbage.write_text("[1, 2]")
     resumed, table, other, broken = run_cli(
         [
             [*TINY, "--json"],
-            [*TINY, "--out", str(tmp_path / "t.json")],
+            [*TINY, "--out", str(complete)],
             [*TINY, "--out", str(bad), "--lr", "0.2"],
             [*TINY, "--out", str(garbage)],
         ],
@@ -69,6 +71,8 @@ def test_calibrate_command_writes_resumes_and_refuses_other_options(tmp_path: Pa
     assert rows[b["notation"]]["long_val_accuracy"] is not None
     assert len(rows) == 3 and all(r["long_val_accuracy"] is not None for r in rows.values())
     assert table.returncode == 0, table.stderr
+    # Nothing retrained: a new run would have other wall times.
+    assert json.loads(complete.read_text())["configs"] == saved["configs"]
     for text in ("short acc", "long acc", "Spearman", "Kendall", "params (baseline)", "0.61"):
         assert text in table.stdout
     for r, msg in ((other, "differ in lr"), (broken, "not a calibration file")):
