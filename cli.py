@@ -773,7 +773,7 @@ def study_run(
         if nstudy.check_study(early, storage) >= n:
             _search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
-                out.print(f"nothing left to train; {hint}")
+                out.print(f"nothing left to train; {hint}", soft_wrap=True)
             return
     from nas.data import load_dataset
 
@@ -814,7 +814,7 @@ def study_run(
     extra = {"missing": run.missing, "queued": run.queued, "dashboard": hint}
     _search_summary(study, storage, run.reports, run.wall_seconds, as_json, extra)
     if not as_json:
-        out.print(hint)
+        out.print(hint, soft_wrap=True)
     if run.missing:
         sys.stderr.write(
             f"{len(run.missing)} grid points failed ({', '.join(run.missing)}); run the same "
