@@ -10,7 +10,7 @@ Definitions are registered by name (:func:`register`, :func:`get`, :func:`defini
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from nas.space import SearchSpace, SpecGrid
 from nas.study import SearchSettings
@@ -44,14 +44,6 @@ class Schedule:
             "lr": self.lr,
             "device": device,
         }
-
-
-class Design(Protocol):
-    """What a study trains, given the dataset's classes and resolution."""
-
-    def space(self, classes: int, resolution: int) -> SearchSpace | SpecGrid:
-        """The study's space."""
-        ...
 
 
 @dataclass(frozen=True)
