@@ -9,6 +9,7 @@ proxies reach Spearman 0.61 on NAS-Bench-201 (Abdelfattah et al., ICLR 2021).
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,20 @@ class Calibration:
         }
 
 
+def long_schedule(cfg: Any, factor: int) -> Any:
+    """``cfg`` with ``factor`` times its epochs; ValueError unless ``factor`` is at least 2."""
+    if factor < 2:
+        raise ValueError(
+            f"--factor must be at least 2 (the long schedule is R times the short), got {factor}"
+        )
+    return replace(cfg, epochs=cfg.epochs * factor)
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """A key of a spec dict that is the same before and after a JSON round trip."""
+    return json.dumps(spec, sort_keys=True)
+
+
 def calibrate(
     configs: Sequence[Config],
     data: Dataset,
@@ -80,29 +95,38 @@ def calibrate(
     *,
     seed: int = 0,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    done: Sequence[dict[str, Any]] = (),
 ) -> Calibration:
-    """Train every config with ``cfg`` and with ``factor`` times its epochs; compare rankings."""
+    """Train every config with ``cfg`` and with ``factor`` times its epochs; compare rankings.
+
+    ``done`` holds rows of an earlier run (as ``on_progress`` gave them): a schedule they
+    have a result for is not trained again. ``on_progress`` gets the row after each schedule,
+    ``on_result`` after both.
+    """
     from nas.train import train
 
-    if factor < 2:
-        raise ValueError(
-            f"--factor must be at least 2 (the long schedule is R times the short), got {factor}"
-        )
-    long_cfg = replace(cfg, epochs=cfg.epochs * factor)
+    long_cfg = long_schedule(cfg, factor)
+    known = {spec_key(r["spec"]): r for r in done}
     rows = []
     for c in configs:
         spec: Spec = replace(c.spec, classes=data.classes, resolution=data.resolution)
         row: dict[str, Any] = {
-            "spec": spec.to_dict(),
+            "spec": json.loads(json.dumps(spec.to_dict())),
             "notation": spec.describe(),
             "flops": c.complexity.flops,
             "params": c.complexity.params,
         }
+        row.update(known.get(spec_key(row["spec"]), {}))
         for name, schedule in (("short", cfg), ("long", long_cfg)):
+            if row.get(f"{name}_val_accuracy") is not None:
+                continue
             result = train(spec, data, schedule)
             row[f"{name}_val_accuracy"] = result.val_accuracy
             row[f"{name}_status"] = result.status
             row[f"{name}_wall_seconds"] = result.wall_seconds
+            if on_progress:
+                on_progress(row)
         rows.append(row)
         if on_result:
             on_result(row)

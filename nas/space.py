@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, Config, generate
+from resnext.complexity import complexity
 from resnext.spec import Spec
 
 # Log-uniform ranges of --tune-lr / --tune-wd around the paper's values (Sec. 5.3: lr 0.1,
@@ -33,6 +34,16 @@ class OutOfBudget(optuna.TrialPruned):
 def depths_key(depths: tuple[int, ...]) -> str:
     """The categorical value of the ``depths`` parameter, e.g. ``"3-4-6-3"``."""
     return "-".join(map(str, depths))
+
+
+def spec_params(spec: Spec) -> dict[str, Any]:
+    """The Optuna parameters of a spec, as :func:`suggest_spec` names them."""
+    return {
+        "depths": depths_key(spec.depths),
+        "width": spec.width,
+        "cardinality": spec.cardinality,
+        "bottleneck_width": spec.bottleneck_width,
+    }
 
 
 @dataclass(frozen=True)
@@ -141,12 +152,7 @@ class SearchSpace:
 
     def params(self, spec: Spec) -> dict[str, Any]:
         """The Optuna parameters that :func:`suggest_spec` turns into ``spec``."""
-        return {
-            "depths": depths_key(spec.depths),
-            "width": spec.width,
-            "cardinality": spec.cardinality,
-            "bottleneck_width": spec.bottleneck_width,
-        }
+        return spec_params(spec)
 
     def family(self) -> list[Config]:
         """The complexity-preserving (C, d) family: the closest config per skeleton and C."""
@@ -170,8 +176,6 @@ class SearchSpace:
                 if self.contains(cand):
                     return cand
                 tried.append(cand)
-        from resnext.complexity import complexity
-
         cx = complexity(tried[0])
         raise ValueError(
             f"--enqueue {name}: {spec.notation} lies outside the study's band "
@@ -212,12 +216,14 @@ class SearchSpace:
         )
 
 
-def suggest_spec(trial: optuna.Trial, space: SearchSpace) -> Spec:
+def suggest_spec(trial: optuna.Trial, space: SearchSpace | SpecGrid) -> Spec:
     """Draw an in-band spec define-by-run: depths, width, cardinality, then bottleneck_width.
 
     Raises :class:`OutOfBudget` (a ``TrialPruned``) for a cell with no in-band d, before any
-    model is built.
+    model is built. A :class:`SpecGrid` gives one of its specs (:func:`suggest_grid_spec`).
     """
+    if isinstance(space, SpecGrid):
+        return suggest_grid_spec(trial, space)
     depths = trial.suggest_categorical("depths", space.depth_choices)
     width = trial.suggest_categorical("width", space.width_choices)
     cardinality = trial.suggest_categorical("cardinality", space.cardinality_choices)
@@ -238,7 +244,7 @@ def suggest_spec(trial: optuna.Trial, space: SearchSpace) -> Spec:
     return space.spec(depths, width, cardinality, d)
 
 
-def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]:
+def suggest_hparams(trial: optuna.Trial, space: SearchSpace | SpecGrid) -> dict[str, float]:
     """The tuned training hyper-parameters (``lr``, ``weight_decay``), log-uniform, if any."""
     out = {}
     if space.tune_lr:
@@ -246,3 +252,90 @@ def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> dict[str, float]
     if space.tune_wd:
         out["weight_decay"] = trial.suggest_float("weight_decay", *WD_RANGE, log=True)
     return out
+
+
+@dataclass(frozen=True)
+class SpecGrid:
+    """A fixed list of specs, for a study that trains every one of them (with several seeds).
+
+    The trials of such a study are all enqueued grid points (:func:`nas.study.enqueue_grid`);
+    :func:`suggest_spec` draws the same four parameters as for a :class:`SearchSpace`, so the
+    trials read the same in ``trials`` and ``dashboard``. With a ``budget``, every spec must lie
+    in its band (a Table 3 style grid at preserved complexity); without one, the specs may lie
+    on any complexity (a Fig. 7 style series).
+    """
+
+    specs: tuple[Spec, ...]
+    budget: Budget | None = None
+    tune_lr: bool = field(default=False, init=False)
+    tune_wd: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        specs = tuple(dict.fromkeys(self.specs))
+        object.__setattr__(self, "specs", specs)
+        if not specs:
+            raise ValueError("a spec grid needs at least one spec")
+        skeleton = {(s.template, s.classes, s.resolution, s.stem_width) for s in specs}
+        if len(skeleton) > 1:
+            raise ValueError("the specs of a grid must share template, classes and resolution")
+        if self.budget is not None:
+            out = [s for s in specs if not self.budget.contains(complexity(s))]
+            if out:
+                raise ValueError(
+                    f"{', '.join(s.notation for s in out)} lie outside {self.budget.describe()}"
+                )
+
+    @property
+    def template(self) -> str:
+        """The template shared by the specs."""
+        return self.specs[0].template
+
+    def choices(self, name: str) -> tuple[Any, ...]:
+        """The values of one Optuna parameter over the grid, sorted."""
+        return tuple(sorted({self.params(s)[name] for s in self.specs}))
+
+    def params(self, spec: Spec) -> dict[str, Any]:
+        """The Optuna parameters of a spec (the names of :meth:`SearchSpace.params`)."""
+        return spec_params(spec)
+
+    def contains(self, spec: Spec) -> bool:
+        """Whether ``spec`` is one of the grid's specs."""
+        return spec in self.specs
+
+    def family(self) -> list[Config]:
+        """No baselines: every spec of a grid is trained anyway."""
+        return []
+
+    def adjust(self, spec: Spec, name: str = "spec") -> Spec:
+        """A grid takes no ``--enqueue``: its specs are fixed."""
+        raise ValueError(f"--enqueue {name}: a spec grid study trains its own specs only")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: stored with the study so that a resume checks it is the same grid."""
+        return {
+            "grid": [s.to_dict() for s in self.specs],
+            "budget": self.budget.to_dict() if self.budget else None,
+            "template": self.template,
+        }
+
+    def describe(self) -> str:
+        """One line: the specs in the paper's notation and the band, if any."""
+        s = self.specs[0]
+        band = f" within {self.budget.describe()}" if self.budget else ""
+        return (
+            f"{len(self.specs)} {s.template} specs {', '.join(x.notation for x in self.specs)} "
+            f"(depths {depths_key(s.depths)}, width {s.width}){band}"
+        )
+
+
+def suggest_grid_spec(trial: optuna.Trial, grid: SpecGrid) -> Spec:
+    """One spec of ``grid``, define-by-run with :func:`suggest_spec`'s parameter names.
+
+    The trials of a grid study are enqueued, so the parameters are fixed; a combination that is
+    not a grid spec is rejected with :class:`OutOfBudget` before any compute.
+    """
+    values = {n: trial.suggest_categorical(n, grid.choices(n)) for n in grid.params(grid.specs[0])}
+    for s in grid.specs:
+        if grid.params(s) == values:
+            return s
+    raise OutOfBudget(f"{values} is not a spec of the grid")

@@ -11,8 +11,10 @@ Trial states as shown to people:
 - ``COMPLETE``: trained to the end (or stopped early by the trainer);
 - ``PRUNED``: stopped by the pruner after some epochs;
 - ``rejected``: a proposal with no in-band configuration, refused before any model existed;
-- ``surplus``: a trial asked for after the study-wide count was reached by another worker;
-  nothing ran (Optuna has no way to take an ask back, so it is recorded as pruned);
+- ``surplus``: a trial asked for after the study-wide count was reached by another worker, or,
+  in a grid study (:class:`~nas.space.SpecGrid`), a second copy of a (spec, seed) point or a
+  trial that is no grid point; nothing ran (Optuna has no way to take an ask back, so it is
+  recorded as pruned);
 - ``FAIL``: a worker died in it (a retry is queued) or it raised.
 
 Only ``COMPLETE`` and ``PRUNED`` trials count towards ``--trials``.
@@ -42,7 +44,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.data import Dataset
-from nas.space import OutOfBudget, SearchSpace, depths_key, suggest_hparams, suggest_spec
+from nas.space import (
+    OutOfBudget,
+    SearchSpace,
+    SpecGrid,
+    depths_key,
+    suggest_hparams,
+    suggest_spec,
+)
 from resnext.budget import pareto_mask
 from resnext.complexity import complexity
 from resnext.registry import preset
@@ -164,7 +173,7 @@ def open_storage(
 class SearchSettings:
     """What a study is: its name, space and objectives, and how it is searched."""
 
-    space: SearchSpace
+    space: SearchSpace | SpecGrid
     study: str = DEFAULT_STUDY
     objectives: tuple[str, ...] = ("error",)
     sampler: str = "tpe"
@@ -378,6 +387,33 @@ def enqueue(study: optuna.Study, space: SearchSpace, names: Iterable[str]) -> in
     return n
 
 
+def _grid_key(t: FrozenTrial) -> tuple:
+    """The (params, seed) of a grid trial, from its params or its enqueued fixed params."""
+    params = t.params or t.system_attrs.get("fixed_params", {})
+    return (tuple(sorted(params.items())), t.user_attrs.get("seed"))
+
+
+def _grid_present(t: FrozenTrial) -> bool:
+    """Whether a trial holds its grid point: trained, running (a lost one is retried), queued."""
+    return counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)
+
+
+def enqueue_grid(study: optuna.Study, grid: SpecGrid, seeds: Iterable[int]) -> int:
+    """Queue every (spec, seed) of the grid that the study has not trained, is not running and
+    has not queued; returns how many. Failed points are queued again, so a re-run completes them.
+    """
+    have = {_grid_key(t) for t in study.get_trials(deepcopy=False) if _grid_present(t)}
+    n = 0
+    for spec in grid.specs:
+        params = grid.params(spec)
+        for seed in seeds:
+            if (tuple(sorted(params.items())), seed) in have:
+                continue
+            study.enqueue_trial(params, user_attrs={"seed": seed})
+            n += 1
+    return n
+
+
 # ---------------------------------------------------------------------------------- objective
 
 
@@ -411,7 +447,7 @@ class Objective:
     ``final_val_accuracy`` (of those weights; ``val_accuracy`` is the best epoch's).
     """
 
-    space: SearchSpace
+    space: SearchSpace | SpecGrid
     data: Dataset
     train_kwargs: dict[str, Any]
     objectives: tuple[str, ...]
@@ -451,10 +487,31 @@ class Objective:
             raise Surplus(f"{self.n_trials} trials are already done or running")
         return ts
 
+    def _claim_grid_point(self, trial: optuna.Trial, ts: list[FrozenTrial]) -> None:
+        """In a grid study, train only enqueued grid points, each (spec, seed) once.
+
+        A trial the sampler made up, or a second copy of a point that another trial trained or
+        runs with a lower number (two `study run` started at once both queue the missing
+        points), is given up as surplus.
+        """
+        mine = next(t for t in ts if t.number == trial.number)
+        dup = [
+            t.number
+            for t in ts
+            if t.number != mine.number
+            and _grid_key(t) == _grid_key(mine)
+            and (counts(t) or (t.state == TrialState.RUNNING and t.number < mine.number))
+        ]
+        if "fixed_params" not in mine.system_attrs or "seed" not in mine.user_attrs or dup:
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"trial #{dup[0]} has this grid point" if dup else "not a grid point")
+
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.current = trial.number
         try:
             trials = self._claim(trial)
+            if isinstance(self.space, SpecGrid):
+                self._claim_grid_point(trial, trials)
             try:
                 spec = suggest_spec(trial, self.space)
             except OutOfBudget as e:
@@ -715,6 +772,7 @@ def run_worker(
         runs_dir=settings.runs_dir,
     )
     report = WorkerReport(worker)
+    grid = isinstance(settings.space, SpecGrid)  # only enqueued points are trained
     failures = 0
     ran: list[FrozenTrial] = []  # the trial this process just ran, from optimize's callback
     while True:
@@ -728,10 +786,12 @@ def run_worker(
         if len(done) >= n_trials:
             break
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if len(done) + running >= n_trials:
+        if len(done) + running >= n_trials or (grid and running and not _waiting(trials)):
             # Wait for the others: a running trial that goes stale comes back as a retry.
             time.sleep(poll)
             continue
+        if grid and not _waiting(trials):
+            break  # the grid points left failed; `enqueue_grid` queues them on the next run
         try:
             study.optimize(
                 objective,
@@ -761,6 +821,10 @@ def run_worker(
     report.train_seconds = objective.train_seconds
     report.latency_seconds = objective.latency_seconds
     return report
+
+
+def _waiting(trials: list[FrozenTrial]) -> bool:
+    return any(t.state == TrialState.WAITING for t in trials)
 
 
 def requeue_interrupted(study: optuna.Study, number: int | None) -> None:

@@ -1,0 +1,123 @@
+"""Running a study definition with :func:`nas.study.run_search` (workers, resume, retries).
+
+A grid study queues every (spec, seed) point that its storage has not trained, is not running
+and has not queued (:func:`nas.study.enqueue_grid`), then runs until the study-wide count is the
+grid size: a re-run after a crash trains only what is missing, and each point exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from nas.data import Dataset
+from nas.space import SpecGrid
+from nas.study import (
+    HEARTBEAT,
+    Progress,
+    WorkerReport,
+    counts,
+    enqueue_grid,
+    load,
+    prepare,
+    run_search,
+    storage_url,
+)
+from studies.definition import Schedule, StudyDefinition
+
+
+@dataclass
+class StudyRun:
+    """What one run of a study definition did."""
+
+    study: str
+    trials: int  # the study-wide count it ran to
+    queued: int = 0  # grid points queued by this run
+    missing: list[str] = field(default_factory=list)  # grid points still untrained, "8x6d seed 2"
+    reports: list[WorkerReport] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def grid_points(grid: SpecGrid, seeds: int) -> list[tuple[dict[str, Any], int]]:
+    """Every (Optuna params, seed) of the grid with seeds 0..seeds-1."""
+    return [(grid.params(s), seed) for s in grid.specs for seed in range(seeds)]
+
+
+def missing_points(study_name: str, storage: str | None, grid: SpecGrid, seeds: int) -> list[str]:
+    """The grid points that no counted trial of the study has trained, as "CxDd seed N"."""
+    done = {
+        (tuple(sorted(t.params.items())), t.user_attrs.get("seed"))
+        for t in load(study_name, storage).get_trials(deepcopy=False)
+        if counts(t)
+    }
+    by_params = {tuple(sorted(grid.params(s).items())): s for s in grid.specs}
+    return [
+        f"{by_params[tuple(sorted(p.items()))].notation} seed {seed}"
+        for p, seed in grid_points(grid, seeds)
+        if (tuple(sorted(p.items())), seed) not in done
+    ]
+
+
+def run_study(
+    definition: StudyDefinition,
+    data: Dataset,
+    *,
+    study: str | None = None,
+    storage: str | None = None,
+    seeds: int | None = None,
+    schedule: Schedule | None = None,
+    workers: int = 1,
+    device: str = "auto",
+    latency: bool = True,
+    heartbeat: int = HEARTBEAT,
+    progress: Progress | None = None,
+    runs_dir: Path | None = None,
+) -> StudyRun:
+    """Run (or resume) ``definition`` on ``data`` until every grid point or trial is trained."""
+    n = definition.n_trials(seeds, data.classes, data.resolution)
+    seeds = seeds or definition.seeds
+    schedule = schedule or definition.schedule
+    url = storage_url(storage)
+    settings = definition.settings(
+        study, data.classes, data.resolution, latency=latency, runs_dir=runs_dir
+    )
+    train_kwargs = {**schedule.train_kwargs(device), "seed": 0}
+    t0 = time.perf_counter()
+    run = StudyRun(settings.study, n)
+    grid = settings.space if isinstance(settings.space, SpecGrid) else None
+    if grid is not None:
+        handle, _ = prepare(settings, storage=url, n_trials=n, epochs=schedule.epochs)
+        run.queued = enqueue_grid(handle, grid, range(seeds))
+    run.reports = run_search(
+        settings,
+        data,
+        train_kwargs,
+        n,
+        storage=url,
+        workers=workers,
+        heartbeat=heartbeat,
+        progress=progress,
+    )
+    if grid is not None:
+        run.missing = missing_points(settings.study, url, grid, seeds)
+    run.wall_seconds = time.perf_counter() - t0
+    return run
+
+
+def with_overrides(
+    schedule: Schedule,
+    epochs: int | None = None,
+    train_images: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+) -> Schedule:
+    """The schedule with the options given replacing its fields."""
+    given = {
+        "epochs": epochs,
+        "train_images": train_images,
+        "batch_size": batch_size,
+        "lr": lr,
+    }
+    return replace(schedule, **{k: v for k, v in given.items() if v is not None})
