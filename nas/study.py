@@ -904,16 +904,18 @@ def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
 def prepare(
     settings: SearchSettings,
     *,
-    storage: str | None = None,
+    storage: str | optuna.storages.RDBStorage | None = None,
     n_trials: int = 50,
     epochs: int = 1,
-    heartbeat: int = HEARTBEAT,
-) -> tuple[optuna.storages.RDBStorage, int]:
-    """Create or check the study and queue its baselines; returns its storage, number queued."""
+) -> tuple[optuna.Study, int]:
+    """Create or check the study and queue its baselines; returns it and the number queued.
+
+    ``storage`` is a URL, or a storage :func:`open_storage` opened.
+    """
     _quiet_optuna()
-    st = open_storage(storage, heartbeat=heartbeat)
+    st = storage if isinstance(storage, optuna.storages.RDBStorage) else open_storage(storage)
     study = create_or_load(st, settings, n_trials=n_trials, epochs=epochs)
-    return st, enqueue(study, settings.space, settings.enqueue)
+    return study, enqueue(study, settings.space, settings.enqueue)
 
 
 def run_search(
@@ -934,7 +936,8 @@ def run_search(
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     url = storage_url(storage)
     epochs = int(train_kwargs.get("epochs", 1))
-    st, _ = prepare(settings, storage=url, n_trials=n_trials, epochs=epochs, heartbeat=heartbeat)
+    st = open_storage(url, heartbeat=heartbeat)
+    prepare(settings, storage=st, n_trials=n_trials, epochs=epochs)
     if workers == 1:
         # Another machine may share a server's study; a SQLite file is this machine's alone.
         return [
