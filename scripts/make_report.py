@@ -1,0 +1,314 @@
+"""Write docs/report.md and its figures from real runs of the paper's studies and a calibration.
+
+Every number in the report is read from the study storage and the calibration file; the paper's
+figures it compares against are quoted with their table. The verdicts ("agrees", "disagrees",
+"inconclusive") are computed from the seeds' spread, as stated next to each.
+
+    python scripts/make_report.py --storage sqlite:///runs/report.db \
+        --calibration runs/calibration.json [--notes docs/report-notes.md]
+
+(`scripts/report_runs.sh` makes the runs and then calls this.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import studies  # noqa: E402
+from nas import dashboard as dash  # noqa: E402
+from nas.dashboard import records_from_study, spec_errors  # noqa: E402
+from nas.study import trial_rows  # noqa: E402
+from resnext.spec import Spec  # noqa: E402
+
+# Table 3 (ImageNet-1K top-1 error %, ResNeXt-50 at ResNet-50's complexity), quoted for the
+# direction of the effect; the proxy's absolute errors are not comparable.
+TABLE3 = {1: 23.9, 2: 23.0, 4: 22.6, 8: 22.3, 32: 22.2}
+
+
+def notation(spec: dict[str, Any]) -> str:
+    return Spec.from_dict(spec).notation
+
+
+def fmt_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    import numpy as np
+
+    from nas.rank import spearman as rho
+
+    return float(rho(np.array(x, dtype=float), np.array(y, dtype=float)))
+
+
+def per_spec(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """spec_errors (mean/std in %) plus the per-seed errors, by C then d."""
+    by_number = {r["number"]: r for r in records}
+    rows = spec_errors(records)
+    for r in rows:
+        r["errors"] = [100 * (1 - by_number[n]["val_accuracy"]) for n in r["numbers"]]
+        r["seeds"] = [by_number[n].get("seed") for n in r["numbers"]]
+    return sorted(rows, key=lambda r: (r["spec"]["cardinality"], r["spec"]["bottleneck_width"]))
+
+
+def verdict(diff: float, se: float, n: int, paper_sign: int) -> str:
+    """Agreement of a difference of ``n`` paired seeds with the paper's sign, at two SEs."""
+    if n < 2:
+        return "inconclusive (one seed: no spread to judge by)"
+    if abs(diff) < 2 * se:
+        return f"inconclusive (|{diff:+.2f}| < 2 x SE {se:.2f})"
+    return "agrees" if math.copysign(1, diff) == paper_sign else "disagrees"
+
+
+def paired_difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, int]:
+    """Mean of a's error minus b's over the seeds both have, its standard error, the seeds."""
+    ea = dict(zip(a["seeds"], a["errors"], strict=True))
+    eb = dict(zip(b["seeds"], b["errors"], strict=True))
+    diffs = [ea[s] - eb[s] for s in ea if s in eb]
+    if not diffs:
+        return float("nan"), float("nan"), 0
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+    return statistics.fmean(diffs), se, len(diffs)
+
+
+def figure_png(fig: Any, png: Path, width: int = 900, height: int = 520) -> Path:
+    """A PNG of one plotly figure, drawn by headless Chromium from an offline HTML page."""
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "fig.html"
+        fig.update_layout(width=width, height=height)
+        fig.write_html(
+            page, include_plotlyjs=True, full_html=True, config={"displayModeBar": False}
+        )
+        dash.screenshot(page, png, width=width, height=height, wait_ms=4000)
+    return png
+
+
+def section_table3(storage: str, out: Path, lines: list[str]) -> None:
+    d = studies.get("cardinality-vs-width")
+    records = records_from_study(dash.load_study(d.name, storage))
+    rows = per_spec(records)
+    lines += [
+        f"## 1. {d.title} ({d.citation})",
+        "",
+        d.description,
+        "",
+        "| spec | C·d | FLOPs | params | error % (mean ± std) | seeds | per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s = r["spec"]
+        lines.append(
+            f"| {notation(s)} | {s['cardinality'] * s['bottleneck_width']} | "
+            f"{fmt_count(r['flops'])} | {fmt_count(r['params'])} | "
+            f"{r['mean']:.2f} ± {r['std']:.2f} | {r['n']} | "
+            + ", ".join(f"{e:.1f}" for e in r["errors"])
+            + " |"
+        )
+    cs = [r["spec"]["cardinality"] for r in rows]
+    rho = spearman(cs, [r["mean"] for r in rows])
+    paper_rho = spearman(list(TABLE3), list(TABLE3.values()))
+    lo, hi = rows[0], rows[-1]
+    diff, se, n = paired_difference(hi, lo)
+    lines += [
+        "",
+        f"- Spearman correlation of C with the mean error: **{rho:+.2f}** (Table 3, ResNeXt-50 "
+        f"on ImageNet: {paper_rho:+.2f}, error falling from "
+        f"{TABLE3[1]} at 1x64d to {TABLE3[32]} at 32x4d).",
+        f"- {notation(hi['spec'])} minus {notation(lo['spec'])}, paired by seed: "
+        f"**{diff:+.2f} points** (SE {se:.2f}, {n} seeds; Table 3: "
+        f"{TABLE3[32] - TABLE3[1]:+.1f}). Against the paper's direction (negative): "
+        f"**{verdict(diff, se, n, -1)}**.",
+        f"- Spread of the FLOPs: {fmt_count(min(r['flops'] for r in rows))} to "
+        f"{fmt_count(max(r['flops'] for r in rows))}.",
+        "",
+    ]
+    png = figure_png(dash.cardinality_figure(records), out / "table3.png")
+    lines += [f"![Table 3 view of the study]({png.parent.name}/{png.name})", ""]
+
+
+def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
+    d = studies.get("cardinality-vs-width-growth")
+    records = records_from_study(dash.load_study(d.name, storage))
+    rows = per_spec(records)
+    d0 = min(r["spec"]["bottleneck_width"] for r in rows)
+    c_series = sorted(
+        (r for r in rows if r["spec"]["bottleneck_width"] == d0), key=lambda r: r["params"]
+    )
+    w_series = sorted(
+        (r for r in rows if r["spec"]["cardinality"] == 1 and r["spec"]["bottleneck_width"] > d0),
+        key=lambda r: r["params"],
+    )
+    lines += [
+        f"## 2. {d.title} ({d.citation})",
+        "",
+        d.description,
+        "",
+        "| series | spec | params | FLOPs | error % (mean ± std) | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, series in (("cardinality", c_series), ("width", w_series)):
+        for r in series:
+            lines.append(
+                f"| {name} | {notation(r['spec'])} | {fmt_count(r['params'])} | "
+                f"{fmt_count(r['flops'])} | {r['mean']:.2f} ± {r['std']:.2f} | {r['n']} |"
+            )
+    # Pair each width-series spec with the cardinality-series spec nearest in params.
+    lines += ["", "Pairs at about the same size (nearest params):", ""]
+    diffs = []
+    for w in w_series:
+        c = min(c_series, key=lambda r: abs(math.log(r["params"] / w["params"])))
+        diff, se, n = paired_difference(c, w)
+        ratio = c["params"] / w["params"]
+        diffs.append(diff)
+        lines.append(
+            f"- {notation(c['spec'])} ({fmt_count(c['params'])}) vs {notation(w['spec'])} "
+            f"({fmt_count(w['params'])}, params ratio {ratio:.2f}): {diff:+.2f} points "
+            f"(SE {se:.2f}, {n} seeds): **{verdict(diff, se, n, -1)}**"
+        )
+    slope_c = spearman([r["params"] for r in c_series], [r["mean"] for r in c_series])
+    slope_w = spearman([r["params"] for r in w_series], [r["mean"] for r in w_series])
+    lines += [
+        "",
+        f"- Spearman of params with the error along the cardinality series: **{slope_c:+.2f}**; "
+        f"along the width series: **{slope_w:+.2f}** (Fig. 7: both fall, the cardinality "
+        "series faster).",
+        f"- Mean of the paired differences (cardinality minus width): "
+        f"**{statistics.fmean(diffs):+.2f} points** (the paper's direction: negative).",
+        "",
+    ]
+    png = figure_png(dash.model_size_figure(records), out / "fig7.png")
+    lines += [f"![Fig. 7 view of the study]({png.parent.name}/{png.name})", ""]
+
+
+def section_search(storage: str, out: Path, lines: list[str]) -> None:
+    d = studies.get("budgeted-search")
+    study = dash.load_study(d.name, storage)
+    rows = trial_rows(study)
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    best = min(done, key=lambda r: r["error"])
+    walls = [r["wall_seconds"] for r in rows if r["wall_seconds"]]
+    lines += [
+        f"## 3. {d.title} ({d.citation})",
+        "",
+        d.description,
+        "",
+        "Trials by state: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())) + "; "
+        f"{sum(walls) / 60:.1f} trial-minutes in all.",
+        "",
+        f"Best: **{best['spec']}** at {100 * best['val_accuracy']:.1f}% validation accuracy "
+        f"(trial {best['number']}, {fmt_count(best['params'])} params, "
+        f"{fmt_count(best['flops'])} FLOPs).",
+        "",
+        "The (error, FLOPs) Pareto front of the complete trials:",
+        "",
+        "| trial | spec | FLOPs | params | val acc | seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted((r for r in done if r["pareto"]), key=lambda r: r["flops"]):
+        lines.append(
+            f"| {r['number']} | {r['spec']} | {fmt_count(r['flops'])} | "
+            f"{fmt_count(r['params'])} | {100 * r['val_accuracy']:.1f}% | {r['seed']} |"
+        )
+    png = figure_png(dash.pareto_figure(records_from_study(study)), out / "search.png")
+    lines += ["", f"![Pareto view of the search]({png.parent.name}/{png.name})", ""]
+
+
+def section_calibration(path: Path, lines: list[str]) -> None:
+    cal = json.loads(path.read_text())
+    o = cal["options"]
+
+    def est(k: str) -> str:
+        e = cal[k]
+        return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]"
+
+    lines += [
+        "## 4. How far to trust a short trial (`resnext-nas calibrate`)",
+        "",
+        f"{len(cal['configs'])} configurations of the band {o['budget']} "
+        f"(template {o['template']}, depths {o['depths']}, widths {o['widths']}), each trained "
+        f"for {cal['short_epochs']} epochs (the search's trial) and for {cal['long_epochs']} "
+        f"epochs, batch {o['batch_size']}, lr {o['lr']}, {o['train_images']} images.",
+        "",
+        "| config | FLOPs | params | short acc | long acc |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(cal["configs"], key=lambda r: -r["long_val_accuracy"]):
+        lines.append(
+            f"| {r['notation']} | {fmt_count(r['flops'])} | {fmt_count(r['params'])} | "
+            f"{100 * r['short_val_accuracy']:.1f}% | {100 * r['long_val_accuracy']:.1f}% |"
+        )
+    lines += [
+        "",
+        "| ranking against the long result | Spearman [95% bootstrap] | Kendall [95% bootstrap] |",
+        "|---|---|---|",
+        f"| short trial | {est('spearman')} | {est('kendall')} |",
+        f"| params (baseline) | {est('params_spearman')} | {est('params_kendall')} |",
+        f"| FLOPs (baseline) | {est('flops_spearman')} | {est('flops_kendall')} |",
+        "",
+        f"For scale: {cal['reference']}.",
+        "",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--storage", default="sqlite:///runs/report.db")
+    ap.add_argument("--calibration", type=Path, default=Path("runs/calibration.json"))
+    ap.add_argument("--notes", type=Path, default=ROOT / "docs" / "report-notes.md")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report.md")
+    args = ap.parse_args()
+    figs = args.out.parent / "report"
+    figs.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    lines = [
+        "# The paper's studies at proxy scale: what they found",
+        "",
+        f"Generated by `scripts/make_report.py` on {time.strftime('%Y-%m-%d')} from the runs of "
+        f"`scripts/report_runs.sh` (storage `{args.storage}`, calibration `{args.calibration}`), "
+        f"on {platform.machine()} with {_cores()} CPU cores, torch {torch.__version__}, "
+        f"no GPU{' (CUDA available)' if torch.cuda.is_available() else ''}. "
+        "Dataset: the built-in `synthetic` set (10 shape classes, 32x32; a ResNeXt trained long "
+        "reaches about 95%). Errors are validation top-1 error on 1,000 held-out images; chance "
+        "is 90%. The paper's numbers are ImageNet and CIFAR results of full-size networks "
+        "trained for 100-300 epochs: only the direction of an effect can be compared.",
+        "",
+    ]
+    for section in (section_table3, section_fig7, section_search):
+        try:
+            section(args.storage, figs, lines)
+        except ValueError as e:  # a study not run yet: say so, write the rest
+            print(f"skipped {section.__name__}: {e}", file=sys.stderr)
+    if args.calibration.exists():
+        section_calibration(args.calibration, lines)
+    if args.notes.exists():
+        lines += [args.notes.read_text().rstrip(), ""]
+    args.out.write_text("\n".join(lines))
+    print(args.out)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 0  # not nproc, which reports OMP_NUM_THREADS when that is set
+
+
+if __name__ == "__main__":
+    main()
