@@ -104,7 +104,7 @@ def section_table3(storage: str, out: Path, lines: list[str]) -> None:
     records = records_from_study(dash.load_study(d.name, storage))
     rows = per_spec(records)
     lines += [
-        f"## 1. {d.title} ({d.citation})",
+        f"## 1. {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -155,7 +155,7 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
         key=lambda r: r["params"],
     )
     lines += [
-        f"## 2. {d.title} ({d.citation})",
+        f"## 2. {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -207,7 +207,7 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
     best = min(done, key=lambda r: r["error"])
     walls = [r["wall_seconds"] for r in rows if r["wall_seconds"]]
     lines += [
-        f"## 3. {d.title} ({d.citation})",
+        f"## 3. {d.title}: {d.citation}",
         "",
         d.description,
         "",
