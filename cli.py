@@ -401,6 +401,9 @@ class Pruner(StrEnum):
 
 
 DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})  # type: ignore[misc]
+DatasetOpt = Annotated[
+    DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
+]
 
 
 class _Progress:
@@ -481,9 +484,7 @@ def search(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
     epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 3,
-    dataset: Annotated[
-        DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
-    ] = DatasetName.synthetic,
+    dataset: DatasetOpt = DatasetName.synthetic,
     data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
     train_images: Annotated[int | None, typer.Option(help="Training images per trial.")] = 2000,
     val_fraction: Annotated[
@@ -761,9 +762,7 @@ def _storage_hint(storage: str | None) -> str:
 @study_app.command("run")
 def study_run(
     name: Annotated[str, typer.Argument(help="A study (see `resnext-nas study list`).")],
-    dataset: Annotated[
-        DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
-    ] = DatasetName.synthetic,
+    dataset: DatasetOpt = DatasetName.synthetic,
     data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
     storage: StorageOpt = None,
     study_name: Annotated[
