@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -33,7 +34,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
+# Rich lays a table out for 80 columns when stdout is no terminal (a file, a pipe, CI logs);
+# the trials table needs more, and a file has no width to keep to.
+out = Console(
+    highlight=False,
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160,
+)
 
 # Library errors a user can act on: bad budgets, unknown presets, missing data, dead storage.
 USER_ERRORS = (ValueError, FileNotFoundError)
@@ -602,6 +608,7 @@ def _search_summary(
     summary = next(r for r in nstudy.study_rows(storage) if r["name"] == study)
     summary["wall_seconds"] = wall
     summary["workers"] = [dataclasses.asdict(r) for r in reports]
+    summary["best_config"] = nstudy.best_config(nstudy.trial_rows(nstudy.load(study, storage)))
     summary.update(extra or {})
     if as_json:
         _print_json(summary)
@@ -613,6 +620,12 @@ def _search_summary(
         + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
         + f"; see `resnext-nas trials --study {study}`"
     )
+    if cfg := summary["best_config"]:
+        out.print(
+            f"best config by mean over its trials: {cfg['spec']}, val acc "
+            f"{cfg['mean_accuracy']:.1%} ± {cfg['std_accuracy']:.1%} over "
+            f"{len(cfg['trials'])} trials (the best single trial is a maximum over seeds)"
+        )
 
 
 def _fmt_opt(v: Any, fmt: str) -> str:
@@ -654,7 +667,8 @@ def trials(
     table = Table(
         title=f"study {study!r}: {len(rows)} trials",
         caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
-        "★ a baseline from --enqueue. FLOPs are multiply-adds.",
+        "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
+        "the n complete trials of the same config (seeds).",
     )
     for col in (
         "#",
@@ -664,6 +678,7 @@ def trials(
         "FLOPs",
         "latency",
         "val acc",
+        "mean (n)",
         "epochs",
         "train img/s",
         "infer img/s",
@@ -684,6 +699,7 @@ def trials(
             _fmt_count(r["flops"]) if r["flops"] is not None else "",
             "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
             _fmt_opt(r["val_accuracy"], ".1%"),
+            f"{r['spec_mean_accuracy']:.1%} ({r['spec_trials']})" if r["spec_trials"] > 1 else "",
             str(r["epochs"] or ""),
             _fmt_opt(r["images_per_second"], ".0f"),
             _fmt_opt(r["inference_images_per_second"], ".0f"),

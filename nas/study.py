@@ -1071,7 +1071,43 @@ def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, 
         )
         for r, m in zip(done, mask, strict=True):
             r["pareto"] = bool(m)
+    for r in rows:
+        r["spec_trials"], r["spec_mean_accuracy"] = 0, None
+    for group in _by_config(r for r in rows if r["state"] == "COMPLETE").values():
+        mean = sum(r["val_accuracy"] for r in group) / len(group)
+        for r in group:
+            r["spec_trials"], r["spec_mean_accuracy"] = len(group), mean
     return rows
+
+
+def _by_config(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Trial rows with an accuracy grouped by spec and hyper-parameters (repeats and seeds)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["spec_dict"] is not None and r["val_accuracy"] is not None:
+            key = json.dumps([r["spec_dict"], r["hparams"]], sort_keys=True)
+            groups.setdefault(key, []).append(r)
+    return groups
+
+
+def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The config with the best mean accuracy over its complete trials, if any has several.
+
+    A sampler that returns to a config trains it with the next seed; the best single trial is
+    then a maximum over seeds, biased upwards, and the mean is the fairer pick.
+    """
+    groups = _by_config(r for r in rows if r["state"] == "COMPLETE")
+    if not any(len(g) > 1 for g in groups.values()):
+        return None
+    g = max(groups.values(), key=lambda g: sum(r["val_accuracy"] for r in g) / len(g))
+    accs = [r["val_accuracy"] for r in g]
+    return {
+        "spec": g[0]["spec"],
+        "hparams": g[0]["hparams"],
+        "trials": [r["number"] for r in g],
+        "mean_accuracy": sum(accs) / len(accs),
+        "std_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+    }
 
 
 def _repeat_note(a: dict[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ from nas.study import (
     Objective,
     SearchSettings,
     Surplus,
+    best_config,
     check_study,
     counts,
     create_or_load,
@@ -501,6 +502,14 @@ def test_a_config_proposed_again_trains_with_the_next_seed(tmp_path: Path) -> No
     assert [r["seed"] for r in rows] == [0, 1, 2]
     assert [r["repeat"] for r in rows] == [None, 1, 2]
     assert rows[1]["note"] == "repeat 1 (seed 1)"
+    # The three seeds of the one config: the mean is shown with every row, and is the best config.
+    mean = sum(r["val_accuracy"] for r in rows) / 3
+    assert all(r["spec_trials"] == 3 for r in rows)
+    assert all(r["spec_mean_accuracy"] == pytest.approx(mean) for r in rows)
+    best = best_config(rows)
+    assert best["trials"] == [r["number"] for r in rows]
+    assert best["mean_accuracy"] == pytest.approx(mean)
+    assert best_config(rows[:1]) is None  # no repeats: the best trial says it all
     # A new seed is a new measurement: the curves differ (the same seed would replay exactly).
     study = load(DEFAULT_STUDY, url)
     curves = [t.user_attrs["curve"][0]["train_loss"] for t in study.trials]
