@@ -26,6 +26,7 @@ import resnext
 # nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
 from nas.data import DATASETS
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
+from resnext.complexity import format_count
 from resnext.registry import R29
 
 app = typer.Typer(
@@ -49,14 +50,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
-
-
-def _fmt_count(n: float) -> str:
-    """12.3M / 4.23G style, for tables."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 @app.callback()
@@ -159,8 +152,8 @@ def budget(
             str(s.group_width),
             "-".join(map(str, s.depths)),
             str(s.width),
-            _fmt_count(cx.params),
-            _fmt_count(cx.flops),
+            format_count(cx.params),
+            format_count(cx.flops),
             f"{c.deviation:.1%}",
             ("★" if c.closest else "") + ("◆" if c.pareto else ""),
             style="bold" if c.closest else None,
@@ -248,8 +241,8 @@ def show(
         f"{st.conv_size}x{st.conv_size}",
         f"{st.kernel}x{st.kernel}, {st.width}, stride {st.stride}",
         "",
-        _fmt_count(parts["conv1"].params),
-        _fmt_count(parts["conv1"].flops),
+        format_count(parts["conv1"].params),
+        format_count(parts["conv1"].flops),
         end_section=True,
     )
     for s in resnext.stages(spec):
@@ -264,8 +257,8 @@ def show(
             f"{s.out_size}x{s.out_size}",
             shape,
             f"x{s.blocks}",
-            _fmt_count(cx.params),
-            _fmt_count(cx.flops),
+            format_count(cx.params),
+            format_count(cx.flops),
             end_section=True,
         )
     table.add_row(
@@ -273,8 +266,8 @@ def show(
         "1x1",
         f"global average pool\n{spec.classes}-d fc, softmax",
         "",
-        _fmt_count(parts["fc"].params),
-        _fmt_count(parts["fc"].flops),
+        format_count(parts["fc"].params),
+        format_count(parts["fc"].flops),
     )
     table.add_row("total", "", "", "", f"{total.params:,}", f"{total.flops:,}", style="bold")
     out.print(table)
@@ -307,8 +300,8 @@ def presets(as_json: JsonOpt = False) -> None:
             s["template"],
             f"{s['cardinality']}x{s['bottleneck_width']}d",
             "-".join(map(str, s["depths"])),
-            _fmt_count(cx["params"]),
-            _fmt_count(cx["flops"]),
+            format_count(cx["params"]),
+            format_count(cx["flops"]),
             r["source"],
         )
     out.print(table)
@@ -695,8 +688,8 @@ def trials(
             str(r["number"]),
             r["state"],
             r["spec"] or "",
-            _fmt_count(r["params"]) if r["params"] is not None else "",
-            _fmt_count(r["flops"]) if r["flops"] is not None else "",
+            format_count(r["params"]) if r["params"] is not None else "",
+            format_count(r["flops"]) if r["flops"] is not None else "",
             "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
             _fmt_opt(r["val_accuracy"], ".1%"),
             f"{r['spec_mean_accuracy']:.1%} ({r['spec_trials']})" if r["spec_trials"] > 1 else "",
@@ -1029,8 +1022,8 @@ def calibrate_command(
     for r in cal.rows:
         table.add_row(
             r["notation"],
-            _fmt_count(r["flops"]),
-            _fmt_count(r["params"]),
+            format_count(r["flops"]),
+            format_count(r["params"]),
             f"{r['short_val_accuracy']:.1%}",
             f"{r['long_val_accuracy']:.1%}",
         )
@@ -1091,10 +1084,9 @@ def _train_spec_from_options(
 
 def _write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically (a reader never sees half a file)."""
-    from nas.train import write_atomic
+    from nas.train import write_json
 
-    text = json.dumps(obj, indent=2) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
+    write_json(path, obj)
 
 
 @app.command("train")
@@ -1271,7 +1263,7 @@ def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
     table.add_row("inference images/s", f"{record['inference_images_per_second']:,.0f}")
     table.add_row(
         "params / FLOPs",
-        " / ".join(_fmt_count(record["complexity"][k]) for k in ("params", "flops")),
+        " / ".join(format_count(record["complexity"][k]) for k in ("params", "flops")),
     )
     table.add_row("wall time", f"{record['wall_seconds']:.1f} s")
     table.add_row("result", str(Path(record["run_dir"]) / "result.json"))

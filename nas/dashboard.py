@@ -34,6 +34,7 @@ import resnext
 from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
 from nas.rank import spearman
 from nas.study import redact, storage_url
+from resnext.complexity import format_count
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 # Above this many points a scatter is drawn with WebGL (Scattergl): SVG slows down past ~1-2k.
@@ -193,12 +194,7 @@ def _colours(values: Iterable[int]) -> dict[int, str]:
 
 
 def _si(x: float | None, unit: str = "") -> str:
-    if x is None:
-        return "n/a"
-    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.2f}{suffix}{unit}"
-    return f"{x:.0f}{unit}"
+    return "n/a" if x is None else format_count(x) + unit
 
 
 def hover_text(r: dict[str, Any]) -> str:

@@ -130,13 +130,6 @@ def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from nas.train import write_atomic
-
-    text = json.dumps(obj, indent=2) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
-
-
 def _load_weights(path: Path, spec: Spec, where: str) -> dict[str, Any]:
     """A trial's weights file, checked to hold weights of ``spec``; else ValueError."""
     import torch
@@ -170,6 +163,7 @@ def export_trial(
     import socket
 
     from nas.study import load, storage_url
+    from nas.train import write_json
 
     study = load(study_name, storage)
     trial = pick_trial(study, number)
@@ -184,19 +178,19 @@ def export_trial(
     retrain = f"retrain it with `resnext-nas train --spec {folder / SPEC_FILE}`"
     source, host = record["weights_source"], record["host"]
     if source is None and record["status"] == "diverged":
-        _write_json(folder / SPEC_FILE, record)
+        write_json(folder / SPEC_FILE, record)
         raise ValueError(
             f"trial {trial.number} of study {study_name!r} diverged, so it kept no weights; "
             f"{retrain} and a lower --lr"
         )
     if source is None:
-        _write_json(folder / SPEC_FILE, record)
+        write_json(folder / SPEC_FILE, record)
         raise ValueError(
             f"trial {trial.number} of study {study_name!r} saved no weights (searched with "
             f"--no-save-weights, or before weights were saved); {retrain}"
         )
     if not Path(source).is_file():
-        _write_json(folder / SPEC_FILE, record)
+        write_json(folder / SPEC_FILE, record)
         here = "this host" if host == socket.gethostname() else "this machine"
         raise ValueError(
             f"weights of trial {trial.number} of study {study_name!r} were written to {source} "
@@ -211,7 +205,7 @@ def export_trial(
     }
     model = _model(spec, state["model"])
     files = [folder / SPEC_FILE, folder / WEIGHTS_FILE]
-    _write_json(files[0], record)
+    write_json(files[0], record)
     _save_state_dict(files[1], model)
     diff = bound = None
     if onnx:

@@ -387,10 +387,14 @@ def enqueue(study: optuna.Study, space: SearchSpace, names: Iterable[str]) -> in
     return n
 
 
-def _grid_key(t: FrozenTrial) -> tuple:
-    """The (params, seed) of a grid trial, from its params or its enqueued fixed params."""
-    params = t.params or t.system_attrs.get("fixed_params", {})
-    return (tuple(sorted(params.items())), t.user_attrs.get("seed"))
+def grid_point(params: dict[str, Any], seed: int | None) -> tuple:
+    """The identity of a grid point: its Optuna params and its training seed."""
+    return (tuple(sorted(params.items())), seed)
+
+
+def grid_key(t: FrozenTrial) -> tuple:
+    """The grid point of a trial, from its params or its enqueued fixed params."""
+    return grid_point(t.params or t.system_attrs.get("fixed_params", {}), t.user_attrs.get("seed"))
 
 
 def _grid_present(t: FrozenTrial) -> bool:
@@ -402,12 +406,12 @@ def enqueue_grid(study: optuna.Study, grid: SpecGrid, seeds: Iterable[int]) -> i
     """Queue every (spec, seed) of the grid that the study has not trained, is not running and
     has not queued; returns how many. Failed points are queued again, so a re-run completes them.
     """
-    have = {_grid_key(t) for t in study.get_trials(deepcopy=False) if _grid_present(t)}
+    have = {grid_key(t) for t in study.get_trials(deepcopy=False) if _grid_present(t)}
     n = 0
     for spec in grid.specs:
         params = grid.params(spec)
         for seed in seeds:
-            if (tuple(sorted(params.items())), seed) in have:
+            if grid_point(params, seed) in have:
                 continue
             study.enqueue_trial(params, user_attrs={"seed": seed})
             n += 1
@@ -499,7 +503,7 @@ class Objective:
             t.number
             for t in ts
             if t.number != mine.number
-            and _grid_key(t) == _grid_key(mine)
+            and grid_key(t) == grid_key(mine)
             and (counts(t) or (t.state == TrialState.RUNNING and t.number < mine.number))
         ]
         if "fixed_params" not in mine.system_attrs or "seed" not in mine.user_attrs or dup:

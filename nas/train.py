@@ -13,6 +13,7 @@ takes.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
@@ -301,6 +302,12 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (:func:`write_atomic`)."""
+    text = json.dumps(obj, indent=2) + "\n"
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _check_device(name: Any) -> None:

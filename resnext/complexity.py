@@ -26,6 +26,14 @@ from resnext.spec import Spec
 from resnext.template import conv_out, stages, stem
 
 
+def format_count(n: float) -> str:
+    """A count for people: ``25.03M``, ``4.23G``, ``512``."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
 @dataclass(frozen=True)
 class Complexity:
     """FLOPs (multiply-adds), parameters and activations of one spec, or arrays of them."""

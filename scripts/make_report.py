@@ -31,6 +31,7 @@ import studies  # noqa: E402
 from nas import dashboard as dash  # noqa: E402
 from nas.dashboard import records_from_study, spec_errors  # noqa: E402
 from nas.study import trial_rows  # noqa: E402
+from resnext.complexity import format_count  # noqa: E402
 from resnext.spec import Spec  # noqa: E402
 
 # Table 3 (ImageNet-1K top-1 error %, ResNeXt-50 at ResNet-50's complexity), quoted for the
@@ -40,13 +41,6 @@ TABLE3 = {1: 23.9, 2: 23.0, 4: 22.6, 8: 22.3, 32: 22.2}
 
 def notation(spec: dict[str, Any]) -> str:
     return Spec.from_dict(spec).notation
-
-
-def fmt_count(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -115,7 +109,7 @@ def section_table3(storage: str, out: Path, lines: list[str]) -> None:
         s = r["spec"]
         lines.append(
             f"| {notation(s)} | {s['cardinality'] * s['bottleneck_width']} | "
-            f"{fmt_count(r['flops'])} | {fmt_count(r['params'])} | "
+            f"{format_count(r['flops'])} | {format_count(r['params'])} | "
             f"{r['mean']:.2f} ± {r['std']:.2f} | {r['n']} | "
             + ", ".join(f"{e:.1f}" for e in r["errors"])
             + " |"
@@ -134,8 +128,8 @@ def section_table3(storage: str, out: Path, lines: list[str]) -> None:
         f"**{diff:+.2f} points** (SE {se:.2f}, {n} seeds; Table 3: "
         f"{TABLE3[32] - TABLE3[1]:+.1f}). Against the paper's direction (negative): "
         f"**{verdict(diff, se, n, -1)}**.",
-        f"- Spread of the FLOPs: {fmt_count(min(r['flops'] for r in rows))} to "
-        f"{fmt_count(max(r['flops'] for r in rows))}.",
+        f"- Spread of the FLOPs: {format_count(min(r['flops'] for r in rows))} to "
+        f"{format_count(max(r['flops'] for r in rows))}.",
         "",
     ]
     png = figure_png(dash.cardinality_figure(records), out / "table3.png")
@@ -165,8 +159,8 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
     for name, series in (("cardinality", c_series), ("width", w_series)):
         for r in series:
             lines.append(
-                f"| {name} | {notation(r['spec'])} | {fmt_count(r['params'])} | "
-                f"{fmt_count(r['flops'])} | {r['mean']:.2f} ± {r['std']:.2f} | {r['n']} |"
+                f"| {name} | {notation(r['spec'])} | {format_count(r['params'])} | "
+                f"{format_count(r['flops'])} | {r['mean']:.2f} ± {r['std']:.2f} | {r['n']} |"
             )
     # Pair each width-series spec with the cardinality-series spec nearest in params.
     lines += ["", "Pairs at about the same size (nearest params):", ""]
@@ -177,8 +171,8 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
         ratio = c["params"] / w["params"]
         diffs.append(diff)
         lines.append(
-            f"- {notation(c['spec'])} ({fmt_count(c['params'])}) vs {notation(w['spec'])} "
-            f"({fmt_count(w['params'])}, params ratio {ratio:.2f}): {diff:+.2f} points "
+            f"- {notation(c['spec'])} ({format_count(c['params'])}) vs {notation(w['spec'])} "
+            f"({format_count(w['params'])}, params ratio {ratio:.2f}): {diff:+.2f} points "
             f"(SE {se:.2f}, {n} seeds): **{verdict(diff, se, n, -1)}**"
         )
     slope_c = spearman([r["params"] for r in c_series], [r["mean"] for r in c_series])
@@ -215,8 +209,8 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
         f"{sum(walls) / 60:.1f} trial-minutes in all.",
         "",
         f"Best: **{best['spec']}** at {100 * best['val_accuracy']:.1f}% validation accuracy "
-        f"(trial {best['number']}, {fmt_count(best['params'])} params, "
-        f"{fmt_count(best['flops'])} FLOPs).",
+        f"(trial {best['number']}, {format_count(best['params'])} params, "
+        f"{format_count(best['flops'])} FLOPs).",
         "",
         "The (error, FLOPs) Pareto front of the complete trials:",
         "",
@@ -225,8 +219,8 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
     ]
     for r in sorted((r for r in done if r["pareto"]), key=lambda r: r["flops"]):
         lines.append(
-            f"| {r['number']} | {r['spec']} | {fmt_count(r['flops'])} | "
-            f"{fmt_count(r['params'])} | {100 * r['val_accuracy']:.1f}% | {r['seed']} |"
+            f"| {r['number']} | {r['spec']} | {format_count(r['flops'])} | "
+            f"{format_count(r['params'])} | {100 * r['val_accuracy']:.1f}% | {r['seed']} |"
         )
     # A spec TPE proposed again was trained with the next seed: the best single trial is a
     # maximum over seeds, so show each spec's mean too.
@@ -268,7 +262,7 @@ def section_calibration(path: Path, lines: list[str]) -> None:
     ]
     for r in sorted(cal["configs"], key=lambda r: -r["long_val_accuracy"]):
         lines.append(
-            f"| {r['notation']} | {fmt_count(r['flops'])} | {fmt_count(r['params'])} | "
+            f"| {r['notation']} | {format_count(r['flops'])} | {format_count(r['params'])} | "
             f"{100 * r['short_val_accuracy']:.1f}% | {100 * r['long_val_accuracy']:.1f}% |"
         )
     lines += [

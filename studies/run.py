@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from nas.data import Dataset
 from nas.space import SpecGrid
@@ -20,6 +19,8 @@ from nas.study import (
     WorkerReport,
     counts,
     enqueue_grid,
+    grid_key,
+    grid_point,
     load,
     prepare,
     run_search,
@@ -40,23 +41,14 @@ class StudyRun:
     wall_seconds: float = 0.0
 
 
-def grid_points(grid: SpecGrid, seeds: int) -> list[tuple[dict[str, Any], int]]:
-    """Every (Optuna params, seed) of the grid with seeds 0..seeds-1."""
-    return [(grid.params(s), seed) for s in grid.specs for seed in range(seeds)]
-
-
 def missing_points(study_name: str, storage: str | None, grid: SpecGrid, seeds: int) -> list[str]:
     """The grid points that no counted trial of the study has trained, as "CxDd seed N"."""
-    done = {
-        (tuple(sorted(t.params.items())), t.user_attrs.get("seed"))
-        for t in load(study_name, storage).get_trials(deepcopy=False)
-        if counts(t)
-    }
-    by_params = {tuple(sorted(grid.params(s).items())): s for s in grid.specs}
+    done = {grid_key(t) for t in load(study_name, storage).get_trials(deepcopy=False) if counts(t)}
     return [
-        f"{by_params[tuple(sorted(p.items()))].notation} seed {seed}"
-        for p, seed in grid_points(grid, seeds)
-        if (tuple(sorted(p.items())), seed) not in done
+        f"{spec.notation} seed {seed}"
+        for spec in grid.specs
+        for seed in range(seeds)
+        if grid_point(grid.params(spec), seed) not in done
     ]
 
 

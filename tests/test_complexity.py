@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import resnext
+from resnext.complexity import format_count
 from resnext.spec import Spec
 
 PRESETS = resnext.preset_names()
@@ -220,3 +221,11 @@ def test_table3_pairs_preserve_complexity() -> None:
             cx = resnext.complexity(resnext.preset(f"resnext{depth}_{pair}"))
             assert abs(cx.params - ref.params) / ref.params < 0.025
             assert abs(cx.flops - ref.flops) / ref.flops < 0.05
+
+
+def test_format_count_as_tables_show_it() -> None:
+    # resnext50_32x4d's torchvision params and FLOPs, as `budget` and `presets` print them.
+    assert format_count(25_028_904) == "25.03M"
+    assert format_count(4_230_000_000) == "4.23G"
+    assert format_count(70_000) == "70.00k"
+    assert format_count(512) == "512"
