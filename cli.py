@@ -617,7 +617,8 @@ def _search_summary(
         out.print(
             f"best config by mean over its trials: {cfg['spec']}, val acc "
             f"{cfg['mean_accuracy']:.1%} ± {cfg['std_accuracy']:.1%} over "
-            f"{len(cfg['trials'])} trials (the best single trial is a maximum over seeds)"
+            f"{len(cfg['trials'])} trial{'s' * (len(cfg['trials']) != 1)} (the best single "
+            "trial is a maximum over seeds)"
         )
 
 
