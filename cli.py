@@ -880,8 +880,7 @@ def study_run(
 
 # Default calibration: all 8 configurations of the `search` default band, trained with the
 # search's trial (3 epochs of batch 32 on 2,000 images, about 17 s on 2 idle cores) and 6 times
-# longer (about 100 s): about 16 minutes. Measured with factor 3, the 3-epoch trial reached
-# 22-28% validation accuracy and the 9-epoch one 50-53%.
+# longer (about 100 s): 1,026 s in all as measured by scripts/report_runs.sh on 2 idle cores.
 CALIBRATE_REFERENCE = (
     "reduced-training proxies reach Spearman 0.61 on NAS-Bench-201 (Abdelfattah et al., ICLR 2021)"
 )
@@ -930,7 +929,7 @@ def calibrate_command(
     times its epochs, and prints the Spearman and Kendall correlations of the two rankings
     (95% bootstrap intervals) next to plain params and FLOPs ranked against the long result.
     The defaults (all 8 configurations of the `search` default band, 3 and 18 epochs on 2,000
-    images) take about 16 minutes on 2 idle CPU cores.
+    images) took 17 minutes on 2 idle CPU cores.
     """
     from nas.calibrate import calibrate, long_schedule, pick
     from nas.train import TrainConfig

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind docs/report.md, on the built-in synthetic dataset: the paper's two studies, the
 # budgeted search and the calibration of the short trial, then the report itself. Each step
-# resumes where it stopped if the script is run again. About 45 minutes on 2 idle CPU cores.
+# resumes where it stopped if the script is run again. 41 minutes on 2 idle CPU cores.
 #
 #   scripts/report_runs.sh            # STORAGE=sqlite:///runs/report.db by default
 set -euo pipefail
