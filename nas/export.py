@@ -80,7 +80,7 @@ def pick_trial(study: Any, number: int | None) -> FrozenTrial:
     """Trial ``number`` of ``study``, or its complete trial of lowest error when None."""
     from optuna.trial import TrialState
 
-    from nas.study import _kind
+    from nas.records import kind
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
@@ -96,35 +96,38 @@ def pick_trial(study: Any, number: int | None) -> FrozenTrial:
     t = found[0]
     if t.state != TrialState.COMPLETE:
         raise ValueError(
-            f"trial {number} of study {name!r} is {_kind(t)}, not complete; export a complete "
+            f"trial {number} of study {name!r} is {kind(t)}, not complete; export a complete "
             f"one (see `resnext-nas trials --study {name}`) or use --best"
         )
     return t
 
 
 def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
-    """spec.json's content but for the normalisation: spec, complexity, identity, accuracy."""
-    from nas.study import ATTR, redact
+    """spec.json's content but for the normalisation: spec, complexity, identity, accuracy.
+
+    Read from the trial's :func:`nas.records.trial_record`, as ``trials`` and the dashboard do.
+    """
+    from nas.records import objectives_of, trial_record
+    from nas.storage import redact
     from resnext.complexity import complexity
 
-    a = trial.user_attrs
-    spec = Spec.from_dict(a["spec"])
-    objectives = study.user_attrs.get(ATTR, {}).get("objectives", ["error"])
+    r = trial_record(trial, study.study_name)
+    spec = Spec.from_dict(r["spec"])
     return {
         "spec": spec.to_dict(),
         "complexity": complexity(spec).to_dict(),
         "study": study.study_name,
         "storage": redact(storage),
         "trial": trial.number,
-        "objectives": dict(zip(objectives, trial.values or [], strict=False)),
-        "val_accuracy": a.get("val_accuracy"),  # the best epoch's, what the search ranked
-        "final_val_accuracy": a.get("final_val_accuracy"),  # of the exported weights
-        "epochs": len(a.get("curve", [])),
-        "status": a.get("status"),
-        "seed": a.get("seed"),
-        "hparams": a.get("hparams", {}),
-        "weights_source": a.get("weights"),
-        "host": a.get("host"),
+        "objectives": dict(zip(objectives_of(study), trial.values or [], strict=False)),
+        "val_accuracy": r["val_accuracy"],  # the best epoch's, what the search ranked
+        "final_val_accuracy": r["final_val_accuracy"],  # of the exported weights
+        "epochs": r["epochs"],
+        "status": r["status"],
+        "seed": r["seed"],
+        "hparams": r["hparams"],
+        "weights_source": r["weights"],
+        "host": r["host"],
         "input": {"name": "images", "shape": ["batch", 3, spec.resolution, spec.resolution]},
         "output": {"name": "logits", "shape": ["batch", spec.classes]},
     }
@@ -162,8 +165,8 @@ def export_trial(
     """
     import socket
 
-    from nas.study import load, storage_url
-    from nas.train import write_json
+    from nas.fileio import write_json
+    from nas.storage import load, storage_url
 
     study = load(study_name, storage)
     trial = pick_trial(study, number)
@@ -236,7 +239,7 @@ def _model(spec: Spec, state_dict: dict[str, Any]) -> torch.nn.Module:
 def _save_state_dict(path: Path, model: torch.nn.Module) -> None:
     import torch
 
-    from nas.train import write_atomic
+    from nas.fileio import write_atomic
 
     write_atomic(path, lambda f: torch.save(model.state_dict(), f))
 

@@ -17,6 +17,7 @@ import torch
 
 import resnext
 from nas.data import Dataset
+from nas.fileio import write_atomic
 from nas.train import (
     CHECKPOINT,
     CIFAR_PAD,
@@ -27,7 +28,6 @@ from nas.train import (
     lr_factor,
     measure_latency,
     train,
-    write_atomic,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
