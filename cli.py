@@ -7,6 +7,7 @@ one library call and prints. :func:`main` turns a user error into one line and e
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -15,16 +16,44 @@ from nas.commands import calibrate, dashboard, export, options, search, spec, st
 app = typer.Typer(
     help="Explore the ResNeXt design space: budgets, searches and Pareto dashboards.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Library errors a user can act on: bad budgets, unknown presets, missing data, dead storage.
 USER_ERRORS = (ValueError, FileNotFoundError)
 
 
+def version() -> str:
+    """The installed package's version (the source tree's, when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("resnext-nas")
+    except PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        with open(Path(__file__).with_name("pyproject.toml"), "rb") as f:
+            return tomllib.load(f)["project"]["version"]
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        options.out.print(f"resnext-nas {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Explore the ResNeXt design space: budgets, searches and Pareto dashboards."""
 
 
