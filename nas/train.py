@@ -190,12 +190,13 @@ def recipe_config(name: str | None, kind: str, given: dict[str, Any]) -> TrainCo
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier of the peak ``cfg.lr`` at 0-based optimiser step ``step`` of ``total_steps``."""
     if cfg.schedule == "onecycle":
-        # Smith & Topin (2019) with torch's OneCycleLR defaults: a cosine ramp from lr/25 to lr
-        # over the first 30% of the steps, then a cosine down to lr/25/1e4. Momentum stays 0.9.
-        peak = max(1, round(0.3 * total_steps))
-        if step < peak:
-            return _cosine(1 / 25, 1.0, step / peak)
-        return _cosine(1.0, 1 / 25 / 1e4, (step - peak) / max(1, total_steps - peak))
+        # Smith & Topin (2019) as torch's OneCycleLR computes it with its defaults: a cosine ramp
+        # from lr/25 reaching lr at step 0.3 * total - 1, then a cosine down to lr/25/1e4 at the
+        # last step (total - 1). Momentum stays 0.9.
+        end = 0.3 * total_steps - 1
+        if step <= end:
+            return _cosine(1 / 25, 1.0, step / end)
+        return _cosine(1.0, 1 / 25 / 1e4, (step - end) / (total_steps - 1 - end))
     # A short run still anneals: the warm-up never takes more than half of it.
     warm = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps // 2)
     if step < warm:
