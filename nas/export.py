@@ -6,8 +6,9 @@ finds them through the trial's ``weights`` and ``host`` attributes and writes, i
 - ``spec.json``: the spec, its complexity, the trial's identity and accuracy, and the input
   normalisation the weights were trained with (:func:`load_spec` reads it back);
 - ``weights.pt``: the model's state dict, for ``resnext.build(spec).load_state_dict``;
-- ``model.onnx``: the same network with a dynamic batch dimension, run once with onnxruntime
-  against PyTorch before it is called done.
+- ``model.onnx``: the same network with a dynamic batch dimension, the spec and the input
+  normalisation in its metadata, run once with onnxruntime against PyTorch before it is called
+  done.
 
 torch and Optuna are imported inside the functions that need them, so that ``resnext-nas train
 --spec`` reads a spec file without them.
@@ -214,6 +215,17 @@ def export_trial(
     if onnx:
         files.append(folder / ONNX_FILE)
         to_onnx(model, spec, files[-1])
+        add_metadata(
+            files[-1],
+            {
+                "spec": record["spec"],
+                "normalization": record["normalization"],
+                "input": record["input"],
+                "output": record["output"],
+                "study": record["study"],
+                "trial": record["trial"],
+            },
+        )
         diff, bound = check_onnx(model, spec, files[-1], tolerance=tolerance)
         if diff > bound:
             raise OnnxMismatch(
@@ -273,6 +285,22 @@ def to_onnx(model: torch.nn.Module, spec: Spec, path: Path) -> None:
             )
     finally:
         quiet.setLevel(level)
+
+
+def add_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """Store ``meta`` in the ONNX file's metadata (``metadata_props``), each value as JSON.
+
+    A runtime reads it back with ``onnxruntime``'s ``get_modelmeta().custom_metadata_map``: the
+    spec, and the normalisation to apply to 0..255 pixels, travel with the graph.
+    """
+    import onnx
+
+    from nas.fileio import write_atomic
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    data = model.SerializeToString()
+    write_atomic(path, lambda f: f.write(data))
 
 
 def check_onnx(

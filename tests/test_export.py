@@ -267,6 +267,21 @@ def test_exported_files_reload_and_agree(exported, which: str) -> None:
         np.testing.assert_allclose(logits, want[:batch].numpy(), atol=1e-4, rtol=1e-4)
 
 
+@needs_onnx
+def test_onnx_metadata_carries_the_spec_and_the_normalisation(exported) -> None:
+    import onnxruntime
+
+    folder = exported["cwd"] / "other"
+    record = json.loads((folder / "spec.json").read_text())
+    session = onnxruntime.InferenceSession(
+        str(folder / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    assert Spec.from_dict(meta["spec"]) == Spec.from_dict(exported["other"].user_attrs["spec"])
+    assert meta["normalization"] == record["normalization"]
+    assert meta["trial"] == exported["other"].number and meta["input"]["name"] == "images"
+
+
 def one_line(r, code: int, *needles: str) -> None:
     lines = r.stderr.strip().splitlines()
     assert r.returncode == code, (r.returncode, r.stderr)
