@@ -104,3 +104,11 @@ def test_trials_csv_has_the_spec_columns(stored_study: str, tmp_path: Path) -> N
         assert int(row["bottleneck_width"]) == spec["bottleneck_width"]
         assert int(row["width"]) == spec["width"]
         assert row["depths"] == "-".join(map(str, spec["depths"]))
+
+
+@pytest.mark.parametrize("command", [["study", "run", "cardinality-vs-width"], ["search"]])
+def test_training_settings_are_checked_before_the_data(command: list[str], tmp_path: Path) -> None:
+    # No cifar10 in an empty folder: a check after the data load would complain about that.
+    args = [*command, "--device", "tpu", "--dataset", "cifar10", "--data-dir", str(tmp_path)]
+    res = run(*args, cwd=tmp_path)
+    assert res.returncode == 2 and "device must be" in res.stderr, res.stderr

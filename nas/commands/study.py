@@ -110,6 +110,7 @@ def study_run(
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
+    schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
     study = study_name or definition.name
     hint = f"see `resnext-nas dashboard --study {study}{_storage_hint(storage)}`"
     # As `search`: refuse a bad storage or a finished study before the data load.
