@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
+from plotly.offline import get_plotlyjs  # noqa: E402
 
 from nas import dashboard as dash  # noqa: E402
 from tests.synthetic import synthetic_trials  # noqa: E402
@@ -78,7 +79,7 @@ def main() -> None:
     records, t_rec = timed(dash.records_from_study, study)
     imp, t_imp = timed(dash.param_importances, study)
     page, t_page, c_page = cpu_timed(dash.build_page, records, "bench", imp)
-    js = len(dash.get_plotlyjs().encode())
+    js = len(get_plotlyjs().encode())
     size = len(page.encode())
     print(f"study: {args.trials} trials made in {t_make:.2f} s, bulk-added in {t_add:.2f} s")
     print(f"records_from_study: {t_rec:.2f} s; importances (PED-ANOVA): {t_imp:.2f} s")

@@ -25,8 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from nas.data import load_dataset
+from nas.records import counts
 from nas.space import SearchSpace
-from nas.study import SearchSettings, counts, load, run_search
+from nas.storage import load
+from nas.study import SearchSettings
+from nas.train import TrainConfig
+from nas.workers import run_search
 from resnext.budget import Budget
 
 # The CLI's default space (cli.SEARCH_*): CIFAR template, depths 1-1-1 and 2-2-2, width 32,
@@ -43,7 +47,7 @@ def space(data, tune_lr: bool) -> SearchSpace:
     )  # fmt: skip
 
 
-def study(data, tmp: Path, name: str, n: int, train: dict, **kw) -> dict:
+def study(data, tmp: Path, name: str, n: int, train: TrainConfig, **kw) -> dict:
     """Run one study; its best error, trial-epochs, and the worker's time split."""
     url = f"sqlite:///{tmp / 'bench.db'}"  # one file for every study, as a user would have
     settings = SearchSettings(space(data, True), name, latency=False, **kw)
@@ -78,7 +82,7 @@ def main() -> None:
         seed=0,
         resolution=args.resolution,
     )
-    train = {"epochs": args.epochs, "batch_size": args.batch_size, "device": "cpu", "seed": 0}
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device="cpu", seed=0)
     print(
         f"synthetic: {len(data.train_x)} train / {len(data.val_x)} val images at "
         f"{data.resolution}px; {args.epochs} epochs per trial; {args.trials} trials per study; "

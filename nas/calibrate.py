@@ -13,12 +13,15 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nas.data import Dataset
+from nas.fileio import ensure_parent, write_json
 from nas.rank import Estimate, bootstrap, kendall, spearman
+from nas.records import spec_key
 from resnext.budget import Config
 from resnext.spec import Spec
 
@@ -82,11 +85,6 @@ def long_schedule(cfg: Any, factor: int) -> Any:
     return replace(cfg, epochs=cfg.epochs * factor)
 
 
-def spec_key(spec: dict[str, Any]) -> str:
-    """A key of a spec dict that is the same before and after a JSON round trip."""
-    return json.dumps(spec, sort_keys=True)
-
-
 def calibrate(
     configs: Sequence[Config],
     data: Dataset,
@@ -145,3 +143,55 @@ def calibrate(
         bootstrap(kendall, params, long, seed=seed),
         bootstrap(kendall, flops, long, seed=seed),
     )
+
+
+# ------------------------------------------------------------------------------ the result file
+
+REFERENCE = (
+    "reduced-training proxies reach Spearman 0.61 on NAS-Bench-201 (Abdelfattah et al., ICLR 2021)"
+)
+
+
+class CalibrationFile:
+    """The JSON file of a calibration: its options, each config's results as they come, and
+    finally the correlations. Written atomically after every trained schedule, so that a run
+    stopped half-way resumes with the same options and the same file."""
+
+    def __init__(self, path: str | Path, options: dict[str, Any]) -> None:
+        self.path = ensure_parent(path)  # before any training
+        self.options = options
+        self.rows: dict[tuple, dict[str, Any]] = {}
+        self.done: list[dict[str, Any]] = self._read()
+
+    def _read(self) -> list[dict[str, Any]]:
+        """The rows of an earlier run with the same options; ValueError for another file."""
+        if not self.path.exists():
+            return []
+        try:
+            previous = json.loads(self.path.read_text())
+            had = previous["options"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{self.path} is not a calibration file; use another --out") from None
+        if had != self.options:
+            diff = ", ".join(o for o in self.options if had.get(o) != self.options[o])
+            raise ValueError(
+                f"{self.path} was made with other options (they differ in {diff}); "
+                "use the same options to resume it, or another --out"
+            )
+        return previous.get("configs", [])
+
+    def left(self, k: int) -> int:
+        """How many of ``k`` configurations still need their long schedule."""
+        return k - sum(r.get("long_val_accuracy") is not None for r in self.done)
+
+    def save(self, row: dict[str, Any]) -> None:
+        """Record one config's row (after a schedule) and rewrite the file."""
+        self.rows[spec_key(row["spec"])] = dict(row)
+        merged = {spec_key(r["spec"]): r for r in self.done} | self.rows
+        write_json(self.path, {"options": self.options, "configs": list(merged.values())})
+
+    def finish(self, cal: Calibration) -> dict[str, Any]:
+        """Write the complete result and return it."""
+        result = {"options": self.options, **cal.to_dict(), "reference": REFERENCE}
+        write_json(self.path, result)
+        return result

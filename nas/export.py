@@ -6,8 +6,9 @@ finds them through the trial's ``weights`` and ``host`` attributes and writes, i
 - ``spec.json``: the spec, its complexity, the trial's identity and accuracy, and the input
   normalisation the weights were trained with (:func:`load_spec` reads it back);
 - ``weights.pt``: the model's state dict, for ``resnext.build(spec).load_state_dict``;
-- ``model.onnx``: the same network with a dynamic batch dimension, run once with onnxruntime
-  against PyTorch before it is called done.
+- ``model.onnx``: the same network with a dynamic batch dimension, the spec and the input
+  normalisation in its metadata, run once with onnxruntime against PyTorch before it is called
+  done.
 
 torch and Optuna are imported inside the functions that need them, so that ``resnext-nas train
 --spec`` reads a spec file without them.
@@ -80,7 +81,7 @@ def pick_trial(study: Any, number: int | None) -> FrozenTrial:
     """Trial ``number`` of ``study``, or its complete trial of lowest error when None."""
     from optuna.trial import TrialState
 
-    from nas.study import _kind
+    from nas.records import kind
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
@@ -96,35 +97,38 @@ def pick_trial(study: Any, number: int | None) -> FrozenTrial:
     t = found[0]
     if t.state != TrialState.COMPLETE:
         raise ValueError(
-            f"trial {number} of study {name!r} is {_kind(t)}, not complete; export a complete "
+            f"trial {number} of study {name!r} is {kind(t)}, not complete; export a complete "
             f"one (see `resnext-nas trials --study {name}`) or use --best"
         )
     return t
 
 
 def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
-    """spec.json's content but for the normalisation: spec, complexity, identity, accuracy."""
-    from nas.study import ATTR, redact
+    """spec.json's content but for the normalisation: spec, complexity, identity, accuracy.
+
+    Read from the trial's :func:`nas.records.trial_record`, as ``trials`` and the dashboard do.
+    """
+    from nas.records import objectives_of, trial_record
+    from nas.storage import redact
     from resnext.complexity import complexity
 
-    a = trial.user_attrs
-    spec = Spec.from_dict(a["spec"])
-    objectives = study.user_attrs.get(ATTR, {}).get("objectives", ["error"])
+    r = trial_record(trial, study.study_name)
+    spec = Spec.from_dict(r["spec"])
     return {
         "spec": spec.to_dict(),
         "complexity": complexity(spec).to_dict(),
         "study": study.study_name,
         "storage": redact(storage),
         "trial": trial.number,
-        "objectives": dict(zip(objectives, trial.values or [], strict=False)),
-        "val_accuracy": a.get("val_accuracy"),  # the best epoch's, what the search ranked
-        "final_val_accuracy": a.get("final_val_accuracy"),  # of the exported weights
-        "epochs": len(a.get("curve", [])),
-        "status": a.get("status"),
-        "seed": a.get("seed"),
-        "hparams": a.get("hparams", {}),
-        "weights_source": a.get("weights"),
-        "host": a.get("host"),
+        "objectives": dict(zip(objectives_of(study), trial.values or [], strict=False)),
+        "val_accuracy": r["val_accuracy"],  # the best epoch's, what the search ranked
+        "final_val_accuracy": r["final_val_accuracy"],  # of the exported weights
+        "epochs": r["epochs"],
+        "status": r["status"],
+        "seed": r["seed"],
+        "hparams": r["hparams"],
+        "weights_source": r["weights"],
+        "host": r["host"],
         "input": {"name": "images", "shape": ["batch", 3, spec.resolution, spec.resolution]},
         "output": {"name": "logits", "shape": ["batch", spec.classes]},
     }
@@ -162,8 +166,8 @@ def export_trial(
     """
     import socket
 
-    from nas.study import load, storage_url
-    from nas.train import write_json
+    from nas.fileio import write_json
+    from nas.storage import load, storage_url
 
     study = load(study_name, storage)
     trial = pick_trial(study, number)
@@ -211,6 +215,17 @@ def export_trial(
     if onnx:
         files.append(folder / ONNX_FILE)
         to_onnx(model, spec, files[-1])
+        add_metadata(
+            files[-1],
+            {
+                "spec": record["spec"],
+                "normalization": record["normalization"],
+                "input": record["input"],
+                "output": record["output"],
+                "study": record["study"],
+                "trial": record["trial"],
+            },
+        )
         diff, bound = check_onnx(model, spec, files[-1], tolerance=tolerance)
         if diff > bound:
             raise OnnxMismatch(
@@ -236,7 +251,7 @@ def _model(spec: Spec, state_dict: dict[str, Any]) -> torch.nn.Module:
 def _save_state_dict(path: Path, model: torch.nn.Module) -> None:
     import torch
 
-    from nas.train import write_atomic
+    from nas.fileio import write_atomic
 
     write_atomic(path, lambda f: torch.save(model.state_dict(), f))
 
@@ -270,6 +285,22 @@ def to_onnx(model: torch.nn.Module, spec: Spec, path: Path) -> None:
             )
     finally:
         quiet.setLevel(level)
+
+
+def add_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """Store ``meta`` in the ONNX file's metadata (``metadata_props``), each value as JSON.
+
+    A runtime reads it back with ``onnxruntime``'s ``get_modelmeta().custom_metadata_map``: the
+    spec, and the normalisation to apply to 0..255 pixels, travel with the graph.
+    """
+    import onnx
+
+    from nas.fileio import write_atomic
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    data = model.SerializeToString()
+    write_atomic(path, lambda f: f.write(data))
 
 
 def check_onnx(

@@ -13,23 +13,22 @@ takes.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import resnext
 from nas.data import Dataset
+from nas.fileio import write_atomic
 from resnext.spec import Spec
 
 if TYPE_CHECKING:
@@ -191,12 +190,13 @@ def recipe_config(name: str | None, kind: str, given: dict[str, Any]) -> TrainCo
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier of the peak ``cfg.lr`` at 0-based optimiser step ``step`` of ``total_steps``."""
     if cfg.schedule == "onecycle":
-        # Smith & Topin (2019) with torch's OneCycleLR defaults: a cosine ramp from lr/25 to lr
-        # over the first 30% of the steps, then a cosine down to lr/25/1e4. Momentum stays 0.9.
-        peak = max(1, round(0.3 * total_steps))
-        if step < peak:
-            return _cosine(1 / 25, 1.0, step / peak)
-        return _cosine(1.0, 1 / 25 / 1e4, (step - peak) / max(1, total_steps - peak))
+        # Smith & Topin (2019) as torch's OneCycleLR computes it with its defaults: a cosine ramp
+        # from lr/25 reaching lr at step 0.3 * total - 1, then a cosine down to lr/25/1e4 at the
+        # last step (total - 1). Momentum stays 0.9.
+        end = 0.3 * total_steps - 1
+        if step <= end:
+            return _cosine(1 / 25, 1.0, step / end)
+        return _cosine(1.0, 1 / 25 / 1e4, (step - end) / (total_steps - 1 - end))
     # A short run still anneals: the warm-up never takes more than half of it.
     warm = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps // 2)
     if step < warm:
@@ -279,35 +279,6 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     var = (squares / (n * h * w) - mean.square()).clamp_min(0)
     # A constant channel must not divide by zero: one grey level is the smallest spread.
     return mean.float(), var.sqrt().clamp_min(1.0).float()
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through ``write(f)`` atomically: readers see the old file or the new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (:func:`write_atomic`)."""
-    text = json.dumps(obj, indent=2) + "\n"
-    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _check_device(name: Any) -> None:

@@ -152,8 +152,20 @@ def complexity(spec: Spec) -> Complexity:
 
 
 def complexity_grid(spec: Spec, cardinality: Any, bottleneck_width: Any) -> Complexity:
-    """Complexity of ``spec`` with C and d replaced by broadcastable integer arrays, in one pass."""
+    """Complexity of ``spec`` with C and d replaced by integer arrays, counted in one pass.
+
+    The arrays pair up element by element under numpy broadcasting: ``C`` and ``d`` of one
+    shape give one count per (C[i], d[i]); for the grid over every C and every d, pass
+    ``*np.meshgrid(C, d, indexing="ij")`` (counts of shape ``(len(C), len(d))``).
+    """
     c = np.asarray(cardinality, dtype=np.int64)
     d = np.asarray(bottleneck_width, dtype=np.int64)
-    c, d = np.broadcast_arrays(c, d)
+    try:
+        c, d = np.broadcast_arrays(c, d)
+    except ValueError:
+        raise ValueError(
+            f"cardinality (shape {c.shape}) and bottleneck_width (shape {d.shape}) do not "
+            "pair up element by element; for the grid over every C and d pass "
+            '*np.meshgrid(C, d, indexing="ij")'
+        ) from None
     return _count(spec, c, d)

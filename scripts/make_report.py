@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import studies  # noqa: E402
 from nas import dashboard as dash  # noqa: E402
 from nas.dashboard import records_from_study, spec_errors  # noqa: E402
-from nas.study import trial_rows  # noqa: E402
+from nas.records import trial_rows  # noqa: E402
 from resnext.complexity import format_count  # noqa: E402
 from resnext.spec import Spec  # noqa: E402
 

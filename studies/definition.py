@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.schedule import Schedule
 from nas.space import SearchSpace, SpecGrid
 from nas.study import SearchSettings
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
@@ -22,29 +23,6 @@ from resnext.spec import Spec
 # The built-in synthetic dataset: 10 classes of 32x32 images (nas.data).
 DEFAULT_CLASSES = 10
 DEFAULT_RESOLUTION = 32
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The default trial of a study: its training schedule and how much data it sees."""
-
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 0.05
-    train_images: int = 2000
-    val_fraction: float = 0.02  # of the 50k synthetic training images: 1,000 held out
-
-    def train_kwargs(self, device: str = "auto") -> dict[str, Any]:
-        """The keyword arguments of :class:`nas.train.TrainConfig` for one trial.
-
-        The seed is the trial's own (its ``seed`` attribute), so it is not set here.
-        """
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "device": device,
-        }
 
 
 @dataclass(frozen=True)

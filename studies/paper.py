@@ -7,21 +7,17 @@ every trial the `search` command's default (3 epochs of batch 32 on 2,000 images
 
 from __future__ import annotations
 
+from nas.schedule import DEFAULT_TRIAL
 from studies.definition import (
     BudgetedSpace,
     GrowthSeries,
     PreservedComplexity,
-    Schedule,
     StudyDefinition,
     register,
 )
 
-# The `search` command's default trial: 3 epochs of batch 32 on 2,000 images (about 190 SGD
-# steps), scored on 1,000 held-out images. Half the images (94 steps) was tried for the grids and
-# left 1x24d at 14% validation accuracy (chance: 10%), too close to chance to rank C; with 2,000
-# it reaches 27%. The split is the same for every trial; the seed varies the initialisation,
-# the augmentation and the batch order.
-TRIAL = Schedule(epochs=3, batch_size=32, lr=0.05, train_images=2000, val_fraction=0.02)
+# The `search` command's default trial (nas.schedule), the same for every study.
+TRIAL = DEFAULT_TRIAL
 
 CARDINALITY_VS_WIDTH = register(
     StudyDefinition(

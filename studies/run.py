@@ -1,4 +1,4 @@
-"""Running a study definition with :func:`nas.study.run_search` (workers, resume, retries).
+"""Running a study definition with :func:`nas.workers.run_search` (workers, resume, retries).
 
 A grid study queues every (spec, seed) point that its storage has not trained, is not running
 and has not queued (:func:`nas.study.enqueue_grid`), then runs until the study-wide count is the
@@ -12,21 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nas.data import Dataset
+from nas.records import counts
+from nas.schedule import Schedule
 from nas.space import SpecGrid
-from nas.study import (
-    HEARTBEAT,
-    Progress,
-    WorkerReport,
-    counts,
-    enqueue_grid,
-    grid_key,
-    grid_point,
-    load,
-    prepare,
-    run_search,
-    storage_url,
-)
-from studies.definition import Schedule, StudyDefinition
+from nas.storage import HEARTBEAT, load, storage_url
+from nas.study import Progress, enqueue_grid, grid_key, grid_point, prepare
+from nas.workers import WorkerReport, run_search
+from studies.definition import StudyDefinition
 
 
 @dataclass
@@ -75,7 +67,7 @@ def run_study(
     settings = definition.settings(
         study, data.classes, data.resolution, latency=latency, runs_dir=runs_dir
     )
-    train_kwargs = {**schedule.train_kwargs(device), "seed": 0}
+    train = schedule.train_config(device)
     t0 = time.perf_counter()
     run = StudyRun(settings.study, n)
     grid = settings.space if isinstance(settings.space, SpecGrid) else None
@@ -85,7 +77,7 @@ def run_study(
     run.reports = run_search(
         settings,
         data,
-        train_kwargs,
+        train,
         n,
         storage=url,
         workers=workers,

@@ -229,3 +229,16 @@ def test_format_count_as_tables_show_it() -> None:
     assert format_count(4_230_000_000) == "4.23G"
     assert format_count(70_000) == "70.00k"
     assert format_count(512) == "512"
+
+
+def test_grid_over_c_and_d_and_a_clear_error_for_unpaired_arrays() -> None:
+    spec = resnext.preset("resnext50_32x4d")
+    cs, ds = [1, 2, 4], [4, 8]
+    grid = resnext.complexity_grid(spec, *np.meshgrid(cs, ds, indexing="ij"))
+    assert grid.flops.shape == (3, 2)
+    for i, c in enumerate(cs):
+        for j, d in enumerate(ds):
+            one = resnext.complexity(replace(spec, cardinality=c, bottleneck_width=d))
+            assert (grid.flops[i, j], grid.params[i, j]) == (one.flops, one.params)
+    with pytest.raises(ValueError, match="meshgrid"):
+        resnext.complexity_grid(spec, cs, ds)

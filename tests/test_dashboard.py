@@ -8,12 +8,16 @@ import re
 import statistics
 
 import optuna
+import plotly.graph_objects as go
 import pytest
 from optuna.trial import TrialState
+from plotly.offline import get_plotlyjs
 
 import resnext
 from nas import dashboard as dash
-from nas.study import storage_url
+from nas.designspace import ks_statistic
+from nas.records import COUNTED
+from nas.storage import storage_url
 from tests.conftest import XSS
 from tests.synthetic import synthetic_trials
 from tests.test_designspace import brute_front
@@ -42,16 +46,18 @@ def trace(fig, role: str):
 def test_records_follow_the_contract(study: optuna.Study, records: list[dict]) -> None:
     assert len(records) == 40
     keys = {
-        "number", "state", "spec", "flops", "params", "activations", "latency", "val_accuracy",
-        "history", "train_images_per_second", "inference_images_per_second", "hparams", "seed",
-        "wall_seconds", "study",
+        "number", "state", "spec", "notation", "flops", "params", "activations", "latency",
+        "val_accuracy", "final_val_accuracy", "error", "values", "history", "epochs",
+        "train_images_per_second", "inference_images_per_second", "wall_seconds", "status",
+        "baseline", "hparams", "optuna_params", "seed", "repeat", "weights", "host", "note",
+        "study",
     }  # fmt: skip
     for r, t in zip(records, study.trials, strict=True):
         assert set(r) == keys
         assert r["number"] == t.number and r["state"] == t.state.name and r["study"] == "mem"
         spec = resnext.Spec.from_dict(r["spec"])
-        assert resnext.complexity(spec).to_dict() == {k: r[k] for k in dash._NUMBERS}
-        assert r["hparams"] == t.params
+        assert resnext.complexity(spec).to_dict() == {k: r[k] for k in COUNTED}
+        assert r["optuna_params"] == t.params and r["hparams"] == {}
         if t.state == TrialState.COMPLETE:
             assert r["val_accuracy"] == pytest.approx(1 - t.value)
     assert {r["state"] for r in records} == {"COMPLETE", "PRUNED", "FAIL"}
@@ -115,9 +121,9 @@ def test_hover_text_names_the_config_in_the_papers_notation(records: list[dict])
 
 
 def test_many_points_switch_to_webgl(records: list[dict]) -> None:
-    assert type(dash.pareto_figure(records).data[0]) is dash.go.Scatter
+    assert type(dash.pareto_figure(records).data[0]) is go.Scatter
     many = [dict(r, number=i) for i in range(2 * dash.GL_POINTS // len(records)) for r in records]
-    assert type(dash.pareto_figure(many).data[0]) is dash.go.Scattergl
+    assert type(dash.pareto_figure(many).data[0]) is go.Scattergl
 
 
 def test_edf_figure_values(records: list[dict]) -> None:
@@ -135,7 +141,7 @@ def test_edf_figure_values(records: list[dict]) -> None:
     ks = fig.layout.annotations[0].text.split("<br>")
     e1 = [_err(r) for r in done if r["spec"]["cardinality"] == 1]
     e2 = [_err(r) for r in done if r["spec"]["cardinality"] == 2]
-    assert ks[0] == f"KS(C=1, C=2) = {dash.ks_statistic(e1, e2):.3f}"
+    assert ks[0] == f"KS(C=1, C=2) = {ks_statistic(e1, e2):.3f}"
 
 
 def _err(r: dict) -> float:
@@ -262,7 +268,7 @@ def _importance_records() -> list[dict]:
             for opt, bonus in (("sgd", 0.0), ("adamw", 0.01)):
                 acc = 0.5 + 0.05 * c - 0.03 * (lr * 10) ** 0.5 + bonus
                 hp = {"cardinality": c, "lr": lr, "optimizer": opt}
-                recs.append({"state": "COMPLETE", "val_accuracy": acc, "hparams": hp})
+                recs.append({"state": "COMPLETE", "val_accuracy": acc, "optuna_params": hp})
     return recs
 
 
@@ -297,14 +303,14 @@ def test_importances_need_two_complete_trials() -> None:
 
 
 def test_page_is_self_contained_and_escapes_user_text(records: list[dict]) -> None:
-    evil = dict(records[0], hparams={"optimizer": "</script><script>alert(2)</script><!--"})
+    evil = dict(records[0], optuna_params={"optimizer": "</script><script>alert(2)</script><!--"})
     page = dash.build_page([evil, *records[1:]], XSS)
     assert XSS not in page and html.escape(XSS) in page
     assert "alert(2)" in page and "</script><script>alert(2)" not in page
     assert "<!--" not in page.split('id="dashboard-data">')[1].split("</script>")[0]
     # No network: plotly.js is inlined, no script or stylesheet is fetched from anywhere.
     assert not re.search(r"<(script|link)[^>]+(src|href)=", page)
-    js = dash.get_plotlyjs()
+    js = get_plotlyjs()
     assert page.count(js) == 1
     ours = page.replace(js, "")
     assert "http://" not in ours and "https://" not in ours
@@ -325,7 +331,7 @@ def test_page_is_self_contained_and_escapes_user_text(records: list[dict]) -> No
 def test_page_survives_nan_and_trials_without_a_spec() -> None:
     running = {
         "number": 0, "state": "RUNNING", "spec": None, "flops": None, "params": None,
-        "activations": None, "latency": None, "val_accuracy": None, "hparams": {"lr": 0.1},
+        "activations": None, "latency": None, "val_accuracy": None, "optuna_params": {"lr": 0.1},
         "history": [{"epoch": 1, "val_accuracy": float("nan"), "val_loss": float("inf")}],
         "seed": None, "wall_seconds": None, "study": "s", "train_images_per_second": None,
         "inference_images_per_second": None,

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ from optuna.trial import TrialState
 
 import resnext
 from nas.export import ONNX_PACKAGES, load_spec
-from nas.study import Objective, SearchSettings, load, run_folder, run_search, safe_name
+from nas.objective import Objective
+from nas.storage import load
+from nas.study import SearchSettings, run_folder, safe_name
 from nas.train import TrainConfig, lr_factor, recipe_config, train
+from nas.workers import run_search
 from resnext.complexity import complexity
 from resnext.spec import Spec
 from tests.test_search import TRAIN, run_cli, tiny_space, toy_data
@@ -51,7 +55,7 @@ def accuracy(model: torch.nn.Module, norm: dict, x: np.ndarray, y: np.ndarray) -
 def test_on_end_gets_the_final_weights_of_a_run() -> None:
     data, spec = toy_data(), tiny_space().configs[0].spec
     got = []
-    result = train(spec, data, TrainConfig(**{**TRAIN, "epochs": EPOCHS}), on_end=got.append)
+    result = train(spec, data, replace(TRAIN, epochs=EPOCHS), on_end=got.append)
     assert len(got) == 1 and set(got[0]) == {"model", "normalization"}
     model = resnext.build(spec)
     model.load_state_dict(got[0]["model"])
@@ -69,7 +73,7 @@ def test_on_end_runs_before_a_callback_error_propagates() -> None:
         train(
             tiny_space().configs[0].spec,
             toy_data(),
-            TrainConfig(**{**TRAIN, "epochs": 3}),
+            replace(TRAIN, epochs=3),
             callback=stop,
             on_end=got.append,
         )
@@ -118,7 +122,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]
     settings = SearchSettings(
         tiny_space(), study=STUDY, pruner="none", latency=False, runs_dir=runs
     )
-    run_search(settings, toy_data(), {**TRAIN, "epochs": EPOCHS}, 3, storage=url)
+    run_search(settings, toy_data(), replace(TRAIN, epochs=EPOCHS), 3, storage=url)
     return url, runs, cwd
 
 
@@ -157,7 +161,7 @@ def test_a_pruned_trial_keeps_the_weights_it_has(tmp_path: Path) -> None:
     objective = Objective(
         tiny_space(depths=((1, 1, 1),)),
         toy_data(),
-        {**TRAIN, "epochs": 3},
+        replace(TRAIN, epochs=3),
         ("error",),
         n_trials=1,
         latency=False,
@@ -261,6 +265,21 @@ def test_exported_files_reload_and_agree(exported, which: str) -> None:
         (logits,) = session.run(None, {"images": x[:batch].numpy()})
         assert logits.shape == (batch, spec.classes)
         np.testing.assert_allclose(logits, want[:batch].numpy(), atol=1e-4, rtol=1e-4)
+
+
+@needs_onnx
+def test_onnx_metadata_carries_the_spec_and_the_normalisation(exported) -> None:
+    import onnxruntime
+
+    folder = exported["cwd"] / "other"
+    record = json.loads((folder / "spec.json").read_text())
+    session = onnxruntime.InferenceSession(
+        str(folder / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    assert Spec.from_dict(meta["spec"]) == Spec.from_dict(exported["other"].user_attrs["spec"])
+    assert meta["normalization"] == record["normalization"]
+    assert meta["trial"] == exported["other"].number and meta["input"]["name"] == "images"
 
 
 def one_line(r, code: int, *needles: str) -> None:

@@ -13,7 +13,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.study import SearchSettings, counts, load, run_search, study_rows
+from nas.records import counts, study_rows
+from nas.storage import load
+from nas.study import SearchSettings
+from nas.workers import run_search
 from tests.test_search import TRAIN, tiny_space, toy_data
 
 URL = os.environ.get("RESNEXT_NAS_TEST_POSTGRES")
@@ -40,7 +43,7 @@ def test_two_workers_share_one_postgres_study() -> None:
         assert all(r.trials >= 1 for r in reports)
         # Each trained trial ran once: one start, one end, one full curve.
         assert len({t.number for t in trained}) == 6
-        assert all(len(t.user_attrs["curve"]) == TRAIN["epochs"] for t in trained)
+        assert all(len(t.user_attrs["curve"]) == TRAIN.epochs for t in trained)
         # A third run of the same command is a resume that trains nothing.
         assert run_search(settings, toy_data(), TRAIN, 6, storage=URL)[0].trials == 0
         assert any(r["name"] == name for r in study_rows(URL))

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,33 +21,27 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.data import Dataset
+from nas.objective import Objective, Surplus, set_user_attrs
+from nas.records import ATTR, best_config, counts, retried_from, study_rows, trial_rows
 from nas.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.storage import load, open_storage
 from nas.study import (
-    ATTR,
     DEFAULT_STUDY,
-    Objective,
+    ENQUEUED,
     SearchSettings,
-    Surplus,
-    best_config,
     check_study,
-    counts,
     create_or_load,
     enqueue,
-    load,
-    open_storage,
-    run_search,
-    run_worker,
-    set_user_attrs,
-    study_rows,
-    trial_rows,
 )
+from nas.train import TrainConfig
+from nas.workers import run_search, run_worker
 from resnext.budget import Budget, pareto_mask
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = 8
-TRAIN = {"epochs": 1, "batch_size": 64, "device": "cpu", "seed": 0}
+TRAIN = TrainConfig(epochs=1, batch_size=64, device="cpu", seed=0)
 
 
 def toy_data(n: int = 128, res: int = RES, seed: int = 0) -> Dataset:
@@ -160,7 +155,7 @@ def test_search_trains_exactly_n_trials_with_attributes_and_resumes(tmp_path: Pa
     url = sqlite(tmp_path)
     data = toy_data()
     settings = SearchSettings(tiny_space(), study="s", enqueue=("family",), pruner="none")
-    run_search(settings, data, {**TRAIN, "epochs": 2}, 2, storage=url)
+    run_search(settings, data, replace(TRAIN, epochs=2), 2, storage=url)
     study = load("s", url)
     done = [t for t in study.trials if counts(t)]
     assert len(done) == 2
@@ -178,7 +173,7 @@ def test_search_trains_exactly_n_trials_with_attributes_and_resumes(tmp_path: Pa
         assert t.values[0] == pytest.approx(1 - a["val_accuracy"])
     before = {t.number: t.values for t in done}
     # Resume to 3 trials: the earlier ones are untouched and the family is not queued twice.
-    run_search(settings, data, {**TRAIN, "epochs": 2}, 3, storage=url)
+    run_search(settings, data, replace(TRAIN, epochs=2), 3, storage=url)
     study = load("s", url)
     done = [t for t in study.trials if counts(t)]
     assert len(done) == 3
@@ -186,7 +181,7 @@ def test_search_trains_exactly_n_trials_with_attributes_and_resumes(tmp_path: Pa
     baselines = [t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs]
     assert len(baselines) == len(set(baselines)) == 7
     # Resuming a finished study trains nothing.
-    reports = run_search(settings, data, {**TRAIN, "epochs": 2}, 3, storage=url)
+    reports = run_search(settings, data, replace(TRAIN, epochs=2), 3, storage=url)
     assert reports[0].trials == 0
     assert len(load("s", url).trials) == len(study.trials)
 
@@ -212,7 +207,7 @@ def test_multi_objective_study_returns_error_and_flops(tmp_path: Path) -> None:
     settings = SearchSettings(
         tiny_space(), study="mo", objectives=("error", "flops"), sampler="nsga2", latency=False
     )
-    run_search(settings, toy_data(), {**TRAIN, "early_stop_patience": 1}, 2, storage=url)
+    run_search(settings, toy_data(), replace(TRAIN, early_stop_patience=1), 2, storage=url)
     study = load("mo", url)
     assert len(study.directions) == 2 and study.metric_names == ["error", "flops"]
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -286,16 +281,17 @@ def test_a_trial_asked_past_the_study_wide_count_is_surplus(tmp_path: Path) -> N
     # The baseline went back to the queue: still 7 waiting.
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 7
-    assert frozen.system_attrs["fixed_params"] in [t.system_attrs["fixed_params"] for t in waiting]
+    assert frozen.user_attrs[ENQUEUED] in [t.user_attrs[ENQUEUED] for t in waiting]
 
 
 # Trials long enough (20 epochs of 16 steps: seconds, not milliseconds, even on an idle machine)
 # that the test's 0.2 s polls catch the second trial between its first epoch and its end.
-KILL_IMAGES, KILL_TRAIN = 1024, {**TRAIN, "epochs": 20}
+KILL_IMAGES, KILL_TRAIN = 1024, replace(TRAIN, epochs=20)
 WORKER = """
 import sys
 from tests.test_search import toy_data, tiny_space, KILL_IMAGES, KILL_TRAIN
-from nas.study import SearchSettings, run_worker
+from nas.study import SearchSettings
+from nas.workers import run_worker
 settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
 run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=sys.argv[1], heartbeat=1)
 """
@@ -340,7 +336,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
     study = load("k", url)
     by_number = {t.number: t for t in study.trials}
     assert by_number[victim.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    retries = [t for t in study.trials if retried_from(t) == victim.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == victim.params
     assert {n: by_number[n].values for n in before} == before
@@ -354,7 +350,7 @@ def test_interrupted_trial_is_queued_again_at_once(tmp_path: Path) -> None:
     study = load("k", url)
     by_number = {t.number: t for t in study.trials}
     assert by_number[victim.number].state == TrialState.FAIL
-    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    (retry,) = [t for t in study.trials if retried_from(t) == victim.number]
     assert retry.state == TrialState.WAITING
     assert retry.params == victim.params
     assert retry.user_attrs["seed"] == victim.user_attrs["seed"]

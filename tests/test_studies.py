@@ -17,8 +17,9 @@ from optuna.trial import TrialState
 import studies
 from nas import dashboard as dash
 from nas import train as ntrain
+from nas.records import counts, trial_rows
 from nas.space import SpecGrid
-from nas.study import counts, load, open_storage, trial_rows
+from nas.storage import load, open_storage
 from resnext.budget import Budget
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -232,7 +233,8 @@ def test_a_killed_workers_grid_point_is_retried_after_its_heartbeat(tmp_path: Pa
     # A worker takes the first point and dies: the trial stays RUNNING with a last heartbeat.
     storage = open_storage(url, heartbeat=1)
     dead = optuna.load_study(study_name="t3", storage=storage).ask()
-    storage.record_heartbeat(dead._trial_id)
+    study_id = storage.get_study_id_from_name("t3")
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, dead.number))
     assert dead.user_attrs["seed"] == 0
     run = run_study(d, toy_data(), storage=url, latency=False, heartbeat=1)
     assert run.missing == [] and run.queued == 0  # the RUNNING point was not queued twice
@@ -245,12 +247,13 @@ def test_a_duplicate_queued_point_is_surplus(tmp_path: Path) -> None:
     # Two `study run` started together may both queue a missing point: it trains once.
     url = sqlite(tmp_path)
     d = tiny_table3(seeds=1)
-    from nas.study import enqueue_grid, prepare
+    from nas.study import ENQUEUED, enqueue_grid, prepare
 
     settings = d.settings(classes=10, resolution=RES)
     study, _ = prepare(settings, storage=url)
-    for _ in range(2):
-        study.enqueue_trial(settings.space.params(settings.space.specs[0]), user_attrs={"seed": 0})
+    params = settings.space.params(settings.space.specs[0])
+    for _ in range(2):  # as enqueue_grid queues a point
+        study.enqueue_trial(params, user_attrs={"seed": 0, ENQUEUED: params})
     assert enqueue_grid(study, settings.space, range(1)) == 2
     run = run_study(d, toy_data(), storage=url, latency=False)
     assert run.missing == []

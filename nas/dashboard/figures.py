@@ -1,156 +1,32 @@
-"""The Pareto dashboard of a study: trial records, plots of them, one self-contained page, a server.
+"""The dashboard's figures: each takes trial records and returns a plotly Figure.
 
-Records are plain dicts, one per Optuna trial (the contract `resnext-nas trials --json` prints).
-Plot functions take records and return :class:`plotly.graph_objects.Figure`; :func:`build_page`
-assembles them into one HTML page with plotly.js inlined, so that it opens with no network;
-:func:`serve` serves that page live from the study's storage.
+Records are :func:`nas.records.trial_record` dicts. Writing files and serving pages is the
+caller's job (:mod:`nas.dashboard.page`, :mod:`nas.dashboard.server`).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
-import re
 import statistics
-import threading
-import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
-from plotly.utils import PlotlyJSONEncoder
 
 import resnext
 from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
 from nas.rank import spearman
-from nas.study import redact, storage_url
+from nas.records import spec_key
 from resnext.complexity import format_count
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 # Above this many points a scatter is drawn with WebGL (Scattergl): SVG slows down past ~1-2k.
 GL_POINTS = 1500
-
-# ---------------------------------------------------------------------------------------------
-# Storage and records
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
-    """Load a study, turning storage and lookup failures into one-line ValueErrors."""
-    url = storage_url(storage)
-    shown = redact(url)
-    # sqlite would silently create a missing database file: refuse instead.
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        path = Path(url.removeprefix("sqlite:///").split("?")[0])
-        if not path.is_file():
-            raise ValueError(f"no study storage at {shown}: {path} does not exist")
-    try:
-        return optuna.load_study(study_name=study_name, storage=url)
-    except KeyError:
-        pass
-    except Exception as e:  # sqlalchemy URL, driver and connection errors, all alike to a user
-        raise ValueError(f"cannot open storage {shown}: {_first_line(e)}") from None
-    names = optuna.get_all_study_names(url)
-    have = f"available: {', '.join(names)}" if names else "it has no studies"
-    raise ValueError(f"no study named {study_name!r} in {shown}; {have}")
-
-
-_NUMBERS = ("flops", "params", "activations")
-_OPTIONAL = (
-    "latency",
-    "train_images_per_second",
-    "inference_images_per_second",
-    "wall_seconds",
-    "seed",
-)
-
-
-def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
-    """One record per trial, read from the trial's state, params, value and user attributes.
-
-    ``val_accuracy`` is the ``val_accuracy`` attribute, else ``1 - value`` of a single-objective
-    study (the objective is the error), else the best ``val_accuracy`` of the history (a pruned
-    trial's best so far). FLOPs, params and activations missing from the attributes are counted
-    from the spec.
-    """
-    records = []
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        # The search stores the per-epoch curve as "curve" and training throughput as
-        # "images_per_second" (nas.study); "history" and the long name are accepted too.
-        history = list(a.get("curve") or a.get("history") or [])
-        acc = a.get("val_accuracy")
-        if acc is None and t.values is not None and len(t.values) == 1:
-            acc = 1.0 - t.values[0]
-        if acc is None:
-            seen = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
-            acc = max(seen) if seen else None
-        spec = a.get("spec")
-        counts = {k: a.get(k) for k in _NUMBERS}
-        if spec is not None and None in counts.values():
-            counts = {
-                **resnext.complexity(resnext.Spec.from_dict(spec)).to_dict(),
-                **{k: v for k, v in counts.items() if v is not None},
-            }
-        records.append(
-            {
-                "number": t.number,
-                "state": t.state.name,
-                "spec": spec,
-                **counts,
-                **{k: a.get(k) for k in _OPTIONAL},
-                "train_images_per_second": a.get(
-                    "images_per_second", a.get("train_images_per_second")
-                ),
-                "val_accuracy": acc,
-                "history": history,
-                "hparams": dict(t.params),
-                "study": study.study_name,
-            }
-        )
-    return records
-
-
-def param_importances(study: optuna.Study) -> dict[str, float] | None:
-    """PED-ANOVA importances of the params for accuracy; None with too few or constant trials."""
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    varying = {
-        name
-        for name in {n for t in done for n in t.params}
-        if len({repr(t.params.get(name)) for t in done}) > 1
-    }
-    if len(done) < 2 or not varying:
-        return None
-
-    def error(t: optuna.trial.FrozenTrial) -> float:
-        acc = t.user_attrs.get("val_accuracy")
-        if acc is None and t.values is not None and len(t.values) == 1:
-            return float(t.values[0])
-        return float("nan") if acc is None else 1.0 - float(acc)
-
-    # Optuna 5's default evaluator, PED-ANOVA (no scikit-learn needed), ranks params by how much
-    # they matter for reaching the top quantile of a lower-is-better target: the error.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return optuna.importance.get_param_importances(study, target=error)
-        except (ValueError, RuntimeError):  # e.g. no param shared by every complete trial
-            return None
-
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers shared by the plots
@@ -159,19 +35,14 @@ _LABELS = {"cardinality": "C", "bottleneck_width": "d", "width": "width", "depth
 GROUPINGS = ("cardinality", "bottleneck_width", "width", "depth")
 
 
-def _spec_key(spec: dict[str, Any]) -> tuple:
-    """A hashable key of a spec dict (cheaper than JSON for thousands of records)."""
-    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(spec.items()))
-
-
 @lru_cache(maxsize=4096)
 def _spec_of(key: tuple) -> resnext.Spec:
     return resnext.Spec.from_dict(dict(key))
 
 
-def _spec(r: dict[str, Any]) -> resnext.Spec | None:
+def spec_of(r: dict[str, Any]) -> resnext.Spec | None:
     """The record's spec; thousands of trials share a few hundred specs, so parse each once."""
-    return _spec_of(_spec_key(r["spec"])) if r.get("spec") else None
+    return _spec_of(spec_key(r["spec"])) if r.get("spec") else None
 
 
 def _error(r: dict[str, Any]) -> float:
@@ -199,7 +70,7 @@ def _si(x: float | None, unit: str = "") -> str:
 
 def hover_text(r: dict[str, Any]) -> str:
     """A trial in one hover label: the paper's notation, then its numbers."""
-    spec = _spec(r)
+    spec = spec_of(r)
     name = spec.describe() if spec else "no spec"
     acc = "n/a" if r.get("val_accuracy") is None else f"{100 * r['val_accuracy']:.2f}%"
     lat = "n/a" if r.get("latency") is None else f"{1e3 * r['latency']:.2f} ms"
@@ -487,7 +358,7 @@ def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Complete trials merged per spec: mean and std (over seeds) of the error, in percent."""
     by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in _complete(records):
-        by_spec[_spec_key(r["spec"])].append(r)
+        by_spec[spec_key(r["spec"])].append(r)
     rows = []
     for trials in by_spec.values():
         errs = [_error(r) for r in trials]
@@ -562,7 +433,7 @@ def _error_trace(
         x=x,
         y=[r["mean"] for r in rows],
         error_y={"type": "data", "array": [r["std"] for r in rows], "visible": True},
-        text=[_spec(r).notation for r in rows],
+        text=[spec_of(r).notation for r in rows],
         customdata=[r["n"] for r in rows],
         mode="lines+markers+text",
         textposition="top center",
@@ -718,7 +589,11 @@ def importance_effects(records: list[dict[str, Any]], names: Iterable[str]) -> d
     done = [r for r in records if r["state"] == "COMPLETE" and r.get("val_accuracy") is not None]
     effects = {}
     for name in names:
-        pairs = [(r["hparams"][name], r["val_accuracy"]) for r in done if name in r["hparams"]]
+        pairs = [
+            (r["optuna_params"][name], r["val_accuracy"])
+            for r in done
+            if name in r["optuna_params"]
+        ]
         short = _LABELS.get(name, name)
         if pairs and all(_is_number(v) for v, _ in pairs):
             rho = spearman(*zip(*pairs, strict=True))
@@ -772,34 +647,6 @@ def importance_figure(
 
 
 # ---------------------------------------------------------------------------------------------
-# The page
-
-
-def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trial table's rows: display-ready fields of every record."""
-    rows = []
-    for r in records:
-        spec = _spec(r)
-        rows.append(
-            {
-                "number": r["number"],
-                "state": r["state"],
-                "config": spec.describe() if spec else "",
-                "C": spec.cardinality if spec else None,
-                "d": spec.bottleneck_width if spec else None,
-                "accuracy": r.get("val_accuracy"),
-                "params": r.get("params"),
-                "flops": r.get("flops"),
-                "latency_ms": None if r.get("latency") is None else 1e3 * r["latency"],
-                "epochs": len(r.get("history") or []),
-                "seed": r.get("seed"),
-                "hparams": ", ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in sorted(r["hparams"].items())
-                ),
-            }
-        )
-    return rows
 
 
 def figures(
@@ -815,267 +662,3 @@ def figures(
     figs["curves"] = learning_curves_figure(records)
     figs["importance"] = importance_figure(importances, records)
     return figs
-
-
-def script_json(obj: Any) -> str:
-    """JSON safe inside a <script> element: ``<``, ``>`` and ``&`` become unicode escapes.
-
-    That rules out ``</script>`` and ``<!--`` in the embedded text whatever the data holds.
-    """
-    text = json.dumps(obj, cls=PlotlyJSONEncoder, separators=(",", ":"), allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _summary(records: list[dict[str, Any]]) -> str:
-    counts: dict[str, int] = defaultdict(int)
-    for r in records:
-        counts[r["state"]] += 1
-    parts = [f"{counts[s]} {s.lower()}" for s in (*FINISHED, "RUNNING", "WAITING") if counts[s]]
-    return f"{len(records)} trials: " + ", ".join(parts)
-
-
-def _page_template() -> str:
-    return (Path(__file__).with_name("dashboard_page.html")).read_text(encoding="utf-8")
-
-
-def build_page(
-    records: list[dict[str, Any]],
-    study_name: str,
-    importances: dict[str, float] | None = None,
-    live: bool = False,
-    poll_seconds: float = 5.0,
-    state: dict[str, Any] | None = None,
-) -> str:
-    """One self-contained HTML page (plotly.js inlined) of every figure and the trial table.
-
-    ``live`` makes the page poll ``state.json`` every ``poll_seconds`` and reload when the
-    study's ``state`` (see :func:`study_state`) changes.
-    """
-    records = _json_safe(records)  # a NaN loss in a history must not break the page's JSON
-    figs = {name: fig.to_plotly_json() for name, fig in figures(records, importances).items()}
-    # One template for every plot, shipped once (the page sets it on each layout).
-    for fig in figs.values():
-        fig["layout"].pop("template", None)
-    # The three Pareto views share their hover texts: ship them once, keyed by trial number.
-    hover: dict[int, str] = {}
-    for name in (f"pareto-{m}" for m in METRICS):
-        for trace in figs[name]["data"]:
-            if "text" in trace and trace.get("meta", {}).get("role") != "selected":
-                hover.update(zip(trace["customdata"], trace.pop("text"), strict=True))
-    data = {
-        "template": pio.templates["plotly_white"].to_plotly_json(),
-        "figures": figs,
-        "hover": hover,
-        "rows": table_rows(records),
-        "live": live,
-        "poll_ms": int(1000 * poll_seconds),
-        "state": state,
-        "metrics": {m: any(r.get(m) is not None for r in records) for m in METRICS},
-    }
-    fills = {
-        "title": html.escape(f"resnext-nas · {study_name}"),
-        "study": html.escape(study_name),
-        "summary": html.escape(_summary(records)),
-        "plotlyjs": get_plotlyjs(),
-        "data": script_json(data),
-    }
-    # One pass over the template, so that no filled-in text is searched for placeholders again.
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], _page_template())
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN and infinities (not JSON) as None; the object itself when it has none."""
-    try:
-        json.dumps(obj, allow_nan=False)
-        return obj
-    except ValueError:
-        return _finite(obj)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def study_state(study: optuna.Study) -> dict[str, Any]:
-    """What changes when a trial is added or finishes: counts by state, last completion time."""
-    trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = defaultdict(int)
-    for t in trials:
-        counts[t.state.name] += 1
-    last = max((t.datetime_complete for t in trials if t.datetime_complete), default=None)
-    return {
-        "trials": len(trials),
-        "states": dict(sorted(counts.items())),
-        "last": last and last.isoformat(),
-    }
-
-
-def dashboard_page(study_name: str, storage: str | None = None) -> str:
-    """The page of a stored study; ValueError when it is unknown, unreachable or still empty."""
-    study = load_study(study_name, storage)
-    records = records_from_study(study)
-    if not any(r["state"] in FINISHED for r in records):
-        raise ValueError(f"study {study_name} has no finished trials yet")
-    return build_page(records, study_name, param_importances(study))
-
-
-def write_dashboard(study_name: str, storage: str | None, out: Path) -> Path:
-    """Write the page of a stored study to ``out`` and return the path."""
-    page = dashboard_page(study_name, storage)
-    out.write_text(page, encoding="utf-8")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Live server
-
-
-class _Live:
-    """The study behind a server, and the page of its last seen state (rebuilt on change)."""
-
-    def __init__(self, study: optuna.Study, poll_seconds: float) -> None:
-        self.study = study
-        self.poll_seconds = poll_seconds
-        self.lock = threading.Lock()
-        self.key: str | None = None
-        self.page = ""
-
-    def current(self) -> tuple[dict[str, Any], str]:
-        """The study's state and its page, rebuilt only when the state has changed."""
-        state = study_state(self.study)
-        key = json.dumps(state, sort_keys=True)
-        if key != self.key:
-            records = records_from_study(self.study)
-            self.page = build_page(
-                records,
-                self.study.study_name,
-                param_importances(self.study),
-                live=True,
-                poll_seconds=self.poll_seconds,
-                state=state,
-            )
-            self.key = key
-        return state, self.page
-
-
-def make_server(
-    study_name: str,
-    storage: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8050,
-    poll_seconds: float = 5.0,
-) -> ThreadingHTTPServer:
-    """A server of ``/`` (the page), ``/state.json`` (small, polled) and ``/records.json``."""
-    live = _Live(load_study(study_name, storage), poll_seconds)
-    routes: dict[str, Callable[[], tuple[str, bytes]]] = {
-        "/": lambda: ("text/html; charset=utf-8", live.current()[1].encode()),
-        "/state.json": lambda: ("application/json", json.dumps(study_state(live.study)).encode()),
-        "/records.json": lambda: (
-            "application/json",
-            json.dumps(_json_safe(records_from_study(live.study))).encode(),
-        ),
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            route = routes.get(self.path.split("?")[0])
-            if route is None:
-                self.send_error(404)
-                return
-            with live.lock:  # one reader of the study at a time; polls are cheap
-                kind, body = route()
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # one line per poll would drown the terminal
-
-    try:
-        return ThreadingHTTPServer((host, port), Handler)
-    except OSError as e:
-        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-
-
-def serve(
-    study_name: str,
-    storage: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8050,
-    poll_seconds: float = 5.0,
-    ready: Callable[[str], None] | None = None,
-) -> None:
-    """Serve the study's page until interrupted; ``ready`` gets the URL once listening."""
-    server = make_server(study_name, storage, host, port, poll_seconds)
-    if ready is not None:
-        bound_host, bound_port = server.server_address[:2]
-        ready(f"http://{bound_host}:{bound_port}/")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Screenshot
-
-
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install_chromium.sh)
-# As root in a container: no sandbox, no GPU, no QUIC, no background traffic (updates, sync...).
-CHROMIUM_FLAGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def screenshot(
-    page: Path,
-    png: Path,
-    width: int = 1400,
-    height: int = 2600,
-    chromium: str = CHROMIUM,
-    wait_ms: int = 8000,
-) -> Path:
-    """Save a PNG of an HTML file as headless Chromium renders it (for the README)."""
-    import subprocess
-    import tempfile
-
-    if not Path(chromium).exists():
-        raise ValueError(f"no Chromium at {chromium}; run scripts/install_chromium.sh")
-    png = png.resolve()
-    with tempfile.TemporaryDirectory() as profile:
-        res = subprocess.run(
-            [
-                chromium,
-                "--headless",
-                *CHROMIUM_FLAGS,
-                "--hide-scrollbars",
-                f"--user-data-dir={profile}",
-                f"--window-size={width},{height}",
-                f"--virtual-time-budget={wait_ms}",
-                f"--screenshot={png}",
-                page.resolve().as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    if res.returncode != 0 or not png.is_file():
-        raise ValueError(
-            f"Chromium could not take the screenshot: {_first_line(Exception(res.stderr))}"
-        )
-    return png

@@ -1,0 +1,69 @@
+"""``export``: a trial's spec.json, weights.pt and checked model.onnx (:mod:`nas.export`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import resnext
+from nas.commands.options import JsonOpt, StorageOpt, out, print_json
+
+
+def export_command(
+    study: Annotated[str, typer.Option(help="Name of the study.", show_default=False)],
+    trial: Annotated[
+        int | None, typer.Option(help="Export this trial (a complete one).", show_default=False)
+    ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="Export the complete trial of lowest error.")
+    ] = False,
+    storage: StorageOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder to write (default runs/export-STUDY-trial-N).", show_default=False
+        ),
+    ] = None,
+    onnx: Annotated[
+        bool, typer.Option(help="Also write model.onnx, checked against PyTorch with onnxruntime.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a trial: spec.json (spec, complexity, accuracy), weights.pt and model.onnx."""
+    if best == (trial is not None):
+        raise ValueError("give exactly one of --trial N and --best")
+    from nas.export import OnnxMismatch, export_trial
+
+    try:
+        done = export_trial(study, storage, trial, out_dir, onnx=onnx)
+    except OnnxMismatch as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise typer.Exit(1) from None
+    r = done.record
+    summary = {
+        "folder": str(done.folder),
+        "files": [str(f) for f in done.files],
+        "study": r["study"],
+        "trial": r["trial"],
+        "onnx_max_abs_diff": done.max_abs_diff,
+        "onnx_tolerance": done.tolerance,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    spec = resnext.Spec.from_dict(r["spec"])
+    acc = r["final_val_accuracy"]
+    out.print(
+        f"trial {r['trial']} of study {r['study']!r}: {spec.describe()}"
+        + ("" if acc is None else f", val accuracy {acc:.2%} (final weights)")
+    )
+    for f in done.files:
+        out.print(f"  {f}", soft_wrap=True)
+    if done.max_abs_diff is not None:
+        out.print(
+            f"ONNX vs PyTorch: max abs difference {done.max_abs_diff:.3g} "
+            f"(tolerance {done.tolerance:.3g})"
+        )

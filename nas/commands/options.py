@@ -1,0 +1,115 @@
+"""What the commands share: the console, JSON output, option types and list parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+# nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
+from nas.data import DATASETS
+from resnext.budget import DEFAULT_CARDINALITIES
+
+# Rich lays a table out for 80 columns when stdout is no terminal (a file, a pipe, CI logs);
+# the trials table needs more, and a file has no width to keep to.
+out = Console(
+    highlight=False,
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160,
+)
+
+
+def print_json(obj: Any) -> None:
+    """``obj`` as indented JSON on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def ints(text: str, option: str) -> tuple[int, ...]:
+    """Parse ``3,4,6,3`` into positive ints, or fail with a line naming the option."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(
+            f"{option} takes comma-separated positive integers such as 3,4,6,3, got {text!r}"
+        )
+    return values
+
+
+def int_lists(texts: list[str] | None, option: str) -> list[tuple[int, ...]] | None:
+    """Each repeated option parsed by :func:`ints`; None when none is given."""
+    return [ints(t, option) for t in texts] if texts else None
+
+
+def flat_ints(texts: list[str] | None, option: str) -> tuple[int, ...] | None:
+    """Every value of the repeated option in one tuple; None when none is given."""
+    return tuple(v for t in texts for v in ints(t, option)) if texts else None
+
+
+class Template(StrEnum):
+    """The two templates of the paper."""
+
+    imagenet = "imagenet"
+    cifar = "cifar"
+
+
+DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})  # type: ignore[misc]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TemplateOpt = Annotated[Template, typer.Option(help="Template: ImageNet (4 stages) or CIFAR (3).")]
+ClassesOpt = Annotated[int, typer.Option(help="Classes of the fc layer (0: the template's).")]
+ResolutionOpt = Annotated[int, typer.Option(help="Input side in pixels (0: the template's).")]
+CardinalitiesOpt = Annotated[str, typer.Option(help="Cardinalities C to try.")]
+ALL_CARDINALITIES = ",".join(map(str, DEFAULT_CARDINALITIES))
+BottleneckWidthsOpt = Annotated[
+    str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="RESNEXT_NAS_STORAGE",
+        help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
+        "(default: sqlite:///resnext-nas.db in the working directory).",
+        show_default=False,
+    ),
+]
+DatasetOpt = Annotated[
+    DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
+]
+# train and calibrate take the name as text and refuse an unknown one with "unknown dataset";
+# the metavar lists the choices as search's enum does.
+DatasetNameOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        metavar=f"<{'|'.join(DATASETS)}>",
+        help="synthetic is built in; the others are read from disk.",
+    ),
+]
+
+
+def check_dataset(name: str) -> None:
+    """ValueError naming the choices unless ``name`` is a known dataset."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+DataDirOpt = Annotated[str | None, typer.Option(help="Where datasets live.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+WorkersOpt = Annotated[
+    int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
+]
+LatencyOpt = Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
+RunsDirOpt = Annotated[
+    Path, typer.Option(help="Each trial saves its final weights in RUNS_DIR/STUDY/trial-N.")
+]
+SaveWeightsOpt = Annotated[
+    bool, typer.Option(help="Save every trained trial's final weights (for `export`).")
+]

@@ -1,0 +1,445 @@
+"""The search commands: ``search`` runs (or resumes) a study, ``trials`` and ``studies`` read."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nas.commands.options import (
+    ALL_CARDINALITIES,
+    BottleneckWidthsOpt,
+    CardinalitiesOpt,
+    DataDirOpt,
+    DatasetName,
+    DatasetOpt,
+    DeviceOpt,
+    JsonOpt,
+    LatencyOpt,
+    QuietOpt,
+    RunsDirOpt,
+    SaveWeightsOpt,
+    StorageOpt,
+    Template,
+    TemplateOpt,
+    WorkersOpt,
+    flat_ints,
+    int_lists,
+    ints,
+    out,
+    print_json,
+)
+from nas.schedule import DEFAULT_TRIAL, KNOWN_CLASSES, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from resnext.budget import Budget
+from resnext.complexity import format_count
+
+StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
+TrialsStudyOpt = Annotated[str, typer.Option(help="Name of the study to list.")]
+SearchFlopsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+        show_default=False,
+    ),
+]
+SearchDepthsOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+]
+SearchWidthsOpt = Annotated[
+    list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+]
+
+
+class LiveProgress:
+    """One live line per worker: trial, spec, epoch, validation accuracy, best error so far."""
+
+    def __init__(self, workers: int) -> None:
+        from rich.live import Live
+
+        self.lines = {w: f"worker {w}: starting" for w in range(workers)}
+        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        return Text("\n".join(self.lines.values()))
+
+    def __call__(self, worker: int, ev: dict[str, Any]) -> None:
+        best = "-" if ev["best_error"] == float("inf") else f"{ev['best_error']:.1%}"
+        self.lines[worker] = (
+            f"worker {worker}: trial {ev['trial']} {ev['spec']}  epoch {ev['epoch']}/"
+            f"{ev['epochs']}  val acc {ev['val_accuracy']:.1%}  best error {best}"
+        )
+        self.live.update(self._render())
+
+    def start(self) -> None:
+        """Start drawing the lines on stderr."""
+        self.live.start()
+
+    def stop(self) -> None:
+        """Draw the last lines, ending them with a newline also when stderr is no terminal.
+
+        Rich ends the live block with a newline only on a terminal; without one, a summary on
+        stdout sharing the file (``> log 2>&1``) would continue the last progress line.
+        """
+        self.live.stop()
+        console = self.live.console
+        if not console.is_terminal:
+            console.line()
+
+
+def search_space(
+    flops: float | None,
+    params: float | None,
+    tolerance: float,
+    template: Template,
+    depths: list[str] | None,
+    widths: list[str] | None,
+    cardinalities: str,
+    bottleneck_widths: str | None,
+    classes: int,
+    resolution: int,
+    tune_lr: bool,
+    tune_wd: bool,
+) -> Any:
+    from nas.space import SearchSpace
+
+    if flops is None and params is None:
+        flops = SEARCH_FLOPS
+    return SearchSpace(
+        Budget(flops, params, tolerance),
+        template.value,
+        tuple(int_lists(depths, "--depths") or SEARCH_DEPTHS),
+        flat_ints(widths, "--widths") or SEARCH_WIDTHS,
+        ints(cardinalities, "--cardinalities"),
+        ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+        classes,
+        resolution,
+        tune_lr,
+        tune_wd,
+    )
+
+
+class Sampler(StrEnum):
+    """Optuna samplers of ``search``."""
+
+    tpe = "tpe"
+    nsga2 = "nsga2"
+    random = "random"
+
+
+class Pruner(StrEnum):
+    """Optuna pruners of a single-objective ``search``."""
+
+    hyperband = "hyperband"
+    median = "median"
+    none = "none"
+
+
+def search(
+    trials: Annotated[int, typer.Option(help="Trained trials of the whole study.")] = 50,
+    study: StudyOpt = "resnext-search",
+    storage: StorageOpt = None,
+    workers: WorkersOpt = 1,
+    flops: SearchFlopsOpt = None,
+    params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
+    template: TemplateOpt = Template.cifar,
+    depths: SearchDepthsOpt = None,
+    widths: SearchWidthsOpt = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
+    tune_lr: Annotated[
+        bool, typer.Option(help="Also search the learning rate (log-uniform).")
+    ] = False,
+    tune_wd: Annotated[
+        bool, typer.Option(help="Also search the weight decay (log-uniform).")
+    ] = False,
+    objectives: Annotated[
+        str,
+        typer.Option(
+            help="error, or error plus flops/params/latency/activations (multi-objective)."
+        ),
+    ] = "error",
+    sampler: Annotated[Sampler, typer.Option(help="Optuna sampler, seeded by --seed.")] = (
+        Sampler.tpe
+    ),
+    pruner: Annotated[
+        Pruner | None,
+        typer.Option(
+            help="hyperband, median or none (default hyperband; none with several objectives).",
+            show_default=False,
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Trainer early stopping after N epochs without progress "
+            "(default 2 with several objectives, else off).",
+            show_default=False,
+        ),
+    ] = None,
+    enqueue: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Measure a preset first (repeatable): its (C, d) on the study's skeleton, "
+            "refused if out of band; or 'family': the closest config per skeleton and C."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = DEFAULT_TRIAL.epochs,
+    dataset: DatasetOpt = DatasetName.synthetic,
+    data_dir: DataDirOpt = None,
+    train_images: Annotated[
+        int | None, typer.Option(help="Training images per trial.")
+    ] = DEFAULT_TRIAL.train_images,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of the training set held out to score trials.")
+    ] = DEFAULT_TRIAL.val_fraction,
+    resolution: Annotated[int | None, typer.Option(help="Resize images to this side.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = DEFAULT_TRIAL.batch_size,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate (unless --tune-lr).")
+    ] = DEFAULT_TRIAL.lr,
+    device: DeviceOpt = "auto",
+    latency: LatencyOpt = True,
+    runs_dir: RunsDirOpt = Path("runs"),
+    save_weights: SaveWeightsOpt = True,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
+    ] = 10,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the design space under a budget with Optuna; re-running the command resumes it.
+
+    Default space: CIFAR template, depths 1-1-1 and 2-2-2, width 32, 8e6 FLOPs ±10%, every C
+    and d: 8 configurations (two cells, 2-2-2 with C=4 or 8, are empty and rejected if
+    proposed), sized for 3-epoch trials of batch 32 on 2,000 synthetic 32x32 images (1,000
+    held out), about a minute each on 2 CPU cores.
+    """
+    from nas import study as nstudy
+    from nas.train import TrainConfig
+    from nas.workers import run_search
+
+    objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
+
+    def settings_for(classes: int, res: int) -> Any:
+        space = search_space(
+            flops, params, tolerance, template, depths, widths, cardinalities,
+            bottleneck_widths, classes, res, tune_lr, tune_wd,
+        )  # fmt: skip
+        return nstudy.SearchSettings(
+            space,
+            study,
+            objs,
+            sampler.value,
+            pruner and pruner.value,
+            seed,
+            tuple(enqueue or ()),
+            latency,
+            runs_dir.resolve() if save_weights else None,
+        )
+
+    if trials < 1 or workers < 1 or heartbeat < 1:
+        raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    if patience is None and len(objs) > 1:
+        patience = 2
+    # The training settings are checked here, before any data loads.
+    train = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        early_stop_patience=patience,
+    )
+    # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
+    # takes, where its classes and resolution are known beforehand.
+    dataset_name = dataset.value
+    if dataset_name in KNOWN_CLASSES:
+        early = settings_for(KNOWN_CLASSES[dataset_name], resolution or 32)
+        nstudy.enqueue_specs(early.space, early.enqueue)
+        if nstudy.check_study(early, storage) >= trials:
+            search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
+            return
+    from nas.data import load_dataset
+
+    data = load_dataset(
+        dataset_name,
+        data_dir=data_dir,
+        train_images=train_images,
+        val_fraction=val_fraction,
+        seed=seed,
+        resolution=resolution,
+    )
+    # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
+    settings = settings_for(data.classes, data.resolution)
+    nstudy.enqueue_specs(settings.space, settings.enqueue)
+    if not quiet and not as_json:
+        out.print(f"study {study!r}: {settings.space.describe()}", highlight=False)
+    progress = None if quiet or as_json else LiveProgress(workers)
+    t0 = time.perf_counter()
+    if progress:
+        progress.start()
+    try:
+        reports = run_search(
+            settings,
+            data,
+            train,
+            trials,
+            storage=storage,
+            workers=workers,
+            heartbeat=heartbeat,
+            progress=progress,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    search_summary(study, storage, reports, time.perf_counter() - t0, as_json)
+
+
+def search_summary(
+    study: str,
+    storage: str | None,
+    reports: list[Any],
+    wall: float,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The study's trials by state and best trial, after a search (``extra`` joins the JSON)."""
+    from nas.records import best_config, study_rows, trial_rows
+    from nas.storage import load
+
+    summary = next(r for r in study_rows(storage) if r["name"] == study)
+    summary["wall_seconds"] = wall
+    summary["workers"] = [dataclasses.asdict(r) for r in reports]
+    summary["best_config"] = best_config(trial_rows(load(study, storage)))
+    summary.update(extra or {})
+    if as_json:
+        print_json(summary)
+        return
+    best = summary["best"]
+    states = ", ".join(f"{k} {v}" for k, v in sorted(summary["trials"].items()))
+    out.print(
+        f"study {study!r}: {states}; best error "
+        + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
+        + f"; see `resnext-nas trials --study {study}`"
+    )
+    if cfg := summary["best_config"]:
+        out.print(
+            f"best config by mean over its trials: {cfg['spec']}, val acc "
+            f"{cfg['mean_accuracy']:.1%} ± {cfg['std_accuracy']:.1%} over "
+            f"{len(cfg['trials'])} trial{'s' * (len(cfg['trials']) != 1)} (the best single "
+            "trial is a maximum over seeds)"
+        )
+
+
+def _fmt_opt(v: Any, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def trials(
+    study: TrialsStudyOpt = "resnext-search",
+    storage: StorageOpt = None,
+    front: Annotated[
+        str | None,
+        typer.Option(
+            help="Mark the (error, X) Pareto front, X = flops, params, latency or "
+            "activations (default: the study's second objective, or flops).",
+            show_default=False,
+        ),
+    ] = None,
+    csv: Annotated[
+        str | None, typer.Option("--csv", help="Also write the rows to this CSV file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a study's trials with their spec, complexity, accuracy and throughput."""
+    from nas.fileio import ensure_parent, write_csv
+    from nas.records import csv_table, trial_rows
+    from nas.storage import load
+
+    if csv:
+        ensure_parent(csv, "--csv")
+    rows = trial_rows(load(study, storage), front)
+    if csv:
+        write_csv(csv, *csv_table(rows))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(
+        title=f"study {study!r}: {len(rows)} trials",
+        caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
+        "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
+        "the n complete trials of the same config (seeds).",
+    )
+    for col in (
+        "#",
+        "state",
+        "spec",
+        "params",
+        "FLOPs",
+        "latency",
+        "val acc",
+        "mean (n)",
+        "epochs",
+        "train img/s",
+        "infer img/s",
+        "",
+        "note",
+    ):
+        table.add_column(
+            col,
+            justify="left" if col in ("state", "spec", "", "note") else "right",
+            no_wrap=col != "note",
+        )
+    for r in rows:
+        table.add_row(
+            str(r["number"]),
+            r["state"],
+            r["spec"] or "",
+            format_count(r["params"]) if r["params"] is not None else "",
+            format_count(r["flops"]) if r["flops"] is not None else "",
+            "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
+            _fmt_opt(r["val_accuracy"], ".1%"),
+            f"{r['spec_mean_accuracy']:.1%} ({r['spec_trials']})" if r["spec_trials"] > 1 else "",
+            str(r["epochs"] or ""),
+            _fmt_opt(r["train_images_per_second"], ".0f"),
+            _fmt_opt(r["inference_images_per_second"], ".0f"),
+            ("◆" if r["pareto"] else "") + ("★" if r["baseline"] else ""),
+            r["note"] or "",
+            style="bold" if r["pareto"] else None,
+        )
+    out.print(table)
+
+
+def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
+    """List the studies of a storage: objectives, trials by state, best trial."""
+    from nas.records import study_rows
+
+    rows = study_rows(storage)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} studies")
+    for col in ("study", "objectives", "directions", "trials", "best error", "best spec"):
+        table.add_column(col)
+    for r in rows:
+        b = r["best"]
+        table.add_row(
+            r["name"],
+            ",".join(r["objectives"] or []),
+            ",".join(r["directions"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(r["trials"].items())),
+            f"{b['error']:.2%} (#{b['number']})" if b else "",
+            (b["spec"] or "") if b else "",
+        )
+    out.print(table)

@@ -1,0 +1,237 @@
+"""Commands over the model family alone: ``budget``, ``show`` and ``presets`` (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+import resnext
+from nas.commands.options import (
+    ALL_CARDINALITIES,
+    BottleneckWidthsOpt,
+    CardinalitiesOpt,
+    ClassesOpt,
+    JsonOpt,
+    ResolutionOpt,
+    Template,
+    TemplateOpt,
+    flat_ints,
+    int_lists,
+    ints,
+    out,
+    print_json,
+)
+from resnext.budget import Budget, generate
+from resnext.complexity import format_count
+
+
+def budget(
+    flops: Annotated[
+        float | None, typer.Option(help="FLOP budget in multiply-adds, e.g. 4.1e9.")
+    ] = None,
+    params: Annotated[float | None, typer.Option(help="Parameter budget, e.g. 25e6.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.05,
+    template: TemplateOpt = Template.imagenet,
+    depths: Annotated[
+        list[str] | None,
+        typer.Option(help="Blocks per stage, e.g. 3,4,6,3; repeat to compare several."),
+    ] = None,
+    widths: Annotated[
+        list[str] | None, typer.Option(help="First-stage output widths, e.g. 128,256.")
+    ] = None,
+    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
+    classes: ClassesOpt = 0,
+    resolution: ResolutionOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every configuration whose FLOPs and/or params lie within the budget band."""
+    bud = Budget(flops, params, tolerance)
+    configs = generate(
+        bud,
+        template.value,
+        int_lists(depths, "--depths"),
+        flat_ints(widths, "--widths") or (256,),
+        ints(cardinalities, "--cardinalities"),
+        ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+        classes,
+        resolution,
+    )
+    if as_json:
+        print_json(
+            {
+                "budget": {**bud.to_dict(), "template": template.value},
+                "configs": [c.to_dict() for c in configs],
+            }
+        )
+        return
+    table = Table(
+        title=f"{len(configs)} {template.value} configurations within {bud.describe()}",
+        caption="★ closest to the budget for its C and depths;  ◆ on the params/FLOPs "
+        "Pareto front.  FLOPs are multiply-adds of conv and fc layers.",
+    )
+    for col in ("C x d", "C·d", "depths", "width", "params", "FLOPs", "off budget", ""):
+        table.add_column(
+            col, justify="left" if col in ("C x d", "depths", "") else "right", no_wrap=True
+        )
+    for c in configs:
+        s, cx = c.spec, c.complexity
+        table.add_row(
+            s.notation,
+            str(s.group_width),
+            "-".join(map(str, s.depths)),
+            str(s.width),
+            format_count(cx.params),
+            format_count(cx.flops),
+            f"{c.deviation:.1%}",
+            ("★" if c.closest else "") + ("◆" if c.pareto else ""),
+            style="bold" if c.closest else None,
+        )
+    out.print(table)
+
+
+def _spec_from_options(
+    name: str | None,
+    template: Template | None,
+    depths: str | None,
+    width: int | None,
+    cardinality: int | None,
+    bottleneck_width: int | None,
+    classes: int | None,
+    resolution: int | None,
+) -> resnext.Spec:
+    """A preset (if named) with the given options overriding its fields, else a spec from them."""
+    fields: dict[str, Any] = {
+        "template": template.value if template else None,
+        "depths": ints(depths, "--depths") if depths else None,
+        "width": width,
+        "cardinality": cardinality,
+        "bottleneck_width": bottleneck_width,
+        "classes": classes,
+        "resolution": resolution,
+    }
+    given = {k: v for k, v in fields.items() if v is not None}
+    if name is None:
+        return resnext.Spec(**given)
+    return replace(resnext.preset(name), **given)
+
+
+NameArg = Annotated[
+    str | None,
+    typer.Argument(help="A preset name (see `resnext-nas presets`).", show_default=False),
+]
+SpecTemplateOpt = Annotated[Template | None, typer.Option(help="Template: imagenet or cifar.")]
+DepthsOpt = Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,4,23,3.")]
+WidthOpt = Annotated[int | None, typer.Option(help="Output width of the first stage (paper: 256).")]
+CardOpt = Annotated[int | None, typer.Option(help="Cardinality C.")]
+DOpt = Annotated[int | None, typer.Option(help="Bottleneck width d of the first stage.")]
+SpecClassesOpt = Annotated[int | None, typer.Option(help="Classes of the fc layer.")]
+SpecResOpt = Annotated[int | None, typer.Option(help="Input side in pixels.")]
+
+
+def show(
+    name: NameArg = None,
+    template: SpecTemplateOpt = None,
+    depths: DepthsOpt = None,
+    width: WidthOpt = None,
+    cardinality: CardOpt = None,
+    bottleneck_width: DOpt = None,
+    classes: SpecClassesOpt = None,
+    resolution: SpecResOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an architecture as a Table 1-style stage table with its exact complexity."""
+    spec = _spec_from_options(
+        name, template, depths, width, cardinality, bottleneck_width, classes, resolution
+    )
+    total = resnext.complexity(spec)
+    parts = dict(resnext.complexity_by_part(spec))
+    if as_json:
+        print_json(
+            {
+                "spec": spec.to_dict(),
+                "complexity": total.to_dict(),
+                "stages": {k: v.to_dict() for k, v in parts.items()},
+            }
+        )
+        return
+    st = resnext.stem(spec)
+    table = Table(
+        title=f"{name or 'custom'}: {spec.describe()} ({spec.template}, "
+        f"{spec.resolution}x{spec.resolution} input, {spec.classes} classes)",
+        caption="FLOPs are multiply-adds of conv and fc layers (Table 1's convention).",
+    )
+    for col in ("stage", "output", "block", "blocks", "params", "FLOPs"):
+        table.add_column(col, justify="right" if col in ("blocks", "params", "FLOPs") else "left")
+    # Table 1 lists conv1 at the conv's output size and the max pool under conv2.
+    table.add_row(
+        "conv1",
+        f"{st.conv_size}x{st.conv_size}",
+        f"{st.kernel}x{st.kernel}, {st.width}, stride {st.stride}",
+        "",
+        format_count(parts["conv1"].params),
+        format_count(parts["conv1"].flops),
+        end_section=True,
+    )
+    for s in resnext.stages(spec):
+        cx = parts[s.name]
+        pool = "3x3 max pool, stride 2\n" if st.pool and s.name == "conv2" else ""
+        shape = (
+            f"{pool}1x1, {s.group_width}\n3x3, {s.group_width}, C={s.cardinality}"
+            f"\n1x1, {s.out_width}"
+        )
+        table.add_row(
+            s.name,
+            f"{s.out_size}x{s.out_size}",
+            shape,
+            f"x{s.blocks}",
+            format_count(cx.params),
+            format_count(cx.flops),
+            end_section=True,
+        )
+    table.add_row(
+        "",
+        "1x1",
+        f"global average pool\n{spec.classes}-d fc, softmax",
+        "",
+        format_count(parts["fc"].params),
+        format_count(parts["fc"].flops),
+    )
+    table.add_row("total", "", "", "", f"{total.params:,}", f"{total.flops:,}", style="bold")
+    out.print(table)
+
+
+def presets(as_json: JsonOpt = False) -> None:
+    """List the named presets with their exact complexity."""
+    rows = []
+    for name in resnext.preset_names():
+        spec = resnext.preset(name)
+        rows.append(
+            {
+                "name": name,
+                "source": resnext.preset_source(name),
+                "spec": spec.to_dict(),
+                "complexity": resnext.complexity(spec).to_dict(),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="ResNeXt presets (FLOPs = multiply-adds of conv and fc layers)")
+    for col in ("name", "template", "C x d", "depths", "params", "FLOPs", "source"):
+        table.add_column(col, justify="right" if col in ("params", "FLOPs") else "left")
+    for r in rows:
+        s, cx = r["spec"], r["complexity"]
+        table.add_row(
+            r["name"],
+            s["template"],
+            f"{s['cardinality']}x{s['bottleneck_width']}d",
+            "-".join(map(str, s["depths"])),
+            format_count(cx["params"]),
+            format_count(cx["flops"]),
+            r["source"],
+        )
+    out.print(table)

@@ -1,0 +1,171 @@
+"""``study list`` and ``study run``: the paper's experiments as ready-made studies."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nas.commands.options import (
+    DataDirOpt,
+    DatasetName,
+    DatasetOpt,
+    DeviceOpt,
+    JsonOpt,
+    LatencyOpt,
+    QuietOpt,
+    RunsDirOpt,
+    SaveWeightsOpt,
+    StorageOpt,
+    WorkersOpt,
+    out,
+    print_json,
+)
+from nas.commands.search import LiveProgress, search_summary
+from nas.schedule import KNOWN_CLASSES
+
+app = typer.Typer(
+    help="The paper's experiments as ready-made studies: list them, run one.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def study_list(as_json: JsonOpt = False) -> None:
+    """List the study definitions: name, citation, trials and what each measures."""
+    import studies
+
+    rows = [d.to_dict() for d in studies.definitions()]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(
+        title=f"{len(rows)} study definitions (`resnext-nas study run NAME`)",
+        caption="trials: (spec, seed) points of a grid, or trained trials of a search, at the "
+        "default --seeds on the built-in dataset.",
+    )
+    for col in ("name", "citation", "trials", "measures"):
+        table.add_column(col, justify="right" if col == "trials" else "left", no_wrap=col == "name")
+    for r in rows:
+        seeds = f" ({r['seeds']} seeds)" if r["seeds"] else ""
+        table.add_row(r["name"], r["citation"], f"{r['trials']}{seeds}", r["measures"])
+    out.print(table)
+
+
+def _unset_option(text: str) -> Any:
+    """An option whose default (None) means "the study definition's value"."""
+    return typer.Option(help=text, show_default=False)
+
+
+def _storage_hint(storage: str | None) -> str:
+    return f" --storage {storage}" if storage else ""
+
+
+@app.command("run")
+def study_run(
+    name: Annotated[str, typer.Argument(help="A study (see `resnext-nas study list`).")],
+    dataset: DatasetOpt = DatasetName.synthetic,
+    data_dir: DataDirOpt = None,
+    storage: StorageOpt = None,
+    study_name: Annotated[
+        str | None, _unset_option("Optuna study name (default: the definition's name).")
+    ] = None,
+    seeds: Annotated[
+        int | None, _unset_option("Seeds per spec of a grid study (default: the definition's).")
+    ] = None,
+    epochs: Annotated[
+        int | None, _unset_option("Epochs per trial (default: the definition's).")
+    ] = None,
+    train_images: Annotated[
+        int | None, _unset_option("Training images per trial (default: the definition's).")
+    ] = None,
+    val_fraction: Annotated[
+        float | None, _unset_option("Share of the training set held out to score trials.")
+    ] = None,
+    resolution: Annotated[
+        int | None, typer.Option(help="Resize images to this side (the specs follow).")
+    ] = None,
+    workers: WorkersOpt = 1,
+    device: DeviceOpt = "auto",
+    latency: LatencyOpt = True,
+    runs_dir: RunsDirOpt = Path("runs"),
+    save_weights: SaveWeightsOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run (or resume) a study definition; re-running trains only what is missing."""
+    import studies
+    from nas.study import check_study
+    from studies.run import with_overrides
+
+    definition = studies.get(name)
+    schedule = with_overrides(definition.schedule, epochs, train_images)
+    if val_fraction is not None:
+        schedule = dataclasses.replace(schedule, val_fraction=val_fraction)
+    dataset = dataset.value
+    if workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers}")
+    definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
+    schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
+    study = study_name or definition.name
+    hint = f"see `resnext-nas dashboard --study {study}{_storage_hint(storage)}`"
+    # As `search`: refuse a bad storage or a finished study before the data load.
+    if dataset in KNOWN_CLASSES:
+        early = definition.settings(study, KNOWN_CLASSES[dataset], resolution or 32)
+        n = definition.n_trials(seeds, KNOWN_CLASSES[dataset], resolution or 32)
+        if check_study(early, storage) >= n:
+            search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
+            if not as_json:
+                out.print(f"nothing left to train; {hint}", soft_wrap=True)
+            return
+    from nas.data import load_dataset
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_images=schedule.train_images,
+        val_fraction=schedule.val_fraction,
+        resolution=resolution,
+    )
+    settings = definition.settings(study, data.classes, data.resolution)
+    if not quiet and not as_json:
+        out.print(
+            f"study {study!r} ({definition.citation}): {settings.space.describe()}; "
+            f"{definition.n_trials(seeds, data.classes, data.resolution)} trials of "
+            f"{schedule.epochs} epochs on {len(data.train_y)} images",
+            highlight=False,
+        )
+    progress = None if quiet or as_json else LiveProgress(workers)
+    if progress:
+        progress.start()
+    try:
+        run = studies.run_study(
+            definition,
+            data,
+            study=study,
+            storage=storage,
+            seeds=seeds,
+            schedule=schedule,
+            workers=workers,
+            device=device,
+            latency=latency,
+            progress=progress,
+            runs_dir=runs_dir.resolve() if save_weights else None,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    extra = {"missing": run.missing, "queued": run.queued, "dashboard": hint}
+    search_summary(study, storage, run.reports, run.wall_seconds, as_json, extra)
+    if not as_json:
+        out.print(hint, soft_wrap=True)
+    if run.missing:
+        sys.stderr.write(
+            f"{len(run.missing)} grid points failed ({', '.join(run.missing)}); run the same "
+            "command again to train them\n"
+        )
+        raise typer.Exit(1)

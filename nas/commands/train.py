@@ -1,0 +1,236 @@
+"""``train``: one spec on a dataset, with the paper's augmentation and SGD (:mod:`nas.train`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import resnext
+from nas.commands.options import DatasetNameOpt, JsonOpt, check_dataset, out, print_json
+from resnext.complexity import format_count
+from resnext.registry import R29
+
+
+def _train_spec_from_options(
+    preset: str | None,
+    template: str | None,
+    depths: str | None,
+    width: int | None,
+    cardinality: int | None,
+    bottleneck_width: int | None,
+    base: resnext.Spec | None = None,
+) -> resnext.Spec:
+    """A preset (or ``base``) with the options given overriding its fields, or a spec from the
+    options alone."""
+    fields: dict[str, Any] = {
+        "template": template,
+        "width": width,
+        "cardinality": cardinality,
+        "bottleneck_width": bottleneck_width,
+    }
+    if depths is not None:
+        try:
+            fields["depths"] = tuple(int(d) for d in depths.split(","))
+        except ValueError:
+            raise ValueError(
+                f"depths must be integers separated by commas, got {depths!r}"
+            ) from None
+    given = {k: v for k, v in fields.items() if v is not None}
+    if preset is not None:
+        base = resnext.preset(preset)
+    if base is not None:
+        return dataclasses.replace(base, **given)
+    if "depths" not in given and given.get("template") == "cifar":
+        given["depths"] = R29  # Sec. 5.3: the CIFAR network has 3 stages of 3 blocks
+    return resnext.Spec(**given)
+
+
+def train_command(
+    ctx: typer.Context,
+    preset: Annotated[
+        str | None, typer.Argument(help="A preset (see `presets`); spec options override it.")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="cifar or imagenet.")] = None,
+    depths: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,4,6,3.")] = None,
+    width: Annotated[int | None, typer.Option(help="Output width of the first stage.")] = None,
+    cardinality: Annotated[int | None, typer.Option(help="C, paths per block.")] = None,
+    bottleneck_width: Annotated[
+        int | None, typer.Option(help="d, the width of one path in the first stage.")
+    ] = None,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="A JSON spec: an export's spec.json, `show --json` output or a bare spec; "
+            "spec options override it.",
+            show_default=False,
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="paper: Sec. 5.3's CIFAR recipe (300 epochs, batch 128, lr 0.1 / 10 at "
+            "epochs 150 and 225, weight decay 5e-4, no warm-up); options given override it.",
+            show_default=False,
+        ),
+    ] = None,
+    classes: Annotated[
+        int | None, typer.Option(help="Load only this many classes of the dataset.")
+    ] = None,
+    dataset: DatasetNameOpt = "synthetic",
+    data_dir: Annotated[Path | None, typer.Option(help="Where datasets are kept.")] = None,
+    train_images: Annotated[
+        int | None, typer.Option(help="Train on this many images (default: all).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
+    schedule: Annotated[str, typer.Option(help="cosine, onecycle or step.")] = "cosine",
+    warmup_epochs: Annotated[
+        float, typer.Option(help="Linear warm-up (cosine and step schedules).")
+    ] = 1.0,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option(help="Weight decay (default: the paper's for the dataset's kind)."),
+    ] = None,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing, 0 for none.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the data split and the training.")] = 0,
+    eval_test: Annotated[
+        bool, typer.Option("--eval-test", help="Also score the final weights on the test split.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default runs/train-<time>); an existing one resumes."),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
+    from nas.train import RECIPES, TrainConfig, recipe_config
+
+    # Every check that needs no data comes first, so that a typo fails at once.
+    base = None
+    if spec_file is not None:
+        from nas.export import load_spec
+
+        if preset is not None:
+            raise ValueError("give a preset or --spec, not both")
+        base = load_spec(spec_file)
+    spec = _train_spec_from_options(
+        preset, template, depths, width, cardinality, bottleneck_width, base
+    )
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
+        "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing,
+        "seed": seed,
+    }
+    if recipe is not None and recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    # A recipe takes the options the command line does not give. (typer vendors click, so its
+    # ParameterSource enum is compared by name.)
+    given = {
+        k: v
+        for k, v in options.items()
+        if recipe is None or ctx.get_parameter_source(k).name != "DEFAULT"
+    }
+    TrainConfig(**given)  # refuses a bad value before the data loads
+    check_dataset(dataset)
+
+    from nas.data import load_dataset
+    from nas.fileio import write_json
+    from nas.train import train
+
+    data = load_dataset(
+        dataset,
+        data_dir=data_dir,
+        train_images=train_images,
+        seed=seed,
+        eval_test=eval_test,
+        classes=classes,
+    )
+    cfg = recipe_config(recipe, data.kind, given)
+    # The data decides what the network must predict and at which size.
+    if base is not None and (spec.classes, spec.resolution) != (data.classes, data.resolution):
+        Console(stderr=True, highlight=False).print(
+            f"note: {spec_file} has {spec.classes} classes at {spec.resolution}x"
+            f"{spec.resolution}; training with the dataset's {data.classes} at "
+            f"{data.resolution}x{data.resolution}",
+            soft_wrap=True,
+        )
+    spec = dataclasses.replace(spec, classes=data.classes, resolution=data.resolution)
+    run_dir = out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = train(
+        spec,
+        data,
+        cfg,
+        checkpoint_dir=run_dir,
+        progress=not (as_json or quiet),
+        eval_test=eval_test,
+    )
+    record = {
+        "spec": spec.to_dict(),
+        "complexity": resnext.complexity(spec).to_dict(),
+        "config": dataclasses.asdict(cfg.resolved(data.kind)),
+        "dataset": {
+            "name": data.name,
+            "kind": data.kind,
+            "classes": data.classes,
+            "resolution": data.resolution,
+            "train_images": len(data.train_y),
+            "val_images": len(data.val_y),
+        },
+        "run_dir": str(run_dir),
+        **result.to_dict(),
+    }
+    write_json(run_dir / "result.json", record)
+    diverged = result.status == "diverged"
+    if as_json:
+        print_json(record)
+    else:
+        _print_train_summary(spec, record)
+    if diverged:
+        raise typer.Exit(1)
+
+
+def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
+    """A rich table of a training result, and what to do if it diverged."""
+    table = Table(title=f"{spec.describe()} on {record['dataset']['name']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    status = record["status"]
+    epochs = len(record["history"])
+    table.add_row("status", status if status != "diverged" else "[red]diverged[/red]")
+    table.add_row("epochs", str(epochs))
+    if epochs:
+        table.add_row(
+            "val accuracy (best)", f"{record['val_accuracy']:.2%} @ epoch {record['best_epoch']}"
+        )
+        table.add_row("val accuracy (final)", f"{record['final_val_accuracy']:.2%}")
+    if record["test_accuracy"] is not None:
+        table.add_row("test accuracy (final)", f"{record['test_accuracy']:.2%}")
+    table.add_row("train images/s", f"{record['images_per_second']:,.0f}")
+    table.add_row("inference images/s", f"{record['inference_images_per_second']:,.0f}")
+    table.add_row(
+        "params / FLOPs",
+        " / ".join(format_count(record["complexity"][k]) for k in ("params", "flops")),
+    )
+    table.add_row("wall time", f"{record['wall_seconds']:.1f} s")
+    table.add_row("result", str(Path(record["run_dir"]) / "result.json"))
+    out.print(table)
+    if status == "diverged":
+        out.print(
+            f"[red]Training diverged:[/red] the loss became NaN or inf in epoch {epochs + 1}; "
+            f"try a lower --lr than {record['config']['lr']:g}."
+        )

@@ -1,0 +1,79 @@
+"""The Pareto dashboard of a study: figures, one self-contained page, a live server, a PNG.
+
+Records are :func:`nas.records.trial_record` dicts, read through :mod:`nas.storage` like every
+other reader's. :mod:`~nas.dashboard.figures` turns records into plotly figures,
+:mod:`~nas.dashboard.page` assembles them into one HTML page, :mod:`~nas.dashboard.server`
+serves it live and :mod:`~nas.dashboard.screenshot` renders it to PNG. The names below are the
+package's public face.
+"""
+
+from __future__ import annotations
+
+from nas.dashboard.figures import (
+    FINISHED,
+    GL_POINTS,
+    GROUPINGS,
+    METRICS,
+    cardinality_figure,
+    edf_figure,
+    edf_groups,
+    equal_complexity_sets,
+    figures,
+    group_key,
+    hover_text,
+    importance_effects,
+    importance_figure,
+    learning_curves_figure,
+    model_size_figure,
+    pareto_figure,
+    spec_errors,
+)
+from nas.dashboard.page import (
+    build_page,
+    dashboard_page,
+    default_out,
+    load_study,
+    param_importances,
+    records_from_study,
+    script_json,
+    study_state,
+    table_rows,
+    write_dashboard,
+)
+from nas.dashboard.screenshot import CHROMIUM, CHROMIUM_FLAGS, screenshot
+from nas.dashboard.server import make_server, serve
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_FLAGS",
+    "FINISHED",
+    "GL_POINTS",
+    "GROUPINGS",
+    "METRICS",
+    "build_page",
+    "script_json",
+    "cardinality_figure",
+    "dashboard_page",
+    "default_out",
+    "edf_figure",
+    "edf_groups",
+    "equal_complexity_sets",
+    "figures",
+    "group_key",
+    "hover_text",
+    "importance_effects",
+    "importance_figure",
+    "learning_curves_figure",
+    "load_study",
+    "make_server",
+    "model_size_figure",
+    "param_importances",
+    "pareto_figure",
+    "records_from_study",
+    "screenshot",
+    "serve",
+    "spec_errors",
+    "study_state",
+    "table_rows",
+    "write_dashboard",
+]

@@ -1,0 +1,216 @@
+"""The dashboard page: a stored study's records and figures in one self-contained HTML file.
+
+plotly.js is inlined, so that the page opens with no network; ``live`` pages poll the server
+(:mod:`nas.dashboard.server`) and reload when the study changes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+from plotly.utils import PlotlyJSONEncoder
+
+from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of
+from nas.fileio import ensure_parent, write_text
+from nas.records import trial_records
+from nas.storage import UnknownStudy, load
+
+
+def param_importances(study: optuna.Study) -> dict[str, float] | None:
+    """PED-ANOVA importances of the params for accuracy; None with too few or constant trials."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    varying = {
+        name
+        for name in {n for t in done for n in t.params}
+        if len({repr(t.params.get(name)) for t in done}) > 1
+    }
+    if len(done) < 2 or not varying:
+        return None
+
+    def error(t: optuna.trial.FrozenTrial) -> float:
+        acc = t.user_attrs.get("val_accuracy")
+        if acc is None and t.values is not None and len(t.values) == 1:
+            return float(t.values[0])
+        return float("nan") if acc is None else 1.0 - float(acc)
+
+    # Optuna 5's default evaluator, PED-ANOVA (no scikit-learn needed), ranks params by how much
+    # they matter for reaching the top quantile of a lower-is-better target: the error.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return optuna.importance.get_param_importances(study, target=error)
+        except (ValueError, RuntimeError):  # e.g. no param shared by every complete trial
+            return None
+
+
+def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
+    """Load a study through :mod:`nas.storage`, turning failures into one-line ValueErrors."""
+    try:
+        return load(study_name, storage)
+    except UnknownStudy as e:
+        have = f"available: {', '.join(e.names)}" if e.names else "it has no studies"
+        raise ValueError(f"no study named {study_name!r} in {e.shown}; {have}") from None
+
+
+def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
+    """One :func:`nas.records.trial_record` per trial (what ``trials --json`` reads too)."""
+    return trial_records(study)
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trial table's rows: display-ready fields of every record."""
+    rows = []
+    for r in records:
+        spec = spec_of(r)
+        rows.append(
+            {
+                "number": r["number"],
+                "state": r["state"],
+                "config": spec.describe() if spec else "",
+                "C": spec.cardinality if spec else None,
+                "d": spec.bottleneck_width if spec else None,
+                "accuracy": r.get("val_accuracy"),
+                "params": r.get("params"),
+                "flops": r.get("flops"),
+                "latency_ms": None if r.get("latency") is None else 1e3 * r["latency"],
+                "epochs": len(r.get("history") or []),
+                "seed": r.get("seed"),
+                "hparams": ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in sorted(r["optuna_params"].items())
+                ),
+            }
+        )
+    return rows
+
+
+def script_json(obj: Any) -> str:
+    """JSON safe inside a <script> element: ``<``, ``>`` and ``&`` become unicode escapes.
+
+    That rules out ``</script>`` and ``<!--`` in the embedded text whatever the data holds.
+    """
+    text = json.dumps(obj, cls=PlotlyJSONEncoder, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _summary(records: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        counts[r["state"]] += 1
+    shown = (*FINISHED, "RUNNING", "WAITING", "rejected", "surplus")
+    parts = [f"{counts[s]} {s.lower()}" for s in shown if counts[s]]
+    return f"{len(records)} trials: " + ", ".join(parts)
+
+
+def _page_template() -> str:
+    return (Path(__file__).with_name("page.html")).read_text(encoding="utf-8")
+
+
+def build_page(
+    records: list[dict[str, Any]],
+    study_name: str,
+    importances: dict[str, float] | None = None,
+    live: bool = False,
+    poll_seconds: float = 5.0,
+    state: dict[str, Any] | None = None,
+) -> str:
+    """One self-contained HTML page (plotly.js inlined) of every figure and the trial table.
+
+    ``live`` makes the page poll ``state.json`` every ``poll_seconds`` and reload when the
+    study's ``state`` (see :func:`study_state`) changes.
+    """
+    records = json_safe(records)  # a NaN loss in a history must not break the page's JSON
+    figs = {name: fig.to_plotly_json() for name, fig in figures(records, importances).items()}
+    # One template for every plot, shipped once (the page sets it on each layout).
+    for fig in figs.values():
+        fig["layout"].pop("template", None)
+    # The three Pareto views share their hover texts: ship them once, keyed by trial number.
+    hover: dict[int, str] = {}
+    for name in (f"pareto-{m}" for m in METRICS):
+        for trace in figs[name]["data"]:
+            if "text" in trace and trace.get("meta", {}).get("role") != "selected":
+                hover.update(zip(trace["customdata"], trace.pop("text"), strict=True))
+    data = {
+        "template": pio.templates["plotly_white"].to_plotly_json(),
+        "figures": figs,
+        "hover": hover,
+        "rows": table_rows(records),
+        "live": live,
+        "poll_ms": int(1000 * poll_seconds),
+        "state": state,
+        "metrics": {m: any(r.get(m) is not None for r in records) for m in METRICS},
+    }
+    fills = {
+        "title": html.escape(f"resnext-nas · {study_name}"),
+        "study": html.escape(study_name),
+        "summary": html.escape(_summary(records)),
+        "plotlyjs": get_plotlyjs(),
+        "data": script_json(data),
+    }
+    # One pass over the template, so that no filled-in text is searched for placeholders again.
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], _page_template())
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities (not JSON) as None; the object itself when it has none."""
+    try:
+        json.dumps(obj, allow_nan=False)
+        return obj
+    except ValueError:
+        return _finite(obj)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def study_state(study: optuna.Study) -> dict[str, Any]:
+    """What changes when a trial is added or finishes: counts by state, last completion time."""
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = defaultdict(int)
+    for t in trials:
+        counts[t.state.name] += 1
+    last = max((t.datetime_complete for t in trials if t.datetime_complete), default=None)
+    return {
+        "trials": len(trials),
+        "states": dict(sorted(counts.items())),
+        "last": last and last.isoformat(),
+    }
+
+
+def dashboard_page(study_name: str, storage: str | None = None) -> str:
+    """The page of a stored study; ValueError when it is unknown, unreachable or still empty."""
+    study = load_study(study_name, storage)
+    records = records_from_study(study)
+    if not any(r["state"] in FINISHED for r in records):
+        raise ValueError(f"study {study_name} has no finished trials yet")
+    return build_page(records, study_name, param_importances(study))
+
+
+def default_out(study_name: str) -> Path:
+    """``dashboard-<study>.html`` in the working directory, the name made safe for a file."""
+    return Path(f"dashboard-{re.sub(r'[^A-Za-z0-9_.-]', '_', study_name)}.html")
+
+
+def write_dashboard(study_name: str, storage: str | None, out: Path) -> Path:
+    """Write the page of a stored study to ``out`` (atomically) and return the path."""
+    ensure_parent(out)
+    page = dashboard_page(study_name, storage)
+    write_text(out, page)
+    return out

@@ -1,0 +1,294 @@
+"""The objective of a search: train one in-band spec per trial and store what it measured.
+
+A trial first claims its place in the study-wide count (a trial asked for after the count was
+reached is ``surplus``), draws its spec and hyper-parameters, picks its seed, measures latency,
+trains with the search's :class:`~nas.train.TrainConfig`, and stores everything as user
+attributes (:func:`nas.records.trial_record` reads them back).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.data import Dataset
+from nas.records import config_key, counts, kind, notation
+from nas.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
+from nas.study import ENQUEUED, Progress, grid_key, run_folder
+from resnext.complexity import complexity
+from resnext.spec import Spec
+
+if TYPE_CHECKING:
+    from nas.train import TrainConfig
+
+WEIGHTS = "weights.pt"  # a trial's final weights, in its run folder
+_WEIGHTS_FORMAT = 1
+
+
+class Surplus(optuna.TrialPruned):
+    """The study-wide count was reached while this trial was being asked for."""
+
+
+@dataclass
+class Objective:
+    """Train one in-band spec per trial and return its validation error (and other objectives).
+
+    Stores as user attributes: ``spec``, ``flops``, ``params``, ``activations``, ``latency``,
+    ``curve`` (one dict per epoch), ``val_accuracy``, ``images_per_second``,
+    ``inference_images_per_second``, ``train_seconds``, ``wall_seconds``, ``status``; with
+    ``runs_dir``, once a trial trained an epoch (completed, pruned or stopped early, not
+    diverged): ``weights`` (absolute path of its final weights), ``host`` (where they are) and
+    ``final_val_accuracy`` (of those weights; ``val_accuracy`` is the best epoch's).
+    """
+
+    space: SearchSpace | SpecGrid
+    data: Dataset
+    train: TrainConfig
+    objectives: tuple[str, ...]
+    n_trials: int
+    latency: bool = True
+    worker: int = 0
+    progress: Progress | None = None
+    runs_dir: str | Path | None = None
+    best_error: float = math.inf
+    train_seconds: float = 0.0  # spent inside train() by this worker, for the overhead figure
+    latency_seconds: float = 0.0
+    _warm: bool = False  # whether this process has run a forward pass yet
+    current: int | None = None  # number of the trial being run, for an interrupt's retry
+
+    def _claim(self, trial: optuna.Trial) -> list[FrozenTrial]:
+        """Give the trial up (as surplus) if the study-wide count is already claimed.
+
+        Returns the study's trials as read for the check.
+        """
+        ts = trial.study.get_trials(deepcopy=False)
+        mine = next(t for t in ts if t.number == trial.number)
+
+        def key(t: FrozenTrial) -> tuple:
+            return (t.datetime_start or mine.datetime_start, t.number)
+
+        done = sum(counts(t) for t in ts)
+        ahead = sum(
+            t.state == TrialState.RUNNING and key(t) <= key(mine) and kind(t) == "RUNNING"
+            for t in ts
+        )
+        if done + ahead > self.n_trials:
+            fixed = mine.user_attrs.get(ENQUEUED)
+            if fixed:  # an enqueued trial: put it back for a later run
+                attrs = {k: v for k, v in trial.user_attrs.items() if k != "surplus"}
+                trial.study.enqueue_trial(fixed, user_attrs=attrs)
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"{self.n_trials} trials are already done or running")
+        return ts
+
+    def _claim_grid_point(self, trial: optuna.Trial, ts: list[FrozenTrial]) -> None:
+        """In a grid study, train only enqueued grid points, each (spec, seed) once.
+
+        A trial the sampler made up, or a second copy of a point that another trial trained or
+        runs with a lower number (two `study run` started at once both queue the missing
+        points), is given up as surplus.
+        """
+        mine = next(t for t in ts if t.number == trial.number)
+        dup = [
+            t.number
+            for t in ts
+            if t.number != mine.number
+            and grid_key(t) == grid_key(mine)
+            and (counts(t) or (t.state == TrialState.RUNNING and t.number < mine.number))
+        ]
+        if ENQUEUED not in mine.user_attrs or "seed" not in mine.user_attrs or dup:
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"trial #{dup[0]} has this grid point" if dup else "not a grid point")
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        self.current = trial.number
+        try:
+            trials = self._claim(trial)
+            if isinstance(self.space, SpecGrid):
+                self._claim_grid_point(trial, trials)
+            try:
+                spec = suggest_spec(trial, self.space)
+            except OutOfBudget as e:
+                trial.set_user_attr("rejected", str(e))
+                raise
+            hparams = suggest_hparams(trial, self.space)
+            return self._train(trial, trials, spec, hparams)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            # Optuna records only the state; keep the reason with the trial.
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+
+    def _train(
+        self,
+        trial: optuna.Trial,
+        trials: list[FrozenTrial],
+        spec: Spec,
+        hparams: dict[str, float],
+    ) -> float | list[float]:
+        from nas.train import measure_latency, train
+
+        t0 = time.perf_counter()
+        cx = complexity(spec).to_dict()
+        cfg = replace(self.train, **hparams)
+        seed = _seed(trial.user_attrs, trials, trial.number, spec, hparams, cfg.seed)
+        cfg = replace(cfg, seed=seed["seed"])
+        attrs: dict[str, Any] = {"spec": spec.to_dict(), **cx, **seed}
+        if hparams:
+            attrs["hparams"] = hparams
+        metrics: dict[str, float] = dict(cx)
+        if self.latency:
+            t = time.perf_counter()
+            if not self._warm:
+                # The first forward passes of a process pay for thread pools and allocator
+                # caches (about 15x the steady latency on a CPU): run them on a throwaway call.
+                measure_latency(spec, device=cfg.device, repeats=1)
+                self._warm = True
+            metrics["latency"] = measure_latency(spec, device=cfg.device, repeats=10)
+            self.latency_seconds += time.perf_counter() - t
+            attrs["latency"] = metrics["latency"]
+        set_user_attrs(trial, attrs)
+        single = len(self.objectives) == 1
+        baseline = trial.user_attrs.get("baseline")
+        curve: list[dict[str, float]] = []
+
+        def on_epoch(st: Any) -> None:
+            curve.append(
+                {
+                    "epoch": st.epoch,
+                    "train_loss": st.train_loss,
+                    "val_loss": st.val_loss,
+                    "val_accuracy": st.val_accuracy,
+                    "seconds": st.epoch_seconds,
+                }
+            )
+            trial.set_user_attr("curve", curve)
+            best = min(self.best_error, 1 - max(c["val_accuracy"] for c in curve))
+            if self.progress:
+                self.progress(
+                    self.worker,
+                    {
+                        "trial": trial.number,
+                        "spec": notation(spec),
+                        "epoch": st.epoch,
+                        "epochs": cfg.epochs,
+                        "val_accuracy": st.val_accuracy,
+                        "best_error": best,
+                    },
+                )
+            if single:
+                # Pruners compare reported values in the study's direction: report the error.
+                trial.report(1 - st.val_accuracy, st.epoch)
+                # After the last epoch there is nothing left to save: no pruner call.
+                if not baseline and st.epoch < cfg.epochs and trial.should_prune():
+                    set_user_attrs(
+                        trial, {"status": "pruned", "wall_seconds": time.perf_counter() - t0}
+                    )
+                    raise optuna.TrialPruned(f"pruned after epoch {st.epoch}")
+
+        on_end = None
+        if self.runs_dir is not None:
+            folder = run_folder(self.runs_dir, trial.study.study_name, trial.number)
+            on_end = partial(_save_weights, trial, folder, spec, curve)
+        t = time.perf_counter()
+        try:
+            result = train(spec, self.data, cfg, callback=on_epoch, on_end=on_end)
+        finally:
+            self.train_seconds += time.perf_counter() - t
+        error = 1 - result.val_accuracy
+        self.best_error = min(self.best_error, error)
+        set_user_attrs(
+            trial,
+            {
+                "status": result.status,
+                "val_accuracy": result.val_accuracy,
+                "best_epoch": result.best_epoch,
+                "images_per_second": result.images_per_second,
+                "inference_images_per_second": result.inference_images_per_second,
+                "train_seconds": result.wall_seconds,
+                "wall_seconds": time.perf_counter() - t0,
+            },
+        )
+        metrics["error"] = error
+        values = [float(metrics[o]) for o in self.objectives]
+        return values[0] if single else values
+
+
+def _seed(
+    given: dict[str, Any],
+    trials: list[FrozenTrial],
+    number: int,
+    spec: Spec,
+    hparams: dict[str, float],
+    base: int,
+) -> dict[str, int]:
+    """The training seed of trial ``number`` as attributes: ``seed``, and ``repeat`` if any.
+
+    A seed given with the trial (``given``: an enqueued seed of a study definition) is kept.
+    Otherwise a config and hyper-parameters the study has already trained or is training get the
+    next free seed, so that a repeat proposed by the sampler measures seed noise instead of
+    replaying the same run to the same number.
+    """
+    if given.get("seed") is not None:
+        return {"seed": int(given["seed"])}
+    me = config_key(spec, hparams)
+    seeds = {
+        t.user_attrs.get("seed", base)
+        for t in trials
+        if t.number != number
+        and (counts(t) or t.state == TrialState.RUNNING)
+        and "spec" in t.user_attrs
+        and config_key(t.user_attrs["spec"], t.user_attrs.get("hparams")) == me
+    }
+    seed = base
+    while seed in seeds:
+        seed += 1
+    return {"seed": seed, "repeat": len(seeds)} if seeds else {"seed": seed}
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Set several user attributes of a running trial, through Optuna's public API.
+
+    One transaction per attribute: fifteen take about 25 ms on SQLite (WAL), noise beside
+    trials of 10-60 s (benchmarks/bench_attrs.py measures it against one batched transaction).
+    """
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
+
+
+def _save_weights(
+    trial: optuna.Trial,
+    folder: Path,
+    spec: Spec,
+    curve: list[dict[str, float]],
+    weights: dict[str, Any],
+) -> None:
+    """Write a trial's final weights atomically into ``folder``; record where, and their accuracy.
+
+    The last entry of ``curve`` is the epoch that ended with these weights.
+    """
+    import torch
+
+    from nas.fileio import write_atomic
+
+    path = folder.resolve() / WEIGHTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": _WEIGHTS_FORMAT, "spec": spec.to_dict(), **weights}
+    write_atomic(path, lambda f: torch.save(state, f))
+    set_user_attrs(
+        trial,
+        {
+            "weights": str(path),
+            "host": socket.gethostname(),
+            "final_val_accuracy": curve[-1]["val_accuracy"],
+        },
+    )

@@ -1,0 +1,272 @@
+"""One record per trial: what ``trials --json``, the dashboard and ``export`` read.
+
+:func:`trial_record` is the one reader of a trial's state, attributes and values; a new trial
+attribute is added here once. Trial states as shown to people (see :mod:`nas.study`):
+``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``, and ``rejected`` or ``surplus`` for
+trials that Optuna records as pruned but that never trained.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.space import depths_key
+from nas.storage import load, open_storage, quiet_optuna
+from resnext.budget import pareto_mask
+from resnext.complexity import complexity
+from resnext.spec import Spec
+
+ATTR = "resnext_nas"  # the study user attribute holding the space and objectives
+FRONT_METRICS = ("flops", "params", "latency", "activations")
+COUNTED = ("flops", "params", "activations")  # counted from the spec when not stored
+
+
+def spec_key(spec: dict[str, Any] | Spec) -> tuple:
+    """A hashable key of a spec, the same for a :class:`Spec`, its dict and its JSON round trip."""
+    d = spec.to_dict() if isinstance(spec, Spec) else spec
+    return tuple((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in sorted(d.items()))
+
+
+def config_key(spec: dict[str, Any] | Spec, hparams: dict[str, Any] | None) -> tuple:
+    """The identity of a trained config: its spec and its tuned hyper-parameters."""
+    return (spec_key(spec), tuple(sorted((hparams or {}).items())))
+
+
+def notation(spec: Spec) -> str:
+    """The paper's notation with the skeleton, e.g. ``8x14d 3-4-6-3 w256``."""
+    return f"{spec.notation} {depths_key(spec.depths)} w{spec.width}"
+
+
+def kind(t: FrozenTrial) -> str:
+    """The state shown to people (see the module docstring)."""
+    if "surplus" in t.user_attrs:
+        return "surplus"
+    if "rejected" in t.user_attrs:
+        return "rejected"
+    return t.state.name
+
+
+def counts(t: FrozenTrial) -> bool:
+    """Whether a finished trial counts towards ``--trials``: trained, completely or pruned."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) and kind(t) == t.state.name
+
+
+def retried_from(t: FrozenTrial) -> int | None:
+    """The number of the trial that ``t`` retries (a heartbeat or interrupt retry), if any."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" since Optuna 2.8
+        return optuna.storages.RetryFailedTrialCallback.retried_trial_number(t)
+
+
+def objectives_of(study: optuna.Study) -> list[str]:
+    """The study's objectives as ``search`` named them (``["error"]`` for a foreign study)."""
+    return study.user_attrs.get(ATTR, {}).get("objectives", ["error"])
+
+
+def _note(t: FrozenTrial) -> str | None:
+    a = t.user_attrs
+    if a.get("rejected") or a.get("error"):
+        return a.get("rejected") or a.get("error")
+    retried = retried_from(t)
+    if retried is not None:
+        return f"retry of #{retried}"
+    if t.state == TrialState.FAIL:
+        return "worker lost (heartbeat)"
+    if a.get("repeat"):
+        return f"repeat {a['repeat']} (seed {a.get('seed')})"
+    return None
+
+
+def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
+    """One JSON-ready dict of a trial: identity, spec, complexity, accuracy, speed, history.
+
+    ``val_accuracy`` is the ``val_accuracy`` attribute (the best epoch's), else ``1 - value`` of
+    a single-objective study (the objective is the error), else the best of the history (a pruned
+    trial's best so far). FLOPs, params and activations missing from the attributes are counted
+    from the spec. ``hparams`` are the tuned hyper-parameters the trial trained with;
+    ``optuna_params`` are all its Optuna parameters, architecture included.
+    """
+    a = t.user_attrs
+    # The search stores the per-epoch curve as "curve"; "history" is accepted too.
+    history = list(a.get("curve") or a.get("history") or [])
+    acc = a.get("val_accuracy")
+    if acc is None and t.values is not None and len(t.values) == 1:
+        acc = 1.0 - t.values[0]
+    if acc is None:
+        seen = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
+        acc = max(seen) if seen else None
+    spec = a.get("spec")
+    counted = {k: a.get(k) for k in COUNTED}
+    if spec is not None and None in counted.values():
+        counted = {
+            **complexity(Spec.from_dict(spec)).to_dict(),
+            **{k: v for k, v in counted.items() if v is not None},
+        }
+    return {
+        "number": t.number,
+        "state": kind(t),
+        "spec": spec,
+        "notation": notation(Spec.from_dict(spec)) if spec else None,
+        **counted,
+        "latency": a.get("latency"),
+        "val_accuracy": acc,
+        "final_val_accuracy": a.get("final_val_accuracy"),  # of the saved final weights
+        "error": None if acc is None else 1 - acc,
+        "values": t.values,
+        "history": history,
+        "epochs": len(history),
+        "train_images_per_second": a.get("images_per_second", a.get("train_images_per_second")),
+        "inference_images_per_second": a.get("inference_images_per_second"),
+        "wall_seconds": a.get("wall_seconds"),
+        "status": a.get("status"),
+        "baseline": a.get("baseline"),
+        "hparams": a.get("hparams", {}),
+        "optuna_params": dict(t.params),
+        "seed": a.get("seed"),
+        "repeat": a.get("repeat"),
+        "weights": a.get("weights"),
+        "host": a.get("host"),
+        "note": _note(t),
+        "study": study_name,
+    }
+
+
+def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """:func:`trial_record` of every trial of the study, in order."""
+    return [trial_record(t, study.study_name) for t in study.get_trials(deepcopy=False)]
+
+
+def mark_front(records: list[dict[str, Any]], front: str) -> None:
+    """Set ``pareto`` on each record: on the (error, ``front``) front of the complete trials."""
+    if front not in FRONT_METRICS:
+        raise ValueError(f"--front takes one of {', '.join(FRONT_METRICS)}, got {front!r}")
+    for r in records:
+        r["pareto"] = False
+    done = [r for r in records if r["state"] == "COMPLETE" and r[front] is not None]
+    if done:
+        mask = pareto_mask(
+            np.array([r[front] for r in done], dtype=float),
+            np.array([r["error"] for r in done], dtype=float),
+        )
+        for r, m in zip(done, mask, strict=True):
+            r["pareto"] = bool(m)
+
+
+def _by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Records with an accuracy grouped by spec and hyper-parameters (repeats and seeds)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["spec"] is not None and r["val_accuracy"] is not None:
+            groups.setdefault(config_key(r["spec"], r["hparams"]), []).append(r)
+    return groups
+
+
+def mark_config_means(records: list[dict[str, Any]]) -> None:
+    """Set ``spec_trials`` and ``spec_mean_accuracy``: the complete trials of the same config."""
+    for r in records:
+        r["spec_trials"], r["spec_mean_accuracy"] = 0, None
+    for group in _by_config(r for r in records if r["state"] == "COMPLETE").values():
+        mean = sum(r["val_accuracy"] for r in group) / len(group)
+        for r in group:
+            r["spec_trials"], r["spec_mean_accuracy"] = len(group), mean
+
+
+def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, Any]]:
+    """The records of ``trials``: each with ``pareto`` on the (error, ``front``) front and its
+    config's mean accuracy; ``spec`` is the notation there and ``spec_dict`` the spec.
+
+    ``front`` defaults to the study's second objective, or FLOPs for a single-objective study.
+    """
+    objectives = objectives_of(study)
+    front = front or (objectives[1] if len(objectives) > 1 else "flops")
+    rows = trial_records(study)
+    mark_front(rows, front)
+    mark_config_means(rows)
+    # The `trials --json` contract: the notation under "spec", the dict under "spec_dict".
+    return [{**r, "spec": r["notation"], "spec_dict": r["spec"]} for r in rows]
+
+
+def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The config with the best mean accuracy over its complete trials, if any has several.
+
+    A sampler that returns to a config trains it with the next seed; the best single trial is
+    then a maximum over seeds, biased upwards, and the mean is the fairer pick.
+    """
+    records = [{**r, "spec": r.get("spec_dict", r["spec"])} for r in rows]
+    groups = _by_config(r for r in records if r["state"] == "COMPLETE")
+    if not any(len(g) > 1 for g in groups.values()):
+        return None
+    g = max(groups.values(), key=lambda g: sum(r["val_accuracy"] for r in g) / len(g))
+    accs = [r["val_accuracy"] for r in g]
+    return {
+        "spec": g[0]["notation"],
+        "hparams": g[0]["hparams"],
+        "trials": [r["number"] for r in g],
+        "mean_accuracy": sum(accs) / len(accs),
+        "std_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+    }
+
+
+def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
+    """One JSON-ready dict per study of the storage: name, directions, trials by state, best."""
+    quiet_optuna()
+    st = open_storage(storage, must_exist=True)
+    rows = []
+    for s in st.get_all_studies():
+        trials = st.get_all_trials(st.get_study_id_from_name(s.study_name), deepcopy=False)
+        by_state: dict[str, int] = {}
+        for t in trials:
+            by_state[kind(t)] = by_state.get(kind(t), 0) + 1
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        best = min(done, key=lambda t: t.values[0]) if done else None
+        rows.append(
+            {
+                "name": s.study_name,
+                "objectives": s.user_attrs.get(ATTR, {}).get("objectives"),
+                "directions": [d.name.lower() for d in s.directions],
+                "trials": by_state,
+                "best": None
+                if best is None
+                else {
+                    "number": best.number,
+                    "error": best.values[0],
+                    "spec": notation(Spec.from_dict(best.user_attrs["spec"]))
+                    if "spec" in best.user_attrs
+                    else None,
+                },
+            }
+        )
+    return rows
+
+
+def load_records(name: str, storage: str | None = None) -> list[dict[str, Any]]:
+    """The records of an existing study (see :func:`nas.storage.load`)."""
+    return trial_records(load(name, storage))
+
+
+# Columns of `trials --csv`: the scalar fields of trial_rows, the spec's fields spelt out.
+_NOT_CSV = ("spec_dict", "values", "hparams", "optuna_params", "history")
+SPEC_COLUMNS = ("cardinality", "bottleneck_width", "depths", "width")
+
+
+def csv_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of :func:`trial_rows` as a CSV table: scalars only, with the spec's
+    cardinality, bottleneck width, depths (``3-4-6-3``) and width as columns of their own."""
+    if not rows:
+        return [], []
+    cols = [k for k in rows[0] if k not in _NOT_CSV]
+    cols[cols.index("spec") + 1 : cols.index("spec") + 1] = list(SPEC_COLUMNS)
+    table = []
+    for r in rows:
+        spec = r["spec_dict"] or {}
+        fields = {k: spec.get(k) for k in SPEC_COLUMNS}
+        if spec:
+            fields["depths"] = depths_key(tuple(spec["depths"]))
+        table.append({**r, **fields})
+    return cols, table

@@ -1,0 +1,155 @@
+"""Where studies live: storage URLs, opening an Optuna RDB storage, loading a study.
+
+One study lives in one Optuna storage: a SQLite file by default, any Optuna RDB URL otherwise
+(PostgreSQL for several machines). Every reader and writer (search, ``trials``, the dashboard,
+``export``) opens storage here, so that each gets the same SQLite set-up: write-ahead log,
+``BEGIN IMMEDIATE`` transactions and a lock timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+DEFAULT_STORAGE = "sqlite:///resnext-nas.db"
+STORAGE_ENV = "RESNEXT_NAS_STORAGE"
+# Heartbeat: a running trial writes a beat every HEARTBEAT seconds; one silent for
+# GRACE_BEATS beats is failed by the next worker that asks for a trial, and queued again.
+HEARTBEAT = 10
+GRACE_BEATS = 3
+MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills the worker)
+SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
+
+
+class UnknownStudy(ValueError):
+    """The storage has no study of that name; ``names`` lists the ones it has."""
+
+    def __init__(self, name: str, shown: str, names: list[str]) -> None:
+        self.name, self.shown, self.names = name, shown, names
+        have = ", ".join(names) if names else "none"
+        super().__init__(f"no study {name!r} in {shown} (studies there: {have})")
+
+
+def storage_url(url: str | None = None) -> str:
+    """``url``, else ``$RESNEXT_NAS_STORAGE``, else a SQLite file in the working directory."""
+    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other backends and in-memory databases)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1].split("?")[0] if ":///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def quiet_optuna() -> None:
+    """Optuna logs warnings only; a failed trial's traceback is kept in its "error" attribute."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The log would break the progress lines.
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+def _serialise_sqlite_writes(engine: Any) -> None:
+    """Begin every SQLite transaction with BEGIN IMMEDIATE.
+
+    pysqlite's deferred transactions take the write lock only at the first write; when two
+    processes both read first, the later upgrade fails at once with "database is locked" instead
+    of waiting (SQLite's busy handler cannot resolve that deadlock). Taking the lock up front
+    makes every contender wait in the busy handler, for up to SQLITE_TIMEOUT seconds.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" below open it
+        # Write-ahead log: readers (``trials``, heartbeats' checks) do not block the writer,
+        # and a commit appends instead of rewriting pages. synchronous=NORMAL syncs at
+        # checkpoints, not every commit: a power cut may lose the last commits, never the file.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections were opened before the listeners
+
+
+def open_storage(
+    url: str | None = None, *, heartbeat: int = HEARTBEAT, must_exist: bool = False
+) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage with heartbeats; ValueError naming the URL if it cannot be used."""
+    import sqlalchemy.exc
+
+    url = storage_url(url)
+    path = sqlite_path(url)
+    if must_exist and path is not None and not path.is_file():
+        # SQLite would create a missing file: refuse instead.
+        raise ValueError(
+            f"no study database at {path}: the file does not exist (storage {url}); "
+            "run `resnext-nas search`"
+        )
+    if path is not None and not path.parent.is_dir():
+        raise ValueError(f"cannot open storage {url}: folder {path.parent} does not exist")
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+    elif url.startswith("postgresql"):
+        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats are "experimental" since Optuna 2.9
+        try:
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=heartbeat * GRACE_BEATS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRY
+                ),
+            )
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
+    if url.startswith("sqlite"):
+        _serialise_sqlite_writes(storage.engine)
+    return storage
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of the storage's studies, oldest first."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load(name: str, storage: str | optuna.storages.RDBStorage | None = None) -> optuna.Study:
+    """An existing study; :class:`UnknownStudy` listing the storage's studies if there is none.
+
+    ``storage`` is a URL (None: :func:`storage_url`'s default), or a storage opened here.
+    """
+    quiet_optuna()
+    if isinstance(storage, optuna.storages.RDBStorage):
+        st, shown = storage, redact(str(storage.engine.url))
+    else:
+        st, shown = open_storage(storage, must_exist=True), redact(storage_url(storage))
+    names = study_names(st)
+    if name not in names:
+        raise UnknownStudy(name, shown, names)
+    return optuna.load_study(study_name=name, storage=st)

@@ -1,0 +1,291 @@
+"""The worker pool of a search: local processes taking trials until the study has enough.
+
+Each worker takes trials until the *study-wide* number of trained trials is reached, counted from
+the storage and not per process. Heartbeats mark a killed worker's trial failed and queue it
+again, so a crash loses at most the trials that were running.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.data import Dataset
+from nas.objective import Objective
+from nas.records import counts, kind
+from nas.space import SpecGrid
+from nas.storage import HEARTBEAT, MAX_RETRY, open_storage, quiet_optuna, storage_url
+from nas.study import Progress, SearchSettings, create_or_load, prepare
+
+if TYPE_CHECKING:
+    from nas.train import TrainConfig
+
+MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did, for the summary line and the overhead benchmark."""
+
+    worker: int
+    trials: int = 0  # trained here (complete or pruned)
+    wall_seconds: float = 0.0
+    train_seconds: float = 0.0
+    latency_seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def run_worker(
+    settings: SearchSettings,
+    data: Dataset,
+    train: TrainConfig,
+    n_trials: int,
+    *,
+    storage: str | optuna.storages.RDBStorage | None = None,
+    worker: int = 0,
+    heartbeat: int = HEARTBEAT,
+    progress: Progress | None = None,
+    poll: float = 1.0,
+    shared: bool = True,
+) -> WorkerReport:
+    """Take trials of the study until ``n_trials`` trials of the whole study are trained.
+
+    ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
+    other worker takes trials of the study at the same time (see :func:`_sampler`).
+    """
+    quiet_optuna()
+    t0 = time.perf_counter()
+    if isinstance(storage, optuna.storages.RDBStorage):
+        st = storage
+    else:
+        st = open_storage(storage, heartbeat=heartbeat)
+    epochs = train.epochs
+    study = create_or_load(
+        st, settings, n_trials=n_trials, epochs=epochs, worker=worker, shared=shared
+    )
+    objective = Objective(
+        settings.space,
+        data,
+        train,
+        settings.objectives,
+        n_trials,
+        latency=settings.latency,
+        worker=worker,
+        progress=progress,
+        runs_dir=settings.runs_dir,
+    )
+    report = WorkerReport(worker)
+    grid = isinstance(settings.space, SpecGrid)  # only enqueued points are trained
+    failures = 0
+    ran: list[FrozenTrial] = []  # the trial this process just ran, from optimize's callback
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if counts(t)]
+        errors = [t.values[0] for t in done if t.state == TrialState.COMPLETE and t.values]
+        objective.best_error = min([objective.best_error, *errors])
+        if len(done) >= n_trials:
+            break
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if len(done) + running >= n_trials or (grid and running and not _waiting(trials)):
+            # Wait for the others: a running trial that goes stale comes back as a retry.
+            time.sleep(poll)
+            continue
+        if grid and not _waiting(trials):
+            break  # the grid points left failed; `enqueue_grid` queues them on the next run
+        try:
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(Exception,),
+                gc_after_trial=False,
+                callbacks=[lambda _study, t: ran.append(t)],  # noqa: B023 (called at once)
+            )
+        except KeyboardInterrupt:
+            requeue_interrupted(study, objective.current)
+            raise
+        last = ran[-1]
+        state = kind(last)
+        report.statuses[state] = report.statuses.get(state, 0) + 1
+        if counts(last):
+            report.trials += 1
+        if last.state == TrialState.FAIL:
+            failures += 1
+            if failures >= MAX_FAILURES:
+                msg = last.user_attrs.get("error", "unknown error")
+                if msg.startswith("ValueError: "):
+                    raise ValueError(msg.removeprefix("ValueError: "))
+                raise RuntimeError(f"{failures} trials in a row failed; the last with {msg}")
+        else:
+            failures = 0
+    report.wall_seconds = time.perf_counter() - t0
+    report.train_seconds = objective.train_seconds
+    report.latency_seconds = objective.latency_seconds
+    return report
+
+
+def _waiting(trials: list[FrozenTrial]) -> bool:
+    return any(t.state == TrialState.WAITING for t in trials)
+
+
+def requeue_interrupted(study: optuna.Study, number: int | None) -> None:
+    """Queue again the trial an interrupt (Ctrl-C) stopped, as a killed worker's trial is.
+
+    Optuna marks the interrupted trial failed; the retry, like a heartbeat retry, keeps its
+    parameters and attributes (its seed included) and notes ``retry of #N``, so re-running the
+    command trains it first.
+    """
+    if number is None:
+        return
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state != TrialState.FAIL or counts(trial):
+        return
+    if "rejected" in trial.user_attrs or "surplus" in trial.user_attrs:
+        return
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
+
+
+def _worker_main(
+    settings: SearchSettings,
+    data: Dataset,
+    train: TrainConfig,
+    n_trials: int,
+    storage: str,
+    worker: int,
+    heartbeat: int,
+    cores: list[int] | None,
+    gpu: int | None,
+    events: Any,
+) -> None:
+    """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``events``."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if cores and hasattr(os, "sched_setaffinity"):
+        # The trainer uses as many threads as the process has cores.
+        os.sched_setaffinity(0, cores)
+    try:
+        report = run_worker(
+            settings,
+            data,
+            train,
+            n_trials,
+            storage=storage,
+            worker=worker,
+            heartbeat=heartbeat,
+            progress=lambda w, ev: events.put(("progress", w, ev)),
+        )
+        events.put(("done", worker, report))
+    except ValueError as e:
+        events.put(("error", worker, str(e)))
+    except BaseException as e:
+        events.put(("crash", worker, f"{type(e).__name__}: {e}"))
+        raise
+
+
+def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
+    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
+    gpus = 0
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except Exception:
+        gpus = 0
+    if gpus:
+        return [(None, i % gpus) for i in range(workers)]
+    cores = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
+    per = max(1, len(cores) // workers)
+    return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
+
+
+def run_search(
+    settings: SearchSettings,
+    data: Dataset,
+    train: TrainConfig,
+    n_trials: int,
+    *,
+    storage: str | None = None,
+    workers: int = 1,
+    heartbeat: int = HEARTBEAT,
+    progress: Progress | None = None,
+) -> list[WorkerReport]:
+    """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``."""
+    if n_trials < 1:
+        raise ValueError(f"--trials must be a positive integer, got {n_trials}")
+    if workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers}")
+    url = storage_url(storage)
+    epochs = train.epochs
+    st = open_storage(url, heartbeat=heartbeat)
+    prepare(settings, storage=st, n_trials=n_trials, epochs=epochs)
+    if workers == 1:
+        # Another machine may share a server's study; a SQLite file is this machine's alone.
+        return [
+            run_worker(
+                settings,
+                data,
+                train,
+                n_trials,
+                storage=st,
+                heartbeat=heartbeat,
+                progress=progress,
+                shared=not url.startswith("sqlite"),
+            )
+        ]
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(settings, data, train, n_trials, url, i, heartbeat, cores, gpu, events),
+            daemon=True,
+        )
+        for i, (cores, gpu) in enumerate(_placement(workers))
+    ]
+    for p in procs:
+        p.start()
+    reports: dict[int, WorkerReport] = {}
+    errors: list[str] = []
+    failed: set[int] = set()
+    try:
+        while len(reports) + len(errors) < workers:
+            try:
+                kind, w, payload = events.get(timeout=1.0)
+            except queue.Empty:
+                for i, p in enumerate(procs):
+                    if p.exitcode not in (None, 0) and i not in reports and i not in failed:
+                        failed.add(i)
+                        errors.append(f"[{i}] worker {i} died with exit code {p.exitcode}")
+                continue
+            if kind == "progress" and progress:
+                progress(w, payload)
+            elif kind == "done":
+                reports[w] = payload
+            elif kind in ("error", "crash"):
+                failed.add(w)
+                errors.append(f"[{w}] {payload}" if kind == "crash" else payload)
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+    if errors:
+        user = [e for e in errors if not e.startswith("[")]
+        if user:
+            raise ValueError(user[0])
+        raise RuntimeError("; ".join(errors))
+    return [reports[i] for i in sorted(reports)]
