@@ -530,8 +530,23 @@ def search(
             runs_dir.resolve() if save_weights else None,
         )
 
-    if trials < 1 or workers < 1 or heartbeat < 1:
-        raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    if trials < 1 or workers < 1:
+        raise ValueError("--trials and --workers take positive integers")
+    nstudy.check_heartbeat(heartbeat)
+    workers = nstudy.cap_workers(workers)
+    if patience is None and len(objs) > 1:
+        patience = 2
+    train_kwargs = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "early_stop_patience": patience,
+    }
+    from nas.train import TrainConfig
+
+    TrainConfig(**train_kwargs)  # a bad --lr, --seed or --device fails before the data loads
     # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
     # takes, where its classes and resolution are known beforehand.
     dataset_name = dataset.value
@@ -554,16 +569,6 @@ def search(
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
     settings = settings_for(data.classes, data.resolution)
     nstudy.enqueue_specs(settings.space, settings.enqueue)
-    if patience is None and len(objs) > 1:
-        patience = 2
-    train_kwargs = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "device": device,
-        "early_stop_patience": patience,
-    }
     if not quiet and not as_json:
         out.print(f"study {study!r}: {settings.space.describe()}", highlight=False)
     progress = None if quiet or as_json else _Progress(workers)
@@ -815,6 +820,7 @@ def study_run(
     dataset = dataset.value
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
+    workers = nstudy.cap_workers(workers)
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
     study = study_name or definition.name
     hint = f"see `resnext-nas dashboard --study {study}{_storage_hint(storage)}`"
@@ -1151,7 +1157,8 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
-    from nas.train import RECIPES, TrainConfig, recipe_config
+    from nas.data import image_side
+    from nas.train import RECIPES, TrainConfig, check_memory, recipe_config
 
     # Every check that needs no data comes first, so that a typo fails at once.
     base = None
@@ -1183,7 +1190,8 @@ def train_command(
         for k, v in options.items()
         if recipe is None or ctx.get_parameter_source(k).name != "DEFAULT"
     }
-    TrainConfig(**given)  # refuses a bad value before the data loads
+    # Refuses a bad value, or a spec too large for memory (issue 12), before the data loads.
+    check_memory(replace(spec, resolution=image_side(dataset)), TrainConfig(**given))
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 

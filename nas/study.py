@@ -30,6 +30,7 @@ import os
 import queue
 import re
 import socket
+import sys
 import time
 import warnings
 import zlib
@@ -67,6 +68,7 @@ PRUNERS = ("hyperband", "median", "none")
 # GRACE_BEATS beats is failed by the next worker that asks for a trial, and queued again.
 HEARTBEAT = 10
 GRACE_BEATS = 3
+MAX_HEARTBEAT = 86_400  # a day; beyond, Python's thread waits overflow (issue 12)
 MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills the worker)
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
 SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
@@ -208,6 +210,10 @@ class SearchSettings:
             raise ValueError("the latency objective needs latency measurements")
         if not self.study:
             raise ValueError("--study needs a name")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(
+                f"--seed must be an integer from 0 to {2**63 - 1:,}, got {self.seed!r}"
+            )
 
     @property
     def pruner_name(self) -> str:
@@ -885,22 +891,55 @@ def _worker_main(
         raise
 
 
-def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
-    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
-    gpus = 0
+def check_heartbeat(heartbeat: Any) -> None:
+    """Refuse a heartbeat interval that is not 1 to :data:`MAX_HEARTBEAT` whole seconds."""
+    if not isinstance(heartbeat, int) or not 1 <= heartbeat <= MAX_HEARTBEAT:
+        raise ValueError(
+            f"--heartbeat must be 1 to {MAX_HEARTBEAT:,} seconds (a day), got {heartbeat!r}"
+        )
+
+
+def _gpu_count() -> int:
+    """CUDA devices here; 0 where torch or CUDA is missing."""
     try:
         import torch
 
-        gpus = torch.cuda.device_count()
+        return torch.cuda.device_count()
     except Exception:
-        gpus = 0
+        return 0
+
+
+def _cores() -> list[int]:
+    """The CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _local_capacity() -> tuple[int, str]:
+    """How many local workers this machine can run side by side, and what limits them."""
+    gpus = _gpu_count()
+    if gpus:
+        return gpus, f"{gpus} GPU{'s' * (gpus > 1)} here and a worker takes one"
+    cores = len(_cores())
+    return cores, f"{cores} CPU core{'s' * (cores > 1)} here and more workers would only share them"
+
+
+def cap_workers(workers: int) -> int:
+    """``workers``, capped at the GPUs (or else cores) here, with one line on stderr if capped."""
+    limit, why = _local_capacity()
+    if workers <= limit:
+        return workers
+    sys.stderr.write(f"warning: --workers {workers} capped to {limit}: {why}\n")
+    return limit
+
+
+def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
+    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
+    gpus = _gpu_count()
     if gpus:
         return [(None, i % gpus) for i in range(workers)]
-    cores = (
-        sorted(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else list(range(os.cpu_count() or 1))
-    )
+    cores = _cores()
     per = max(1, len(cores) // workers)
     return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
 
@@ -938,6 +977,8 @@ def run_search(
         raise ValueError(f"--trials must be a positive integer, got {n_trials}")
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
+    check_heartbeat(heartbeat)
+    workers = cap_workers(workers)
     url = storage_url(storage)
     epochs = int(train_kwargs.get("epochs", 1))
     st = open_storage(url, heartbeat=heartbeat)
