@@ -388,3 +388,13 @@ def test_the_readme_states_the_limits() -> None:
     for name, limit in LIMITS.items():
         assert f"{limit:,}" in readme, (name, limit)
     assert f"{MAX_GRID_CELLS:,}" in readme
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5])
+def test_search_settings_name_the_seed_option(seed: object) -> None:
+    from nas.study import SearchSettings
+    from tests.test_search import tiny_space
+
+    SearchSettings(tiny_space(), seed=2**63 - 1)
+    with pytest.raises(ValueError, match="--seed must be an integer from 0 to"):
+        SearchSettings(tiny_space(), seed=seed)
