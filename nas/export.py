@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 SPEC_FILE = "spec.json"
+MAX_SPEC_BYTES = 1 << 20  # a spec file is a few hundred bytes; more is not a spec (issue 12)
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -336,7 +337,14 @@ def load_spec(path: str | Path) -> Spec:
     (both have a ``spec`` object), or a bare spec dict; ValueError in one line otherwise."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:  # a bounded read: /dev/zero or a huge file must not hang
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise ValueError(
+                f"spec file {path} is larger than {MAX_SPEC_BYTES:,} bytes; a spec is a few "
+                "hundred, so this is not one"
+            )
+        text = raw.decode()
     except FileNotFoundError:
         raise ValueError(f"no spec file {path}") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -345,6 +353,8 @@ def load_spec(path: str | Path) -> Spec:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"spec file {path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"spec file {path} nests its JSON too deeply to be a spec") from None
     if isinstance(data, dict) and isinstance(data.get("spec"), dict):
         data = data["spec"]
     if not isinstance(data, dict) or "template" not in data:

@@ -22,8 +22,17 @@ STORAGE_ENV = "RESNEXT_NAS_STORAGE"
 # GRACE_BEATS beats is failed by the next worker that asks for a trial, and queued again.
 HEARTBEAT = 10
 GRACE_BEATS = 3
+MAX_HEARTBEAT = 86_400  # a day; beyond, Python's thread waits overflow (issue 12)
 MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills the worker)
 SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
+
+
+def check_heartbeat(heartbeat: Any) -> None:
+    """Refuse a heartbeat interval that is not 1 to :data:`MAX_HEARTBEAT` whole seconds."""
+    if not isinstance(heartbeat, int) or not 1 <= heartbeat <= MAX_HEARTBEAT:
+        raise ValueError(
+            f"--heartbeat must be 1 to {MAX_HEARTBEAT:,} seconds (a day), got {heartbeat!r}"
+        )
 
 
 class UnknownStudy(ValueError):

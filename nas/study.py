@@ -87,6 +87,10 @@ class SearchSettings:
             raise ValueError("the latency objective needs latency measurements")
         if not self.study:
             raise ValueError("--study needs a name")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(
+                f"--seed must be an integer from 0 to {2**63 - 1:,}, got {self.seed!r}"
+            )
 
     @property
     def pruner_name(self) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import resnext
 from nas.data import Dataset
 from nas.fileio import write_atomic
+from resnext.complexity import training_memory
 from resnext.spec import Spec
 
 if TYPE_CHECKING:
@@ -43,6 +44,22 @@ ASPECT_RATIOS = (3 / 4, 4 / 3)  # Sec. 4's aspect-ratio augmentation, in Incepti
 CHECKPOINT = "checkpoint.pt"
 _CHECKPOINT_FORMAT = 1
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# TrainConfig fields that the train, search and calibrate commands take as options.
+_OPTIONS = {
+    "epochs": "epochs",
+    "batch_size": "batch-size",
+    "lr": "lr",
+    "weight_decay": "weight-decay",
+    "warmup_epochs": "warmup-epochs",
+    "label_smoothing": "label-smoothing",
+    "seed": "seed",
+    "early_stop_patience": "patience",
+}
+# The optimiser computes in float32: a larger lr or weight decay does not convert (issue 12:
+# `--lr 1e308` was a RuntimeError traceback); up to this, a blow-up is a "diverged" trial.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# torch keeps a device index in 8 bits: cuda:128 is cuda:-128 to it.
+MAX_DEVICE_INDEX = 127
 # On a GPU, reading the loss back every step would stall the queue; NaN and inf survive
 # summation, so checking the running sum every few steps still catches every divergence.
 _GPU_CHECK_EVERY = 16
@@ -68,8 +85,11 @@ def _check_number(
     if not ok:
         what = "an integer" if integer else "a number"
         lo = f"{'>' if open_low else '>='} {low:g}"
-        hi = "" if high == math.inf else f" and {'<' if open_high else '<='} {high:g}"
-        raise ValueError(f"{name} must be {what} {lo}{hi}, got {value!r}")
+        bound = f"{high:,}" if integer else f"{high:g}"
+        hi = "" if high == math.inf else f" and {'<' if open_high else '<='} {bound}"
+        # The command-line spelling too, so that a user sees which option was wrong.
+        option = f" (--{_OPTIONS[name]})" if name in _OPTIONS else ""
+        raise ValueError(f"{name}{option} must be {what} {lo}{hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -96,11 +116,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_number("epochs", self.epochs, 1, integer=True)
         _check_number("batch_size", self.batch_size, 1, integer=True)
-        _check_number("lr", self.lr, 0, open_low=True)
+        _check_number("lr", self.lr, 0, FLOAT32_MAX, open_low=True)
         # Nesterov momentum needs a momentum strictly between 0 and 1.
         _check_number("momentum", self.momentum, 0, 1, open_low=True, open_high=True)
         if self.weight_decay is not None:
-            _check_number("weight_decay", self.weight_decay, 0)
+            _check_number("weight_decay", self.weight_decay, 0, FLOAT32_MAX)
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
@@ -284,7 +304,12 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _check_device(name: Any) -> None:
     """Refuse a device name that is not one the trainer knows."""
     if not isinstance(name, str) or not _DEVICE.fullmatch(name):
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+        raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    if name.startswith("cuda:") and int(name[5:]) > MAX_DEVICE_INDEX:
+        raise ValueError(
+            f"--device {name}: torch numbers devices 0 to {MAX_DEVICE_INDEX}; give cuda:N with "
+            "N below the number of GPUs here"
+        )
 
 
 def _device(name: str) -> torch.device:
@@ -296,10 +321,51 @@ def _device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name} asked for, but CUDA is not available here")
+        raise ValueError(f"--device {name} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(
+            f"--device {name} asked for, but this machine has {n} GPUs (cuda:0 to cuda:{n - 1})"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device mps asked for, but MPS is not available here")
     return dev
+
+
+def available_memory(dev: torch.device) -> int:
+    """Bytes free for a run on ``dev``: free GPU memory on CUDA, else the host's available RAM."""
+    import torch
+
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    try:  # Linux: what can be allocated without swapping, page cache included
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(spec: Spec, cfg: TrainConfig) -> None:
+    """Refuse, in one line, a spec whose training step cannot fit on ``cfg.device`` (issue 12).
+
+    The estimate is :func:`resnext.complexity.training_memory`, a lower bound, so a refused spec
+    cannot fit; one that passes may still run out of memory at the margin.
+    """
+    dev = _device(cfg.device)
+    # bfloat16 autocast on CUDA (see _setup) halves the activations.
+    need = training_memory(spec, cfg.batch_size, activation_bytes=2 if dev.type == "cuda" else 4)
+    have = available_memory(dev)
+    if need > have:
+        r = spec.resolution
+        raise ValueError(
+            f"{spec.describe()} needs at least {need / 2**30:,.1f} GiB to train batches of "
+            f"{cfg.batch_size} at {r}x{r} (weights, gradients, momentum and every layer's "
+            f"output), more than the {have / 2**30:,.1f} GiB available on {dev}; use a smaller "
+            "spec, --batch-size or resolution"
+        )
 
 
 def _setup(name: str) -> tuple[torch.device, torch.memory_format, Any]:
@@ -610,6 +676,7 @@ def train(
             f"checkpoint {path} has {state['epoch']} epochs, more than the {cfg.epochs} "
             "asked for; ask for at least as many, or train into another directory"
         )
+    check_memory(spec, cfg)
     trial = _Trial(spec, data, cfg)
     history: list[EpochStats] = []
     if state is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ from nas.data import Dataset
 from nas.objective import Objective
 from nas.records import counts, kind
 from nas.space import SpecGrid
-from nas.storage import HEARTBEAT, MAX_RETRY, open_storage, quiet_optuna, storage_url
+from nas.storage import (
+    HEARTBEAT,
+    MAX_RETRY,
+    check_heartbeat,
+    open_storage,
+    quiet_optuna,
+    storage_url,
+)
 from nas.study import Progress, SearchSettings, create_or_load, prepare
 
 if TYPE_CHECKING:
@@ -192,22 +200,47 @@ def _worker_main(
         raise
 
 
-def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
-    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
-    gpus = 0
+def _gpu_count() -> int:
+    """CUDA devices here; 0 where torch or CUDA is missing."""
     try:
         import torch
 
-        gpus = torch.cuda.device_count()
+        return torch.cuda.device_count()
     except Exception:
-        gpus = 0
+        return 0
+
+
+def _cores() -> list[int]:
+    """The CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _local_capacity() -> tuple[int, str]:
+    """How many local workers this machine can run side by side, and what limits them."""
+    gpus = _gpu_count()
+    if gpus:
+        return gpus, f"{gpus} GPU{'s' * (gpus > 1)} here and a worker takes one"
+    cores = len(_cores())
+    return cores, f"{cores} CPU core{'s' * (cores > 1)} here and more workers would only share them"
+
+
+def cap_workers(workers: int) -> int:
+    """``workers``, capped at the GPUs (or else cores) here, with one line on stderr if capped."""
+    limit, why = _local_capacity()
+    if workers <= limit:
+        return workers
+    sys.stderr.write(f"warning: --workers {workers} capped to {limit}: {why}\n")
+    return limit
+
+
+def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
+    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
+    gpus = _gpu_count()
     if gpus:
         return [(None, i % gpus) for i in range(workers)]
-    cores = (
-        sorted(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else list(range(os.cpu_count() or 1))
-    )
+    cores = _cores()
     per = max(1, len(cores) // workers)
     return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
 
@@ -228,6 +261,8 @@ def run_search(
         raise ValueError(f"--trials must be a positive integer, got {n_trials}")
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
+    check_heartbeat(heartbeat)
+    workers = cap_workers(workers)
     url = storage_url(storage)
     epochs = train.epochs
     st = open_storage(url, heartbeat=heartbeat)

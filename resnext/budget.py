@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from resnext.complexity import Complexity, complexity_grid
-from resnext.spec import DEFAULT_DEPTHS, Spec
+from resnext.complexity import Complexity, complexity, complexity_grid
+from resnext.spec import DEFAULT_DEPTHS, LIMITS, Spec
 
 DEFAULT_CARDINALITIES = (1, 2, 4, 8, 16, 32, 64)
-MAX_BOTTLENECK_WIDTH = 1 << 20  # a d beyond this means the budget is not a ResNeXt budget
+MAX_BOTTLENECK_WIDTH = LIMITS["bottleneck width"]  # beyond: the budget is not a ResNeXt budget
+# Issue 12: a grid is counted in memory at once (about 200 bytes a cell), so its size is capped;
+# 4,096 cardinalities x 5,000 widths took 3.25 GB. The cap is 1,048,576 cells in all.
+MAX_GRID_CELLS = 1 << 20
+INT64_MAX = int(np.iinfo(np.int64).max)  # the grid is counted in int64
 METRICS = ("flops", "params")
 
 
@@ -99,13 +103,50 @@ def _d_limit(skeleton: Spec, c_min: int, budget: Budget) -> int:
     hi = {m: t * (1 + budget.tolerance) for m, t in budget.targets().items()}
     d = 1
     while d <= MAX_BOTTLENECK_WIDTH:
-        cx = complexity_grid(skeleton, c_min, d)
+        # Exact Python ints: a huge budget stops here, before any int64 could overflow.
+        cx = complexity(replace(skeleton, cardinality=c_min, bottleneck_width=d))
         if any(getattr(cx, m) > h for m, h in hi.items()):
             return d
         d *= 2
     raise ValueError(
         f"the budget {budget.describe()} needs a bottleneck width beyond {MAX_BOTTLENECK_WIDTH} "
         "for this template; use more blocks or a wider template"
+    )
+
+
+def _check_at_most(name: str, value: int, limit: int) -> None:
+    if value > limit:
+        raise ValueError(f"{name} must be at most {limit:,} (the spec's limit), got {value:,}")
+
+
+def _fits_int64(skeleton: Spec, c: int, d: int) -> bool:
+    """Whether every count of ``skeleton`` with (C, d) = (c, d) fits in int64 (exact ints)."""
+    cx = complexity(replace(skeleton, cardinality=c, bottleneck_width=d))
+    return max(cx.flops, cx.params, cx.activations) <= INT64_MAX
+
+
+def _check_int64(skeleton: Spec, cards: Sequence[int], d_max: int, given_d: bool) -> None:
+    """Refuse a grid whose counts would overflow int64, naming the option that pushes them over.
+
+    Every count grows with C and with d, so the grid's largest corner bounds it. Within the
+    spec's limits a network with C = d = 1 fits, so the culprit is the cardinalities if the
+    largest overflows at d = 1, else the bottleneck widths (or the budget that sets them).
+    """
+    if _fits_int64(skeleton, cards[-1], d_max):
+        return
+    where = (
+        f"depths {'-'.join(map(str, skeleton.depths))}, width {skeleton.width}, "
+        f"{skeleton.resolution}x{skeleton.resolution} input, {skeleton.classes} classes"
+    )
+    if not _fits_int64(skeleton, cards[-1], 1):
+        culprit = f"--cardinalities (up to {cards[-1]:,})"
+    elif given_d:
+        culprit = f"--bottleneck-widths (up to {d_max:,})"
+    else:
+        culprit = f"the budget (it asks for bottleneck widths up to {d_max:,})"
+    raise ValueError(
+        f"the grid's counts for {where} exceed {INT64_MAX:.3g}, the largest that int64 holds; "
+        f"lower {culprit}"
     )
 
 
@@ -147,39 +188,56 @@ def generate(
     cards = sorted(set(cardinalities))
     if not cards or cards[0] < 1:
         raise ValueError(f"cardinalities must be positive integers, got {cards}")
+    _check_at_most("cardinalities", cards[-1], LIMITS["cardinality"])
     d_given = sorted(set(bottleneck_widths)) if bottleneck_widths is not None else None
     if d_given is not None and (not d_given or d_given[0] < 1):
         raise ValueError(f"bottleneck widths must be positive integers, got {d_given}")
+    if d_given is not None:
+        _check_at_most("bottleneck widths", d_given[-1], LIMITS["bottleneck width"])
+    widths = sorted(set(widths))
+    skeletons = [
+        # The spec validates the skeleton once; C and d are then swept as arrays.
+        Spec(template, dep, width, cards[0], 1, classes, resolution)
+        for dep in depths_list
+        for width in widths
+    ]
+    d_counts = [len(d_given) if d_given else _d_limit(s, cards[0], budget) for s in skeletons]
+    cells = len(cards) * sum(d_counts)
+    if cells > MAX_GRID_CELLS:
+        raise ValueError(
+            f"the grid has {cells:,} cells ({len(skeletons)} depths x widths, {len(cards)} "
+            f"cardinalities, {sum(d_counts):,} bottleneck widths in all), more than the "
+            f"{MAX_GRID_CELLS:,} counted at once; give fewer --cardinalities, "
+            "--bottleneck-widths, --depths or --widths, or a smaller budget"
+        )
     found: list[Config] = []
     nearest: tuple[float, Spec, Complexity] | None = None
-    for dep in depths_list:
-        for width in sorted(set(widths)):
-            # The spec validates the skeleton once; C and d are then swept as arrays.
-            skeleton = Spec(template, dep, width, cards[0], 1, classes, resolution)
-            d_values = d_given or range(1, _d_limit(skeleton, cards[0], budget) + 1)
-            c_arr, d_arr = np.meshgrid(np.array(cards), np.array(list(d_values)), indexing="ij")
-            cx = complexity_grid(skeleton, c_arr, d_arr)
-            dev = budget.deviation(cx)
-            j = np.unravel_index(np.argmin(dev), dev.shape)
-            if nearest is None or dev[j] < nearest[0]:
-                nearest = (
-                    float(dev[j]),
-                    replace(skeleton, cardinality=int(c_arr[j]), bottleneck_width=int(d_arr[j])),
-                    Complexity(int(cx.flops[j]), int(cx.params[j]), int(cx.activations[j])),
+    for skeleton, d_count in zip(skeletons, d_counts, strict=True):
+        d_values = d_given or range(1, d_count + 1)
+        _check_int64(skeleton, cards, d_values[-1], d_given is not None)
+        c_arr, d_arr = np.meshgrid(np.array(cards), np.array(list(d_values)), indexing="ij")
+        cx = complexity_grid(skeleton, c_arr, d_arr)
+        dev = budget.deviation(cx)
+        j = np.unravel_index(np.argmin(dev), dev.shape)
+        if nearest is None or dev[j] < nearest[0]:
+            nearest = (
+                float(dev[j]),
+                replace(skeleton, cardinality=int(c_arr[j]), bottleneck_width=int(d_arr[j])),
+                Complexity(int(cx.flops[j]), int(cx.params[j]), int(cx.activations[j])),
+            )
+        for i, k in zip(*np.nonzero(dev <= budget.tolerance), strict=True):
+            spec = replace(
+                skeleton, cardinality=int(c_arr[i, k]), bottleneck_width=int(d_arr[i, k])
+            )
+            found.append(
+                Config(
+                    spec,
+                    Complexity(
+                        int(cx.flops[i, k]), int(cx.params[i, k]), int(cx.activations[i, k])
+                    ),
+                    float(dev[i, k]),
                 )
-            for i, k in zip(*np.nonzero(dev <= budget.tolerance), strict=True):
-                spec = replace(
-                    skeleton, cardinality=int(c_arr[i, k]), bottleneck_width=int(d_arr[i, k])
-                )
-                found.append(
-                    Config(
-                        spec,
-                        Complexity(
-                            int(cx.flops[i, k]), int(cx.params[i, k]), int(cx.activations[i, k])
-                        ),
-                        float(dev[i, k]),
-                    )
-                )
+            )
     if not found:
         assert nearest is not None
         _, spec, cx = nearest

@@ -59,6 +59,12 @@ class _Cx:
         self.params: Any = 0
         self.acts: Any = 0
 
+    def add(self, other: _Cx, times: int = 1) -> None:
+        """Add ``times`` copies of ``other``'s totals."""
+        self.flops = self.flops + other.flops * times
+        self.params = self.params + other.params * times
+        self.acts = self.acts + other.acts * times
+
 
 def _conv_cx(
     cx: _Cx, size: int, w_in: Any, w_out: Any, k: int, stride: int, groups: Any = 1
@@ -111,18 +117,24 @@ def _count_parts(
     out_width = st.width
     for stage in stages(spec, cardinality, bottleneck_width):
         cx = _Cx()
-        size = stage.in_size
-        for b in range(stage.blocks):
-            first = b == 0
-            size = _block_cx(
-                cx,
-                size,
-                stage.in_width if first else stage.out_width,
-                stage.group_width,
-                stage.out_width,
-                stage.cardinality,
-                stage.stride if first else 1,
-            )
+        size = _block_cx(
+            cx,
+            stage.in_size,
+            stage.in_width,
+            stage.group_width,
+            stage.out_width,
+            stage.cardinality,
+            stage.stride,
+        )
+        if stage.blocks > 1:
+            # Rule 1: the stage's other blocks are identical (same widths, stride 1, same side),
+            # so one is counted and multiplied; a 1000-block stage costs what a 2-block one does.
+            rest = _Cx()
+            _block_cx(
+                rest, size, stage.out_width, stage.group_width, stage.out_width,
+                stage.cardinality, 1,
+            )  # fmt: skip
+            cx.add(rest, stage.blocks - 1)
         parts.append((stage.name, cx))
         out_width = stage.out_width
     parts.append(("fc", _Cx()))
@@ -169,3 +181,18 @@ def complexity_grid(spec: Spec, cardinality: Any, bottleneck_width: Any) -> Comp
             '*np.meshgrid(C, d, indexing="ij")'
         ) from None
     return _count(spec, c, d)
+
+
+def training_memory(spec: Spec, batch_size: int, activation_bytes: int = 4) -> int:
+    """A lower bound in bytes on the memory that one SGD step of ``spec`` needs.
+
+    The float32 weights, their gradients and the momentum buffer (3 x params), and the input
+    batch and the output of every conv and fc layer for ``batch_size`` images, which autograd
+    keeps for the backward pass, at ``activation_bytes`` each (2 under bfloat16 autocast).
+    Batch norm outputs and workspaces come on top, so real use is higher.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    cx = complexity(spec)
+    image = 3 * spec.resolution * spec.resolution
+    return 4 * 3 * cx.params + activation_bytes * batch_size * (image + cx.activations)

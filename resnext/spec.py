@@ -13,6 +13,18 @@ TEMPLATES: dict[str, dict[str, int]] = {
 }
 # Table 1: ResNeXt-50; Sec. 5.3: ResNeXt-29.
 DEFAULT_DEPTHS: dict[str, tuple[int, ...]] = {"imagenet": (3, 4, 6, 3), "cifar": (3, 3, 3)}
+# Largest value of each field (issue 12: a huge value must be one line, not a hang or an
+# OverflowError). Far beyond any trainable network (ResNet-1001 has 111 blocks a stage,
+# ResNeXt-101 64x4d a C*d of 256), yet small enough that counts stay exact and fast.
+LIMITS: dict[str, int] = {
+    "depth": 1000,  # blocks a stage
+    "width": 1 << 16,
+    "cardinality": 1 << 16,
+    "bottleneck width": 1 << 20,
+    "classes": 1 << 20,
+    "resolution": 4096,
+    "stem width": 1 << 16,
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class Spec:
                 f"{','.join(map(str, depths))}"
             )
         for name, value in (
-            *(("every depth", v) for v in depths),
+            *(("depth", v) for v in depths),
             ("width", self.width),
             ("cardinality", self.cardinality),
             ("bottleneck width", self.bottleneck_width),
@@ -60,7 +72,11 @@ class Spec:
             ("stem width", self.stem_width),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                what = "every depth" if name == "depth" else name
+                raise ValueError(f"{what} must be a positive integer, got {value!r}")
+            if value > LIMITS[name]:
+                what = "a depth (blocks a stage)" if name == "depth" else name
+                raise ValueError(f"{what} must be at most {LIMITS[name]:,}, got {value:,}")
 
     @property
     def group_width(self) -> int:

@@ -226,8 +226,9 @@ def search(
     held out), about a minute each on 2 CPU cores.
     """
     from nas import study as nstudy
+    from nas.storage import check_heartbeat
     from nas.train import TrainConfig
-    from nas.workers import run_search
+    from nas.workers import cap_workers, run_search
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
 
@@ -248,8 +249,10 @@ def search(
             runs_dir.resolve() if save_weights else None,
         )
 
-    if trials < 1 or workers < 1 or heartbeat < 1:
-        raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    if trials < 1 or workers < 1:
+        raise ValueError("--trials and --workers take positive integers")
+    check_heartbeat(heartbeat)
+    workers = cap_workers(workers)
     if patience is None and len(objs) > 1:
         patience = 2
     # The training settings are checked here, before any data loads.

@@ -109,6 +109,9 @@ def study_run(
     dataset = dataset.value
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
+    from nas.workers import cap_workers
+
+    workers = cap_workers(workers)
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
     schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
     study = study_name or definition.name

@@ -112,7 +112,8 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
-    from nas.train import RECIPES, TrainConfig, recipe_config
+    from nas.data import image_side
+    from nas.train import RECIPES, TrainConfig, check_memory, recipe_config
 
     # Every check that needs no data comes first, so that a typo fails at once.
     base = None
@@ -144,8 +145,10 @@ def train_command(
         for k, v in options.items()
         if recipe is None or ctx.get_parameter_source(k).name != "DEFAULT"
     }
-    TrainConfig(**given)  # refuses a bad value before the data loads
+    cfg = TrainConfig(**given)  # refuses a bad value before the data loads
     check_dataset(dataset)
+    # A spec too large for memory is refused before the data loads too (issue 12).
+    check_memory(dataclasses.replace(spec, resolution=image_side(dataset)), cfg)
 
     from nas.data import load_dataset
     from nas.fileio import write_json
