@@ -436,6 +436,9 @@ def search(
     workers: Annotated[
         int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
     ] = 1,
+    trials_per_gpu: Annotated[
+        int, typer.Option(help="Workers that share one GPU, for trials too small to fill it.")
+    ] = 1,
     flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
@@ -580,6 +583,7 @@ def search(
             workers=workers,
             heartbeat=heartbeat,
             progress=progress,
+            trials_per_gpu=trials_per_gpu,
         )
     finally:
         if progress:

@@ -885,17 +885,32 @@ def _worker_main(
         raise
 
 
-def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
-    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
-    gpus = 0
-    try:
-        import torch
+def _placement(
+    workers: int, trials_per_gpu: int = 1, gpus: int | None = None
+) -> list[tuple[list[int] | None, int | None]]:
+    """Cores and GPU of each local worker: ``trials_per_gpu`` workers a GPU, else split cores.
 
-        gpus = torch.cuda.device_count()
-    except Exception:
-        gpus = 0
+    ``gpus`` None counts the visible CUDA devices; 0 (a CPU run) splits the cores. Workers
+    fill one GPU before the next (0, 0, 1, 1 for two a GPU), and more workers than the GPUs
+    hold at ``trials_per_gpu`` each are refused rather than crowded onto one.
+    """
+    if trials_per_gpu < 1:
+        raise ValueError(f"--trials-per-gpu must be a positive integer, got {trials_per_gpu}")
+    if gpus is None:
+        try:
+            import torch
+
+            gpus = torch.cuda.device_count()
+        except Exception:
+            gpus = 0
     if gpus:
-        return [(None, i % gpus) for i in range(workers)]
+        if workers > gpus * trials_per_gpu:
+            raise ValueError(
+                f"--workers {workers} needs {-(-workers // trials_per_gpu)} GPUs at "
+                f"--trials-per-gpu {trials_per_gpu}, and {gpus} "
+                f"{'is' if gpus == 1 else 'are'} visible; raise --trials-per-gpu or lower --workers"
+            )
+        return [(None, i // trials_per_gpu) for i in range(workers)]
     cores = (
         sorted(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
@@ -932,12 +947,19 @@ def run_search(
     workers: int = 1,
     heartbeat: int = HEARTBEAT,
     progress: Progress | None = None,
+    trials_per_gpu: int = 1,
 ) -> list[WorkerReport]:
-    """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``."""
+    """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``.
+
+    On CUDA, ``trials_per_gpu`` workers share each GPU (:func:`_placement`).
+    """
     if n_trials < 1:
         raise ValueError(f"--trials must be a positive integer, got {n_trials}")
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
+    # A CPU run spreads workers over cores even where there are GPUs.
+    on_cpu = str(train_kwargs.get("device", "auto")).startswith(("cpu", "mps"))
+    placement = _placement(workers, trials_per_gpu, 0 if on_cpu else None)
     url = storage_url(storage)
     epochs = int(train_kwargs.get("epochs", 1))
     st = open_storage(url, heartbeat=heartbeat)
@@ -964,7 +986,7 @@ def run_search(
             args=(settings, data, train_kwargs, n_trials, url, i, heartbeat, cores, gpu, events),
             daemon=True,
         )
-        for i, (cores, gpu) in enumerate(_placement(workers))
+        for i, (cores, gpu) in enumerate(placement)
     ]
     for p in procs:
         p.start()
