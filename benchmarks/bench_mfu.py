@@ -88,21 +88,21 @@ def grid(device: str, quick: bool) -> list[Variant]:
                 kinds = ("trainer",) if quick else ("bare", "trainer")
                 out.append(Variant("trial", TRIAL, cl, SEARCH_BATCH, "default", kinds))
             for b in (8,) if quick else (16, 64):
-                out.append(Variant("29 4x16d", MID, cl, b, "off"))
-            out.append(Variant("29 8x64d", BIG, cl, 2 if quick else 8, "off", ("bare",)))
+                out.append(Variant("29-4x16d", MID, cl, b, "off"))
+            out.append(Variant("29-8x64d", BIG, cl, 2 if quick else 8, "off", ("bare",)))
         return out
     twin_trial, twin_big = dense_twin(TRIAL), dense_twin(BIG)
     for cl in both:
         for b in (SEARCH_BATCH, 256, 1024):
             out.append(Variant("trial", TRIAL, cl, b, "off"))
-        out.append(Variant("29 4x16d", MID, cl, 256, "off"))
-        out.append(Variant("29 8x64d", BIG, cl, 128, "off"))
+        out.append(Variant("29-4x16d", MID, cl, 256, "off"))
+        out.append(Variant("29-8x64d", BIG, cl, 128, "off"))
     for mode in ("default", "reduce-overhead"):
         out.append(Variant("trial", TRIAL, True, 256, mode))
         out.append(Variant("trial", TRIAL, True, SEARCH_BATCH, mode))
-    out.append(Variant("29 4x16d", MID, True, 256, "default"))
-    out.append(Variant(f"trial twin {twin_trial.notation}", twin_trial, True, 256, "off"))
-    out.append(Variant(f"29 twin {twin_big.notation}", twin_big, True, 128, "off", ("bare",)))
+    out.append(Variant("29-4x16d", MID, True, 256, "default"))
+    out.append(Variant(f"trial-twin-{twin_trial.notation}", twin_trial, True, 256, "off"))
+    out.append(Variant(f"29-twin-{twin_big.notation}", twin_big, True, 128, "off", ("bare",)))
     return out
 
 
@@ -338,20 +338,20 @@ def _goal_lines(variants: list[Variant], peak: float) -> None:
         vs = [v for v in variants if v.name == name and v.rates.get(kind)]
         return max(vs, key=lambda v: _median(v, kind)) if vs else None
 
-    if b := best("29 8x64d", "bare"):
+    if b := best("29-8x64d", "bare"):
         mfu = perf.train_flops(b.spec) * _median(b, "bare") / peak
         print(f"goal 8x64d >= 25% MFU (bare step): {mfu:.1%} ({b.label})")
     if t := best("trial"):
         print(f"goal trial model >= 20,000 images/s (trainer): {_median(t, 'trainer'):,.0f} "
               f"({t.label})")  # fmt: skip
-    for name in ("29 4x16d", "29 8x64d"):
+    for name in ("29-4x16d", "29-8x64d"):
         kind = "trainer" if best(name) else "bare"
         if m := best(name, kind):
             secs = 10 * CIFAR_EPOCH / _median(m, kind)
             print(
                 f"goal 10-epoch CIFAR-10 of ResNeXt-{name} < 60 s: {secs:.0f} s ({kind}, {m.label})"
             )
-    for grouped, prefix in (("trial", "trial twin"), ("29 8x64d", "29 twin")):
+    for grouped, prefix in (("trial", "trial-twin"), ("29-8x64d", "29-twin")):
         g = best(grouped, "bare")
         d = max(
             (v for v in variants if v.name.startswith(prefix) and v.rates.get("bare")),
@@ -375,6 +375,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="turns (default 3, quick 3)")
     parser.add_argument("--seconds", type=float, default=None, help="per timing (0.4, quick 0.25)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--models", default=None, help="comma-separated name prefixes to keep, e.g. trial,29-8x64d"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
     args = parser.parse_args()
     repeats = args.repeats or 3
     target = args.seconds or (0.25 if args.quick else 0.4)
@@ -394,7 +398,12 @@ def main() -> None:
     results = []
     t0 = time.perf_counter()
     for device in devices:
-        variants = grid(device, args.quick)
+        variants = [
+            v
+            for v in grid(device, args.quick)
+            if not (args.no_compile and v.compile != "off")
+            and (not args.models or v.name.startswith(tuple(args.models.split(","))))
+        ]
         # CPU: a 1024^3 fp32 product is well past the cache-blocking sizes; CUDA: 8192^3 bf16.
         peaks = perf.matmul_peak(torch.device(device), repeats=repeats)
         print(f"{device}: {len(variants)} variants, {repeats} repeats", flush=True)
