@@ -533,8 +533,10 @@ def search(
             runs_dir.resolve() if save_weights else None,
         )
 
-    if trials < 1 or workers < 1 or heartbeat < 1:
-        raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    if min(trials, workers, heartbeat, trials_per_gpu) < 1:
+        raise ValueError(
+            "--trials, --workers, --trials-per-gpu and --heartbeat take positive integers"
+        )
     # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
     # takes, where its classes and resolution are known beforehand.
     dataset_name = dataset.value

@@ -52,10 +52,9 @@ def test_short_cuda_training_learns() -> None:
     assert result.images_per_second > 0
 
 
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_compiled_cuda_training_learns(mode: str) -> None:
+def test_cuda_graphs_training_learns() -> None:
     data = toy_data(512)
-    result = train(TINY, data, dataclasses.replace(CUDA, compile=mode))
+    result = train(TINY, data, dataclasses.replace(CUDA, compile="reduce-overhead"))
     assert result.status == "completed" and result.val_accuracy > 0.6
 
 

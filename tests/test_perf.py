@@ -14,6 +14,7 @@ import resnext
 from nas import perf
 from nas.study import _placement
 from nas.train import TrainConfig, Trial, train
+from tests.test_cli import run as run_cli
 from tests.test_train import FAST, TINY, toy_data
 
 
@@ -124,3 +125,10 @@ def test_placement_without_gpus_splits_the_cores() -> None:
     assert all(len(c) == per and set(c) <= set(cores) for c, _ in placed)
     if len(cores) >= 2:
         assert not set(placed[0][0]) & set(placed[1][0])  # disjoint shares
+
+
+def test_search_refuses_a_bad_trials_per_gpu_in_one_line() -> None:
+    res = run_cli("search", "--trials-per-gpu", "0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--trials-per-gpu and --heartbeat take positive" in lines[0]
