@@ -64,11 +64,14 @@ def plan(device_type: str, channels_last: bool | None = None, compile: str = "au
         # for its compile time within a trial.
         fmt = True if channels_last is None else channels_last
         return Plan(fmt, mode, bf16=True)
-    # CPU rule, measured with `OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_mfu.py
-    # --quick` on 2 shared cores (2026-11-28, torch 2.13): channels_last ran the search's trial
-    # model (8x1d, width 32, depths 1-1-1, batch 32) at 257 images/s against 169 in NCHW (1.5x,
-    # medians of 8 interleaved repeats); the README's performance section has the table.
-    # torch.compile stays off: it took 40-67 s to compile a trial that lasts about 30 s (issue 14).
+    # CPU rule, from `OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_mfu.py --quick` on 2
+    # shared cores (load 14-17; 2026-11-28, torch 2.13): the search's trial model (8x1d, width
+    # 32, depths 1-1-1) at batch 32 trained at 82.7 images/s in channels_last against 53.5 in
+    # NCHW (1.55x, medians of 5 interleaved turns; a separate A/B of the bare step, 20 turns:
+    # 161 against 102, 1.58x); the pick was 0.99x the best option measured (its compiled twin).
+    # ResNeXt-29 4x16d and 8x64d run about alike in both formats (2.98 vs 2.79, 0.31 vs 0.34).
+    # torch.compile stays off: 27-156 s to compile (warm and cold inductor cache) for 1.01x, which
+    # pays after about 440,000 images, against 5,880 in a search trial (issue 14: 40-67 s).
     fmt = True if channels_last is None else channels_last
     return Plan(fmt, mode, bf16=False)
 
