@@ -10,6 +10,7 @@ The data is an ImageFolder tree of CIFAR-10 JPEGs (train/<class>/*.jpg), read wi
 ``imagenet`` folder loader at 32x32 and then given CIFAR's augmentation (pad-4 crop, flip):
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_learn.py --data /work/cache/cifar10-jpg
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_learn.py --same-epochs --first-seed 1
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=3, help="of the default trial")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument(
+        "--same-epochs", action="store_true", help="every config trains --epochs (no probe)"
+    )
     args = parser.parse_args()
     data = load_dataset(
         "imagenet",
@@ -59,14 +64,16 @@ def main() -> None:
         f"{os.getloadavg()[0]:.2f}"
     )
     budget = None
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, spec, batch, lr in CONFIGS:
             cfg = TrainConfig(epochs=1, batch_size=batch, lr=lr, seed=seed, device="cpu")
-            probe = train(spec, data, cfg)  # images/s of this config now
-            rate = probe.history[0].images_per_second
-            if budget is None:  # the default trial's training time, at its own rate
-                budget = args.epochs * len(data.train_y) / rate
-            epochs = max(1, round(budget * rate / len(data.train_y)))
+            epochs = args.epochs
+            if not args.same_epochs:
+                probe = train(spec, data, cfg)  # images/s of this config now
+                rate = probe.history[0].images_per_second
+                if budget is None:  # the default trial's training time, at its own rate
+                    budget = args.epochs * len(data.train_y) / rate
+                epochs = max(1, round(budget * rate / len(data.train_y)))
             t0 = time.perf_counter()
             result = train(spec, data, dataclasses.replace(cfg, epochs=epochs))
             wall = time.perf_counter() - t0
