@@ -36,6 +36,7 @@ def test_plans_follow_the_device_rules_unless_forced() -> None:
     forced = perf.plan("cpu", channels_last=False, compile="reduce-overhead")
     assert (forced.channels_last, forced.compile_mode) == (False, "reduce-overhead")
     assert perf.plan("cuda", compile="off").compile_mode is None
+    assert not perf.plan("mps").channels_last  # unmeasured there: the old NCHW
     assert cpu.describe() == "NHWC, eager, fp32"
     assert forced.describe() == "NCHW, compile reduce-overhead, fp32"
 
