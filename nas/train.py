@@ -393,12 +393,11 @@ def _identity(spec: Spec, data: Dataset, cfg: TrainConfig) -> dict[str, Any]:
 
     Not the epochs (a run may be extended) nor the early-stopping patience, which change when
     training stops but not what the epochs so far did; nor the memory format or compile mode,
-    which change only rounding.
+    which change only rounding (and so checkpoints from before those fields still resume).
     """
     config = asdict(cfg)
-    # Nor how it runs (memory format, compile): checkpoints from before these fields resume.
-    del config["epochs"], config["early_stop_patience"], config["channels_last"]
-    del config["compile"]
+    for name in ("epochs", "early_stop_patience", "channels_last", "compile"):
+        del config[name]
     config["device"] = config["device"].split(":")[0]  # RNG states differ across device types
     data_id = {
         "name": data.name,
