@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import resnext
+from nas import perf
 from nas.data import Dataset
 from nas.fileio import write_atomic
 from resnext.complexity import training_memory
@@ -112,6 +113,10 @@ class TrainConfig:
     # trials are a few epochs on small subsets, where such crops mostly cost accuracy, so the
     # default is a gentler 0.35. Set 0.08 for the paper's recipe.
     min_crop_scale: float = 0.35
+    # How the trial runs, not what it computes (nas.perf): None and "auto" follow the device's
+    # rule there, measured by benchmarks/bench_mfu.py; True/False and a compile mode force one.
+    channels_last: bool | None = None
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         _check_number("epochs", self.epochs, 1, integer=True)
@@ -132,6 +137,11 @@ class TrainConfig:
         if self.early_stop_patience is not None:
             _check_number("early_stop_patience", self.early_stop_patience, 1, integer=True)
         _check_number("min_crop_scale", self.min_crop_scale, 0, 1, open_low=True)
+        if self.channels_last is not None and not isinstance(self.channels_last, bool):
+            raise ValueError(
+                f"channels_last must be true, false or None, got {self.channels_last!r}"
+            )
+        perf.check_compile(self.compile)
 
     def resolved(self, kind: str) -> TrainConfig:
         """A copy with the weight decay of ``kind``'s recipe and the device "auto" stands for."""
@@ -368,22 +378,25 @@ def check_memory(spec: Spec, cfg: TrainConfig) -> None:
         )
 
 
-def _setup(name: str) -> tuple[torch.device, torch.memory_format, Any]:
-    """Device, memory format and autocast context of a run on device ``name``."""
+def _setup(
+    name: str, channels_last: bool | None = None, compile: str = "auto"
+) -> tuple[torch.device, perf.Plan, torch.memory_format, Any]:
+    """Device, plan (:func:`nas.perf.plan`), memory format and autocast context of a run."""
     import torch
 
     dev = _device(name)
+    plan = perf.plan(dev.type, channels_last, compile)
+    fmt = torch.channels_last if plan.channels_last else torch.contiguous_format
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cudnn pick the fastest convs
-        fmt = torch.channels_last  # tensor cores want NHWC
-        return dev, fmt, lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        return dev, plan, fmt, lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     if dev.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
         # Every core the process may use (cpu_count() would count cores outside the affinity),
         # unless OMP_NUM_THREADS shares them out: trials run in parallel processes that each
         # take all cores oversubscribe them, and OpenMP's spinning then costs 10x or more.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         torch.set_num_threads(cores or os.cpu_count() or 1)
-    return dev, torch.contiguous_format, contextlib.nullcontext
+    return dev, plan, fmt, contextlib.nullcontext
 
 
 def _check_data(spec: Spec, data: Dataset) -> None:
@@ -416,10 +429,12 @@ def _identity(spec: Spec, data: Dataset, cfg: TrainConfig) -> dict[str, Any]:
     """What a checkpoint must share with a run to be resumed by it.
 
     Not the epochs (a run may be extended) nor the early-stopping patience, which change when
-    training stops but not what the epochs so far did.
+    training stops but not what the epochs so far did; nor the memory format or compile mode,
+    which change only rounding (and so checkpoints from before those fields still resume).
     """
     config = asdict(cfg)
-    del config["epochs"], config["early_stop_patience"]
+    for name in ("epochs", "early_stop_patience", "channels_last", "compile"):
+        del config[name]
     config["device"] = config["device"].split(":")[0]  # RNG states differ across device types
     data_id = {
         "name": data.name,
@@ -505,17 +520,26 @@ def _harmonic_mean(rates: list[float]) -> float:
     return len(rates) / sum(1 / r for r in rates) if rates and min(rates) > 0 else 0.0
 
 
-class _Trial:
-    """One run's state on its device: data, model, optimiser, RNG, and the steps taken."""
+class Trial:
+    """One run's state on its device: data, model, optimiser, RNG, and the steps taken.
+
+    :func:`train` drives it; ``benchmarks/bench_mfu.py`` times its epochs directly.
+    """
 
     def __init__(self, spec: Spec, data: Dataset, cfg: TrainConfig) -> None:
         import torch
 
         self.cfg, self.kind = cfg, data.kind
-        self.dev, self.fmt, self.autocast = _setup(cfg.device)
+        self.dev, self.plan, self.fmt, self.autocast = _setup(
+            cfg.device, cfg.channels_last, cfg.compile
+        )
         self.on_gpu = self.dev.type == "cuda"
         torch.manual_seed(cfg.seed)
         self.model = resnext.build(spec).to(self.dev, memory_format=self.fmt)
+        # Training steps go through the compiled module (same parameters); evaluation stays
+        # eager, since inference mode would compile a second graph.
+        mode = self.plan.compile_mode
+        self.forward = self.model if mode is None else perf.compiled(self.model, mode)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=cfg.lr,
@@ -571,7 +595,7 @@ class _Trial:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self.autocast():
-                logits = self.model(x)
+                logits = self.forward(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -677,7 +701,7 @@ def train(
             "asked for; ask for at least as many, or train into another directory"
         )
     check_memory(spec, cfg)
-    trial = _Trial(spec, data, cfg)
+    trial = Trial(spec, data, cfg)
     history: list[EpochStats] = []
     if state is not None:
         trial.load_state_dict(state)
@@ -762,7 +786,7 @@ def measure_latency(
 
     _check_number("batch_size", batch_size, 1, integer=True)
     _check_number("repeats", repeats, 1, integer=True)
-    dev, fmt, autocast = _setup(device)
+    dev, _, fmt, autocast = _setup(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     model = resnext.build(spec).to(dev, memory_format=fmt).eval()

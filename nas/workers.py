@@ -217,32 +217,57 @@ def _cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
-def _local_capacity() -> tuple[int, str]:
+def _local_capacity(trials_per_gpu: int = 1, on_cpu: bool = False) -> tuple[int, str]:
     """How many local workers this machine can run side by side, and what limits them."""
-    gpus = _gpu_count()
+    gpus = 0 if on_cpu else _gpu_count()
     if gpus:
-        return gpus, f"{gpus} GPU{'s' * (gpus > 1)} here and a worker takes one"
+        per = f" at --trials-per-gpu {trials_per_gpu}" if trials_per_gpu > 1 else ""
+        return gpus * trials_per_gpu, (
+            f"{gpus} GPU{'s' * (gpus > 1)} here and a worker takes "
+            f"{'one' if trials_per_gpu == 1 else f'a {trials_per_gpu}th of one'}{per}"
+        )
     cores = len(_cores())
     return cores, f"{cores} CPU core{'s' * (cores > 1)} here and more workers would only share them"
 
 
-def cap_workers(workers: int) -> int:
-    """``workers``, capped at the GPUs (or else cores) here, with one line on stderr if capped."""
-    limit, why = _local_capacity()
+def cap_workers(workers: int, trials_per_gpu: int = 1, on_cpu: bool = False) -> int:
+    """``workers``, capped at what the GPUs (or else cores) here hold, with one line on stderr."""
+    limit, why = _local_capacity(trials_per_gpu, on_cpu)
     if workers <= limit:
         return workers
     sys.stderr.write(f"warning: --workers {workers} capped to {limit}: {why}\n")
     return limit
 
 
-def _placement(workers: int) -> list[tuple[list[int] | None, int | None]]:
-    """Cores and GPU of each local worker: one GPU each when there are GPUs, else split cores."""
-    gpus = _gpu_count()
+def _placement(
+    workers: int, trials_per_gpu: int = 1, gpus: int | None = None
+) -> list[tuple[list[int] | None, int | None]]:
+    """Cores and GPU of each local worker: ``trials_per_gpu`` workers a GPU, else split cores.
+
+    ``gpus`` None counts the visible CUDA devices; 0 (a CPU run) splits the cores. Workers
+    fill one GPU before the next (0, 0, 1, 1 for two a GPU), and more workers than the GPUs
+    hold at ``trials_per_gpu`` each are refused rather than crowded onto one.
+    """
+    if trials_per_gpu < 1:
+        raise ValueError(f"--trials-per-gpu must be a positive integer, got {trials_per_gpu}")
+    if gpus is None:
+        gpus = _gpu_count()
     if gpus:
-        return [(None, i % gpus) for i in range(workers)]
+        if workers > gpus * trials_per_gpu:
+            raise ValueError(
+                f"--workers {workers} needs {-(-workers // trials_per_gpu)} GPUs at "
+                f"--trials-per-gpu {trials_per_gpu}, and {gpus} "
+                f"{'is' if gpus == 1 else 'are'} visible; raise --trials-per-gpu or lower --workers"
+            )
+        return [(None, i // trials_per_gpu) for i in range(workers)]
     cores = _cores()
     per = max(1, len(cores) // workers)
     return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
+
+
+def on_cpu(device: str) -> bool:
+    """Whether a run on ``device`` uses no CUDA GPU (its workers split the cores instead)."""
+    return str(device).startswith(("cpu", "mps"))
 
 
 def run_search(
@@ -255,14 +280,21 @@ def run_search(
     workers: int = 1,
     heartbeat: int = HEARTBEAT,
     progress: Progress | None = None,
+    trials_per_gpu: int = 1,
 ) -> list[WorkerReport]:
-    """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``."""
+    """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``.
+
+    On CUDA, ``trials_per_gpu`` workers share each GPU (:func:`_placement`).
+    """
     if n_trials < 1:
         raise ValueError(f"--trials must be a positive integer, got {n_trials}")
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     check_heartbeat(heartbeat)
-    workers = cap_workers(workers)
+    cpu = on_cpu(train.device)
+    workers = cap_workers(workers, trials_per_gpu, cpu)
+    # A CPU run spreads workers over cores even where there are GPUs.
+    placement = _placement(workers, trials_per_gpu, 0 if cpu else None)
     url = storage_url(storage)
     epochs = train.epochs
     st = open_storage(url, heartbeat=heartbeat)
@@ -289,7 +321,7 @@ def run_search(
             args=(settings, data, train, n_trials, url, i, heartbeat, cores, gpu, events),
             daemon=True,
         )
-        for i, (cores, gpu) in enumerate(_placement(workers))
+        for i, (cores, gpu) in enumerate(placement)
     ]
     for p in procs:
         p.start()

@@ -148,6 +148,9 @@ def search(
     study: StudyOpt = "resnext-search",
     storage: StorageOpt = None,
     workers: WorkersOpt = 1,
+    trials_per_gpu: Annotated[
+        int, typer.Option(help="Workers that share one GPU, for trials too small to fill it.")
+    ] = 1,
     flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
@@ -228,7 +231,7 @@ def search(
     from nas import study as nstudy
     from nas.storage import check_heartbeat
     from nas.train import TrainConfig
-    from nas.workers import cap_workers, run_search
+    from nas.workers import cap_workers, on_cpu, run_search
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
 
@@ -249,10 +252,10 @@ def search(
             runs_dir.resolve() if save_weights else None,
         )
 
-    if trials < 1 or workers < 1:
-        raise ValueError("--trials and --workers take positive integers")
+    if min(trials, workers, trials_per_gpu) < 1:
+        raise ValueError("--trials, --workers and --trials-per-gpu take positive integers")
     check_heartbeat(heartbeat)
-    workers = cap_workers(workers)
+    workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     if patience is None and len(objs) > 1:
         patience = 2
     # The training settings are checked here, before any data loads.
@@ -301,6 +304,7 @@ def search(
             storage=storage,
             workers=workers,
             heartbeat=heartbeat,
+            trials_per_gpu=trials_per_gpu,
             progress=progress,
         )
     finally:

@@ -1,0 +1,135 @@
+"""How trials run (nas.perf): per-device plans, their config fields, MFU counts, GPU placement."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import resnext
+from nas import perf
+from nas.train import TrainConfig, Trial, train
+from nas.workers import _placement
+from tests.test_cli import run as run_cli
+from tests.test_train import FAST, TINY, toy_data
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Train on one thread (see tests/test_train.py)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_plans_follow_the_device_rules_unless_forced() -> None:
+    cpu, cuda = perf.plan("cpu"), perf.plan("cuda")
+    # The CPU rule (bench_mfu): channels_last, eager, fp32; CUDA: channels_last, eager, bf16.
+    assert (cpu.channels_last, cpu.compile_mode, cpu.bf16) == (True, None, False)
+    assert (cuda.channels_last, cuda.compile_mode, cuda.bf16) == (True, None, True)
+    forced = perf.plan("cpu", channels_last=False, compile="reduce-overhead")
+    assert (forced.channels_last, forced.compile_mode) == (False, "reduce-overhead")
+    assert perf.plan("cuda", compile="off").compile_mode is None
+    assert not perf.plan("mps").channels_last  # unmeasured there: the old NCHW
+    assert cpu.describe() == "NHWC, eager, fp32"
+    assert forced.describe() == "NCHW, compile reduce-overhead, fp32"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("channels_last", 1, "channels_last must be true, false or None"),
+        ("channels_last", "yes", "channels_last must be true, false or None"),
+        ("compile", "fast", "compile must be one of auto, off, default"),
+        ("compile", None, "compile must be one of"),
+    ],
+)
+def test_config_refuses_bad_run_settings(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_trial_follows_its_plan() -> None:
+    data = toy_data(64)
+    for channels_last in (None, True, False):
+        cfg = dataclasses.replace(FAST, channels_last=channels_last).resolved("cifar")
+        trial = Trial(TINY, data, cfg)
+        nhwc = channels_last is not False  # None: the CPU rule, channels_last
+        conv = next(m for m in trial.model.modules() if isinstance(m, torch.nn.Conv2d))
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        assert conv.weight.is_contiguous(memory_format=fmt)
+        assert trial.prepare(trial.train_x[:4]).is_contiguous(memory_format=fmt)
+        assert trial.forward is trial.model  # eager: no compiled wrapper
+
+
+def test_memory_format_changes_only_rounding(tmp_path: Path) -> None:
+    """Both formats learn the same function, and a checkpoint resumes across them."""
+    data = toy_data()
+    runs = {}
+    for cl in (False, True):
+        cfg = dataclasses.replace(FAST, channels_last=cl)
+        runs[cl] = train(TINY, data, cfg, checkpoint_dir=tmp_path / str(cl))
+    losses = [[s.train_loss for s in r.history] for r in runs.values()]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+    more = train(
+        TINY,
+        data,
+        dataclasses.replace(FAST, epochs=3, channels_last=True),
+        checkpoint_dir=tmp_path / "False",
+    )
+    assert len(more.history) == 3 and more.history[:2] == runs[False].history
+
+
+def test_train_flops_count_six_per_multiply_add() -> None:
+    spec = resnext.preset("resnext29_8x64d")
+    # Sec. 5.3 / Table 7: ResNeXt-29 8x64d is about 5.4 GFLOPs (multiply-adds) per image.
+    assert perf.train_flops(spec) == 6 * resnext.complexity(spec).flops
+    assert 5.3e9 < resnext.complexity(spec).flops < 5.5e9
+
+
+def test_matmul_peak_is_a_plausible_rate() -> None:
+    rates = perf.matmul_peak(torch.device("cpu"), n=128, repeats=3, seconds=0.01)
+    assert len(rates) == 3 and all(1e6 < r < 1e14 for r in rates)  # 1 MFLOP/s .. 100 TFLOP/s
+    assert perf.spread([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+
+
+# --- placement of workers ----------------------------------------------------------------
+
+
+def test_placement_puts_trials_per_gpu_workers_on_each_gpu() -> None:
+    assert _placement(4, 2, gpus=2) == [(None, 0), (None, 0), (None, 1), (None, 1)]
+    assert _placement(2, 1, gpus=2) == [(None, 0), (None, 1)]  # --workers: one GPU each
+    assert _placement(2, 2, gpus=1) == [(None, 0), (None, 0)]
+    assert _placement(1, 3, gpus=4) == [(None, 0)]
+
+
+def test_placement_refuses_more_workers_than_gpus_hold() -> None:
+    with pytest.raises(ValueError, match="--workers 3 needs 3 GPUs at --trials-per-gpu 1"):
+        _placement(3, 1, gpus=2)
+    with pytest.raises(ValueError, match="needs 2 GPUs at --trials-per-gpu 2, and 1 is visible"):
+        _placement(3, 2, gpus=1)
+    with pytest.raises(ValueError, match="--trials-per-gpu must be a positive integer"):
+        _placement(1, 0, gpus=1)
+
+
+def test_placement_without_gpus_splits_the_cores() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    placed = _placement(2, 2, gpus=0)
+    assert [gpu for _, gpu in placed] == [None, None]
+    per = max(1, len(cores) // 2)
+    assert all(len(c) == per and set(c) <= set(cores) for c, _ in placed)
+    if len(cores) >= 2:
+        assert not set(placed[0][0]) & set(placed[1][0])  # disjoint shares
+
+
+def test_search_refuses_a_bad_trials_per_gpu_in_one_line() -> None:
+    res = run_cli("search", "--trials-per-gpu", "0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--trials-per-gpu take positive integers" in lines[0]
