@@ -20,7 +20,8 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
-from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of
+from nas.confirm import recommendation
+from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of, waiting_text
 from nas.fileio import ensure_parent, write_text
 from nas.records import trial_records
 from nas.storage import UnknownStudy, load
@@ -51,6 +52,11 @@ def param_importances(study: optuna.Study) -> dict[str, float] | None:
             return optuna.importance.get_param_importances(study, target=error)
         except (ValueError, RuntimeError):  # e.g. no param shared by every complete trial
             return None
+
+
+def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
+    """The confirmed answer of the study (:func:`nas.confirm.recommendation`), if it has one."""
+    return recommendation(study.get_trials(deepcopy=False))
 
 
 def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
@@ -123,14 +129,18 @@ def build_page(
     live: bool = False,
     poll_seconds: float = 5.0,
     state: dict[str, Any] | None = None,
+    recommendation: dict[str, Any] | None = None,
 ) -> str:
     """One self-contained HTML page (plotly.js inlined) of every figure and the trial table.
 
     ``live`` makes the page poll ``state.json`` every ``poll_seconds`` and reload when the
-    study's ``state`` (see :func:`study_state`) changes.
+    study's ``state`` (see :func:`study_state`) changes. A figure with nothing to show ships as
+    its one ``waiting`` line (the page draws no axes for it).
     """
     records = json_safe(records)  # a NaN loss in a history must not break the page's JSON
-    figs = {name: fig.to_plotly_json() for name, fig in figures(records, importances).items()}
+    made = figures(records, importances, recommendation)
+    figs = {name: fig.to_plotly_json() for name, fig in made.items()}
+    waits = {name: text for name, fig in made.items() if (text := waiting_text(fig))}
     # One template for every plot, shipped once (the page sets it on each layout).
     for fig in figs.values():
         fig["layout"].pop("template", None)
@@ -143,6 +153,7 @@ def build_page(
     data = {
         "template": pio.templates["plotly_white"].to_plotly_json(),
         "figures": figs,
+        "waiting": waits,
         "hover": hover,
         "rows": table_rows(records),
         "live": live,
@@ -200,7 +211,12 @@ def dashboard_page(study_name: str, storage: str | None = None) -> str:
     records = records_from_study(study)
     if not any(r["state"] in FINISHED for r in records):
         raise ValueError(f"study {study_name} has no finished trials yet")
-    return build_page(records, study_name, param_importances(study))
+    return build_page(
+        records,
+        study_name,
+        param_importances(study),
+        recommendation=study_recommendation(study),
+    )
 
 
 def default_out(study_name: str) -> Path:
