@@ -60,7 +60,8 @@ def page_of(n: int, tmp: Path) -> Path:
 
 def panels(chromium, path: Path) -> dict[str, tuple[str, str, int]]:
     with session(chromium) as s:
-        open_dashboard(s, path.as_uri())
+        s.page.set_default_navigation_timeout(300_000)  # a 10 MB page on a loaded 2-core machine
+        open_dashboard(s, path.as_uri(), timeout_ms=300_000)
         states = s.page.evaluate(PANEL_STATE, list(PANELS))
         assert s.errors == [] and s.blocked == [] and s.dialogs == []
     return {pid: (state, text, svgs) for pid, state, text, svgs in states}

@@ -381,7 +381,10 @@ def edf_figure(
                 y=_array(f),
                 mode="lines",
                 line={"shape": "hv", "color": colour},
-                name=f"{label} (n={sizes[label]}, ±{eps:.2f})",
+                # Reweighted groups: the band rests on Kish's effective n, so say it.
+                name=f"{label} (n={sizes[label]}"
+                + ("" if abs(neff[label] - sizes[label]) < 0.5 else f", eff. {neff[label]:.0f}")
+                + f", ±{eps:.2f})",
                 legendgroup=label,
                 hovertemplate="error %{x:.2f}%: %{y:.2f}<extra>%{fullData.name}</extra>",
                 meta={"role": "edf"},
