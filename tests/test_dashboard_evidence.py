@@ -228,3 +228,24 @@ def test_the_page_carries_the_recommendation_or_its_waiting_line() -> None:
     assert "recommended: 4x2d" in page and "waiting for the confirmation phase" not in page
     page = dash.build_page(dash.records_from_study(study_of(3)), "c")
     assert "Recommendation: waiting for the confirmation phase" in page
+
+
+def test_table_rows_carry_their_configs_mean_over_seeds() -> None:
+    study = study_of(40, seeds_per_spec=2)
+    recs = dash.records_from_study(study)
+    done: dict[str, list[float]] = {}
+    for t in study.trials:  # by hand, from the trials: complete ones grouped by their spec
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            done.setdefault(repr(sorted(t.user_attrs["spec"].items())), []).append(1 - t.value)
+    rows = dash.table_rows(recs)
+    assert len(rows) == len(recs)  # one row per trial
+    for t, row in zip(study.trials, rows, strict=True):
+        # As in `trials`: only a complete trial carries its config's mean.
+        complete = t.state == optuna.trial.TrialState.COMPLETE
+        accs = done[repr(sorted(t.user_attrs["spec"].items()))] if complete else []
+        assert row["config_trials"] == len(accs)
+        if accs:
+            assert row["config_mean"] == pytest.approx(statistics.fmean(accs))
+        else:
+            assert row["config_mean"] is None
+    assert any(row["config_trials"] == 2 for row in rows)

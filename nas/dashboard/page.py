@@ -23,7 +23,7 @@ from plotly.utils import PlotlyJSONEncoder
 from nas.confirm import recommendation
 from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of, waiting_text
 from nas.fileio import ensure_parent, write_text
-from nas.records import trial_records
+from nas.records import mark_config_means, trial_records
 from nas.storage import UnknownStudy, load
 
 
@@ -74,9 +74,20 @@ def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trial table's rows: display-ready fields of every record."""
+    """The trial table's rows: display-ready fields of every record, one row per trial, with its
+    configuration's mean accuracy over its complete trials (seeds), as ``trials`` shows it."""
+    means = [
+        dict(
+            r,
+            spec=r.get("spec"),
+            hparams=r.get("hparams") or {},
+            val_accuracy=r.get("val_accuracy"),
+        )
+        for r in records
+    ]
+    mark_config_means(means)
     rows = []
-    for r in records:
+    for r, m in zip(records, means, strict=True):
         spec = spec_of(r)
         rows.append(
             {
@@ -91,6 +102,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "latency_ms": None if r.get("latency") is None else 1e3 * r["latency"],
                 "epochs": len(r.get("history") or []),
                 "seed": r.get("seed"),
+                "config_mean": m["spec_mean_accuracy"],
+                "config_trials": m["spec_trials"],
                 "hparams": ", ".join(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in sorted(r["optuna_params"].items())
