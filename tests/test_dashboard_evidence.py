@@ -123,6 +123,7 @@ def test_three_trials_state_no_verdict_and_draw_no_empty_axes() -> None:
     (t3,) = figs["cardinality"].data
     assert list(t3.customdata) == ["n=1, no interval"] * 3
     assert list(t3.error_y.array) == [0, 0, 0]
+    assert t3.name.endswith(", one seed each: no intervals")
     one = figs_of(study_of(1))
     assert dash.waiting_text(one["cardinality"]).startswith("Table 3 view: needs two cardinalit")
     assert dash.waiting_text(one["size"]).startswith("Fig. 7 view: needs a series")

@@ -547,6 +547,8 @@ def cardinality_figure(
     for pts in sorted(lines[:max_lines], key=lambda pts: pts[0]["flops"]):
         mid = statistics.median(r["flops"] for r in pts)
         name = f"{_family_name(pts[0]['spec'])}, ~{_si(mid)} FLOPs"
+        if all(r["n"] == 1 for r in pts):  # a line through single seeds is no trend yet
+            name += ", one seed each: no intervals"
         fig.add_trace(_error_trace(pts, [r["spec"]["cardinality"] for r in pts], name))
     _layout(
         fig,
@@ -797,6 +799,8 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
             "title": "confirmed validation accuracy, mean and 95% t interval over seeds",
             "tickformat": ".1%",
         },
+        # Headroom above the top row for its label.
+        yaxis={"range": [-0.5, len(rows) - 0.2]},
         height=max(260, 120 + 60 * len(rows)),
     )
     return fig
