@@ -14,23 +14,12 @@ import optuna
 import pytest
 
 from nas import dashboard as dash
-from tests.browser import browser, in_ci, missing_reason, open_dashboard, session
+from tests.browser import open_dashboard, session
 from tests.conftest import XSS
 from tests.synthetic import synthetic_trials
 
 pytestmark = pytest.mark.browser
 PLOTS = ("pareto", "curves", "edf", "cardinality", "size", "importance")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    reason = missing_reason()
-    if reason:
-        if in_ci():
-            pytest.fail(f"$CI is set but {reason}")
-        pytest.skip(reason)
-    with browser() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from nas import dashboard as dash
 from nas.dashboard.evidence import MIN_IMPORTANCE
-from tests.browser import browser, in_ci, missing_reason, open_dashboard, session
+from tests.browser import open_dashboard, session
 from tests.synthetic import synthetic_trials
 
 pytestmark = pytest.mark.browser
@@ -31,17 +31,6 @@ PANEL_STATE = """(ids) => ids.map((id) => {
         ((t.x && t.x.length) || (t.y && t.y.length)));
     return [id, points ? "drawn" : "empty", el.textContent, 0];
 })"""
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    reason = missing_reason()
-    if reason:
-        if in_ci():
-            pytest.fail(f"$CI is set but {reason}")
-        pytest.skip(reason)
-    with browser() as b:
-        yield b
 
 
 def page_of(n: int, tmp: Path) -> Path:
