@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -65,6 +66,7 @@ def _betainc(a: float, b: float, x: float) -> float:
     return front * f / a
 
 
+@lru_cache(maxsize=1024)  # a bisection of 200 steps; the dashboard asks for the same few df
 def t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on the CDF)."""
     if not 0 < p < 1 or df < 1:

@@ -33,3 +33,18 @@ def stored_study(tmp_path_factory: pytest.TempPathFactory) -> str:
     xss = optuna.create_study(study_name=XSS, storage=url)
     xss.add_trials(synthetic_trials(3, odd=False))
     return url
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium per browser test module (tests/browser.py); skipped without one,
+    except under $CI, where a missing browser fails the run."""
+    from tests.browser import browser, in_ci, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        if in_ci():
+            pytest.fail(f"$CI is set but {reason}")
+        pytest.skip(reason)
+    with browser() as b:
+        yield b

@@ -15,6 +15,13 @@ from plotly.offline import get_plotlyjs
 
 import resnext
 from nas import dashboard as dash
+from nas.dashboard.evidence import (
+    MIN_EDF_GROUP,
+    MIN_IMPORTANCE,
+    dkw_epsilon,
+    effect_text,
+    ks_critical,
+)
 from nas.designspace import ks_statistic
 from nas.records import COUNTED
 from nas.storage import storage_url
@@ -129,10 +136,11 @@ def test_many_points_switch_to_webgl(records: list[dict]) -> None:
 def test_edf_figure_values(records: list[dict]) -> None:
     fig = dash.edf_figure(records, "cardinality")
     done = [r for r in records if r["state"] == "COMPLETE"]
-    for t in fig.data:
+    for t in (t for t in fig.data if t.meta["role"] == "edf"):
         c = int(t.name.split()[0].removeprefix("C="))
         errs = sorted(100 * (1 - r["val_accuracy"]) for r in done if r["spec"]["cardinality"] == c)
-        assert t.name == f"C={c} (n={len(errs)})"
+        assert t.name == f"C={c} (n={len(errs)}, ±{dkw_epsilon(len(errs)):.2f})"
+        assert len(errs) >= MIN_EDF_GROUP
         assert list(t.x[1:]) == pytest.approx(sorted(set(errs)))
         assert t.y[0] == 0 and t.y[-1] == pytest.approx(1.0)
         # F at each distinct error is the share of the group at or below it.
@@ -141,7 +149,7 @@ def test_edf_figure_values(records: list[dict]) -> None:
     ks = fig.layout.annotations[0].text.split("<br>")
     e1 = [_err(r) for r in done if r["spec"]["cardinality"] == 1]
     e2 = [_err(r) for r in done if r["spec"]["cardinality"] == 2]
-    assert ks[0] == f"KS(C=1, C=2) = {ks_statistic(e1, e2):.3f}"
+    assert ks[0].startswith(f"KS(C=1, C=2) = {ks_statistic(e1, e2):.3f}, 5% critical ")
 
 
 def _err(r: dict) -> float:
@@ -154,7 +162,9 @@ def test_normalised_edf_uses_complexity_weights(records: list[dict]) -> None:
         assert sum(ws) == pytest.approx(1.0) and min(ws) >= 0
     plain = dash.edf_figure(records, "depth", normalise=False)
     n_done = sum(r["state"] == "COMPLETE" for r in records)
-    assert [t.name for t in plain.data] == [f"depths=3-3-3 (n={n_done})"]
+    eps = dkw_epsilon(n_done)
+    names = [t.name for t in plain.data if t.meta["role"] == "edf"]
+    assert names == [f"depths=3-3-3 (n={n_done}, ±{eps:.2f})"]
     with pytest.raises(ValueError, match="unknown grouping"):
         dash.group_key(records[0], "colour")
 
@@ -187,14 +197,27 @@ def test_many_values_of_d_group_into_power_of_two_ranges() -> None:
 
 def test_normalising_leaves_out_the_groups_that_share_no_flops_range() -> None:
     # C=1 and C=2 overlap between 1e8 and 1e9; the one C=4 model sits far above both.
-    recs = [_rec(1, 64, f, 0.7) for f in (1e8, 1e9)] + [_rec(2, 40, f, 0.75) for f in (1e8, 1e9)]
+    recs = [_rec(1, 64, f, 0.7) for f in (1e8, 1e9) * 3]
+    recs += [_rec(2, 40, f, 0.75) for f in (1e8, 1e9) * 3]
     recs.append(_rec(4, 24, 1e11, 0.9))
     groups = dash.edf_groups(recs, "cardinality", normalise=True)
     assert list(groups) == ["C=1", "C=2"]
-    assert groups["C=1"][1] == pytest.approx([0.5, 0.5])
+    assert groups["C=1"][1] == pytest.approx([1 / 6] * 6)
     fig = dash.edf_figure(recs, "cardinality", normalise=True)
-    assert [t.name for t in fig.data] == ["C=1 (n=2)", "C=2 (n=2)"]
-    assert fig.layout.annotations[0].text == "KS(C=1, C=2) = 1.000"
+    eps = dkw_epsilon(6)
+    assert [t.name for t in fig.data if t.meta["role"] == "edf"] == [
+        f"C=1 (n=6, ±{eps:.2f})",
+        f"C=2 (n=6, ±{eps:.2f})",
+    ]
+    crit = ks_critical(6, 6)
+    assert fig.layout.annotations[0].text == f"KS(C=1, C=2) = 1.000, 5% critical {crit:.3f}: differ"
+    # Two trials a group: no EDF, the panel says how many more it needs.
+    few = dash.edf_figure(recs[:2] + recs[6:8], "cardinality", normalise=True)
+    assert not few.data
+    assert dash.waiting_text(few) == (
+        f"too few trials for complexity-normalised error EDFs by C: {MIN_EDF_GROUP - 2} more "
+        f"needed (each group needs {MIN_EDF_GROUP}; the largest has 2)"
+    )
 
 
 def test_cardinality_figure_is_table3_with_seed_error_bars(records: list[dict]) -> None:
@@ -210,10 +233,15 @@ def test_cardinality_figure_is_table3_with_seed_error_bars(records: list[dict]) 
     for name in table2:
         i = texts.index(name)
         errs = [_err(r) for r in _done_of(records, name)]
-        assert t.customdata[i] == len(errs) >= 1
         assert t.y[i] == pytest.approx(statistics.fmean(errs))
-        assert t.error_y.array[i] == pytest.approx(statistics.stdev(errs) if len(errs) > 1 else 0)
-    assert t.customdata[texts.index("8x14d")] == 1  # trial 6 of the two was pruned
+        # 95% t interval over the seeds: t(0.975, df) from t tables; none for one seed.
+        t975 = {2: 12.7062, 3: 4.302653}
+        n = len(errs)
+        half = t975[n] * statistics.stdev(errs) / n**0.5 if n > 1 else 0
+        assert t.error_y.array[i] == pytest.approx(half, rel=1e-5)
+        assert t.error_y.arrayminus[i] == pytest.approx(half, rel=1e-5)
+        assert t.customdata[i].startswith(f"n={len(errs)}")
+    assert t.customdata[texts.index("8x14d")] == "n=1, no interval"  # trial 6 was pruned
     assert "depths 3-3-3, width 256" in t.name
 
 
@@ -274,9 +302,15 @@ def _importance_records() -> list[dict]:
 
 def test_importance_effects_show_the_sign_and_the_best_category() -> None:
     eff = dash.importance_effects(_importance_records(), ["cardinality", "lr", "optimizer"])
-    assert eff["cardinality"].startswith("higher C -> higher accuracy")
-    assert eff["lr"].startswith("higher lr -> lower accuracy")
-    assert eff["optimizer"].startswith("best optimizer: adamw")
+    assert eff["cardinality"]["direction"] == "higher" and eff["cardinality"]["n"] == 18
+    lr = eff["lr"]["estimate"]  # lr hurts, but against C's larger effect 18 trials may not show it
+    assert lr.value < 0 and eff["lr"]["direction"] == ("lower" if lr.high < 0 else None)
+    opt = eff["optimizer"]  # +1 point for adamw: real, but within the spread C and lr make
+    assert opt["best"] == "adamw" and opt["estimate"].value == pytest.approx(1.0)
+    assert opt["direction"] == ("adamw" if opt["estimate"].low > 0 else None)
+    assert effect_text(opt, "optimizer").startswith(
+        "best optimizer: adamw (+1.00" if opt["direction"] else "optimizer: no best choice shown"
+    )
 
 
 def test_importance_figure_bars(study: optuna.Study, records: list[dict]) -> None:
@@ -293,7 +327,12 @@ def test_importance_figure_bars(study: optuna.Study, records: list[dict]) -> Non
         elif "-> lower" in label:
             assert colour == "#e76f51"
     empty = dash.importance_figure(None, records)
-    assert not empty.data and "needs 2 or more" in empty.layout.annotations[0].text
+    assert not empty.data and "no parameter varies" in dash.waiting_text(empty)
+    few = dash.importance_figure(imp, records[:5])
+    n = sum(r["state"] == "COMPLETE" for r in records[:5])
+    assert not few.data and dash.waiting_text(few) == (
+        f"too few trials for parameter importances: {MIN_IMPORTANCE - n} more needed"
+    )
 
 
 def test_importances_need_two_complete_trials() -> None:

@@ -14,23 +14,12 @@ import optuna
 import pytest
 
 from nas import dashboard as dash
-from tests.browser import browser, in_ci, missing_reason, open_dashboard, session
+from tests.browser import open_dashboard, session
 from tests.conftest import XSS
 from tests.synthetic import synthetic_trials
 
 pytestmark = pytest.mark.browser
 PLOTS = ("pareto", "curves", "edf", "cardinality", "size", "importance")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    reason = missing_reason()
-    if reason:
-        if in_ci():
-            pytest.fail(f"$CI is set but {reason}")
-        pytest.skip(reason)
-    with browser() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
@@ -223,19 +212,29 @@ def test_table_sorts_filters_and_hides_pruned(fresh, records: list[dict]) -> Non
     )
 
 
-def test_switching_metric_and_grouping_redraws(fresh) -> None:
+def test_switching_metric_and_grouping_redraws(fresh, stored_study: str) -> None:
     s = fresh
     s.page.select_option("#metric", "params")
     s.page.wait_for_function(
         "document.querySelector('#pareto .gtitle').textContent.includes('parameters')"
     )
     s.page.select_option("#edf-by", "bottleneck_width")
-    s.page.click("#edf-norm")
     s.page.wait_for_function(
-        "document.querySelector('#edf .gtitle').textContent.startsWith('complexity-normalised')"
+        "document.querySelector('#edf .gtitle').textContent.includes('error EDF by d')"
     )
     legend = s.page.evaluate("document.querySelector('#edf .legend').textContent")
     assert "d=" in legend and "C=" not in legend
+    # Normalised, the groups by d share too few trials: the panel becomes its one line.
+    records = dash.records_from_study(dash.load_study("synthetic", stored_study))
+    line = dash.waiting_text(dash.edf_figure(records, "bottleneck_width", normalise=True))
+    assert line and line.startswith("too few trials for complexity-normalised error EDFs by d")
+    s.page.click("#edf-norm")
+    s.page.wait_for_function("document.getElementById('edf').classList.contains('waiting')")
+    assert s.page.inner_text("#edf") == line
+    assert s.page.evaluate("document.querySelectorAll('#edf svg').length") == 0
+    s.page.click("#edf-norm")  # and back to the plot
+    s.page.wait_for_function("document.querySelector('#edf .legend') !== null")
+    assert not s.page.evaluate("document.getElementById('edf').classList.contains('waiting')")
     s.page.select_option("#metric", "flops")
     assert s.errors == []
 

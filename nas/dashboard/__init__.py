@@ -26,7 +26,9 @@ from nas.dashboard.figures import (
     learning_curves_figure,
     model_size_figure,
     pareto_figure,
+    recommendation_figure,
     spec_errors,
+    waiting_text,
 )
 from nas.dashboard.page import (
     build_page,
@@ -36,6 +38,7 @@ from nas.dashboard.page import (
     param_importances,
     records_from_study,
     script_json,
+    study_recommendation,
     study_state,
     table_rows,
     write_dashboard,
@@ -69,11 +72,14 @@ __all__ = [
     "model_size_figure",
     "param_importances",
     "pareto_figure",
+    "recommendation_figure",
     "records_from_study",
     "screenshot",
     "serve",
     "spec_errors",
+    "study_recommendation",
     "study_state",
     "table_rows",
+    "waiting_text",
     "write_dashboard",
 ]

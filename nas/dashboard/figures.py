@@ -19,8 +19,18 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 import resnext
+from nas.dashboard.evidence import (
+    MIN_EDF_GROUP,
+    MIN_IMPORTANCE,
+    dkw_epsilon,
+    effect,
+    effect_text,
+    effective_n,
+    ks_critical,
+    too_few,
+)
 from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
-from nas.rank import spearman
+from nas.recommend import mean_interval
 from nas.records import spec_key
 from resnext.complexity import format_count
 
@@ -100,6 +110,18 @@ def _note(fig: go.Figure, text: str) -> go.Figure:
         text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font_size=14
     )
     return fig
+
+
+def waiting(fig: go.Figure, text: str) -> go.Figure:
+    """Mark a figure with nothing to show: the page collapses it to the one line ``text``."""
+    fig.update_layout(meta={"waiting": text})
+    return _note(fig, text)
+
+
+def waiting_text(fig: go.Figure) -> str | None:
+    """The line a collapsed figure shows instead of axes, or None when it has data to draw."""
+    meta = fig.layout.meta
+    return meta.get("waiting") if isinstance(meta, dict) else None
 
 
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
@@ -212,7 +234,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
         hovermode="closest",
     )
     if not done:
-        _note(fig, f"no complete trial has a {label}")
+        waiting(fig, f"Pareto front: waiting for a complete trial with a {label}")
     return fig
 
 
@@ -299,44 +321,91 @@ def edf_groups(
 def edf_figure(
     records: list[dict[str, Any]], by: str = "cardinality", normalise: bool = False
 ) -> go.Figure:
-    """Error EDFs of the trials grouped by ``by``, with the KS statistic of neighbouring groups."""
+    """Error EDFs of the groups of ``by`` with at least ``MIN_EDF_GROUP`` trials, each with its
+    95% DKW band and n, and the KS statistic of neighbouring groups against its critical value.
+
+    Weighted (normalised) groups use Kish's effective n for the band and the critical value.
+    """
     kind = "complexity-normalised " if normalise else ""
+    what = f"{kind}error EDFs by {_LABELS.get(by, by)}"
     fig = go.Figure()
     _layout(
         fig,
-        f"{kind}error EDF by {_LABELS.get(by, by)}",
+        f"{kind}error EDF by {_LABELS.get(by, by)} (95% DKW bands)",
         xaxis={"title": "top-1 error (%)"},
         yaxis={"title": "cumulative prob.", "range": [0, 1.02]},
     )
     try:
         groups = edf_groups(records, by, normalise)
     except ValueError as e:
-        return _note(fig, str(e))
-    if not groups:
-        return _note(fig, "no complete trials")
+        return waiting(fig, f"{what}: {e}")
+    sizes = {label: sum(w > 0 for w in ws) for label, (_, ws) in groups.items()}
+    shown = [label for label, n in sizes.items() if n >= MIN_EDF_GROUP]
+    if not shown:
+        largest = max(sizes.values(), default=0)
+        return waiting(
+            fig,
+            f"{too_few(what, largest, MIN_EDF_GROUP)} "
+            f"(each group needs {MIN_EDF_GROUP}; the largest has {largest})",
+        )
     palette = qualitative.Plotly + qualitative.D3
-    for k, (label, (errs, ws)) in enumerate(groups.items()):
+    neff = {label: effective_n(groups[label][1]) for label in shown}
+    for k, label in enumerate(groups):
+        if label not in shown:
+            continue
+        errs, ws = groups[label]
         xs, fs = edf(errs, ws)
-        used = sum(w > 0 for w in ws)
+        eps = dkw_epsilon(neff[label])
+        # In group order, so C gets the colour it has in the Pareto plot.
+        colour = palette[k % len(palette)]
+        x = _array([xs[0], *xs])
+        f = [0.0, *fs]
+        for edge, fill in ((-eps, None), (eps, "tonexty")):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=_array([min(1.0, max(0.0, v + edge)) for v in f]),
+                    mode="lines",
+                    line={"shape": "hv", "width": 0, "color": colour},
+                    fill=fill,
+                    opacity=0.15,
+                    showlegend=False,
+                    hoverinfo="skip",
+                    legendgroup=label,
+                    meta={"role": "band"},
+                )
+            )
         fig.add_trace(
             go.Scatter(
-                x=_array([xs[0], *xs] if xs else []),
-                y=_array([0.0, *fs] if xs else []),
+                x=x,
+                y=_array(f),
                 mode="lines",
-                # In group order, so C gets the colour it has in the Pareto plot.
-                line={"shape": "hv", "color": palette[k % len(palette)]},
-                name=f"{label} (n={used})",
+                line={"shape": "hv", "color": colour},
+                # Reweighted groups: the band rests on Kish's effective n, so say it.
+                name=f"{label} (n={sizes[label]}"
+                + ("" if abs(neff[label] - sizes[label]) < 0.5 else f", eff. {neff[label]:.0f}")
+                + f", ±{eps:.2f})",
+                legendgroup=label,
                 hovertemplate="error %{x:.2f}%: %{y:.2f}<extra>%{fullData.name}</extra>",
+                meta={"role": "edf"},
             )
         )
-    labels = [k for k, (_, ws) in groups.items() if any(w > 0 for w in ws)]
-    lines = [
-        f"KS({a}, {b}) = {ks_statistic(groups[a][0], groups[b][0], groups[a][1], groups[b][1]):.3f}"
-        for a, b in zip(labels, labels[1:], strict=False)
-    ]
+    lines = []
+    for a, b in zip(shown, shown[1:], strict=False):
+        ks = ks_statistic(groups[a][0], groups[b][0], groups[a][1], groups[b][1])
+        crit = ks_critical(neff[a], neff[b])
+        verdict = "differ" if ks > crit else "no difference shown"
+        lines.append(f"KS({a}, {b}) = {ks:.3f}, 5% critical {crit:.3f}: {verdict}")
+    hidden = [label for label in groups if label not in shown]
+    if hidden:
+        lines.append(
+            f"not drawn (under {MIN_EDF_GROUP} trials): "
+            + ", ".join(f"{label} (n={sizes[label]})" for label in hidden[:6])
+            + (" ..." if len(hidden) > 6 else "")
+        )
     if lines:
         fig.add_annotation(
-            text="<br>".join(lines[:8]),
+            text="<br>".join(html.escape(line) for line in lines[:9]),
             xref="paper",
             yref="paper",
             x=0.99,
@@ -355,7 +424,7 @@ def edf_figure(
 
 
 def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Complete trials merged per spec: mean and std (over seeds) of the error, in percent."""
+    """Complete trials merged per spec: mean, std and 95% t interval of the error over seeds (%)."""
     by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in _complete(records):
         by_spec[spec_key(r["spec"])].append(r)
@@ -363,6 +432,7 @@ def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for trials in by_spec.values():
         errs = [_error(r) for r in trials]
         first = trials[0]
+        iv = mean_interval(errs)
         rows.append(
             {
                 "spec": first["spec"],
@@ -370,6 +440,9 @@ def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "params": first["params"],
                 "mean": statistics.fmean(errs),
                 "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
+                # 95% Student-t interval over seeds; one seed has none (drawn without a bar).
+                "low": iv.mean if iv.n < 2 else iv.low,
+                "high": iv.mean if iv.n < 2 else iv.high,
                 "n": len(errs),
                 "numbers": [r["number"] for r in trials],
             }
@@ -432,15 +505,25 @@ def _error_trace(
     return go.Scatter(
         x=x,
         y=[r["mean"] for r in rows],
-        error_y={"type": "data", "array": [r["std"] for r in rows], "visible": True},
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": [r["high"] - r["mean"] for r in rows],
+            "arrayminus": [r["mean"] - r["low"] for r in rows],
+            "visible": True,
+        },
         text=[spec_of(r).notation for r in rows],
-        customdata=[r["n"] for r in rows],
+        customdata=[
+            f"n={r['n']}, 95% CI [{r['low']:.2f}, {r['high']:.2f}]"
+            if r["n"] > 1
+            else "n=1, no interval"
+            for r in rows
+        ],
         mode="lines+markers+text",
         textposition="top center",
         name=name,
         hovertemplate=(
-            "%{text}: error %{y:.2f}% ± %{error_y.array:.2f} (n=%{customdata})<extra>"
-            f"{html.escape(name)}</extra>"
+            f"%{{text}}: error %{{y:.2f}}% (%{{customdata}})<extra>{html.escape(name)}</extra>"
         ),
         **kwargs,
     )
@@ -464,15 +547,21 @@ def cardinality_figure(
     for pts in sorted(lines[:max_lines], key=lambda pts: pts[0]["flops"]):
         mid = statistics.median(r["flops"] for r in pts)
         name = f"{_family_name(pts[0]['spec'])}, ~{_si(mid)} FLOPs"
+        if all(r["n"] == 1 for r in pts):  # a line through single seeds is no trend yet
+            name += ", one seed each: no intervals"
         fig.add_trace(_error_trace(pts, [r["spec"]["cardinality"] for r in pts], name))
     _layout(
         fig,
         f"Error against cardinality at preserved complexity (FLOPs within {tolerance:.0%})",
         xaxis={"title": "cardinality C", "type": "log", "dtick": math.log10(2)},
-        yaxis={"title": "top-1 error (%), mean ± std over seeds"},
+        yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
     )
     if not fig.data:
-        _note(fig, "no two cardinalities at the same complexity yet")
+        waiting(
+            fig,
+            f"Table 3 view: needs two cardinalities within {tolerance:.0%} of the same FLOPs "
+            "(same depths and width); this study has none",
+        )
     return fig
 
 
@@ -508,10 +597,14 @@ def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.
         fig,
         "Error against model size: cardinality series vs width series",
         xaxis={"title": "parameters", "type": "log"},
-        yaxis={"title": "top-1 error (%), mean ± std over seeds"},
+        yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
     )
     if not fig.data:
-        _note(fig, "no series of two or more sizes yet")
+        waiting(
+            fig,
+            "Fig. 7 view: needs a series of two or more model sizes (one d across C, or C=1 "
+            "across widths); this study has none",
+        )
     return fig
 
 
@@ -571,21 +664,16 @@ def learning_curves_figure(records: list[dict[str, Any]]) -> go.Figure:
         showlegend=False,
     )
     if not nums:
-        _note(fig, "no trial has reported a history yet")
+        waiting(fig, "Learning curves: waiting for a trial to report its first epoch")
     return fig
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def importance_effects(records: list[dict[str, Any]], names: Iterable[str]) -> dict[str, str]:
-    """How each param moves accuracy: the sign of Spearman's rho, or the best category.
-
-    Numeric params (including numeric categorical choices such as C) get "higher C -> higher
-    accuracy" (rho > 0) or "... -> lower accuracy"; other categorical params get the choice with
-    the best mean accuracy.
-    """
+def importance_effects(
+    records: list[dict[str, Any]], names: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """How each param moves accuracy over the complete trials (:func:`evidence.effect`): the
+    Spearman rho or best choice with its bootstrap interval, n, and a direction only where the
+    interval excludes zero."""
     done = [r for r in records if r["state"] == "COMPLETE" and r.get("val_accuracy") is not None]
     effects = {}
     for name in names:
@@ -594,51 +682,47 @@ def importance_effects(records: list[dict[str, Any]], names: Iterable[str]) -> d
             for r in done
             if name in r["optuna_params"]
         ]
-        short = _LABELS.get(name, name)
-        if pairs and all(_is_number(v) for v, _ in pairs):
-            rho = spearman(*zip(*pairs, strict=True))
-            if math.isnan(rho):
-                effects[name] = f"{short}: no effect measurable"
-            else:
-                way = "higher" if rho > 0 else "lower"
-                effects[name] = f"higher {short} -> {way} accuracy (Spearman {rho:+.2f})"
-        elif pairs:
-            accs: dict[str, list[float]] = defaultdict(list)
-            for v, a in pairs:
-                accs[str(v)].append(a)
-            best = max(accs, key=lambda k: statistics.fmean(accs[k]))
-            effects[name] = f"best {short}: {best} ({100 * statistics.fmean(accs[best]):.1f}%)"
-        else:
-            effects[name] = f"{short}: no complete trial"
+        values = [v for v, _ in pairs]
+        effects[name] = effect(name, values, [a for _, a in pairs])
     return effects
+
+
+def completed(records: list[dict[str, Any]]) -> int:
+    """The number of complete trials with an accuracy (what importances rest on)."""
+    return sum(r["state"] == "COMPLETE" and r.get("val_accuracy") is not None for r in records)
 
 
 def importance_figure(
     importances: dict[str, float] | None, records: list[dict[str, Any]]
 ) -> go.Figure:
-    """Param importances as bars, coloured and labelled by the direction of their effect."""
+    """Param importances as bars, labelled with the direction of each effect and its interval.
+
+    Below ``MIN_IMPORTANCE`` complete trials the panel collapses to how many more it needs.
+    """
+    n = completed(records)
     fig = go.Figure()
-    _layout(fig, "Parameter importances for accuracy (PED-ANOVA)", xaxis={"title": "importance"})
+    _layout(
+        fig,
+        f"Parameter importances for accuracy (PED-ANOVA, n={n} complete trials)",
+        xaxis={"title": "importance"},
+    )
+    short = too_few("parameter importances", n, MIN_IMPORTANCE)
+    if short:
+        return waiting(fig, short)
     if not importances:
-        return _note(fig, "needs 2 or more complete trials with varying parameters")
+        return waiting(fig, f"parameter importances: no parameter varies over the {n} trials")
     names = sorted(importances, key=importances.get)
     effects = importance_effects(records, names)
-    colour = {"higher a": "#2a9d8f", "lower a": "#e76f51"}
-
-    def pick(effect: str) -> str:
-        for key, c in colour.items():
-            if f"-> {key}" in effect:
-                return c
-        return "#8d99ae"
-
+    texts = {k: effect_text(e, _LABELS.get(k, k)) for k, e in effects.items()}
+    colour = {"higher": "#2a9d8f", "lower": "#e76f51"}
     fig.add_trace(
         go.Bar(
-            x=[importances[n] for n in names],
-            y=[html.escape(_LABELS.get(n, n)) for n in names],
+            x=[importances[k] for k in names],
+            y=[html.escape(_LABELS.get(k, k)) for k in names],
             orientation="h",
-            text=[html.escape(effects[n]) for n in names],
+            text=[html.escape(texts[k]) for k in names],
             textposition="auto",
-            marker={"color": [pick(effects[n]) for n in names]},
+            marker={"color": [colour.get(effects[k]["direction"], "#8d99ae") for k in names]},
             hovertemplate="%{y}: %{x:.3f}<br>%{text}<extra></extra>",
         )
     )
@@ -647,12 +731,90 @@ def importance_figure(
 
 
 # ---------------------------------------------------------------------------------------------
+# The confirmed recommendation (nas.confirm.recommendation)
+
+
+def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
+    """The confirmed configurations' mean accuracy with 95% t intervals over seeds; the title
+    names the recommended one with its P(best), or states the tie."""
+    fig = go.Figure()
+    if rec is None:
+        _layout(fig, "Recommendation")
+        return waiting(fig, "Recommendation: waiting for the confirmation phase")
+    rows = list(reversed(rec["confirmed"]))  # best on top
+    if rec["tie"] and rec.get("runner_up"):
+        title = (
+            f"tie between {rec['notation']} and {rec['runner_up']['notation']} "
+            f"(P(best) {rec['p_best']:.2f} < {rec['tie_below']:.2f})"
+        )
+    elif rec["tie"]:
+        title = f"tie: {rec['notation']} has P(best) {rec['p_best']:.2f} only"
+    else:
+        title = f"recommended: {rec['notation']} (P(best) {rec['p_best']:.2f})"
+
+    def bound(r: dict[str, Any], i: int) -> float:
+        return r["mean_accuracy"] if r["ci95"][i] is None else r["ci95"][i]
+
+    def label(r: dict[str, Any]) -> str:
+        ci = (
+            "no interval"
+            if r["ci95"][0] is None
+            else f"95% CI [{100 * r['ci95'][0]:.2f}, {100 * r['ci95'][1]:.2f}]%"
+        )
+        return (
+            f"{100 * r['mean_accuracy']:.2f}% ({ci}, {r['seeds']} seeds, P(best) {r['p_best']:.2f})"
+        )
+
+    picked = rec["notation"]
+    fig.add_trace(
+        go.Scatter(
+            x=[r["mean_accuracy"] for r in rows],
+            y=[html.escape(r["notation"]) for r in rows],
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [bound(r, 1) - r["mean_accuracy"] for r in rows],
+                "arrayminus": [r["mean_accuracy"] - bound(r, 0) for r in rows],
+                "visible": True,
+            },
+            mode="markers+text",
+            text=[html.escape(label(r)) for r in rows],
+            textposition="top center",
+            marker={
+                "size": [16 if r["notation"] == picked and not rec["tie"] else 9 for r in rows],
+                "symbol": [
+                    "star" if r["notation"] == picked and not rec["tie"] else "circle" for r in rows
+                ],
+                "color": ["#e76f51" if r["notation"] == picked else "#264653" for r in rows],
+            },
+            hovertemplate="%{y}: %{text}<extra></extra>",
+            showlegend=False,
+            meta={"role": "confirmed"},
+        )
+    )
+    _layout(
+        fig,
+        html.escape(title),
+        xaxis={
+            "title": "confirmed validation accuracy, mean and 95% t interval over seeds",
+            "tickformat": ".1%",
+        },
+        # Headroom above the top row for its label.
+        yaxis={"range": [-0.5, len(rows) - 0.2]},
+        height=max(260, 120 + 60 * len(rows)),
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def figures(
-    records: list[dict[str, Any]], importances: dict[str, float] | None = None
+    records: list[dict[str, Any]],
+    importances: dict[str, float] | None = None,
+    recommendation: dict[str, Any] | None = None,
 ) -> dict[str, go.Figure]:
-    """Every figure of the page, by name."""
+    """Every figure of the page, by name; ``recommendation`` is from :mod:`nas.confirm`."""
     figs = {f"pareto-{m}": pareto_figure(records, m) for m in METRICS}
     for by in GROUPINGS:
         for norm in (False, True):
@@ -661,4 +823,5 @@ def figures(
     figs["size"] = model_size_figure(records)
     figs["curves"] = learning_curves_figure(records)
     figs["importance"] = importance_figure(importances, records)
+    figs["recommendation"] = recommendation_figure(recommendation)
     return figs

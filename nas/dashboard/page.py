@@ -20,9 +20,10 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
-from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of
+from nas.confirm import recommendation
+from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of, waiting_text
 from nas.fileio import ensure_parent, write_text
-from nas.records import trial_records
+from nas.records import mark_config_means, trial_records
 from nas.storage import UnknownStudy, load
 
 
@@ -53,6 +54,11 @@ def param_importances(study: optuna.Study) -> dict[str, float] | None:
             return None
 
 
+def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
+    """The confirmed answer of the study (:func:`nas.confirm.recommendation`), if it has one."""
+    return recommendation(study.get_trials(deepcopy=False))
+
+
 def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
     """Load a study through :mod:`nas.storage`, turning failures into one-line ValueErrors."""
     try:
@@ -68,9 +74,20 @@ def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trial table's rows: display-ready fields of every record."""
+    """The trial table's rows: display-ready fields of every record, one row per trial, with its
+    configuration's mean accuracy over its complete trials (seeds), as ``trials`` shows it."""
+    means = [
+        dict(
+            r,
+            spec=r.get("spec"),
+            hparams=r.get("hparams") or {},
+            val_accuracy=r.get("val_accuracy"),
+        )
+        for r in records
+    ]
+    mark_config_means(means)
     rows = []
-    for r in records:
+    for r, m in zip(records, means, strict=True):
         spec = spec_of(r)
         rows.append(
             {
@@ -85,6 +102,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "latency_ms": None if r.get("latency") is None else 1e3 * r["latency"],
                 "epochs": len(r.get("history") or []),
                 "seed": r.get("seed"),
+                "config_mean": m["spec_mean_accuracy"],
+                "config_trials": m["spec_trials"],
                 "hparams": ", ".join(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in sorted(r["optuna_params"].items())
@@ -123,14 +142,18 @@ def build_page(
     live: bool = False,
     poll_seconds: float = 5.0,
     state: dict[str, Any] | None = None,
+    recommendation: dict[str, Any] | None = None,
 ) -> str:
     """One self-contained HTML page (plotly.js inlined) of every figure and the trial table.
 
     ``live`` makes the page poll ``state.json`` every ``poll_seconds`` and reload when the
-    study's ``state`` (see :func:`study_state`) changes.
+    study's ``state`` (see :func:`study_state`) changes. A figure with nothing to show ships as
+    its one ``waiting`` line (the page draws no axes for it).
     """
     records = json_safe(records)  # a NaN loss in a history must not break the page's JSON
-    figs = {name: fig.to_plotly_json() for name, fig in figures(records, importances).items()}
+    made = figures(records, importances, recommendation)
+    figs = {name: fig.to_plotly_json() for name, fig in made.items()}
+    waits = {name: text for name, fig in made.items() if (text := waiting_text(fig))}
     # One template for every plot, shipped once (the page sets it on each layout).
     for fig in figs.values():
         fig["layout"].pop("template", None)
@@ -143,6 +166,7 @@ def build_page(
     data = {
         "template": pio.templates["plotly_white"].to_plotly_json(),
         "figures": figs,
+        "waiting": waits,
         "hover": hover,
         "rows": table_rows(records),
         "live": live,
@@ -200,7 +224,12 @@ def dashboard_page(study_name: str, storage: str | None = None) -> str:
     records = records_from_study(study)
     if not any(r["state"] in FINISHED for r in records):
         raise ValueError(f"study {study_name} has no finished trials yet")
-    return build_page(records, study_name, param_importances(study))
+    return build_page(
+        records,
+        study_name,
+        param_importances(study),
+        recommendation=study_recommendation(study),
+    )
 
 
 def default_out(study_name: str) -> Path:

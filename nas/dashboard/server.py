@@ -16,6 +16,7 @@ from nas.dashboard.page import (
     load_study,
     param_importances,
     records_from_study,
+    study_recommendation,
     study_state,
 )
 
@@ -46,6 +47,7 @@ class _Live:
                 live=True,
                 poll_seconds=self.poll_seconds,
                 state=state,
+                recommendation=study_recommendation(self.study),
             )
             self.key = key
         return state, self.page
