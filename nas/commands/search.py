@@ -29,6 +29,7 @@ from nas.commands.options import (
     Template,
     TemplateOpt,
     WorkersOpt,
+    command,
     flat_ints,
     int_lists,
     ints,
@@ -331,7 +332,7 @@ def search_summary(
     out.print(
         f"study {study!r}: {states}; best error "
         + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
-        + f"; see `resnext-nas trials --study {study}`"
+        + f"; see `{command('trials', '--study', study)}`"
     )
     if cfg := summary["best_config"]:
         out.print(
