@@ -66,8 +66,8 @@ class BoundedServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
-        self.slots = threading.BoundedSemaphore(max_connections)
+    def __init__(self, *args: Any, max_connections: int | None = None, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(max_connections or MAX_CONNECTIONS)
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
