@@ -146,7 +146,7 @@ def test_dashboard_on_a_full_disk_is_one_line_and_writes_nothing(
     page = tmp_path / "page.html"
     monkeypatch.setattr("nas.fileio.os.fsync", no_space)
     base = ["dashboard", "--study", "synthetic", "--storage", stored_study]
-    one_line(capsys, [*base, "--out", str(page)], str(page), "No space left on device")
+    one_line(capsys, [*base, "--out", str(page)], f"--out {page}", "No space left on device")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -158,12 +158,12 @@ def test_bad_output_paths_are_one_line(
     one_line(
         capsys,
         ["dashboard", "--study", "synthetic", "--storage", stored_study, "--out", target],
-        target,
+        f"--out {target}",
     )
     one_line(
         capsys,
         ["trials", "--study", "synthetic", "--storage", stored_study, "--csv", target],
-        target,
+        f"--csv {target}",
     )
 
 

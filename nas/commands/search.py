@@ -372,7 +372,7 @@ def trials(
         ensure_parent(csv, "--csv")
     rows = trial_rows(load(study, storage), front)
     if csv:
-        write_csv(csv, *csv_table(rows))
+        write_csv(csv, *csv_table(rows), "--csv")
     if as_json:
         print_json(rows)
         return
