@@ -91,16 +91,16 @@ def main(args: list[str] | None = None) -> None:
             options.out.print(e.ctx.get_help() if e.ctx else "")
             raise SystemExit(e.exit_code) from None
         where = f"; see `{e.ctx.command_path} --help`" if e.ctx else ""
-        sys.stderr.write(f"error: {e.format_message().rstrip('.')}{where}\n")
+        sys.stderr.write(options.literal(f"error: {e.format_message().rstrip('.')}{where}") + "\n")
         raise SystemExit(2) from None
     except USER_ERRORS as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(options.literal(f"error: {e}") + "\n")
         raise SystemExit(2) from None
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
     except ClickException as e:  # a bad file argument and the like
-        sys.stderr.write(f"error: {e.format_message()}\n")
+        sys.stderr.write(options.literal(f"error: {e.format_message()}") + "\n")
         raise SystemExit(e.exit_code) from None
     if isinstance(rc, int) and rc:
         if rc == 130:

@@ -152,6 +152,28 @@ REFERENCE = (
 )
 
 
+def _malformed(configs: Any) -> str | None:
+    """What is wrong with the ``configs`` of a calibration file, or None if nothing is."""
+    if not isinstance(configs, list):
+        return f"configs is {type(configs).__name__}, not a list"
+    for i, row in enumerate(configs):
+        if not isinstance(row, dict) or not isinstance(row.get("spec"), dict):
+            return f"configs[{i}] has no spec object"
+        try:
+            Spec.from_dict(row["spec"])
+        except (TypeError, ValueError, KeyError) as e:
+            return f"configs[{i}].spec: {e}"
+        for key, v in row.items():
+            numeric = key.endswith(("_val_accuracy", "_wall_seconds")) or key in ("flops", "params")
+            if (
+                numeric
+                and v is not None
+                and (isinstance(v, bool) or not isinstance(v, int | float))
+            ):
+                return f"configs[{i}].{key} is {v!r}, not a number"
+    return None
+
+
 class CalibrationFile:
     """The JSON file of a calibration: its options, each config's results as they come, and
     finally the correlations. Written atomically after every trained schedule, so that a run
@@ -170,15 +192,26 @@ class CalibrationFile:
         try:
             previous = json.loads(self.path.read_text())
             had = previous["options"]
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{self.path} is not a calibration file; use another --out") from None
+        except (ValueError, KeyError, TypeError, OSError):
+            raise ValueError(
+                f"--out {self.path} is not a calibration file; use another --out"
+            ) from None
+        if not isinstance(had, dict):
+            raise ValueError(f"--out {self.path} is not a calibration file; use another --out")
         if had != self.options:
             diff = ", ".join(o for o in self.options if had.get(o) != self.options[o])
             raise ValueError(
-                f"{self.path} was made with other options (they differ in {diff}); "
+                f"--out {self.path} was made with other options (they differ in {diff}); "
                 "use the same options to resume it, or another --out"
             )
-        return previous.get("configs", [])
+        configs = previous.get("configs", [])
+        problem = _malformed(configs)
+        if problem:
+            raise ValueError(
+                f"--out {self.path} has the same options but a malformed body ({problem}); "
+                "delete the file to start over, or use another --out"
+            )
+        return configs
 
     def left(self, k: int) -> int:
         """How many of ``k`` configurations still need their long schedule."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ def pick_trial(study: Any, number: int | None) -> FrozenTrial:
     if t.state != TrialState.COMPLETE:
         raise ValueError(
             f"trial {number} of study {name!r} is {kind(t)}, not complete; export a complete "
-            f"one (see `resnext-nas trials --study {name}`) or use --best"
+            f"one (see `resnext-nas trials --study {shlex.quote(name)}`) or use --best"
         )
     return t
 
@@ -114,6 +115,10 @@ def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
     from resnext.complexity import complexity
 
     r = trial_record(trial, study.study_name)
+    if r["spec"] is None:
+        raise ValueError(
+            f"trial {trial.number} of study {study.study_name!r} has no readable spec ({r['note']})"
+        )
     spec = Spec.from_dict(r["spec"])
     return {
         "spec": spec.to_dict(),
@@ -139,15 +144,43 @@ def _load_weights(path: Path, spec: Spec, where: str) -> dict[str, Any]:
     """A trial's weights file, checked to hold weights of ``spec``; else ValueError."""
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"weights file {path} is unreadable ({type(e).__name__}); {where}") from e
+    from nas.fileio import load_tensors
+
+    state = load_tensors(path, where)
     if not isinstance(state, dict) or not {"model", "normalization", "spec"} <= set(state):
         raise ValueError(f"{path} is not a resnext-nas trial weights file; {where}")
     if state["spec"] != spec.to_dict():
         raise ValueError(f"{path} holds weights of another spec than the trial's; {where}")
+    if not isinstance(state["model"], dict):
+        raise ValueError(f"{path} holds no state dict under 'model'; {where}")
+    bad = [
+        k
+        for k, t in state["model"].items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(t.isfinite().all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ValueError(f"{path}: tensor {bad[0]}{more} holds NaN or inf; {where}")
     return state
+
+
+def state_dict_mismatch(model: torch.nn.Module, state_dict: dict[str, Any], first: int = 3) -> str:
+    """What keeps ``state_dict`` from loading into ``model``: missing, unexpected and
+    mis-shaped keys, the ``first`` few of each; "" when it fits."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in want]
+    shapes = [
+        f"{k} {tuple(getattr(state_dict[k], 'shape', ()))} for {tuple(want[k].shape)}"
+        for k in want
+        if k in state_dict and tuple(getattr(state_dict[k], "shape", ())) != tuple(want[k].shape)
+    ]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        if keys:
+            more = f", ... ({len(keys)} in all)" if len(keys) > first else ""
+            parts.append(f"{label} {', '.join(keys[:first])}{more}")
+    return "; ".join(parts)
 
 
 def export_trial(
@@ -167,7 +200,7 @@ def export_trial(
     """
     import socket
 
-    from nas.fileio import write_json
+    from nas.fileio import ensure_folder, write_json
     from nas.storage import load, storage_url
 
     study = load(study_name, storage)
@@ -178,9 +211,8 @@ def export_trial(
         raise ValueError(f"trial {trial.number} of study {study_name!r} has no spec")
     record = _record(study, trial, storage_url(storage))
     spec = Spec.from_dict(record["spec"])
-    folder = Path(out) if out is not None else default_out(study_name, trial.number)
-    folder.mkdir(parents=True, exist_ok=True)
-    retrain = f"retrain it with `resnext-nas train --spec {folder / SPEC_FILE}`"
+    folder = ensure_folder(out if out is not None else default_out(study_name, trial.number))
+    retrain = f"retrain it with `resnext-nas train --spec {shlex.quote(str(folder / SPEC_FILE))}`"
     source, host = record["weights_source"], record["host"]
     if source is None and record["status"] == "diverged":
         write_json(folder / SPEC_FILE, record)
@@ -241,6 +273,8 @@ def _model(spec: Spec, state_dict: dict[str, Any]) -> torch.nn.Module:
     import resnext
 
     model = resnext.build(spec)
+    if problem := state_dict_mismatch(model, state_dict):
+        raise ValueError(f"the weights do not fit {spec.describe()}: {problem}")
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:

@@ -8,30 +8,116 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through ``write(f)`` atomically: readers see the old file or the new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+class WriteError(OSError, ValueError):
+    """A file could not be written (full disk, bad path): one line naming it, exit code 2.
+
+    An OSError, so that callers catching OSError still do; a ValueError, so that the CLI prints
+    it as a user error.
+    """
+
+
+def _temp_prefix(path: Path) -> str:
+    """Temp files of ``path`` are ``.NAME.HOST.PID.*.tmp``: a later run knows whose they are."""
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temp files of ``path`` left by killed writers on this host; the removed ones.
+
+    A temp file names its host and process (:func:`_temp_prefix`); one whose process is gone
+    is an orphan of a kill (SIGKILL skips every ``finally``). Other hosts' temps are left alone.
+    """
+    path = Path(path)
+    host = socket.gethostname()
+    removed = []
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            owner = tmp.name[len(path.name) + 2 :].split(".")
+            # host may hold dots: the pid is the field before the random part
+            if len(owner) < 4 or ".".join(owner[:-3]) != host or not owner[-3].isdigit():
+                continue
+            pid = int(owner[-3])
+            if pid != os.getpid() and not _alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed
+
+
+def check_target(path: str | Path, option: str = "") -> Path:
+    """``path`` if a file may be written there; WriteError naming ``option`` if not.
+
+    Refused: a folder, a file without write permission (its owner protected it), and a SQLite
+    database (a study's storage is never overwritten by a page or a table).
+    """
+    path = Path(path)
+    what = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise WriteError(f"{what} is a folder; give a file name")
+    if path.is_file():
+        if not os.access(path, os.W_OK):
+            raise WriteError(f"{what} is read-only; it is not overwritten")
+        head = b""
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+        if head == SQLITE_MAGIC:
+            raise WriteError(f"{what} is a SQLite database; it is not overwritten")
+    elif path.exists():
+        raise WriteError(f"{what} is not a regular file")
+    return path
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], option: str = "") -> None:
+    """Write ``path`` through ``write(f)`` atomically: readers see the old file or the new one.
+
+    A failure (full disk, a folder or read-only file in the way, a path in /proc) removes the
+    temp file and raises :class:`WriteError` in one line naming the path (and ``option``).
+    """
+    path = Path(path)
+    what = f"{option} {path}" if option else str(path)
+    check_target(path, option)
+    remove_stale_temps(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(e, WriteError) or not isinstance(e, OSError):
+            raise
+        failed = WriteError(f"cannot write {what}: {e.strerror or e or type(e).__name__}")
+        failed.errno = e.errno
+        raise failed from None
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -40,15 +126,15 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             os.close(dir_fd)
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str, option: str = "") -> None:
     """Write ``text`` as UTF-8 atomically (:func:`write_atomic`)."""
     data = text.encode("utf-8")
-    write_atomic(path, lambda f: f.write(data))
+    write_atomic(path, lambda f: f.write(data), option)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def write_json(path: str | Path, obj: Any, option: str = "") -> None:
     """Write ``obj`` as indented JSON atomically (:func:`write_atomic`)."""
-    write_text(path, json.dumps(obj, indent=2) + "\n")
+    write_text(path, json.dumps(obj, indent=2) + "\n", option)
 
 
 def ensure_parent(path: str | Path, option: str = "--out") -> Path:
@@ -64,15 +150,55 @@ def ensure_parent(path: str | Path, option: str = "--out") -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"{option} {path}: cannot create {path.parent} ({e.strerror})") from None
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder; give a file name")
+    if not os.access(path.parent, os.W_OK):
+        raise WriteError(f"{option} {path}: folder {path.parent} is not writable")
+    return check_target(path, option)
+
+
+def ensure_folder(path: str | Path, option: str = "--out") -> Path:
+    """Create the folder ``path`` (files go inside it); WriteError naming ``option`` if it can't."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise WriteError(f"{option} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"{option} {path}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK):
+        raise WriteError(f"{option} {path}: the folder is not writable")
     return path
 
 
-def write_csv(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+def write_csv(
+    path: str | Path, columns: list[str], rows: list[dict[str, Any]], option: str = ""
+) -> None:
     """Write ``rows`` as CSV with a header of ``columns`` atomically (keys not in it are left)."""
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, columns, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    write_text(path, buf.getvalue())
+    write_text(path, buf.getvalue(), option)
+
+
+def load_tensors(path: str | Path, fix: str) -> Any:
+    """``torch.load`` of tensors and plain containers only; ValueError in one line if not.
+
+    ``weights_only=True`` refuses a raw pickle (which could run code when loaded); torch's own
+    warnings about the pickle protocol are silenced, so that only our line is printed.
+    """
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{path} holds pickled Python objects, not only tensors; it is not loaded (loading "
+            f"it could run code); {fix}"
+        ) from None
+    except Exception as e:
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}); {fix}") from None

@@ -69,8 +69,9 @@ def objectives_of(study: optuna.Study) -> list[str]:
     return study.user_attrs.get(ATTR, {}).get("objectives", ["error"])
 
 
-def _note(t: FrozenTrial) -> str | None:
-    a = t.user_attrs
+def _note(t: FrozenTrial, a: dict[str, Any], bad: list[str]) -> str | None:
+    if bad:
+        return f"attribute{'s' * (len(bad) > 1)} {', '.join(bad)} of the wrong type, left out"
     if a.get("rejected") or a.get("error"):
         return a.get("rejected") or a.get("error")
     retried = retried_from(t)
@@ -83,6 +84,109 @@ def _note(t: FrozenTrial) -> str | None:
     return None
 
 
+# Attributes a trial of ours holds, with the type each must have. A shared database can be
+# edited by hand: a value of another type is coerced (a number written as text) or left out
+# with a note, so that one bad trial never stops ``trials``, the dashboard or ``export``.
+NUMBER_ATTRS = (
+    *COUNTED,
+    "latency",
+    "val_accuracy",
+    "final_val_accuracy",
+    "images_per_second",
+    "train_images_per_second",
+    "inference_images_per_second",
+    "wall_seconds",
+)
+INT_ATTRS = ("seed", "repeat")
+TEXT_ATTRS = ("status", "weights", "host", "baseline", "error", "rejected")
+
+
+def _number(v: Any) -> float | int | None:
+    """``v`` as a finite number (text such as "0.5" read as one); None if it is none."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return v if np.isfinite(v) else None
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+        return f if np.isfinite(f) else None
+    return None
+
+
+def _spec(v: Any) -> dict[str, Any] | None:
+    """``v`` as a spec dict that :meth:`Spec.from_dict` accepts, else None."""
+    if not isinstance(v, dict):
+        return None
+    try:
+        return Spec.from_dict(v).to_dict()
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def clean_attrs(attrs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The trial attributes with each known one of its type, and the names of those left out.
+
+    A number stored as text is read as the number; anything else of the wrong type is dropped
+    (and named), so that readers get None, as for a trial that never stored it.
+    """
+    a = dict(attrs)
+    bad = []
+
+    def drop(key: str) -> None:
+        a.pop(key, None)
+        bad.append(key)
+
+    for key in NUMBER_ATTRS:
+        if a.get(key) is not None:
+            v = _number(a[key])
+            if v is None:
+                drop(key)
+            else:
+                a[key] = int(v) if key in ("flops", "params", "activations") else v
+    for key in INT_ATTRS:
+        if a.get(key) is not None:
+            v = _number(a[key])
+            if v is None or v != int(v):
+                drop(key)
+            else:
+                a[key] = int(v)
+    for key in TEXT_ATTRS:
+        if a.get(key) is not None and not isinstance(a[key], str | bool):
+            a[key] = str(a[key])
+    if a.get("spec") is not None:
+        spec = _spec(a["spec"])
+        if spec is None:
+            drop("spec")
+        else:
+            a["spec"] = spec
+    if a.get("hparams") is not None:
+        h = a["hparams"]
+        ok = isinstance(h, dict) and all(
+            isinstance(k, str) and _number(v) is not None for k, v in h.items()
+        )
+        if ok:
+            a["hparams"] = {k: _number(v) for k, v in h.items()}
+        else:
+            drop("hparams")
+    for key in ("curve", "history"):
+        if a.get(key) is not None:
+            h = a[key]
+            ok = isinstance(h, list) and all(isinstance(e, dict) for e in h)
+            if ok:
+                a[key] = [
+                    {**e, "val_accuracy": _number(e.get("val_accuracy"))}
+                    if "val_accuracy" in e
+                    else e
+                    for e in h
+                ]
+            else:
+                drop(key)
+    return a, bad
+
+
 def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
     """One JSON-ready dict of a trial: identity, spec, complexity, accuracy, speed, history.
 
@@ -90,9 +194,10 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
     a single-objective study (the objective is the error), else the best of the history (a pruned
     trial's best so far). FLOPs, params and activations missing from the attributes are counted
     from the spec. ``hparams`` are the tuned hyper-parameters the trial trained with;
-    ``optuna_params`` are all its Optuna parameters, architecture included.
+    ``optuna_params`` are all its Optuna parameters, architecture included. Attributes of the
+    wrong type are left out and named in the note (:func:`clean_attrs`).
     """
-    a = t.user_attrs
+    a, bad = clean_attrs(t.user_attrs)
     # The search stores the per-epoch curve as "curve"; "history" is accepted too.
     history = list(a.get("curve") or a.get("history") or [])
     acc = a.get("val_accuracy")
@@ -132,7 +237,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "repeat": a.get("repeat"),
         "weights": a.get("weights"),
         "host": a.get("host"),
-        "note": _note(t),
+        "note": _note(t, a, bad),
         "study": study_name,
     }
 
@@ -236,8 +341,8 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
                 else {
                     "number": best.number,
                     "error": best.values[0],
-                    "spec": notation(Spec.from_dict(best.user_attrs["spec"]))
-                    if "spec" in best.user_attrs
+                    "spec": notation(Spec.from_dict(spec))
+                    if (spec := clean_attrs(best.user_attrs)[0].get("spec"))
                     else None,
                 },
             }

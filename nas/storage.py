@@ -102,6 +102,38 @@ def _serialise_sqlite_writes(engine: Any) -> None:
     engine.dispose()  # pooled connections were opened before the listeners
 
 
+# Tables every Optuna RDB storage has (optuna/storages/_rdb/models.py).
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+
+
+def check_optuna_file(path: Path, url: str) -> None:
+    """ValueError in one line unless ``path`` is a SQLite file holding an Optuna storage.
+
+    Read in SQLite's read-only mode, before Optuna opens it: Optuna would create its tables in
+    any SQLite file (an empty one included) and switch it to write-ahead logging, and a command
+    that only reads must leave a file that is not a study database as it found it.
+    """
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is an empty file, not a study database (storage {url})")
+    try:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise ValueError(f"{path} is not a study database (storage {url}): {e}") from None
+    missing = OPTUNA_TABLES - {name for (name,) in rows}
+    if missing:
+        raise ValueError(
+            f"{path} is a SQLite database but not an Optuna study database (no table "
+            f"{', '.join(sorted(missing))}; storage {url}); it is left untouched"
+        )
+
+
 def open_storage(
     url: str | None = None, *, heartbeat: int = HEARTBEAT, must_exist: bool = False
 ) -> optuna.storages.RDBStorage:
@@ -110,12 +142,19 @@ def open_storage(
 
     url = storage_url(url)
     path = sqlite_path(url)
+    if must_exist and url.startswith("sqlite") and path is None:
+        raise ValueError(
+            f"storage {url} is an in-memory SQLite database, which holds no study; "
+            "give the file of one, e.g. sqlite:///resnext-nas.db"
+        )
     if must_exist and path is not None and not path.is_file():
         # SQLite would create a missing file: refuse instead.
         raise ValueError(
             f"no study database at {path}: the file does not exist (storage {url}); "
             "run `resnext-nas search`"
         )
+    if must_exist and path is not None:
+        check_optuna_file(path, url)
     if path is not None and not path.parent.is_dir():
         raise ValueError(f"cannot open storage {url}: folder {path.parent} does not exist")
     kwargs: dict[str, Any] = {}

@@ -29,7 +29,7 @@ import numpy as np
 import resnext
 from nas import perf
 from nas.data import Dataset
-from nas.fileio import write_atomic
+from nas.fileio import load_tensors, write_atomic
 from resnext.complexity import training_memory
 from resnext.spec import Spec
 
@@ -451,13 +451,9 @@ def _identity(spec: Spec, data: Dataset, cfg: TrainConfig) -> dict[str, Any]:
 
 def _load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint at ``path``, if it belongs to the run of ``identity``; else ValueError."""
-    import torch
 
     fix = "delete it to start over, or train into another directory"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); {fix}") from e
+    state = load_tensors(path, fix)
     keys = {"format", "epoch", "history", "model", "optimizer", "scheduler", "rng", *identity}
     if (
         not isinstance(state, dict)

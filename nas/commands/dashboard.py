@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from nas.commands.options import StorageOpt, out
+from nas.commands.options import StorageOpt, literal, out
 from nas.fileio import ensure_parent
 
 
@@ -22,7 +23,9 @@ def dashboard(
         bool, typer.Option("--serve", help="Serve the page live, refreshing as trials finish.")
     ] = False,
     host: Annotated[str, typer.Option(help="Address to serve on with --serve.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to serve on with --serve (0: any free).")] = 8050,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to serve on with --serve (0: any free).")
+    ] = 8050,
     screenshot: Annotated[
         Path | None, typer.Option(help="Also save a PNG of the page (needs headless Chromium).")
     ] = None,
@@ -31,6 +34,13 @@ def dashboard(
     from nas import dashboard as dash
 
     if serve:
+        if not dash.is_loopback(host):
+            sys.stderr.write(
+                literal(
+                    f"warning: serving on {host}, beyond this machine: anyone who can reach it "
+                    "reads the study (names, specs, hosts, paths); there is no login\n"
+                )
+            )
         dash.serve(study, storage, host, port, ready=lambda url: out.print(f"serving {url}"))
         return
     path = out_file or dash.default_out(study)

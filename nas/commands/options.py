@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -16,9 +18,44 @@ from rich.console import Console
 from nas.data import DATASETS
 from resnext.budget import DEFAULT_CARDINALITIES
 
+# C0 controls but newline and tab, DEL, and C1 controls (ESC starts terminal escape sequences;
+# CSI/OSC in C1 do as well on some terminals).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def literal(text: object) -> str:
+    """``text`` as it should appear on a terminal: control characters shown as ``\\xNN``.
+
+    Names come from users sharing a storage (studies, parameters, attributes); an escape
+    sequence in one must not recolour, retitle or link the terminal of whoever lists them.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def command(*words: str) -> str:
+    """A ``resnext-nas`` command line to suggest, each word quoted for the shell."""
+    return " ".join(["resnext-nas", *(shlex.quote(str(w)) for w in words)])
+
+
+class LiteralConsole(Console):
+    """A rich console that prints strings literally: no markup, no control characters.
+
+    Markup would read ``[/x]`` in a study name as a closing tag (a crash for everyone listing
+    the storage) and ``[link=...]`` as a terminal link; styles are given as rich Text objects.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        """Every string printed, table cells and titles included, passes through here."""
+        kwargs["markup"] = False
+        return super().render_str(literal(text), **kwargs)
+
+
 # Rich lays a table out for 80 columns when stdout is no terminal (a file, a pipe, CI logs);
 # the trials table needs more, and a file has no width to keep to.
-out = Console(
+out = LiteralConsole(
     highlight=False,
     width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160,
 )

@@ -29,6 +29,7 @@ from nas.commands.options import (
     Template,
     TemplateOpt,
     WorkersOpt,
+    command,
     flat_ints,
     int_lists,
     ints,
@@ -338,7 +339,7 @@ def search_summary(
     out.print(
         f"study {study!r}: {states}; best error "
         + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
-        + f"; see `resnext-nas trials --study {study}`"
+        + f"; see `{command('trials', '--study', study)}`"
     )
     if cfg := summary["best_config"]:
         out.print(
@@ -378,7 +379,7 @@ def trials(
         ensure_parent(csv, "--csv")
     rows = trial_rows(load(study, storage), front)
     if csv:
-        write_csv(csv, *csv_table(rows))
+        write_csv(csv, *csv_table(rows), "--csv")
     if as_json:
         print_json(rows)
         return

@@ -22,6 +22,7 @@ from nas.commands.options import (
     SaveWeightsOpt,
     StorageOpt,
     WorkersOpt,
+    command,
     out,
     print_json,
 )
@@ -61,8 +62,10 @@ def _unset_option(text: str) -> Any:
     return typer.Option(help=text, show_default=False)
 
 
-def _storage_hint(storage: str | None) -> str:
-    return f" --storage {storage}" if storage else ""
+def _storage_hint(storage: str | None) -> tuple[str, ...]:
+    from nas.storage import redact
+
+    return ("--storage", redact(storage)) if storage else ()
 
 
 @app.command("run")
@@ -115,7 +118,7 @@ def study_run(
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
     schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
     study = study_name or definition.name
-    hint = f"see `resnext-nas dashboard --study {study}{_storage_hint(storage)}`"
+    hint = f"see `{command('dashboard', '--study', study, *_storage_hint(storage))}`"
     # As `search`: refuse a bad storage or a finished study before the data load.
     if dataset in KNOWN_CLASSES:
         early = definition.settings(study, KNOWN_CLASSES[dataset], resolution or 32)

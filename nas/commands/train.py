@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import resnext
-from nas.commands.options import DatasetNameOpt, JsonOpt, check_dataset, out, print_json
+from nas.commands.options import (
+    DatasetNameOpt,
+    JsonOpt,
+    LiteralConsole,
+    check_dataset,
+    out,
+    print_json,
+)
 from resnext.complexity import format_count
 from resnext.registry import R29
 
@@ -149,6 +156,9 @@ def train_command(
     check_dataset(dataset)
     # A spec too large for memory is refused before the data loads too (issue 12).
     check_memory(dataclasses.replace(spec, resolution=image_side(dataset)), cfg)
+    from nas.fileio import ensure_folder
+
+    run_dir = ensure_folder(out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}")
 
     from nas.data import load_dataset
     from nas.fileio import write_json
@@ -165,15 +175,13 @@ def train_command(
     cfg = recipe_config(recipe, data.kind, given)
     # The data decides what the network must predict and at which size.
     if base is not None and (spec.classes, spec.resolution) != (data.classes, data.resolution):
-        Console(stderr=True, highlight=False).print(
+        LiteralConsole(stderr=True, highlight=False).print(
             f"note: {spec_file} has {spec.classes} classes at {spec.resolution}x"
             f"{spec.resolution}; training with the dataset's {data.classes} at "
             f"{data.resolution}x{data.resolution}",
             soft_wrap=True,
         )
     spec = dataclasses.replace(spec, classes=data.classes, resolution=data.resolution)
-    run_dir = out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     result = train(
         spec,
         data,
@@ -197,7 +205,7 @@ def train_command(
         "run_dir": str(run_dir),
         **result.to_dict(),
     }
-    write_json(run_dir / "result.json", record)
+    write_json(run_dir / "result.json", record, "--out")
     diverged = result.status == "diverged"
     if as_json:
         print_json(record)
@@ -214,7 +222,7 @@ def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
     table.add_column(justify="right")
     status = record["status"]
     epochs = len(record["history"])
-    table.add_row("status", status if status != "diverged" else "[red]diverged[/red]")
+    table.add_row("status", Text(status, style="red" if status == "diverged" else ""))
     table.add_row("epochs", str(epochs))
     if epochs:
         table.add_row(
@@ -234,6 +242,7 @@ def _print_train_summary(spec: resnext.Spec, record: dict[str, Any]) -> None:
     out.print(table)
     if status == "diverged":
         out.print(
-            f"[red]Training diverged:[/red] the loss became NaN or inf in epoch {epochs + 1}; "
-            f"try a lower --lr than {record['config']['lr']:g}."
+            Text("Training diverged:", style="red"),
+            f"the loss became NaN or inf in epoch {epochs + 1}; "
+            f"try a lower --lr than {record['config']['lr']:g}.",
         )

@@ -44,7 +44,7 @@ from nas.dashboard.page import (
     write_dashboard,
 )
 from nas.dashboard.screenshot import CHROMIUM, CHROMIUM_FLAGS, screenshot
-from nas.dashboard.server import make_server, serve
+from nas.dashboard.server import is_loopback, make_server, serve
 
 __all__ = [
     "CHROMIUM",
@@ -66,6 +66,7 @@ __all__ = [
     "hover_text",
     "importance_effects",
     "importance_figure",
+    "is_loopback",
     "learning_curves_figure",
     "load_study",
     "make_server",

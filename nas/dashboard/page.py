@@ -241,5 +241,5 @@ def write_dashboard(study_name: str, storage: str | None, out: Path) -> Path:
     """Write the page of a stored study to ``out`` (atomically) and return the path."""
     ensure_parent(out)
     page = dashboard_page(study_name, storage)
-    write_text(out, page)
+    write_text(out, page, "--out")
     return out

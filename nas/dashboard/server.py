@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 from collections.abc import Callable
@@ -22,6 +23,71 @@ from nas.dashboard.page import (
 
 # ---------------------------------------------------------------------------------------------
 # Live server
+
+MAX_CONNECTIONS = 32  # open connections served at once; more are closed at once
+IDLE_SECONDS = 30  # a connection silent this long is closed (a slow client holds no thread)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(header: str | None, host: str, port: int) -> bool:
+    """Whether a request's Host header names this server: its port, and an address or the name
+    it was bound to.
+
+    DNS rebinding points an attacker's name at 127.0.0.1, so that a page of theirs reads this
+    server in the visitor's browser; its requests carry that name in Host, and are refused.
+    """
+    if not header:
+        return False
+    name, _, given_port = header.rpartition(":")
+    if not name or "]" in given_port:  # no port, or a bare IPv6 address
+        name, given_port = header, "80"
+    if given_port != str(port):
+        return False
+    name = name.strip("[]").lower()
+    if name in ("localhost", host.strip("[]").lower()):
+        return True
+    try:
+        ipaddress.ip_address(name)  # an address literal: no DNS name to rebind
+    except ValueError:
+        return False
+    return True
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server with at most MAX_CONNECTIONS connection threads at once."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, max_connections: int | None = None, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(max_connections or MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a thread if a slot is free; close it otherwise."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """The thread's work; its slot is freed when the connection closes."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class _Live:
@@ -72,7 +138,13 @@ def make_server(
     }
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = IDLE_SECONDS
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            bound_port = self.server.server_address[1]
+            if not host_allowed(self.headers.get("Host"), host, bound_port):
+                self.send_error(421, "Host header does not name this server")
+                return
             route = routes.get(self.path.split("?")[0])
             if route is None:
                 self.send_error(404)
@@ -89,10 +161,13 @@ def make_server(
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # one line per poll would drown the terminal
 
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port takes 1..65535 (0: any free port), got {port}")
     try:
-        return ThreadingHTTPServer((host, port), Handler)
-    except OSError as e:
-        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        return BoundedServer((host, port), Handler)
+    except (OSError, OverflowError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise ValueError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def serve(
