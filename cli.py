@@ -24,7 +24,7 @@ from rich.table import Table
 import resnext
 
 # nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
-from nas.data import DATASETS
+from nas.data import AUGMENTS, DATASETS, VAL_CAP_RULE, default_template
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
 from resnext.complexity import format_count
 from resnext.registry import R29
@@ -347,7 +347,7 @@ def _search_space(
     flops: float | None,
     params: float | None,
     tolerance: float,
-    template: Template,
+    template: str,
     depths: list[str] | None,
     widths: list[str] | None,
     cardinalities: str,
@@ -363,7 +363,7 @@ def _search_space(
         flops = SEARCH_FLOPS
     return SearchSpace(
         Budget(flops, params, tolerance),
-        template.value,
+        template,
         tuple(_int_lists(depths or SEARCH_DEPTHS, "--depths") or ()),
         _flat_ints(widths or SEARCH_WIDTHS, "--widths") or (),
         _ints(cardinalities, "--cardinalities"),
@@ -401,7 +401,51 @@ class Pruner(StrEnum):
 
 DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})  # type: ignore[misc]
 DatasetOpt = Annotated[
-    DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
+    DatasetName,
+    typer.Option(
+        help="synthetic is built in; folder is any ImageFolder tree or archive (--data-dir); "
+        "the others are read from disk."
+    ),
+]
+Augment = StrEnum("Augment", {name: name for name in AUGMENTS})  # type: ignore[misc]
+# The options that pick a dataset's subset, shared by every command that trains.
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Where datasets live; for --dataset folder an ImageFolder tree (train/<class>/..., "
+        "optional test/ or val/) or a .tar, .tar.gz or .zip of one, extracted once.",
+        show_default=False,
+    ),
+]
+SubsetClassesOpt = Annotated[
+    int | None, typer.Option(help="Keep the first N classes (sorted folder names).")
+]
+ImagesPerClassOpt = Annotated[
+    int | None,
+    typer.Option(help="Keep the first M training images of each class (sorted file names)."),
+]
+DataResolutionOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Resize images to this side (default: the images' own when they share one, else 64).",
+        show_default=False,
+    ),
+]
+AugmentOpt = Annotated[
+    Augment | None,
+    typer.Option(
+        help="cifar (Sec. 5.3 pad-crop-flip) or imagenet (random-resized crop); default: "
+        "cifar at 64 px or less, else imagenet.",
+        show_default=False,
+    ),
+]
+VAL_HELP = f"Share of the training set held out to score trials; {VAL_CAP_RULE}."
+DataTemplateOpt = Annotated[
+    Template | None,
+    typer.Option(
+        help="Template (default: cifar for images of 64 px or less, else imagenet).",
+        show_default=False,
+    ),
 ]
 
 
@@ -439,7 +483,7 @@ def search(
     flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
-    template: TemplateOpt = Template.cifar,
+    template: DataTemplateOpt = None,
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
     cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
@@ -484,12 +528,13 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
     epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = 3,
     dataset: DatasetOpt = DatasetName.synthetic,
-    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
+    data_dir: DataDirOpt = None,
+    classes: SubsetClassesOpt = None,
+    images_per_class: ImagesPerClassOpt = None,
     train_images: Annotated[int | None, typer.Option(help="Training images per trial.")] = 2000,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of the training set held out to score trials.")
-    ] = 0.02,
-    resolution: Annotated[int | None, typer.Option(help="Resize images to this side.")] = None,
+    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = 0.02,
+    resolution: DataResolutionOpt = None,
+    augment: AugmentOpt = None,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (unless --tune-lr).")] = 0.05,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -513,10 +558,10 @@ def search(
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
 
-    def settings_for(classes: int, res: int) -> Any:
+    def settings_for(n_classes: int, res: int, tpl: str) -> Any:
         space = _search_space(
-            flops, params, tolerance, template, depths, widths, cardinalities,
-            bottleneck_widths, classes, res, tune_lr, tune_wd,
+            flops, params, tolerance, template.value if template else tpl, depths, widths,
+            cardinalities, bottleneck_widths, n_classes, res, tune_lr, tune_wd,
         )  # fmt: skip
         return nstudy.SearchSettings(
             space,
@@ -536,7 +581,8 @@ def search(
     # takes, where its classes and resolution are known beforehand.
     dataset_name = dataset.value
     if dataset_name in KNOWN_CLASSES:
-        early = settings_for(KNOWN_CLASSES[dataset_name], resolution or 32)
+        res = resolution or 32
+        early = settings_for(classes or KNOWN_CLASSES[dataset_name], res, default_template(res))
         nstudy.enqueue_specs(early.space, early.enqueue)
         if nstudy.check_study(early, storage) >= trials:
             _search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
@@ -549,10 +595,13 @@ def search(
         train_images=train_images,
         val_fraction=val_fraction,
         seed=seed,
+        classes=classes,
+        images_per_class=images_per_class,
         resolution=resolution,
+        augment=augment and augment.value,
     )
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
-    settings = settings_for(data.classes, data.resolution)
+    settings = settings_for(data.classes, data.resolution, data.template)
     nstudy.enqueue_specs(settings.space, settings.enqueue)
     if patience is None and len(objs) > 1:
         patience = 2
@@ -773,7 +822,10 @@ def _storage_hint(storage: str | None) -> str:
 def study_run(
     name: Annotated[str, typer.Argument(help="A study (see `resnext-nas study list`).")],
     dataset: DatasetOpt = DatasetName.synthetic,
-    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
+    data_dir: DataDirOpt = None,
+    classes: SubsetClassesOpt = None,
+    images_per_class: ImagesPerClassOpt = None,
+    augment: AugmentOpt = None,
     storage: StorageOpt = None,
     study_name: Annotated[
         str | None, _unset_option("Optuna study name (default: the definition's name).")
@@ -788,11 +840,9 @@ def study_run(
         int | None, _unset_option("Training images per trial (default: the definition's).")
     ] = None,
     val_fraction: Annotated[
-        float | None, _unset_option("Share of the training set held out to score trials.")
+        float | None, _unset_option(f"{VAL_HELP} (default: the definition's)")
     ] = None,
-    resolution: Annotated[
-        int | None, typer.Option(help="Resize images to this side (the specs follow).")
-    ] = None,
+    resolution: DataResolutionOpt = None,
     workers: Annotated[
         int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
     ] = 1,
@@ -820,8 +870,9 @@ def study_run(
     hint = f"see `resnext-nas dashboard --study {study}{_storage_hint(storage)}`"
     # As `search`: refuse a bad storage or a finished study before the data load.
     if dataset in KNOWN_CLASSES:
-        early = definition.settings(study, KNOWN_CLASSES[dataset], resolution or 32)
-        n = definition.n_trials(seeds, KNOWN_CLASSES[dataset], resolution or 32)
+        n_classes = classes or KNOWN_CLASSES[dataset]
+        early = definition.settings(study, n_classes, resolution or 32)
+        n = definition.n_trials(seeds, n_classes, resolution or 32)
         if nstudy.check_study(early, storage) >= n:
             _search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
@@ -834,7 +885,10 @@ def study_run(
         data_dir=data_dir,
         train_images=schedule.train_images,
         val_fraction=schedule.val_fraction,
+        classes=classes,
+        images_per_class=images_per_class,
         resolution=resolution,
+        augment=augment and augment.value,
     )
     settings = definition.settings(study, data.classes, data.resolution)
     if not quiet and not as_json:
@@ -891,7 +945,7 @@ def calibrate_command(
     flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
-    template: TemplateOpt = Template.cifar,
+    template: DataTemplateOpt = None,
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
     cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
@@ -903,12 +957,13 @@ def calibrate_command(
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
     train_images: Annotated[int, typer.Option(help="Training images of both schedules.")] = 2000,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of the training set held out to score both.")
-    ] = 0.02,
+    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = 0.02,
     dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "synthetic",
-    data_dir: Annotated[str | None, typer.Option(help="Where datasets live.")] = None,
-    resolution: Annotated[int | None, typer.Option(help="Resize images to this side.")] = None,
+    data_dir: DataDirOpt = None,
+    classes: SubsetClassesOpt = None,
+    images_per_class: ImagesPerClassOpt = None,
+    resolution: DataResolutionOpt = None,
+    augment: AugmentOpt = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the config draw, the data, training and bootstrap.")
     ] = 0,
@@ -941,15 +996,18 @@ def calibrate_command(
     if flops is None and params is None:
         flops = SEARCH_FLOPS
     bud = Budget(flops, params, tolerance)
+    # The template is the data's default unless given; known datasets are 32 px unless resized.
+    known = dataset in KNOWN_CLASSES
+    tpl = template.value if template else default_template(resolution or 32) if known else None
     grid = (
-        template.value,
+        tpl,
         _int_lists(depths or SEARCH_DEPTHS, "--depths"),
         _flat_ints(widths or SEARCH_WIDTHS, "--widths") or (),
         _ints(cardinalities, "--cardinalities"),
     )
     options = {
         "budget": bud.to_dict(),
-        "template": template.value,
+        "template": tpl,
         "depths": [list(d) for d in grid[1] or []],
         "widths": list(grid[2]),
         "cardinalities": list(grid[3]),
@@ -964,6 +1022,14 @@ def calibrate_command(
         "resolution": resolution,
         "seed": seed,
     }
+    # Options added with image folders join only when given, so older files still resume.
+    subset = {
+        "data_dir": data_dir,
+        "classes": classes,
+        "images_per_class": images_per_class,
+        "augment": augment and augment.value,
+    }
+    options.update({key: v for key, v in subset.items() if v is not None})
     done: list[dict[str, Any]] = []
     if out_file.exists():
         try:
@@ -978,8 +1044,9 @@ def calibrate_command(
                 "use the same options to resume it, or another --out"
             )
         done = previous.get("configs", [])
-    if dataset in KNOWN_CLASSES:  # refuse a band with fewer than k configs before the data
-        pick(generate(bud, *grid, None, KNOWN_CLASSES[dataset], resolution or 32), k, seed)
+    if known:  # refuse a band with fewer than k configs before the data
+        n_classes = classes or KNOWN_CLASSES[dataset]
+        pick(generate(bud, *grid, None, n_classes, resolution or 32), k, seed)
     from nas.data import load_dataset
 
     data = load_dataset(
@@ -988,8 +1055,12 @@ def calibrate_command(
         train_images=train_images,
         val_fraction=val_fraction,
         seed=seed,
+        classes=classes,
+        images_per_class=images_per_class,
         resolution=resolution,
+        augment=augment and augment.value,
     )
+    grid = (grid[0] or data.template, *grid[1:])
     chosen = pick(generate(bud, *grid, None, data.classes, data.resolution), k, seed)
     rows: dict[str, dict[str, Any]] = {}
 
@@ -1119,14 +1190,16 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    classes: Annotated[
-        int | None, typer.Option(help="Load only this many classes of the dataset.")
-    ] = None,
+    classes: SubsetClassesOpt = None,
     dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "synthetic",
-    data_dir: Annotated[Path | None, typer.Option(help="Where datasets are kept.")] = None,
+    data_dir: DataDirOpt = None,
+    images_per_class: ImagesPerClassOpt = None,
     train_images: Annotated[
         int | None, typer.Option(help="Train on this many images (default: all).")
     ] = None,
+    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = 0.1,
+    resolution: DataResolutionOpt = None,
+    augment: AugmentOpt = None,
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
@@ -1161,9 +1234,14 @@ def train_command(
         if preset is not None:
             raise ValueError("give a preset or --spec, not both")
         base = load_spec(spec_file)
-    spec = _train_spec_from_options(
-        preset, template, depths, width, cardinality, bottleneck_width, base
-    )
+    # Without a template, preset or spec file the data picks the template; the built-in and
+    # CIFAR sets are 32 px unless resized, so their spec is checked before they load.
+    from_data = template is None and preset is None and base is None
+    guess = default_template(resolution or 32) if from_data else template
+    if not from_data or dataset in KNOWN_CLASSES:
+        spec = _train_spec_from_options(
+            preset, guess, depths, width, cardinality, bottleneck_width, base
+        )
     options = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -1194,10 +1272,18 @@ def train_command(
         dataset,
         data_dir=data_dir,
         train_images=train_images,
+        val_fraction=val_fraction,
         seed=seed,
         eval_test=eval_test,
         classes=classes,
+        images_per_class=images_per_class,
+        resolution=resolution,
+        augment=augment and augment.value,
     )
+    if from_data:
+        spec = _train_spec_from_options(
+            None, data.template, depths, width, cardinality, bottleneck_width
+        )
     cfg = recipe_config(recipe, data.kind, given)
     # The data decides what the network must predict and at which size.
     if base is not None and (spec.classes, spec.resolution) != (data.classes, data.resolution):
