@@ -93,12 +93,12 @@ def figure_png(fig: Any, png: Path, width: int = 900, height: int = 520) -> Path
     return png
 
 
-def section_table3(storage: str, out: Path, lines: list[str]) -> None:
+def section_table3(storage: str, out: Path, lines: list[str], tag: str = "") -> None:
     d = studies.get("cardinality-vs-width")
     records = records_from_study(dash.load_study(d.name, storage))
     rows = per_spec(records)
     lines += [
-        f"## 1. {d.title}: {d.citation}",
+        f"### {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -132,11 +132,11 @@ def section_table3(storage: str, out: Path, lines: list[str]) -> None:
         f"{format_count(max(r['flops'] for r in rows))}.",
         "",
     ]
-    png = figure_png(dash.cardinality_figure(records), out / "table3.png")
+    png = figure_png(dash.cardinality_figure(records), out / f"table3{tag}.png")
     lines += [f"![Table 3 view of the study]({png.parent.name}/{png.name})", ""]
 
 
-def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
+def section_fig7(storage: str, out: Path, lines: list[str], tag: str = "") -> None:
     d = studies.get("cardinality-vs-width-growth")
     records = records_from_study(dash.load_study(d.name, storage))
     rows = per_spec(records)
@@ -149,7 +149,7 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
         key=lambda r: r["params"],
     )
     lines += [
-        f"## 2. {d.title}: {d.citation}",
+        f"### {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -186,11 +186,11 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
         f"**{statistics.fmean(diffs):+.2f} points** (the paper's direction: negative).",
         "",
     ]
-    png = figure_png(dash.model_size_figure(records), out / "fig7.png")
+    png = figure_png(dash.model_size_figure(records), out / f"fig7{tag}.png")
     lines += [f"![Fig. 7 view of the study]({png.parent.name}/{png.name})", ""]
 
 
-def section_search(storage: str, out: Path, lines: list[str]) -> None:
+def section_search(storage: str, out: Path, lines: list[str], tag: str = "") -> None:
     d = studies.get("budgeted-search")
     study = dash.load_study(d.name, storage)
     rows = trial_rows(study)
@@ -201,7 +201,7 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
     best = min(done, key=lambda r: r["error"])
     walls = [r["wall_seconds"] for r in rows if r["wall_seconds"]]
     lines += [
-        f"## 3. {d.title}: {d.citation}",
+        f"### {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -237,7 +237,7 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
             f"| {notation(r['spec'])} {'-'.join(map(str, r['spec']['depths']))} | {r['n']} | "
             f"{100 - r['mean']:.1f}% ± {r['std']:.1f} | {100 - min(r['errors']):.1f}% |"
         )
-    png = figure_png(dash.pareto_figure(records_from_study(study)), out / "search.png")
+    png = figure_png(dash.pareto_figure(records_from_study(study)), out / f"search{tag}.png")
     lines += ["", f"![Pareto view of the search]({png.parent.name}/{png.name})", ""]
 
 
@@ -250,7 +250,7 @@ def section_calibration(path: Path, lines: list[str]) -> None:
         return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]"
 
     lines += [
-        "## 4. How far to trust a short trial (`resnext-nas calibrate`)",
+        "### How far to trust a short trial (`resnext-nas calibrate`)",
         "",
         f"{len(cal['configs'])} configurations of the band {_band(o['budget'])} "
         f"(template {o['template']}, depths {o['depths']}, widths {o['widths']}), each trained "
@@ -301,10 +301,84 @@ def _against_zero(e: dict[str, float]) -> str:
     )
 
 
+def _steps(path: Path) -> list[str]:
+    """The commands and wall times that ``scripts/report_runs.sh`` logged, as list items."""
+    lines, cmd = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("+ "):
+            cmd = line[2:]
+        elif line.strip().startswith("(") and line.strip().endswith(" s)") and cmd:
+            seconds = int(line.strip()[1:-3])
+            lines.append(f"- `{cmd}`: {seconds:,} s ({seconds / 60:.1f} min)")
+            cmd = None
+    return lines
+
+
+def part(
+    title: str,
+    about: str,
+    storage: str | None,
+    calibration: Path | None,
+    times: Path | None,
+    figs: Path,
+    tag: str,
+    lines: list[str],
+) -> None:
+    """One dataset's sections: the studies in ``storage``, the calibration, commands and times."""
+    lines += [f"## {title}", "", about, ""]
+    if times is not None and times.exists():
+        lines += ["Commands and wall times:", "", *_steps(times), ""]
+    if storage is not None:
+        for section in (section_table3, section_fig7, section_search):
+            try:
+                section(storage, figs, lines, tag)
+            except ValueError as e:  # a study not run yet: say so, write the rest
+                print(f"skipped {section.__name__} ({title}): {e}", file=sys.stderr)
+    if calibration is not None and calibration.exists():
+        section_calibration(calibration, lines)
+
+
+def kept_sections(report: Path) -> list[str]:
+    """The synthetic-set part of an earlier report, verbatim, under this report's headings.
+
+    An earlier report (one dataset) has ``## N. title`` sections and then the notes; a later
+    one has ``## Built-in synthetic set`` with ``###`` sections.
+    """
+    text = report.read_text().splitlines()
+    if "## Built-in synthetic set" in text:
+        start = text.index("## Built-in synthetic set")
+        body = text[start:]
+    else:
+        start = next(i for i, line in enumerate(text) if line.startswith("## "))
+        about = text[2] if len(text) > 2 else ""
+        body = [
+            "## Built-in synthetic set",
+            "",
+            f"Kept from the report of an earlier run ({report.name}): {about}",
+            "",
+        ]
+        for line in text[start:]:
+            if line.startswith("## ") and line[3:4].isdigit():
+                line = "### " + line.split(". ", 1)[1]
+            body.append(line)
+    end = next((i for i, line in enumerate(body) if line == "## Discussion"), len(body))
+    return [*body[:end]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--real-storage", default=None, help="studies run on real CIFAR-10")
+    ap.add_argument("--real-calibration", type=Path, default=None)
+    ap.add_argument("--real-times", type=Path, default=None, help="report_runs.sh's step log")
     ap.add_argument("--storage", default="sqlite:///runs/report.db")
     ap.add_argument("--calibration", type=Path, default=Path("runs/calibration.json"))
+    ap.add_argument("--times", type=Path, default=None)
+    ap.add_argument(
+        "--keep-synthetic",
+        type=Path,
+        default=None,
+        help="take the synthetic-set sections from this earlier report instead of --storage",
+    )
     ap.add_argument("--notes", type=Path, default=ROOT / "docs" / "report-notes.md")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report.md")
     args = ap.parse_args()
@@ -312,27 +386,47 @@ def main() -> None:
     figs.mkdir(parents=True, exist_ok=True)
     import torch
 
+    val = studies.get("cardinality-vs-width").schedule.val_fraction
     lines = [
         "# The paper's studies at proxy scale: what they found",
         "",
         f"Generated by `scripts/make_report.py` on {time.strftime('%Y-%m-%d')} from the runs of "
-        f"`scripts/report_runs.sh` (storage `{args.storage}`, calibration `{args.calibration}`), "
-        f"on {platform.machine()} with {_cores()} CPU cores, torch {torch.__version__}, "
-        f"no GPU{' (CUDA available)' if torch.cuda.is_available() else ''}. "
-        "Dataset: the built-in `synthetic` set (10 shape classes, 32x32, so chance is 90% "
-        f"error). Errors are validation top-1 error on the held-out "
-        f"{studies.get('cardinality-vs-width').schedule.val_fraction:.0%} of the set. The "
-        "paper's numbers are ImageNet and CIFAR results of full-size networks trained for "
+        f"`scripts/report_runs.sh`, on {platform.machine()} with {_cores()} CPU cores, torch "
+        f"{torch.__version__}, no GPU{' (CUDA available)' if torch.cuda.is_available() else ''}. "
+        "Errors are validation top-1 error on a held-out, stratified split of the training set. "
+        "The paper's numbers are ImageNet and CIFAR results of full-size networks trained for "
         "100-300 epochs: only the direction of an effect can be compared.",
         "",
     ]
-    for section in (section_table3, section_fig7, section_search):
-        try:
-            section(args.storage, figs, lines)
-        except ValueError as e:  # a study not run yet: say so, write the rest
-            print(f"skipped {section.__name__}: {e}", file=sys.stderr)
-    if args.calibration.exists():
-        section_calibration(args.calibration, lines)
+    if args.real_storage or args.real_calibration:
+        part(
+            "Real CIFAR-10",
+            "Dataset: real CIFAR-10 (`--dataset folder --data-dir "
+            "../shared/data/cifar10-jpg.tar.gz`: 50,000 train images of 32x32 in 10 classes, "
+            "re-encoded as JPEG), so chance is 90% error. Storage "
+            f"`{args.real_storage}`, calibration `{args.real_calibration}`.",
+            args.real_storage,
+            args.real_calibration,
+            args.real_times,
+            figs,
+            "-real",
+            lines,
+        )
+    if args.keep_synthetic is not None:
+        lines += kept_sections(args.keep_synthetic)
+    else:
+        part(
+            "Built-in synthetic set",
+            "Dataset: the built-in `synthetic` set (10 shape classes, 32x32, so chance is 90% "
+            f"error), validation on the held-out {val:.0%} of it. Storage `{args.storage}`, "
+            f"calibration `{args.calibration}`.",
+            args.storage,
+            args.calibration,
+            args.times,
+            figs,
+            "",
+            lines,
+        )
     if args.notes.exists():
         lines += [args.notes.read_text().rstrip(), ""]
     args.out.write_text("\n".join(lines))
