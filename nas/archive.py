@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -88,12 +88,14 @@ def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | Non
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             path = member_path(info.filename, archive)
-            mode = info.external_attr >> 16  # Unix mode bits, when the zip was made on Unix
-            if stat.S_ISLNK(mode):
+            # The Unix file type, when the zip was made on Unix (0 when it was not, or when
+            # only permissions were stored, as Python's writestr does).
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind == stat.S_IFLNK:
                 raise DataError(
                     f"{archive} has a link {info.filename!r}; refusing to extract links"
                 )
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise DataError(
                     f"{archive} has a device or special file {info.filename!r}; refusing it"
                 )
@@ -109,8 +111,12 @@ def _key(archive: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def extract(archive: Path, cache: Path) -> Path:
-    """The folder ``archive`` is extracted to under ``cache``: extracted now, or reused."""
+def extract(archive: Path, cache: Path, check: Callable[[Path], object] | None = None) -> Path:
+    """The folder ``archive`` is extracted to under ``cache``: extracted now, or reused.
+
+    ``check`` gets the extracted folder before it is renamed into place; an error it raises
+    (an archive that holds no image tree) leaves nothing in the cache.
+    """
     try:
         target = cache / f"{stem(archive)}-{_key(archive)}"
     except OSError as e:
@@ -136,6 +142,8 @@ def extract(archive: Path, cache: Path) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with src, open(dest, "wb") as f:
                 shutil.copyfileobj(src, f, 1 << 20)
+        if check is not None:
+            check(tmp)
         os.replace(tmp, target)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise DataError(

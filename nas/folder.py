@@ -92,7 +92,17 @@ def open_tree(path: str | Path | None) -> Path:
     if path.is_dir():
         return find_root(path)
     if path.is_file() and archive.is_archive(path):
-        return find_root(archive.extract(path, default_data_dir() / "extracted"))
+
+        def check(folder: Path) -> None:
+            try:
+                find_root(folder)
+            except DataError:
+                raise DataError(
+                    f"no train/ folder in the archive {path}: expected train/<class>/<images> "
+                    "(or one top folder holding train/)"
+                ) from None
+
+        return find_root(archive.extract(path, default_data_dir() / "extracted", check))
     if not path.exists():
         raise DataError(f"{path} does not exist; pass an ImageFolder tree or an archive of one")
     raise DataError(
@@ -203,9 +213,12 @@ def decode(path: Path, resolution: int) -> np.ndarray:
 
 
 def parallel_map(fn: Callable[[Path], T], files: Sequence[Path]) -> list[T]:
-    """``fn`` over ``files`` on a few threads, in order; the first error is raised."""
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    """``fn`` over ``files`` on a few threads, in order; the first error is raised at once."""
+    pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
+    try:
         return list(pool.map(fn, files))
+    finally:  # after an error (a corrupt image, Ctrl-C) the files still queued are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def common_resolution(files: Sequence[Path]) -> int:

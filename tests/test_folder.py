@@ -245,10 +245,15 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
         cases[f"tar {kind}"] = (_evil_tar(tmp / f"{kind}.tar", kind), what.get(kind, "link"))
     cases["zip dotdot"] = (_zip_with(tmp / "dd.zip", "t/../../evil.jpg"), "escapes")
     cases["zip symlink"] = (_zip_with(tmp / "ln.zip", "t/x.jpg", 0o120777), "a link")
+    cases["zip device"] = (_zip_with(tmp / "dev.zip", "t/x.jpg", 0o020644), "device")
     text = tmp / "notes.txt"
     text.write_text("hello")
     cases["not a folder or archive"] = (text, "neither a folder nor a supported archive")
     cases["missing path"] = (tmp / "nowhere", "does not exist")
+    no_tree = tmp / "flat.zip"
+    with zipfile.ZipFile(no_tree, "w") as z:
+        z.writestr("a/0.jpg", b"not a tree")
+    cases["archive without train/"] = (no_tree, f"no train/ folder in the archive {no_tree}")
     truncated_gz = tmp / "cut.tar.gz"
     whole = _pack(tree("to-cut"), tmp / "whole.tar.gz", None).read_bytes()
     truncated_gz.write_bytes(whole[: len(whole) // 2])
@@ -259,8 +264,8 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
 BAD = [  # the cases of _bad_inputs, for parametrize
     "corrupt image", "truncated image", "zero-byte image", "empty class folder",
     "test classes differ", "no train folder", "tar dotdot", "tar absolute", "tar symlink",
-    "tar hardlink", "tar device", "zip dotdot", "zip symlink", "not a folder or archive",
-    "missing path", "truncated archive",
+    "tar hardlink", "tar device", "zip dotdot", "zip symlink", "zip device",
+    "not a folder or archive", "missing path", "truncated archive", "archive without train/",
 ]  # fmt: skip
 
 
