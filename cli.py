@@ -554,7 +554,7 @@ def search(
     Default space: CIFAR template, depths 1-1-1 and 2-2-2, width 32, 8e6 FLOPs ±10%, every C
     and d: 8 configurations (two cells, 2-2-2 with C=4 or 8, are empty and rejected if
     proposed), sized for 3-epoch trials of batch 32 on 4,000 32x32 images (1,000 held out),
-    well under a minute each on 2 idle CPU cores, that reach 35-38% on real CIFAR-10.
+    about a minute or less each on 2 CPU cores, that reached 35-38% on real CIFAR-10.
     """
     from nas import study as nstudy
 
