@@ -66,7 +66,12 @@ def verdict(diff: float, se: float, n: int, paper_sign: int) -> str:
     if n < 2:
         return "inconclusive (one seed: no spread to judge by)"
     if abs(diff) < 2 * se:
-        return f"inconclusive (|{diff:+.2f}| < 2 x SE {se:.2f})"
+        # With the per-seed spread s = SE * sqrt(n), n' seeds settle it when 2 s / sqrt(n')
+        # < |diff|: n' > (2 s / diff)^2.
+        spread = se * math.sqrt(n)
+        need = math.floor((2 * spread / abs(diff)) ** 2) + 1 if diff else None
+        settle = f"; about {need} seeds would settle it at this spread" if need else ""
+        return f"inconclusive (|{diff:+.2f}| < 2 x SE {se:.2f}{settle})"
     return "agrees" if math.copysign(1, diff) == paper_sign else "disagrees"
 
 
