@@ -60,53 +60,18 @@ def test_search_study_and_calibrate_run_on_the_archive(subset: Path, tmp_path: P
     data += ["--epochs", "1", "--val-fraction", "0.05"]
     db = f"sqlite:///{tmp_path / 's.db'}"
     cache = tmp_path / "cache"
-    res = _cli(
-        "search",
-        "--trials",
-        "1",
-        *data,
-        "--storage",
-        db,
-        "--json",
-        "--no-latency",
-        "--no-save-weights",
-        cache=cache,
-    )
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["trials"] == {"COMPLETE": 1}
-    res = _cli(
-        "study",
-        "run",
-        "cardinality-vs-width",
-        "--seeds",
-        "1",
-        *data,
-        "--classes",
-        "3",
-        "--storage",
-        db,
-        "--json",
-        "--no-latency",
-        "--no-save-weights",
-        cache=cache,
-    )
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["trials"] == {"COMPLETE": 5}
+    study = ["--storage", db, "--json", "--no-latency", "--no-save-weights"]
+    runs = {
+        "search": (["search", "--trials", "1", *study], 1),
+        "study run": (["study", "run", "cardinality-vs-width", "--seeds", "1", *study], 5),
+    }
+    for command, (args, trials) in runs.items():
+        res = _cli(*args, *data, "--classes", "3", cache=cache)
+        assert res.returncode == 0, (command, res.stderr)
+        assert json.loads(res.stdout)["trials"] == {"COMPLETE": trials}
     out = tmp_path / "cal.json"
-    res = _cli(
-        "calibrate",
-        *data,
-        "--k",
-        "3",
-        "--factor",
-        "2",
-        "--images-per-class",
-        "60",
-        "--out",
-        str(out),
-        "--json",
-        cache=cache,
-    )
+    args = ["calibrate", *data, "--k", "3", "--factor", "2", "--images-per-class", "60"]
+    res = _cli(*args, "--out", str(out), "--json", cache=cache)
     assert res.returncode == 0, res.stderr
     cal = json.loads(out.read_text())
     assert len(cal["configs"]) == 3 and cal["options"]["images_per_class"] == 60
