@@ -259,7 +259,7 @@ def section_calibration(path: Path, lines: list[str]) -> None:
         "",
         f"{len(cal['configs'])} configurations of the band {_band(o['budget'])} "
         f"(template {o['template']}, depths {o['depths']}, widths {o['widths']}), each trained "
-        f"for {cal['short_epochs']} epochs (the search's trial) and for {cal['long_epochs']} "
+        f"for {cal['short_epochs']} epochs (the short trial) and for {cal['long_epochs']} "
         f"epochs, batch {o['batch_size']}, lr {o['lr']}, {o['train_images']} images.",
         "",
         "| config | FLOPs | params | short acc | long acc |",
