@@ -65,6 +65,8 @@ def verdict(diff: float, se: float, n: int, paper_sign: int) -> str:
     """Agreement of a difference of ``n`` paired seeds with the paper's sign, at two SEs."""
     if n < 2:
         return "inconclusive (one seed: no spread to judge by)"
+    if se == 0:
+        return "inconclusive (no spread between the seeds to judge by)"
     if abs(diff) < 2 * se:
         # With the per-seed spread s = SE * sqrt(n), n' seeds settle it when 2 s / sqrt(n')
         # < |diff|: n' > (2 s / diff)^2.
@@ -129,6 +131,16 @@ def section_table3(storage: str, out: Path, lines: list[str], tag: str = "") -> 
             + ", ".join(f"{e:.1f}" for e in r["errors"])
             + " |"
         )
+    planned = len(d.space().specs)
+    if len(rows) < 2:
+        lines += [
+            "",
+            f"Only {len(rows)} of the {planned} specs finished: nothing to compare yet.",
+            "",
+        ]
+        return
+    if len(rows) < planned:
+        lines += ["", f"**{len(rows)} of the {planned} specs finished** (the run is resumable)."]
     cs = [r["spec"]["cardinality"] for r in rows]
     rho = spearman(cs, [r["mean"] for r in rows])
     paper_rho = spearman(list(TABLE3), list(TABLE3.values()))
@@ -262,30 +274,68 @@ def section_search(storage: str, out: Path, lines: list[str], tag: str = "") -> 
     )
 
 
+def _estimates(cal: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The file's rank correlations, or, for a calibration still running, the same estimates
+    (nas.rank.bootstrap, the file's seed) over the configurations that have both results."""
+    keys = ("spearman", "kendall", "params_spearman", "params_kendall")
+    keys += ("flops_spearman", "flops_kendall")
+    if all(k in cal for k in keys):
+        return {k: cal[k] for k in keys}
+    import numpy as np
+
+    from nas.rank import bootstrap, kendall, spearman
+
+    long = np.array([r["long_val_accuracy"] for r in rows])
+    by = {
+        "": np.array([r["short_val_accuracy"] for r in rows]),
+        "params_": np.array([r["params"] for r in rows], dtype=float),
+        "flops_": np.array([r["flops"] for r in rows], dtype=float),
+    }
+    seed = cal["options"]["seed"]
+    return {
+        f"{p}{name}": bootstrap(stat, x, long, seed=seed).to_dict()
+        for p, x in by.items()
+        for name, stat in (("spearman", spearman), ("kendall", kendall))
+    }
+
+
 def section_calibration(path: Path, lines: list[str]) -> None:
     cal = json.loads(path.read_text())
     o = cal["options"]
-
-    def est(k: str) -> str:
-        e = cal[k]
-        return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]"
-
+    short, long = o["epochs"], o["epochs"] * o["factor"]
+    rows = [r for r in cal["configs"] if r.get("long_val_accuracy") is not None]
+    partial = [r for r in cal["configs"] if r.get("long_val_accuracy") is None]
     lines += [
         "### How far to trust a short trial (`resnext-nas calibrate`)",
         "",
-        f"{len(cal['configs'])} configurations of the band {_band(o['budget'])} "
-        f"(template {o['template']}, depths {o['depths']}, widths {o['widths']}), each trained "
-        f"for {cal['short_epochs']} epochs (the short trial) and for {cal['long_epochs']} "
-        f"epochs, batch {o['batch_size']}, lr {o['lr']}, {o['train_images']} images.",
+        f"{o['k']} configurations of the band {_band(o['budget'])} (template "
+        f"{o['template'] or 'the data default'}, depths {o['depths']}, widths {o['widths']}), "
+        f"each trained for {short} epochs (the short trial) and for {long} epochs, batch "
+        f"{o['batch_size']}, lr {o['lr']}, {o['train_images']} images"
+        + (
+            f"; **{len(rows)} of {o['k']} have both results so far** (the run is resumable)."
+            if len(rows) < o["k"]
+            else "."
+        ),
         "",
         "| config | FLOPs | params | short acc | long acc |",
         "|---|---|---|---|---|",
     ]
-    for r in sorted(cal["configs"], key=lambda r: -r["long_val_accuracy"]):
+    for r in sorted(rows, key=lambda r: -r["long_val_accuracy"]) + partial:
+        acc = [r.get(f"{k}_val_accuracy") for k in ("short", "long")]
         lines.append(
             f"| {r['notation']} | {format_count(r['flops'])} | {format_count(r['params'])} | "
-            f"{100 * r['short_val_accuracy']:.1f}% | {100 * r['long_val_accuracy']:.1f}% |"
+            + " | ".join("-" if a is None else f"{100 * a:.1f}%" for a in acc)
+            + " |"
         )
+    if len(rows) < 3:
+        lines += ["", "Too few configurations have both results to rank them yet.", ""]
+        return
+    e = _estimates(cal, rows)
+
+    def est(k: str) -> str:
+        return f"{e[k]['value']:+.2f} [{e[k]['low']:+.2f}, {e[k]['high']:+.2f}]"
+
     lines += [
         "",
         "| ranking against the long result | Spearman [95% bootstrap] | Kendall [95% bootstrap] |",
@@ -294,13 +344,13 @@ def section_calibration(path: Path, lines: list[str]) -> None:
         f"| params (baseline) | {est('params_spearman')} | {est('params_kendall')} |",
         f"| FLOPs (baseline) | {est('flops_spearman')} | {est('flops_kendall')} |",
         "",
-        f"For scale: {cal['reference']}.",
+        f"For scale: {cal.get('reference', 'see `resnext-nas calibrate --help`')}.",
         "",
-        f"- The short trial's Spearman {_against_zero(cal['spearman'])}; it "
+        f"- The short trial's Spearman {_against_zero(e['spearman'])}; it "
         + (
             "ranks better than"
-            if cal["spearman"]["value"]
-            > max(cal["params_spearman"]["value"], cal["flops_spearman"]["value"])
+            if e["spearman"]["value"]
+            > max(e["params_spearman"]["value"], e["flops_spearman"]["value"])
             else "does not rank better than"
         )
         + " params and FLOPs (point estimates).",
@@ -327,11 +377,15 @@ def _steps(path: Path) -> list[str]:
     lines, cmd = [], None
     for line in path.read_text().splitlines():
         if line.startswith("+ "):
+            if cmd:
+                lines.append(f"- `{cmd}`: stopped or still running, no time logged")
             cmd = line[2:]
         elif line.strip().startswith("(") and line.strip().endswith(" s)") and cmd:
             seconds = int(line.strip()[1:-3])
             lines.append(f"- `{cmd}`: {seconds:,} s ({seconds / 60:.1f} min)")
             cmd = None
+    if cmd:
+        lines.append(f"- `{cmd}`: stopped or still running, no time logged")
     return lines
 
 
@@ -340,15 +394,16 @@ def part(
     about: str,
     storage: str | None,
     calibration: Path | None,
-    times: Path | None,
+    times: list[Path],
     figs: Path,
     tag: str,
     lines: list[str],
 ) -> None:
     """One dataset's sections: the studies in ``storage``, the calibration, commands and times."""
     lines += [f"## {title}", "", about, ""]
-    if times is not None and times.exists():
-        lines += ["Commands and wall times:", "", *_steps(times), ""]
+    steps = [s for t in times if t.exists() for s in _steps(t)]
+    if steps:
+        lines += ["Commands and wall times:", "", *steps, ""]
     if storage is not None:
         for section in (section_table3, section_fig7, section_search):
             try:
@@ -390,10 +445,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real-storage", default=None, help="studies run on real CIFAR-10")
     ap.add_argument("--real-calibration", type=Path, default=None)
-    ap.add_argument("--real-times", type=Path, default=None, help="report_runs.sh's step log")
+    ap.add_argument(
+        "--real-times", type=Path, action="append", default=[], help="a step log (repeatable)"
+    )
     ap.add_argument("--storage", default="sqlite:///runs/report.db")
     ap.add_argument("--calibration", type=Path, default=Path("runs/calibration.json"))
-    ap.add_argument("--times", type=Path, default=None)
+    ap.add_argument("--times", type=Path, action="append", default=[])
     ap.add_argument(
         "--keep-synthetic",
         type=Path,

@@ -24,6 +24,7 @@ def test_verdicts_and_the_seeds_that_would_settle_them() -> None:
     assert m.verdict(-3.0, 1.0, 3, -1) == "agrees"
     assert m.verdict(3.0, 1.0, 3, -1) == "disagrees"
     assert m.verdict(-3.0, 1.0, 1, -1).startswith("inconclusive (one seed")
+    assert m.verdict(0.0, 0.0, 2, -1).startswith("inconclusive (no spread")
     # Per-seed spread 0.8 * sqrt(3) = 1.386; 2 x 1.386 / sqrt(n) < 1 needs n > 7.68: 8 seeds.
     text = m.verdict(1.0, 0.8, 3, -1)
     assert text.startswith("inconclusive") and "about 8 seeds" in text
@@ -35,7 +36,10 @@ def test_steps_and_kept_sections(tmp_path: Path) -> None:
     m = _report()
     log = tmp_path / "steps.log"
     log.write_text("+ resnext-nas study run x --seeds 2\n  (754 s)\n  rc=0\n+ resnext-nas y\n")
-    assert m._steps(log) == ["- `resnext-nas study run x --seeds 2`: 754 s (12.6 min)"]
+    assert m._steps(log) == [
+        "- `resnext-nas study run x --seeds 2`: 754 s (12.6 min)",
+        "- `resnext-nas y`: stopped or still running, no time logged",
+    ]
     old = tmp_path / "old.md"
     old.write_text(
         "# Title\n\nGenerated earlier on synthetic data.\n\n## 1. Table 3: T\n\nrows\n\n"
