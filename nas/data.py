@@ -1,4 +1,4 @@
-"""Datasets for short training trials: the built-in synthetic set, CIFAR-10/100, ImageNet subsets.
+"""Datasets for short training trials: the built-in synthetic set, CIFAR-10/100, image folders.
 
 Every loader returns a :class:`Dataset` of uint8 NCHW arrays, so that the trainer can hold a
 whole dataset on its device and augment whole batches as tensors.
@@ -21,21 +21,40 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-DATASETS = ("synthetic", "cifar10", "cifar100", "imagenet")
+# "folder": any ImageFolder tree or archive of one; "imagenet": the same loader with ImageNet's
+# defaults (its tree in the cache folder, val/ as the test split, 64 px, Sec. 4's augmentation).
+DATASETS = ("synthetic", "cifar10", "cifar100", "folder", "imagenet")
+AUGMENTS = ("cifar", "imagenet")
 SYNTHETIC_SEED = 0  # the synthetic set is one fixed dataset, like CIFAR; `seed` only splits it
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+# Sec. 5.3's pad-crop-flip suits small images, Sec. 4's random-resized crop large ones; the
+# CIFAR template keeps small images' resolution (3x3 stem), ImageNet's quarters it at once.
+SMALL_IMAGES = 64
+IMAGENET_RESOLUTION = 64  # the default side of the imagenet dataset (CPU scale)
+VAL_CAP_RULE = (
+    "with --train-images N the validation split holds at most N/2 images (at least one a "
+    "class), so that scoring never dominates a short trial; seeded and stratified by class"
+)
 
 
 class DataError(ValueError):
     """A dataset problem the user can fix; the message is one line that says how."""
+
+
+def default_augment(resolution: int) -> str:
+    """Sec. 5.3's CIFAR augmentation at 64 px or less, else Sec. 4's ImageNet one."""
+    return "cifar" if resolution <= SMALL_IMAGES else "imagenet"
+
+
+def default_template(resolution: int) -> str:
+    """The CIFAR template at 64 px or less, else the ImageNet one."""
+    return "cifar" if resolution <= SMALL_IMAGES else "imagenet"
 
 
 @dataclass
@@ -52,6 +71,7 @@ class Dataset:
     test_x: np.ndarray | None = None  # loaded only when asked for (--eval-test)
     test_y: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
+    template: str = "cifar"  # the template a network for these images defaults to
 
     @property
     def resolution(self) -> int:
@@ -102,6 +122,7 @@ class _Full:
     train_y: np.ndarray
     test_x: np.ndarray | None
     test_y: np.ndarray | None
+    template: str = "cifar"  # the template a network for these images defaults to
     # Paints the training images at sorted indices on demand, where ``train_x`` is None (the
     # synthetic set: only the images a split keeps are generated).
     paint: Callable[[np.ndarray], np.ndarray] | None = None
@@ -113,6 +134,15 @@ class _Full:
         wanted = np.sort(np.concatenate(parts))
         images = self.paint(wanted)
         return [images[np.searchsorted(wanted, p)] for p in parts]
+
+    def keep(self, index: np.ndarray) -> None:
+        """Keep only the training images at the sorted ``index`` (still painted on demand)."""
+        self.train_y = self.train_y[index]
+        if self.paint is None:
+            self.train_x = self.train_x[index]
+        else:
+            paint = self.paint
+            self.paint = lambda i: paint(index[i])
 
 
 def load_dataset(
@@ -127,20 +157,26 @@ def load_dataset(
     classes: int | None = None,
     images_per_class: int | None = None,
     resolution: int | None = None,
+    augment: str | None = None,
     synthetic_train: int = 50_000,
     synthetic_test: int = 10_000,
 ) -> Dataset:
     """Load dataset ``name`` (one of :data:`DATASETS`), with a seeded, stratified val split.
 
-    ``val_fraction`` of the training set is set aside for scoring trials, stratified by class;
-    then, if ``train_images`` is given, only that many of the remaining training images are
-    kept (again stratified and seeded), so the validation split does not shrink with it.
-    ``seed`` picks both subsets; the images themselves never depend on it. The test split is
-    loaded only with ``eval_test``. ``data_dir`` defaults to :func:`default_data_dir`; for
-    ``imagenet`` it is the root of an ImageFolder tree (``train/<class>/*.JPEG``, ``val/...``),
-    by default ``imagenet/`` in that folder.
-    ``classes`` keeps the first classes; ``images_per_class`` (ImageNet only) the first files
-    of each class folder; ``resolution`` defaults to 32 (synthetic, CIFAR) or 64 (ImageNet).
+    ``classes`` keeps the first classes (in sorted order for folders) and ``images_per_class``
+    the first images of each (sorted file names for folders, file order for the others) before
+    anything else. Then ``val_fraction`` of the training set is set aside for scoring trials,
+    stratified by class; if ``train_images`` is given, only that many of the remaining images
+    are kept (again stratified and seeded) and the validation split is capped at half of them
+    (:data:`VAL_CAP_RULE`). ``seed`` picks both subsets; the images themselves never depend on
+    it. The test split is loaded only with ``eval_test``.
+
+    ``data_dir`` is, for ``folder``, an ImageFolder tree or a ``.tar``/``.tar.gz``/``.zip`` of
+    one (:mod:`nas.folder`); for ``imagenet`` such a tree, by default ``imagenet/`` in
+    :func:`default_data_dir`; for CIFAR the folder of its archive (that same folder by default).
+    ``resolution`` defaults to the images' own side (folders whose images share one size, and
+    CIFAR's 32), else 64. ``augment`` ("cifar" or "imagenet") defaults to
+    :func:`default_augment` of the resolution (ImageNet's for ``imagenet``).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -154,14 +190,16 @@ def load_dataset(
     ):
         if value is not None and (isinstance(value, bool) or value < 1):
             raise DataError(f"{option} must be a positive integer, got {value!r}")
-    if images_per_class is not None and name != "imagenet":
-        raise DataError(
-            f"images_per_class applies to imagenet only; use train_images to subset {name}"
-        )
+    if augment is not None and augment not in AUGMENTS:
+        raise DataError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
     if data_dir is not None:
-        root = Path(data_dir).expanduser()
-    else:  # an ImageNet tree is its own root; the CIFAR archives share the cache folder
-        root = default_data_dir() / ("imagenet" if name == "imagenet" else "")
+        root: Path | None = Path(data_dir).expanduser()
+    elif name == "imagenet":
+        root = default_data_dir() / "imagenet"
+    elif name == "folder":
+        root = None  # nas.folder says what to pass
+    else:  # the CIFAR archives share the cache folder
+        root = default_data_dir()
 
     if name == "synthetic":
         full = _load_synthetic(
@@ -170,11 +208,19 @@ def load_dataset(
     elif name in _CIFAR:
         if resolution not in (None, 32):
             raise DataError(f"{name} images are 32x32; leave resolution unset or pass 32")
+        assert root is not None
         full = _load_cifar(_CIFAR[name], root, classes, eval_test, download)
     else:
-        full = _load_imagenet(
-            root, classes, images_per_class, image_side(name, resolution), eval_test
-        )
+        if name == "imagenet":
+            resolution = resolution or IMAGENET_RESOLUTION
+        full = _load_folder(root, classes, images_per_class, resolution, eval_test)
+        images_per_class = None  # taken while listing the files, before decoding
+        if name == "imagenet":
+            full.kind = full.template = "imagenet"
+    if images_per_class is not None:
+        full.keep(first_per_class(full.train_y, images_per_class))
+    if augment is not None:
+        full.kind = augment
 
     train, val = split_indices(full.train_y, val_fraction, seed, train_images, name)
     train_x, val_x = full.take(train, val)
@@ -189,10 +235,17 @@ def load_dataset(
         test_x=full.test_x,
         test_y=full.test_y,
         class_names=full.class_names,
+        template=full.template,
     )
 
 
 # --- splits -------------------------------------------------------------------------------
+
+
+def first_per_class(y: np.ndarray, m: int) -> np.ndarray:
+    """Sorted indices of the first ``m`` items of each class of ``y`` (all of a smaller class)."""
+    keep = [np.flatnonzero(y == c)[:m] for c in np.unique(y)]
+    return np.sort(np.concatenate(keep)) if keep else np.empty(0, np.int64)
 
 
 def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -210,6 +263,14 @@ def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(picked)) if picked else np.empty(0, np.int64)
 
 
+def val_size(n: int, classes: int, val_fraction: float, train_images: int | None = None) -> int:
+    """Images of the validation split: ``val_fraction`` of ``n``, capped by :data:`VAL_CAP_RULE`."""
+    size = round(n * val_fraction)
+    if train_images is not None:
+        size = min(size, max(train_images // 2, classes))
+    return size
+
+
 def split_indices(
     y: np.ndarray,
     val_fraction: float,
@@ -217,9 +278,13 @@ def split_indices(
     train_images: int | None = None,
     name: str = "the dataset",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train and val indices into ``y``: val carved first, then ``train_images`` of the rest."""
-    n_val = round(len(y) * val_fraction)
+    """Train and val indices into ``y``: val carved first, then ``train_images`` of the rest.
+
+    Issue 11: ``train --train-images 300`` used to score 5,000 validation images (10% of CIFAR)
+    every epoch, 446 s of a 546-s epoch; the val split is now capped by :data:`VAL_CAP_RULE`.
+    """
     labels, counts = np.unique(y, return_counts=True)
+    n_val = val_size(len(y), len(labels), val_fraction, train_images)
     if n_val < 1 or len(y) - n_val < len(labels):
         raise DataError(
             f"{name} has only {len(y)} training images for {len(labels)} classes, too few "
@@ -237,7 +302,7 @@ def split_indices(
         if train_images > len(rest):
             raise DataError(
                 f"train_images={train_images} but {name} has only {len(rest)} training images "
-                f"left after carving the {val_fraction:.0%} validation split"
+                f"left after carving the {n_val:,}-image validation split"
             )
         if train_images < len(labels):
             raise DataError(
@@ -273,9 +338,11 @@ def _load_synthetic(
     names = synthetic.SHAPES[:classes]
     # Only the images that the split keeps are painted (issue 12: `--train-images 300` at 128x128
     # painted all 50,000 first, 3.7 GB); they are the same bytes as in the whole set.
+    kind, template = default_augment(resolution), default_template(resolution)
     return _Full(
-        classes, "cifar", names, None, train_y, test_x, test_y, lambda i: make(n_train, 0, i)[0]
-    )
+        classes, kind, names, None, train_y, test_x, test_y, template,
+        lambda i: make(n_train, 0, i)[0],
+    )  # fmt: skip
 
 
 # --- CIFAR --------------------------------------------------------------------------------
@@ -333,7 +400,7 @@ _CIFAR = {
 }
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     """An exception's text on one line (the CLI prints user errors as one line)."""
     return " ".join(str(e).split()) or type(e).__name__
 
@@ -355,7 +422,7 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     except OSError as e:
         raise DataError(
-            f"cannot write to {dest.parent} ({_one_line(e)}); pass a writable data_dir"
+            f"cannot write to {dest.parent} ({one_line(e)}); pass a writable data_dir"
         ) from None
     tmp = Path(tmp_name)
     sys.stderr.write(f"downloading {url} to {dest}\n")
@@ -376,7 +443,7 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
             raise
         # URLError carries the cause in .reason; HTTPError's text has the status code.
         cause = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-        reason = _one_line(cause)
+        reason = one_line(cause)
         raise DataError(
             f"could not download {url} ({reason}); place the archive at {dest}"
         ) from None
@@ -425,7 +492,7 @@ def _unpickle(path: Path, what: str) -> dict[bytes, Any]:
             obj = _CifarUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise DataError(
-            f"{path} is not a valid {what} file ({_one_line(e)}); delete it and load again "
+            f"{path} is not a valid {what} file ({one_line(e)}); delete it and load again "
             "to re-extract or re-download it"
         ) from None
     except (IndexError, KeyError, OverflowError, MemoryError) as e:
@@ -433,7 +500,7 @@ def _unpickle(path: Path, what: str) -> dict[bytes, Any]:
             f"{path} is corrupt ({type(e).__name__}); delete it and load again to re-extract it"
         ) from None
     except OSError as e:
-        raise DataError(f"cannot read {path} ({_one_line(e)}); check its permissions") from None
+        raise DataError(f"cannot read {path} ({one_line(e)}); check its permissions") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, not a {what} dict; delete it")
     return obj
@@ -490,7 +557,7 @@ def _write_atomic(dest: Path, payload: bytes) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise DataError(
-            f"cannot write {dest} ({_one_line(e)}); free some space or pass a writable data_dir"
+            f"cannot write {dest} ({one_line(e)}); free some space or pass a writable data_dir"
         ) from None
 
 
@@ -520,7 +587,7 @@ def _extract_cifar(archive: Path, fmt: _CifarFormat, root: Path) -> None:
                 found.add(name)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(
-            f"{archive} is truncated or corrupt ({_one_line(e)}); delete it and load again "
+            f"{archive} is truncated or corrupt ({one_line(e)}); delete it and load again "
             "to download it, or place a good copy there"
         ) from None
     missing = [f for f in fmt.files if f not in found]
@@ -569,129 +636,35 @@ def _load_cifar(
     return _Full(n, "cifar", names[:n], train_x, train_y, test_x, test_y)
 
 
-# --- ImageNet subsets ---------------------------------------------------------------------
-
-_CACHE_VERSION = 1  # bump when decoding changes, so that old caches are not reused
+# --- image folders ------------------------------------------------------------------------
 
 
-def _decode(path: Path, resolution: int) -> np.ndarray:
-    """One image file as ``[3, R, R]`` uint8: shorter side resized to R, then center-cropped."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (resolution, resolution))  # JPEG: let libjpeg downscale by 2..8
-            rgb = im.convert("RGB")
-        w, h = rgb.size
-        scale = resolution / min(w, h)
-        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
-        rgb = rgb.resize(size, Image.Resampling.BILINEAR)
-        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        rgb = rgb.crop((left, top, left + resolution, top + resolution))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(
-            f"cannot decode {path} ({_one_line(e)}); delete or replace the file"
-        ) from None
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
-
-
-def _image_files(folder: Path, limit: int | None) -> list[Path]:
-    """The first ``limit`` image files of a class folder, in sorted order."""
-    files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
-    if not files:
-        raise DataError(
-            f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add some or "
-            "remove the folder"
-        )
-    return files[:limit]
-
-
-def _cache_dir(root: Path) -> Path:
-    """The folder for decoded arrays: inside the tree, or the user cache if it is read-only."""
-    inside = root / ".resnext-nas-cache"
-    try:
-        inside.mkdir(exist_ok=True)
-        if os.access(inside, os.W_OK):
-            return inside
-    except OSError:
-        pass
-    return default_data_dir() / "imagenet-cache"
-
-
-def _decode_cached(
-    root: Path, split: str, files: Sequence[Path], labels: np.ndarray, resolution: int
-) -> np.ndarray:
-    """Decoded images of ``files``, from an ``.npz`` keyed by the file list if there is one."""
-    h = hashlib.sha256(f"{_CACHE_VERSION} {root.resolve()} {resolution}\n".encode())
-    for p, y in zip(files, labels, strict=True):
-        st = p.stat()
-        h.update(f"{p.relative_to(root)} {y} {st.st_size} {st.st_mtime_ns}\n".encode())
-    n_classes = len(np.unique(labels))
-    name = f"{split}-{n_classes}c-{len(files)}i-{resolution}px-{h.hexdigest()[:16]}.npz"
-    cache = _cache_dir(root) / name
-    if cache.is_file():
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                x = z["x"]
-            if x.shape == (len(files), 3, resolution, resolution) and x.dtype == np.uint8:
-                return x
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass  # a broken cache is rebuilt below
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # Pillow releases the GIL
-        images = list(pool.map(lambda p: _decode(p, resolution), files))
-    x = np.stack(images) if images else np.empty((0, 3, resolution, resolution), np.uint8)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, x=x)
-        os.replace(tmp, cache)
-    except OSError as e:  # caching is an optimisation: say so, and go on without it
-        sys.stderr.write(f"warning: could not cache decoded images in {cache.parent}: {e}\n")
-    return x
-
-
-def _load_imagenet(
-    root: Path,
+def _load_folder(
+    path: Path | None,
     classes: int | None,
     images_per_class: int | None,
-    resolution: int,
+    resolution: int | None,
     eval_test: bool,
 ) -> _Full:
-    train_dir = root / "train"
-    if not train_dir.is_dir():
-        raise DataError(
-            f"no ImageNet tree at {root}: expected {train_dir}/<class>/*.JPEG (and val/<class>/ "
-            "for the test split); pass data_dir pointing at the folder that holds train/"
-        )
-    names = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not names:
-        raise DataError(f"{train_dir} has no class folders; expected {train_dir}/<class>/*.JPEG")
-    if classes is not None:
-        if classes > len(names):
-            raise DataError(f"{train_dir} has {len(names)} class folders, cannot keep {classes}")
-        names = names[:classes]
+    """An ImageFolder tree (:mod:`nas.folder`), decoded once and cached."""
+    from nas import folder
 
-    def split(folder: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-        files, labels = [], []
-        for label, cls in enumerate(names):
-            if not (folder / cls).is_dir():
-                raise DataError(f"{folder} lacks the class folder {cls} that train/ has")
-            found = _image_files(folder / cls, limit)
-            files += found
-            labels += [label] * len(found)
-        y = np.asarray(labels, dtype=np.int64)
-        return _decode_cached(root, folder.name, files, y, resolution), y
-
-    train_x, train_y = split(train_dir, images_per_class)
-    test_x, test_y = None, None
+    root = folder.open_tree(path)
+    tree = folder.scan(root, classes, images_per_class)
+    files, labels = tree.train
+    train_x = folder.load_split(root, "train", files, labels, resolution)
+    side = int(train_x.shape[-1])
+    test_x = test_y = None
     if eval_test:
-        if not (root / "val").is_dir():
+        if tree.test is None:
             raise DataError(
-                f"{root} has no val/ folder, which holds the test split (val/<class>/*.JPEG); "
-                "add it or leave out eval_test"
+                f"{root} has no test/ or val/ folder for the test split (test/<class>/...); "
+                "add one or leave out --eval-test"
             )
-        test_x, test_y = split(root / "val", None)
-    return _Full(len(names), "imagenet", tuple(names), train_x, train_y, test_x, test_y)
+        test_files, test_labels = tree.test
+        test_x = folder.load_split(root, str(tree.test_folder), test_files, test_labels, side)
+        test_y = np.asarray(test_labels, dtype=np.int64)
+    y = np.asarray(labels, dtype=np.int64)
+    kind, template = default_augment(side), default_template(side)
+    names = tree.class_names
+    return _Full(len(names), kind, names, train_x, y, test_x, test_y, template)

@@ -65,8 +65,15 @@ def verdict(diff: float, se: float, n: int, paper_sign: int) -> str:
     """Agreement of a difference of ``n`` paired seeds with the paper's sign, at two SEs."""
     if n < 2:
         return "inconclusive (one seed: no spread to judge by)"
+    if se == 0:
+        return "inconclusive (no spread between the seeds to judge by)"
     if abs(diff) < 2 * se:
-        return f"inconclusive (|{diff:+.2f}| < 2 x SE {se:.2f})"
+        # With the per-seed spread s = SE * sqrt(n), n' seeds settle it when 2 s / sqrt(n')
+        # < |diff|: n' > (2 s / diff)^2.
+        spread = se * math.sqrt(n)
+        need = math.floor((2 * spread / abs(diff)) ** 2) + 1 if diff else None
+        settle = f"; about {need} seeds would settle it at this spread" if need else ""
+        return f"inconclusive (|{diff:+.2f}| < 2 x SE {se:.2f}{settle})"
     return "agrees" if math.copysign(1, diff) == paper_sign else "disagrees"
 
 
@@ -93,12 +100,22 @@ def figure_png(fig: Any, png: Path, width: int = 900, height: int = 520) -> Path
     return png
 
 
-def section_table3(storage: str, out: Path, lines: list[str]) -> None:
+def figure_lines(fig: Any, png: Path, caption: str) -> list[str]:
+    """The markdown of the figure's PNG once drawn; a note instead when there is no Chromium."""
+    try:
+        figure_png(fig, png)
+    except ValueError as e:  # no Chromium: the numbers stand without the picture
+        print(f"figure {png.name} skipped: {e}", file=sys.stderr)
+        return [f"*({caption}: not drawn, {e}.)*", ""]
+    return [f"![{caption}]({png.parent.name}/{png.name})", ""]
+
+
+def section_table3(storage: str, out: Path, lines: list[str], tag: str = "") -> None:
     d = studies.get("cardinality-vs-width")
     records = records_from_study(dash.load_study(d.name, storage))
     rows = per_spec(records)
     lines += [
-        f"## 1. {d.title}: {d.citation}",
+        f"### {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -114,6 +131,16 @@ def section_table3(storage: str, out: Path, lines: list[str]) -> None:
             + ", ".join(f"{e:.1f}" for e in r["errors"])
             + " |"
         )
+    planned = len(d.space().specs)
+    if len(rows) < 2:
+        lines += [
+            "",
+            f"Only {len(rows)} of the {planned} specs finished: nothing to compare yet.",
+            "",
+        ]
+        return
+    if len(rows) < planned:
+        lines += ["", f"**{len(rows)} of the {planned} specs finished** (the run is resumable)."]
     cs = [r["spec"]["cardinality"] for r in rows]
     rho = spearman(cs, [r["mean"] for r in rows])
     paper_rho = spearman(list(TABLE3), list(TABLE3.values()))
@@ -132,11 +159,12 @@ def section_table3(storage: str, out: Path, lines: list[str]) -> None:
         f"{format_count(max(r['flops'] for r in rows))}.",
         "",
     ]
-    png = figure_png(dash.cardinality_figure(records), out / "table3.png")
-    lines += [f"![Table 3 view of the study]({png.parent.name}/{png.name})", ""]
+    lines += figure_lines(
+        dash.cardinality_figure(records), out / f"table3{tag}.png", "Table 3 view of the study"
+    )
 
 
-def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
+def section_fig7(storage: str, out: Path, lines: list[str], tag: str = "") -> None:
     d = studies.get("cardinality-vs-width-growth")
     records = records_from_study(dash.load_study(d.name, storage))
     rows = per_spec(records)
@@ -149,7 +177,7 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
         key=lambda r: r["params"],
     )
     lines += [
-        f"## 2. {d.title}: {d.citation}",
+        f"### {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -186,11 +214,12 @@ def section_fig7(storage: str, out: Path, lines: list[str]) -> None:
         f"**{statistics.fmean(diffs):+.2f} points** (the paper's direction: negative).",
         "",
     ]
-    png = figure_png(dash.model_size_figure(records), out / "fig7.png")
-    lines += [f"![Fig. 7 view of the study]({png.parent.name}/{png.name})", ""]
+    lines += figure_lines(
+        dash.model_size_figure(records), out / f"fig7{tag}.png", "Fig. 7 view of the study"
+    )
 
 
-def section_search(storage: str, out: Path, lines: list[str]) -> None:
+def section_search(storage: str, out: Path, lines: list[str], tag: str = "") -> None:
     d = studies.get("budgeted-search")
     study = dash.load_study(d.name, storage)
     rows = trial_rows(study)
@@ -201,7 +230,7 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
     best = min(done, key=lambda r: r["error"])
     walls = [r["wall_seconds"] for r in rows if r["wall_seconds"]]
     lines += [
-        f"## 3. {d.title}: {d.citation}",
+        f"### {d.title}: {d.citation}",
         "",
         d.description,
         "",
@@ -237,34 +266,76 @@ def section_search(storage: str, out: Path, lines: list[str]) -> None:
             f"| {notation(r['spec'])} {'-'.join(map(str, r['spec']['depths']))} | {r['n']} | "
             f"{100 - r['mean']:.1f}% ± {r['std']:.1f} | {100 - min(r['errors']):.1f}% |"
         )
-    png = figure_png(dash.pareto_figure(records_from_study(study)), out / "search.png")
-    lines += ["", f"![Pareto view of the search]({png.parent.name}/{png.name})", ""]
+    lines.append("")
+    lines += figure_lines(
+        dash.pareto_figure(records_from_study(study)),
+        out / f"search{tag}.png",
+        "Pareto view of the search",
+    )
+
+
+def _estimates(cal: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The file's rank correlations, or, for a calibration still running, the same estimates
+    (nas.rank.bootstrap, the file's seed) over the configurations that have both results."""
+    keys = ("spearman", "kendall", "params_spearman", "params_kendall")
+    keys += ("flops_spearman", "flops_kendall")
+    if all(k in cal for k in keys):
+        return {k: cal[k] for k in keys}
+    import numpy as np
+
+    from nas.rank import bootstrap, kendall, spearman
+
+    long = np.array([r["long_val_accuracy"] for r in rows])
+    by = {
+        "": np.array([r["short_val_accuracy"] for r in rows]),
+        "params_": np.array([r["params"] for r in rows], dtype=float),
+        "flops_": np.array([r["flops"] for r in rows], dtype=float),
+    }
+    seed = cal["options"]["seed"]
+    return {
+        f"{p}{name}": bootstrap(stat, x, long, seed=seed).to_dict()
+        for p, x in by.items()
+        for name, stat in (("spearman", spearman), ("kendall", kendall))
+    }
 
 
 def section_calibration(path: Path, lines: list[str]) -> None:
     cal = json.loads(path.read_text())
     o = cal["options"]
-
-    def est(k: str) -> str:
-        e = cal[k]
-        return f"{e['value']:+.2f} [{e['low']:+.2f}, {e['high']:+.2f}]"
-
+    short, long = o["epochs"], o["epochs"] * o["factor"]
+    rows = [r for r in cal["configs"] if r.get("long_val_accuracy") is not None]
+    partial = [r for r in cal["configs"] if r.get("long_val_accuracy") is None]
     lines += [
-        "## 4. How far to trust a short trial (`resnext-nas calibrate`)",
+        "### How far to trust a short trial (`resnext-nas calibrate`)",
         "",
-        f"{len(cal['configs'])} configurations of the band {_band(o['budget'])} "
-        f"(template {o['template']}, depths {o['depths']}, widths {o['widths']}), each trained "
-        f"for {cal['short_epochs']} epochs (the search's trial) and for {cal['long_epochs']} "
-        f"epochs, batch {o['batch_size']}, lr {o['lr']}, {o['train_images']} images.",
+        f"{o['k']} configurations of the band {_band(o['budget'])} (template "
+        f"{o['template'] or 'the data default'}, depths {o['depths']}, widths {o['widths']}), "
+        f"each trained for {short} epochs (the short trial) and for {long} epochs, batch "
+        f"{o['batch_size']}, lr {o['lr']}, {o['train_images']} images"
+        + (
+            f"; **{len(rows)} of {o['k']} have both results so far** (the run is resumable)."
+            if len(rows) < o["k"]
+            else "."
+        ),
         "",
         "| config | FLOPs | params | short acc | long acc |",
         "|---|---|---|---|---|",
     ]
-    for r in sorted(cal["configs"], key=lambda r: -r["long_val_accuracy"]):
+    for r in sorted(rows, key=lambda r: -r["long_val_accuracy"]) + partial:
+        acc = [r.get(f"{k}_val_accuracy") for k in ("short", "long")]
         lines.append(
             f"| {r['notation']} | {format_count(r['flops'])} | {format_count(r['params'])} | "
-            f"{100 * r['short_val_accuracy']:.1f}% | {100 * r['long_val_accuracy']:.1f}% |"
+            + " | ".join("-" if a is None else f"{100 * a:.1f}%" for a in acc)
+            + " |"
         )
+    if len(rows) < 3:
+        lines += ["", "Too few configurations have both results to rank them yet.", ""]
+        return
+    e = _estimates(cal, rows)
+
+    def est(k: str) -> str:
+        return f"{e[k]['value']:+.2f} [{e[k]['low']:+.2f}, {e[k]['high']:+.2f}]"
+
     lines += [
         "",
         "| ranking against the long result | Spearman [95% bootstrap] | Kendall [95% bootstrap] |",
@@ -273,13 +344,13 @@ def section_calibration(path: Path, lines: list[str]) -> None:
         f"| params (baseline) | {est('params_spearman')} | {est('params_kendall')} |",
         f"| FLOPs (baseline) | {est('flops_spearman')} | {est('flops_kendall')} |",
         "",
-        f"For scale: {cal['reference']}.",
+        f"For scale: {cal.get('reference', 'see `resnext-nas calibrate --help`')}.",
         "",
-        f"- The short trial's Spearman {_against_zero(cal['spearman'])}; it "
+        f"- The short trial's Spearman {_against_zero(e['spearman'])}; it "
         + (
             "ranks better than"
-            if cal["spearman"]["value"]
-            > max(cal["params_spearman"]["value"], cal["flops_spearman"]["value"])
+            if e["spearman"]["value"]
+            > max(e["params_spearman"]["value"], e["flops_spearman"]["value"])
             else "does not rank better than"
         )
         + " params and FLOPs (point estimates).",
@@ -301,10 +372,91 @@ def _against_zero(e: dict[str, float]) -> str:
     )
 
 
+def _steps(path: Path) -> list[str]:
+    """The commands and wall times that ``scripts/report_runs.sh`` logged, as list items."""
+    lines, cmd = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("+ "):
+            if cmd:
+                lines.append(f"- `{cmd}`: stopped or still running, no time logged")
+            cmd = line[2:]
+        elif line.strip().startswith("(") and line.strip().endswith(" s)") and cmd:
+            seconds = int(line.strip()[1:-3])
+            lines.append(f"- `{cmd}`: {seconds:,} s ({seconds / 60:.1f} min)")
+            cmd = None
+    if cmd:
+        lines.append(f"- `{cmd}`: stopped or still running, no time logged")
+    return lines
+
+
+def part(
+    title: str,
+    about: str,
+    storage: str | None,
+    calibration: Path | None,
+    times: list[Path],
+    figs: Path,
+    tag: str,
+    lines: list[str],
+) -> None:
+    """One dataset's sections: the studies in ``storage``, the calibration, commands and times."""
+    lines += [f"## {title}", "", about, ""]
+    steps = [s for t in times if t.exists() for s in _steps(t)]
+    if steps:
+        lines += ["Commands and wall times:", "", *steps, ""]
+    if storage is not None:
+        for section in (section_table3, section_fig7, section_search):
+            try:
+                section(storage, figs, lines, tag)
+            except ValueError as e:  # a study not run yet: say so, write the rest
+                print(f"skipped {section.__name__} ({title}): {e}", file=sys.stderr)
+    if calibration is not None and calibration.exists():
+        section_calibration(calibration, lines)
+
+
+def kept_sections(report: Path) -> list[str]:
+    """The synthetic-set part of an earlier report, verbatim, under this report's headings.
+
+    An earlier report (one dataset) has ``## N. title`` sections and then the notes; a later
+    one has ``## Built-in synthetic set`` with ``###`` sections.
+    """
+    text = report.read_text().splitlines()
+    if "## Built-in synthetic set" in text:
+        start = text.index("## Built-in synthetic set")
+        body = text[start:]
+    else:
+        start = next(i for i, line in enumerate(text) if line.startswith("## "))
+        about = text[2] if len(text) > 2 else ""
+        body = [
+            "## Built-in synthetic set",
+            "",
+            f"Kept from the report of an earlier run ({report.name}): {about}",
+            "",
+        ]
+        for line in text[start:]:
+            if line.startswith("## ") and line[3:4].isdigit():
+                line = "### " + line.split(". ", 1)[1]
+            body.append(line)
+    end = next((i for i, line in enumerate(body) if line == "## Discussion"), len(body))
+    return [*body[:end]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--real-storage", default=None, help="studies run on real CIFAR-10")
+    ap.add_argument("--real-calibration", type=Path, default=None)
+    ap.add_argument(
+        "--real-times", type=Path, action="append", default=[], help="a step log (repeatable)"
+    )
     ap.add_argument("--storage", default="sqlite:///runs/report.db")
     ap.add_argument("--calibration", type=Path, default=Path("runs/calibration.json"))
+    ap.add_argument("--times", type=Path, action="append", default=[])
+    ap.add_argument(
+        "--keep-synthetic",
+        type=Path,
+        default=None,
+        help="take the synthetic-set sections from this earlier report instead of --storage",
+    )
     ap.add_argument("--notes", type=Path, default=ROOT / "docs" / "report-notes.md")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report.md")
     args = ap.parse_args()
@@ -312,27 +464,47 @@ def main() -> None:
     figs.mkdir(parents=True, exist_ok=True)
     import torch
 
+    val = studies.get("cardinality-vs-width").schedule.val_fraction
     lines = [
         "# The paper's studies at proxy scale: what they found",
         "",
         f"Generated by `scripts/make_report.py` on {time.strftime('%Y-%m-%d')} from the runs of "
-        f"`scripts/report_runs.sh` (storage `{args.storage}`, calibration `{args.calibration}`), "
-        f"on {platform.machine()} with {_cores()} CPU cores, torch {torch.__version__}, "
-        f"no GPU{' (CUDA available)' if torch.cuda.is_available() else ''}. "
-        "Dataset: the built-in `synthetic` set (10 shape classes, 32x32, so chance is 90% "
-        f"error). Errors are validation top-1 error on the held-out "
-        f"{studies.get('cardinality-vs-width').schedule.val_fraction:.0%} of the set. The "
-        "paper's numbers are ImageNet and CIFAR results of full-size networks trained for "
+        f"`scripts/report_runs.sh`, on {platform.machine()} with {_cores()} CPU cores, torch "
+        f"{torch.__version__}, no GPU{' (CUDA available)' if torch.cuda.is_available() else ''}. "
+        "Errors are validation top-1 error on a held-out, stratified split of the training set. "
+        "The paper's numbers are ImageNet and CIFAR results of full-size networks trained for "
         "100-300 epochs: only the direction of an effect can be compared.",
         "",
     ]
-    for section in (section_table3, section_fig7, section_search):
-        try:
-            section(args.storage, figs, lines)
-        except ValueError as e:  # a study not run yet: say so, write the rest
-            print(f"skipped {section.__name__}: {e}", file=sys.stderr)
-    if args.calibration.exists():
-        section_calibration(args.calibration, lines)
+    if args.real_storage or args.real_calibration:
+        part(
+            "Real CIFAR-10",
+            "Dataset: real CIFAR-10 (`--dataset folder --data-dir "
+            "../shared/data/cifar10-jpg.tar.gz`: 50,000 train images of 32x32 in 10 classes, "
+            "re-encoded as JPEG), so chance is 90% error. Storage "
+            f"`{args.real_storage}`, calibration `{args.real_calibration}`.",
+            args.real_storage,
+            args.real_calibration,
+            args.real_times,
+            figs,
+            "-real",
+            lines,
+        )
+    if args.keep_synthetic is not None:
+        lines += kept_sections(args.keep_synthetic)
+    else:
+        part(
+            "Built-in synthetic set",
+            "Dataset: the built-in `synthetic` set (10 shape classes, 32x32, so chance is 90% "
+            f"error), validation on the held-out {val:.0%} of it. Storage `{args.storage}`, "
+            f"calibration `{args.calibration}`.",
+            args.storage,
+            args.calibration,
+            args.times,
+            figs,
+            "",
+            lines,
+        )
     if args.notes.exists():
         lines += [args.notes.read_text().rstrip(), ""]
     args.out.write_text("\n".join(lines))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,23 @@ sys.path.insert(0, str(ROOT))
 def pytest_configure(config) -> None:
     """Keep torch from oversubscribing the CI machine's 2 cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
+    """The image files decoded so far, recorded around the real decoder (a fresh cache)."""
+    from nas import folder
+
+    seen: list[Path] = []
+    real = folder.decode
+
+    def counting(path: Path, resolution: int) -> Any:
+        seen.append(path)
+        return real(path, resolution)
+
+    monkeypatch.setattr(folder, "decode", counting)
+    monkeypatch.setenv("RESNEXT_NAS_DATA", str(tmp_path / "cache"))
+    return seen
 
 
 XSS = "<script>alert(1)</script>"

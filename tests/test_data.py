@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas import data, synthetic
+from nas import data, folder, synthetic
 from nas.data import load_dataset
 
 if TYPE_CHECKING:
@@ -95,10 +95,26 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
     assert np.array_equal(val, val2) and np.array_equal(train, train2)
     _, val3 = data.split_indices(y, 0.1, seed=1)
     assert not np.array_equal(val, val3)
-    # train_images subsets what is left after the val split: val is unchanged.
-    small, val4 = data.split_indices(y, 0.1, seed=0, train_images=135)
+    # train_images subsets what is left after the val split: val is unchanged while it holds
+    # at most half as many images as the training subset.
+    small, val4 = data.split_indices(y, 0.1, seed=0, train_images=150)
     assert np.array_equal(val, val4) and set(small) <= set(train)
-    assert np.bincount(y[small]).tolist() == [72, 36, 18, 9]
+    assert np.bincount(y[small]).tolist() == [80, 40, 20, 10]
+
+
+def test_val_split_is_capped_by_the_training_subset() -> None:
+    """Issue 11: 300 training images must not be scored on 5,000 validation images."""
+    y = np.repeat(np.arange(10), 5000)  # CIFAR-10's training set
+    train, val = data.split_indices(y, 0.1, seed=0, train_images=300)
+    assert (len(train), len(val)) == (300, 150) and not set(train) & set(val)
+    assert np.bincount(y[val]).tolist() == [15] * 10 and np.bincount(y[train]).tolist() == [30] * 10
+    _, again = data.split_indices(y, 0.1, seed=0, train_images=300)
+    _, other = data.split_indices(y, 0.1, seed=1, train_images=300)
+    assert np.array_equal(val, again) and not np.array_equal(val, other)
+    # At least one image a class; uncapped without train_images or when the share is smaller.
+    assert len(data.split_indices(y, 0.1, seed=0, train_images=12)[1]) == 10
+    assert data.val_size(50_000, 10, 0.1) == 5000
+    assert data.val_size(50_000, 10, 0.02, train_images=2000) == 1000
 
 
 def test_stratified_pick_rounds_to_exact_total() -> None:
@@ -117,7 +133,6 @@ def test_stratified_pick_rounds_to_exact_total() -> None:
         ("synthetic", {"train_images": 0}, "train_images must be a positive"),
         ("synthetic", {"train_images": 950}, "only 900 training images left"),
         ("synthetic", {"train_images": 5}, "fewer than the 10 classes"),
-        ("synthetic", {"images_per_class": 5}, "imagenet only"),
         ("synthetic", {"classes": 11}, "1 to 10 classes"),
         ("synthetic", {"synthetic_train": 5}, "too few"),
         ("cifar10", {"resolution": 64}, "32x32"),
@@ -130,6 +145,18 @@ def test_user_errors_are_one_line_value_errors(
     with pytest.raises(ValueError, match=fragment) as info:
         load_dataset(name, **kwargs)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+def test_images_per_class_keeps_the_first_of_each_class() -> None:
+    full = load_dataset("synthetic", synthetic_train=1000, val_fraction=0.1)
+    ds = load_dataset("synthetic", synthetic_train=1000, val_fraction=0.1, images_per_class=20)
+    assert len(ds.train_y) + len(ds.val_y) == 200
+    assert np.bincount(np.concatenate([ds.train_y, ds.val_y])).tolist() == [20] * 10
+    y = synthetic.generate(1000, seed=data.SYNTHETIC_SEED, classes=10, resolution=32)[1]
+    assert data.first_per_class(y, 2).tolist() == sorted(
+        i for c in range(10) for i in np.flatnonzero(y == c)[:2]
+    )
+    assert full.train_x.shape[1:] == ds.train_x.shape[1:]
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -457,20 +484,6 @@ def _tree(root: Path, classes: int = 3, train: int = 5, val: int = 2) -> Path:
     return root
 
 
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The image files decoded so far, recorded around the real decoder."""
-    seen: list[Path] = []
-    real = data._decode
-
-    def counting(path: Path, resolution: int) -> np.ndarray:
-        seen.append(path)
-        return real(path, resolution)
-
-    monkeypatch.setattr(data, "_decode", counting)
-    return seen
-
-
 def test_imagenet_subset_is_decoded_once(tmp_path: Path, decodes: list[Path]) -> None:
     root = _tree(tmp_path / "tree")
     kw = {"data_dir": root, "classes": 2, "images_per_class": 4, "resolution": 16}
@@ -507,24 +520,26 @@ def test_imagenet_resize_shorter_side_then_center_crop(tmp_path: Path) -> None:
     path = tmp_path / "train" / "a" / "x.png"
     path.parent.mkdir(parents=True)
     Image.fromarray(img).save(path)
-    out = data._decode(path, 10)
+    out = folder.decode(path, 10)
     assert out.shape == (3, 10, 10) and out.dtype == np.uint8
     assert out[1, :, 2:8].min() > 240 and out[0, :, 2:].max() < 15 and out[2, :, :8].max() < 15
 
 
 def test_imagenet_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="no ImageNet tree at .*train/<class>"):
+    with pytest.raises(ValueError, match="nowhere does not exist; pass an ImageFolder tree"):
         load_dataset("imagenet", data_dir=tmp_path / "nowhere")
     monkeypatch.setenv("RESNEXT_NAS_DATA", str(tmp_path / "cache"))
-    with pytest.raises(ValueError, match=f"no ImageNet tree at {tmp_path / 'cache' / 'imagenet'}:"):
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'cache' / 'imagenet'} does not exist"):
         load_dataset("imagenet")
     root = _tree(tmp_path / "tree", classes=2, train=3, val=1)
     with pytest.raises(ValueError, match="cannot keep 5"):
         load_dataset("imagenet", data_dir=root, classes=5)
     (root / "train" / "n02").mkdir()
+    (root / "val" / "n02").mkdir()
     with pytest.raises(ValueError, match=r"class folder .*n02 has no images"):
         load_dataset("imagenet", data_dir=root)
     (root / "train" / "n02").rmdir()
+    (root / "val" / "n02").rmdir()
 
     bad = root / "train" / "n01" / "img01.JPEG"
     good = bad.read_bytes()
@@ -541,13 +556,13 @@ def test_imagenet_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ValueError, match=r"n01 has no images"):
         load_dataset("imagenet", data_dir=root, eval_test=True)
     (root / "val" / "n01").rmdir()
-    with pytest.raises(ValueError, match=r"val lacks the class folder n01"):
+    with pytest.raises(ValueError, match=r"val has other classes than .*train: it lacks n01;"):
         load_dataset("imagenet", data_dir=root, eval_test=True)
     for p in (root / "val" / "n00").iterdir():
         p.unlink()
     (root / "val" / "n00").rmdir()
     (root / "val").rmdir()
-    with pytest.raises(ValueError, match=r"has no val/ folder"):
+    with pytest.raises(ValueError, match=r"has no test/ or val/ folder"):
         load_dataset("imagenet", data_dir=root, eval_test=True)
 
 

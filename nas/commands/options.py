@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 # nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
-from nas.data import DATASETS
+from nas.data import AUGMENTS, DATASETS, VAL_CAP_RULE
 from resnext.budget import DEFAULT_CARDINALITIES
 
 # C0 controls but newline and tab, DEL, and C1 controls (ESC starts terminal escape sequences;
@@ -116,9 +116,11 @@ StorageOpt = Annotated[
         show_default=False,
     ),
 ]
-DatasetOpt = Annotated[
-    DatasetName, typer.Option(help="synthetic is built in; the others are read from disk.")
-]
+_DATASET_HELP = (
+    "synthetic is built in; folder is any ImageFolder tree or archive (--data-dir); "
+    "the others are read from disk."
+)
+DatasetOpt = Annotated[DatasetName, typer.Option(help=_DATASET_HELP)]
 # train and calibrate take the name as text and refuse an unknown one with "unknown dataset";
 # the metavar lists the choices as search's enum does.
 DatasetNameOpt = Annotated[
@@ -126,7 +128,7 @@ DatasetNameOpt = Annotated[
     typer.Option(
         "--dataset",
         metavar=f"<{'|'.join(DATASETS)}>",
-        help="synthetic is built in; the others are read from disk.",
+        help=_DATASET_HELP,
     ),
 ]
 
@@ -137,7 +139,46 @@ def check_dataset(name: str) -> None:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-DataDirOpt = Annotated[str | None, typer.Option(help="Where datasets live.")]
+Augment = StrEnum("Augment", {name: name for name in AUGMENTS})  # type: ignore[misc]
+# The options that pick a dataset's subset, shared by every command that trains.
+DataDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Where datasets live; for --dataset folder an ImageFolder tree (train/<class>/..., "
+        "optional test/ or val/) or a .tar, .tar.gz or .zip of one, extracted once.",
+        show_default=False,
+    ),
+]
+SubsetClassesOpt = Annotated[
+    int | None, typer.Option(help="Keep the first N classes (sorted folder names).")
+]
+ImagesPerClassOpt = Annotated[
+    int | None,
+    typer.Option(help="Keep the first M training images of each class (sorted file names)."),
+]
+DataResolutionOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Resize images to this side (default: the images' own when they share one, else 64).",
+        show_default=False,
+    ),
+]
+AugmentOpt = Annotated[
+    Augment | None,
+    typer.Option(
+        help="cifar (Sec. 5.3 pad-crop-flip) or imagenet (random-resized crop); default: "
+        "cifar at 64 px or less, else imagenet.",
+        show_default=False,
+    ),
+]
+VAL_HELP = f"Share of the training set held out to score trials; {VAL_CAP_RULE}."
+DataTemplateOpt = Annotated[
+    Template | None,
+    typer.Option(
+        help="Template (default: cifar for images of 64 px or less, else imagenet).",
+        show_default=False,
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 WorkersOpt = Annotated[
     int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")

@@ -11,16 +11,21 @@ import typer
 from rich.table import Table
 
 from nas.commands.options import (
+    VAL_HELP,
+    AugmentOpt,
     DataDirOpt,
+    DataResolutionOpt,
     DatasetName,
     DatasetOpt,
     DeviceOpt,
+    ImagesPerClassOpt,
     JsonOpt,
     LatencyOpt,
     QuietOpt,
     RunsDirOpt,
     SaveWeightsOpt,
     StorageOpt,
+    SubsetClassesOpt,
     WorkersOpt,
     command,
     out,
@@ -87,11 +92,12 @@ def study_run(
         int | None, _unset_option("Training images per trial (default: the definition's).")
     ] = None,
     val_fraction: Annotated[
-        float | None, _unset_option("Share of the training set held out to score trials.")
+        float | None, _unset_option(f"{VAL_HELP} (default: the definition's)")
     ] = None,
-    resolution: Annotated[
-        int | None, typer.Option(help="Resize images to this side (the specs follow).")
-    ] = None,
+    resolution: DataResolutionOpt = None,
+    classes: SubsetClassesOpt = None,
+    images_per_class: ImagesPerClassOpt = None,
+    augment: AugmentOpt = None,
     workers: WorkersOpt = 1,
     device: DeviceOpt = "auto",
     latency: LatencyOpt = True,
@@ -121,8 +127,9 @@ def study_run(
     hint = f"see `{command('dashboard', '--study', study, *_storage_hint(storage))}`"
     # As `search`: refuse a bad storage or a finished study before the data load.
     if dataset in KNOWN_CLASSES:
-        early = definition.settings(study, KNOWN_CLASSES[dataset], resolution or 32)
-        n = definition.n_trials(seeds, KNOWN_CLASSES[dataset], resolution or 32)
+        n_classes = classes or KNOWN_CLASSES[dataset]
+        early = definition.settings(study, n_classes, resolution or 32)
+        n = definition.n_trials(seeds, n_classes, resolution or 32)
         if check_study(early, storage) >= n:
             search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
@@ -135,7 +142,10 @@ def study_run(
         data_dir=data_dir,
         train_images=schedule.train_images,
         val_fraction=schedule.val_fraction,
+        classes=classes,
+        images_per_class=images_per_class,
         resolution=resolution,
+        augment=augment and augment.value,
     )
     settings = definition.settings(study, data.classes, data.resolution)
     if not quiet and not as_json:

@@ -13,13 +13,21 @@ from rich.text import Text
 
 import resnext
 from nas.commands.options import (
+    VAL_HELP,
+    AugmentOpt,
+    DataDirOpt,
+    DataResolutionOpt,
     DatasetNameOpt,
+    ImagesPerClassOpt,
     JsonOpt,
     LiteralConsole,
+    SubsetClassesOpt,
     check_dataset,
     out,
     print_json,
 )
+from nas.data import default_template
+from nas.schedule import KNOWN_CLASSES
 from resnext.complexity import format_count
 from resnext.registry import R29
 
@@ -87,14 +95,16 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    classes: Annotated[
-        int | None, typer.Option(help="Load only this many classes of the dataset.")
-    ] = None,
+    classes: SubsetClassesOpt = None,
     dataset: DatasetNameOpt = "synthetic",
-    data_dir: Annotated[Path | None, typer.Option(help="Where datasets are kept.")] = None,
+    data_dir: DataDirOpt = None,
+    images_per_class: ImagesPerClassOpt = None,
     train_images: Annotated[
         int | None, typer.Option(help="Train on this many images (default: all).")
     ] = None,
+    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = 0.1,
+    resolution: DataResolutionOpt = None,
+    augment: AugmentOpt = None,
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
@@ -130,9 +140,16 @@ def train_command(
         if preset is not None:
             raise ValueError("give a preset or --spec, not both")
         base = load_spec(spec_file)
-    spec = _train_spec_from_options(
-        preset, template, depths, width, cardinality, bottleneck_width, base
-    )
+    # Without a template, preset or spec file the data picks the template; the built-in and
+    # CIFAR sets are 32 px unless resized, so their spec is checked before they load.
+    from_data = template is None and preset is None and base is None
+    known = dataset in KNOWN_CLASSES
+    spec = None
+    if not from_data or known:
+        guess = default_template(resolution or 32) if from_data else template
+        spec = _train_spec_from_options(
+            preset, guess, depths, width, cardinality, bottleneck_width, base
+        )
     options = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -154,8 +171,10 @@ def train_command(
     }
     cfg = TrainConfig(**given)  # refuses a bad value before the data loads
     check_dataset(dataset)
-    # A spec too large for memory is refused before the data loads too (issue 12).
-    check_memory(dataclasses.replace(spec, resolution=image_side(dataset)), cfg)
+    # A spec too large for memory is refused before the data loads too (issue 12); an image
+    # folder's size is known only once it loads, and train() checks again then.
+    if spec is not None:
+        check_memory(dataclasses.replace(spec, resolution=image_side(dataset, resolution)), cfg)
     from nas.fileio import ensure_folder
 
     run_dir = ensure_folder(out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -168,10 +187,18 @@ def train_command(
         dataset,
         data_dir=data_dir,
         train_images=train_images,
+        val_fraction=val_fraction,
         seed=seed,
         eval_test=eval_test,
         classes=classes,
+        images_per_class=images_per_class,
+        resolution=resolution,
+        augment=augment and augment.value,
     )
+    if spec is None:
+        spec = _train_spec_from_options(
+            None, data.template, depths, width, cardinality, bottleneck_width
+        )
     cfg = recipe_config(recipe, data.kind, given)
     # The data decides what the network must predict and at which size.
     if base is not None and (spec.classes, spec.resolution) != (data.classes, data.resolution):

@@ -1,0 +1,158 @@
+"""Archives of image folders (``.tar``, ``.tar.gz``, ``.tgz``, ``.zip``), extracted safely once.
+
+An archive is extracted into a folder of the cache named after it and keyed by its path, size
+and modification time, so a second load reuses the extraction and a changed archive gets a
+fresh one. Extraction is
+
+* safe: every member is checked before it is written; an absolute name, a ``..`` component, a
+  link or a device is refused (:class:`~nas.data.DataError`), and files are written to paths
+  built here, never where a member says;
+* atomic: members go to a temporary folder that is renamed into place only once all of them
+  are written, so an interrupted extraction is never taken for a finished one (a killed one
+  leaves a ``.part`` folder that is never read, and is removed by the next extraction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from nas.data import DataError, one_line
+
+SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+_PART = ".part-"
+
+
+def is_archive(path: Path) -> bool:
+    """Whether ``path``'s name ends in one of :data:`SUFFIXES` (its contents are not read)."""
+    return path.name.lower().endswith(SUFFIXES)
+
+
+def stem(path: Path) -> str:
+    """The archive's name without its suffix: ``cifar10-jpg`` for ``cifar10-jpg.tar.gz``."""
+    name = path.name
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def member_path(name: str, archive: Path) -> PurePosixPath | None:
+    """The relative path a member may be written to; DataError if it would leave the folder.
+
+    None for the archive's root entry (``.`` or ``./``), which holds nothing to write.
+    """
+    if "\\" in name or "\x00" in name:  # Windows separators could climb out on some systems
+        raise DataError(f"{archive} has a member with an unsafe name {name!r}; refusing it")
+    path = PurePosixPath(name)
+    if path.is_absolute() or (path.parts and path.parts[0].endswith(":")):
+        raise DataError(
+            f"{archive} has a member with an absolute name {name!r} that would land outside "
+            "the folder; refusing it"
+        )
+    if ".." in path.parts:
+        raise DataError(
+            f"{archive} has a member {name!r} that escapes the folder through '..'; refusing it"
+        )
+    parts = [p for p in path.parts if p != "."]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None]]:
+    """(path, data or None for a folder) of each tar member, refusing links and devices."""
+    with tarfile.open(archive, "r:*") as tar:
+        for m in tar:
+            path = member_path(m.name, archive)
+            if m.issym() or m.islnk():
+                raise DataError(f"{archive} has a link {m.name!r}; refusing to extract links")
+            if not (m.isfile() or m.isdir()):
+                raise DataError(
+                    f"{archive} has a device or special file {m.name!r}; refusing to extract it"
+                )
+            if path is None:
+                continue
+            yield path, tar.extractfile(m) if m.isfile() else None
+
+
+def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None]]:
+    """(path, data or None for a folder) of each zip member, refusing links and devices."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            path = member_path(info.filename, archive)
+            # The Unix file type, when the zip was made on Unix (0 when it was not, or when
+            # only permissions were stored, as Python's writestr does).
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind == stat.S_IFLNK:
+                raise DataError(
+                    f"{archive} has a link {info.filename!r}; refusing to extract links"
+                )
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise DataError(
+                    f"{archive} has a device or special file {info.filename!r}; refusing it"
+                )
+            if path is None:
+                continue
+            yield path, None if info.is_dir() else zf.open(info)
+
+
+def _key(archive: Path) -> str:
+    """A short key of the archive's identity: resolved path, size and modification time."""
+    st = archive.stat()
+    text = f"{archive.resolve()} {st.st_size} {st.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def extract(archive: Path, cache: Path, check: Callable[[Path], object] | None = None) -> Path:
+    """The folder ``archive`` is extracted to under ``cache``: extracted now, or reused.
+
+    ``check`` gets the extracted folder before it is renamed into place; an error it raises
+    (an archive that holds no image tree) leaves nothing in the cache.
+    """
+    try:
+        target = cache / f"{stem(archive)}-{_key(archive)}"
+    except OSError as e:
+        raise DataError(f"cannot read {archive} ({one_line(e)}); check its permissions") from None
+    if target.is_dir():
+        return target
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for stale in cache.glob(f".{target.name}{_PART}*"):  # left by a killed extraction
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{target.name}{_PART}"))
+    except OSError as e:
+        raise DataError(
+            f"cannot write to {cache} ({one_line(e)}); set RESNEXT_NAS_DATA to a writable folder"
+        ) from None
+    members = _zip_members if archive.name.lower().endswith(".zip") else _tar_members
+    try:
+        for path, src in members(archive):
+            dest = tmp.joinpath(*path.parts)
+            if src is None:
+                dest.mkdir(parents=True, exist_ok=True)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with src, open(dest, "wb") as f:
+                shutil.copyfileobj(src, f, 1 << 20)
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, target)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise DataError(
+            f"{archive} is truncated or corrupt ({one_line(e)}); replace it with a good copy"
+        ) from None
+    except OSError as e:
+        if target.is_dir():  # another process finished the same extraction first
+            return target
+        raise DataError(f"cannot extract {archive} into {cache} ({one_line(e)})") from None
+    finally:  # an error or Ctrl-C leaves no partial folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

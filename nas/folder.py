@@ -1,0 +1,299 @@
+"""ImageFolder trees: ``train/<class>/*`` and an optional ``test/<class>/`` or ``val/<class>/``.
+
+The tree may be a folder or an archive of one (:mod:`nas.archive`), with or without one top
+folder. Images are JPEG, PNG, WebP or BMP in any mode Pillow reads (grayscale, palette, RGBA,
+CMYK ...), converted to RGB; hidden files and folders and files of other types are ignored.
+Classes are the sorted names of the class folders of ``train/``, whatever their names.
+
+Images are decoded in parallel threads (Pillow releases the GIL while it decodes) and cached as
+uint8 arrays in the user's cache, keyed by the file list, sizes and modification times, so a
+second load reads one ``.npz`` and the tree itself is never written to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from nas import archive
+from nas.data import DataError, default_data_dir, one_line
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+HELD_OUT = ("test", "val")  # the folder of the held-out split, in order of preference
+MIXED_RESOLUTION = 64  # the default side when the images do not share one size
+_CACHE_VERSION = 2  # bump when decoding changes, so that old caches are not reused
+_IGNORED_DIRS = ("__MACOSX",)  # resource forks that macOS adds to zips
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The files of an ImageFolder tree: class names, and files with labels per split."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    train: tuple[tuple[Path, ...], tuple[int, ...]]
+    test: tuple[tuple[Path, ...], tuple[int, ...]] | None  # None: the tree has no test/ or val/
+    test_folder: str | None  # "test" or "val"
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name not in _IGNORED_DIRS
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The visible entries of ``folder``, sorted by name; DataError if it cannot be read."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if _visible(e.name)), key=lambda e: e.name)
+    except OSError as e:
+        raise DataError(
+            f"cannot read the folder {folder} ({one_line(e)}); check that it exists and its "
+            "permissions"
+        ) from None
+
+
+def _subdirs(folder: Path) -> list[str]:
+    return [e.name for e in _entries(folder) if e.is_dir()]
+
+
+def find_root(path: Path) -> Path:
+    """The folder holding ``train/``: ``path`` itself, or its only visible sub-folder."""
+    if (path / "train").is_dir():
+        return path
+    subdirs = _subdirs(path)
+    if len(subdirs) == 1 and (path / subdirs[0] / "train").is_dir():
+        return path / subdirs[0]
+    raise DataError(
+        f"no train/ folder in {path}: expected {path}/train/<class>/<images> (or one top folder "
+        "holding train/)"
+    )
+
+
+def open_tree(path: str | Path | None) -> Path:
+    """The root of the ImageFolder tree at ``path``, a folder or an archive (extracted once)."""
+    if path is None:
+        raise DataError(
+            "the folder dataset needs --data-dir PATH: an ImageFolder tree (train/<class>/...) "
+            f"or a {', '.join(archive.SUFFIXES)} archive of one"
+        )
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return find_root(path)
+    if path.is_file() and archive.is_archive(path):
+
+        def check(folder: Path) -> None:
+            try:
+                find_root(folder)
+            except DataError:
+                raise DataError(
+                    f"no train/ folder in the archive {path}: expected train/<class>/<images> "
+                    "(or one top folder holding train/)"
+                ) from None
+
+        return find_root(archive.extract(path, default_data_dir() / "extracted", check))
+    if not path.exists():
+        raise DataError(f"{path} does not exist; pass an ImageFolder tree or an archive of one")
+    raise DataError(
+        f"{path} is neither a folder nor a supported archive ({', '.join(archive.SUFFIXES)})"
+    )
+
+
+def _images(folder: Path, limit: int | None) -> list[Path]:
+    """The first ``limit`` image files of a class folder in sorted order; DataError if none."""
+    files = [
+        Path(e.path)
+        for e in _entries(folder)
+        if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()
+    ]
+    if not files:
+        raise DataError(
+            f"the class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add some "
+            "or remove the folder"
+        )
+    return files[:limit]
+
+
+def scan(root: Path, classes: int | None = None, images_per_class: int | None = None) -> Tree:
+    """The tree's classes (the first ``classes``) and files (the first ``images_per_class``).
+
+    The held-out split is ``test/`` (else ``val/``); its class folders must be those of
+    ``train/``. Held-out folders are listed in full, whatever ``images_per_class``.
+    """
+    train_dir = root / "train"
+    names = _subdirs(train_dir)
+    if not names:
+        raise DataError(f"{train_dir} has no class folders; expected {train_dir}/<class>/<images>")
+    held = next((h for h in HELD_OUT if (root / h).is_dir()), None)
+    if held is not None:
+        theirs = _subdirs(root / held)
+        if theirs != names:
+            missing = sorted(set(names) - set(theirs))
+            extra = sorted(set(theirs) - set(names))
+            what = "; ".join(
+                f"{label} {', '.join(v)}" for label, v in (("lacks", missing), ("adds", extra)) if v
+            )
+            raise DataError(
+                f"{root / held} has other classes than {train_dir}: it {what}; the held-out "
+                "split needs the same class folders"
+            )
+    if classes is not None:
+        if classes > len(names):
+            raise DataError(f"{train_dir} has {len(names)} class folders, cannot keep {classes}")
+        names = names[:classes]
+
+    def listing(split: str, limit: int | None) -> tuple[tuple[Path, ...], tuple[int, ...]]:
+        files: list[Path] = []
+        labels: list[int] = []
+        for label, cls in enumerate(names):
+            found = _images(root / split / cls, limit)
+            files += found
+            labels += [label] * len(found)
+        return tuple(files), tuple(labels)
+
+    train = listing("train", images_per_class)
+    test = listing(held, None) if held is not None else None
+    return Tree(root, tuple(names), train, test, held)
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _image_error(path: Path, e: BaseException) -> DataError:
+    return DataError(f"cannot decode {path} ({one_line(e)}); delete or replace the file")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file")
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as e:
+        raise _image_error(path, e) from None
+
+
+def decode(path: Path, resolution: int) -> np.ndarray:
+    """One image file as ``[3, R, R]`` uint8 RGB: shorter side resized to R, center-cropped."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file")
+        with Image.open(path) as im:
+            im.draft("RGB", (resolution, resolution))  # JPEG: let libjpeg downscale by 2..8
+            # Palette images with transparency go through RGBA, as Pillow asks; CMYK, L, LA, P,
+            # I;16 ... all convert to RGB.
+            rgba = im.mode == "P" and "transparency" in im.info
+            rgb = (im.convert("RGBA") if rgba else im).convert("RGB")
+        w, h = rgb.size
+        if (w, h) != (resolution, resolution):
+            scale = resolution / min(w, h)
+            size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+            rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+            left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+            rgb = rgb.crop((left, top, left + resolution, top + resolution))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise _image_error(path, e) from None
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def parallel_map(fn: Callable[[Path], T], files: Sequence[Path]) -> list[T]:
+    """``fn`` over ``files`` on a few threads, in order; the first error is raised at once."""
+    pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
+    try:
+        return list(pool.map(fn, files))
+    finally:  # after an error (a corrupt image, Ctrl-C) the files still queued are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def common_resolution(files: Sequence[Path]) -> int:
+    """The side the images share (the shorter side if they all share one size), else 64."""
+    sizes = set(parallel_map(image_size, files))
+    return min(next(iter(sizes))) if len(sizes) == 1 else MIXED_RESOLUTION
+
+
+def cache_dir() -> Path:
+    """Where decoded arrays are kept: ``decoded/`` in :func:`nas.data.default_data_dir`."""
+    return default_data_dir() / "decoded"
+
+
+def _cache_file(
+    root: Path, split: str, files: Sequence[Path], labels: Sequence[int], resolution: int | None
+) -> Path:
+    """The cache file of one split's files at one resolution (None: the images' own)."""
+    side = "auto" if resolution is None else str(resolution)
+    h = hashlib.sha256(f"{_CACHE_VERSION} {root.resolve()} {side}\n".encode())
+    for p, y in zip(files, labels, strict=True):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}\0{y} {st.st_size} {st.st_mtime_ns}\n".encode())
+    n_classes = len(set(labels))
+    name = f"{split}-{n_classes}c-{len(files)}i-{side}px-{h.hexdigest()[:16]}.npz"
+    return cache_dir() / name
+
+
+def _read_cache(path: Path, n: int) -> np.ndarray | None:
+    """The cached images if ``path`` holds ``n`` of them, else None (a broken file is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x = z["x"]
+    except (OSError, ValueError, KeyError, EOFError, zlib.error):
+        return None
+    ok = x.dtype == np.uint8 and x.ndim == 4 and x.shape[:2] == (n, 3) and x.shape[2] == x.shape[3]
+    return x if ok else None
+
+
+def _write_cache(path: Path, x: np.ndarray) -> None:
+    """Save ``x`` atomically; a failure is a warning, since the cache is only an optimisation."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        sys.stderr.write(f"warning: could not cache decoded images in {path.parent}: {e}\n")
+
+
+def load_split(
+    root: Path,
+    split: str,
+    files: Sequence[Path],
+    labels: Sequence[int],
+    resolution: int | None,
+) -> np.ndarray:
+    """Decoded images ``[N, 3, R, R]`` of ``files``, from the cache when it has them.
+
+    ``resolution`` None is the images' own side when they share one size, else 64.
+    """
+    try:
+        cache = _cache_file(root, split, files, labels, resolution)
+    except OSError as e:
+        raise DataError(f"cannot read the files of {root / split} ({one_line(e)})") from None
+    x = _read_cache(cache, len(files))
+    if x is not None:
+        return x
+    side = common_resolution(files) if resolution is None else resolution
+    images = parallel_map(lambda p: decode(p, side), files)
+    x = np.stack(images) if images else np.empty((0, 3, side, side), np.uint8)
+    _write_cache(cache, x)
+    return x
