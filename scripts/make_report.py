@@ -168,6 +168,11 @@ def section_fig7(storage: str, out: Path, lines: list[str], tag: str = "") -> No
     d = studies.get("cardinality-vs-width-growth")
     records = records_from_study(dash.load_study(d.name, storage))
     rows = per_spec(records)
+    if len(rows) < 2:
+        planned = len(d.space().specs)
+        lines += [f"### {d.title}: {d.citation}", "", d.description, ""]
+        lines += [f"Only {len(rows)} of the {planned} specs finished: nothing to compare yet.", ""]
+        return
     d0 = min(r["spec"]["bottleneck_width"] for r in rows)
     c_series = sorted(
         (r for r in rows if r["spec"]["bottleneck_width"] == d0), key=lambda r: r["params"]
@@ -448,6 +453,7 @@ def main() -> None:
     ap.add_argument(
         "--real-times", type=Path, action="append", default=[], help="a step log (repeatable)"
     )
+    ap.add_argument("--real-note", default="", help="a sentence on how the real runs were made")
     ap.add_argument("--storage", default="sqlite:///runs/report.db")
     ap.add_argument("--calibration", type=Path, default=Path("runs/calibration.json"))
     ap.add_argument("--times", type=Path, action="append", default=[])
@@ -482,7 +488,7 @@ def main() -> None:
             "Dataset: real CIFAR-10 (`--dataset folder --data-dir "
             "../shared/data/cifar10-jpg.tar.gz`: 50,000 train images of 32x32 in 10 classes, "
             "re-encoded as JPEG), so chance is 90% error. Storage "
-            f"`{args.real_storage}`, calibration `{args.real_calibration}`.",
+            f"`{args.real_storage}`, calibration `{args.real_calibration}`. {args.real_note}",
             args.real_storage,
             args.real_calibration,
             args.real_times,
