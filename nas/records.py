@@ -16,6 +16,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.confirm import CONFIRM, SEARCH, phase
+from nas.recommend import mean_interval
 from nas.space import depths_key
 from nas.storage import load, open_storage, quiet_optuna
 from resnext.budget import pareto_mask
@@ -52,9 +54,17 @@ def kind(t: FrozenTrial) -> str:
     return t.state.name
 
 
-def counts(t: FrozenTrial) -> bool:
-    """Whether a finished trial counts towards ``--trials``: trained, completely or pruned."""
+def trained(t: FrozenTrial) -> bool:
+    """Whether a finished trial trained, completely or pruned, in either phase."""
     return t.state in (TrialState.COMPLETE, TrialState.PRUNED) and kind(t) == t.state.name
+
+
+def counts(t: FrozenTrial) -> bool:
+    """Whether a finished trial counts towards ``--trials``: a trained proxy (search) trial.
+
+    Confirmation trials (phase ``confirm``, :mod:`nas.confirm`) are counted apart.
+    """
+    return trained(t) and phase(t) != CONFIRM
 
 
 def retried_from(t: FrozenTrial) -> int | None:
@@ -111,6 +121,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
     return {
         "number": t.number,
         "state": kind(t),
+        "phase": phase(t),
         "spec": spec,
         "notation": notation(Spec.from_dict(spec)) if spec else None,
         **counted,
@@ -159,22 +170,29 @@ def mark_front(records: list[dict[str, Any]], front: str) -> None:
 
 
 def _by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Records with an accuracy grouped by spec and hyper-parameters (repeats and seeds)."""
+    """Records with an accuracy grouped by phase, spec and hyper-parameters (repeats and seeds).
+
+    The phases train with different schedules, so a proxy and a confirmation trial of one
+    config are two measurements of different things.
+    """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         if r["spec"] is not None and r["val_accuracy"] is not None:
-            groups.setdefault(config_key(r["spec"], r["hparams"]), []).append(r)
+            key = (r.get("phase"), config_key(r["spec"], r["hparams"]))
+            groups.setdefault(key, []).append(r)
     return groups
 
 
 def mark_config_means(records: list[dict[str, Any]]) -> None:
-    """Set ``spec_trials`` and ``spec_mean_accuracy``: the complete trials of the same config."""
+    """Set ``spec_trials``, ``spec_mean_accuracy`` and ``spec_ci95`` (95% t interval, None with
+    one seed): over the complete trials of the same config and phase."""
     for r in records:
-        r["spec_trials"], r["spec_mean_accuracy"] = 0, None
+        r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = 0, None, None
     for group in _by_config(r for r in records if r["state"] == "COMPLETE").values():
-        mean = sum(r["val_accuracy"] for r in group) / len(group)
+        iv = mean_interval([r["val_accuracy"] for r in group])
+        ci = None if iv.n < 2 else iv.to_list()
         for r in group:
-            r["spec_trials"], r["spec_mean_accuracy"] = len(group), mean
+            r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = iv.n, iv.mean, ci
 
 
 def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, Any]]:
@@ -193,13 +211,17 @@ def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, 
 
 
 def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The config with the best mean accuracy over its complete trials, if any has several.
+    """The proxy config with the best mean accuracy over its complete search-phase trials, if
+    any has several.
 
     A sampler that returns to a config trains it with the next seed; the best single trial is
-    then a maximum over seeds, biased upwards, and the mean is the fairer pick.
+    then a maximum over seeds, biased upwards, and the mean is the fairer pick. The answer of a
+    search is the confirmed recommendation (:func:`nas.confirm.recommendation`), not this.
     """
     records = [{**r, "spec": r.get("spec_dict", r["spec"])} for r in rows]
-    groups = _by_config(r for r in records if r["state"] == "COMPLETE")
+    groups = _by_config(
+        r for r in records if r["state"] == "COMPLETE" and r.get("phase", SEARCH) == SEARCH
+    )
     if not any(len(g) > 1 for g in groups.values()):
         return None
     g = max(groups.values(), key=lambda g: sum(r["val_accuracy"] for r in g) / len(g))
@@ -210,6 +232,7 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "trials": [r["number"] for r in g],
         "mean_accuracy": sum(accs) / len(accs),
         "std_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+        "ci95": mean_interval(accs).to_list(),
     }
 
 

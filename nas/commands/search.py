@@ -212,6 +212,29 @@ def search(
     latency: LatencyOpt = True,
     runs_dir: RunsDirOpt = Path("runs"),
     save_weights: SaveWeightsOpt = True,
+    confirm: Annotated[
+        int,
+        typer.Option(
+            help="Confirm the top K configurations by mean proxy accuracy with a longer "
+            "schedule and several seeds after the trials (0: no confirmation phase)."
+        ),
+    ] = 3,
+    confirm_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs of a confirmation trial (default 3x --epochs).", show_default=False
+        ),
+    ] = None,
+    confirm_seeds: Annotated[
+        int, typer.Option(help="Seeds every confirmed configuration is trained with.")
+    ] = 3,
+    confirm_max_seeds: Annotated[
+        int,
+        typer.Option(
+            help="Racing gives a configuration still overlapping the leader more seeds, up "
+            "to this many."
+        ),
+    ] = 5,
     heartbeat: Annotated[
         int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
     ] = 10,
@@ -226,6 +249,7 @@ def search(
     held out), about a minute each on 2 CPU cores.
     """
     from nas import study as nstudy
+    from nas.confirm import ConfirmSettings
     from nas.train import TrainConfig
     from nas.workers import run_search
 
@@ -246,10 +270,14 @@ def search(
             tuple(enqueue or ()),
             latency,
             runs_dir.resolve() if save_weights else None,
+            confirming,
         )
 
     if trials < 1 or workers < 1 or heartbeat < 1:
         raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    confirming = ConfirmSettings(
+        k=confirm, epochs=confirm_epochs, seeds=confirm_seeds, max_seeds=confirm_max_seeds
+    )
     if patience is None and len(objs) > 1:
         patience = 2
     # The training settings are checked here, before any data loads.
@@ -267,7 +295,9 @@ def search(
     if dataset_name in KNOWN_CLASSES:
         early = settings_for(KNOWN_CLASSES[dataset_name], resolution or 32)
         nstudy.enqueue_specs(early.space, early.enqueue)
-        if nstudy.check_study(early, storage) >= trials:
+        if nstudy.check_study(early, storage) >= trials and not confirm_left(
+            study, storage, confirming
+        ):
             search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
             return
     from nas.data import load_dataset
@@ -306,6 +336,14 @@ def search(
     search_summary(study, storage, reports, time.perf_counter() - t0, as_json)
 
 
+def confirm_left(study: str, storage: str | None, settings: Any) -> bool:
+    """Whether the existing study's confirmation phase has work left."""
+    from nas.confirm import remaining
+    from nas.storage import load
+
+    return remaining(load(study, storage).get_trials(deepcopy=False), settings)
+
+
 def search_summary(
     study: str,
     storage: str | None,
@@ -314,32 +352,33 @@ def search_summary(
     as_json: bool,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """The study's trials by state and best trial, after a search (``extra`` joins the JSON)."""
+    """The study's trials by state and its confirmed recommendation, after a search (``extra``
+    joins the JSON). The best single trial is a maximum over seeds and never the answer."""
+    from nas.confirm import describe, phase, store_recommendation
     from nas.records import best_config, study_rows, trial_rows
     from nas.storage import load
 
+    loaded = load(study, storage)
     summary = next(r for r in study_rows(storage) if r["name"] == study)
     summary["wall_seconds"] = wall
     summary["workers"] = [dataclasses.asdict(r) for r in reports]
-    summary["best_config"] = best_config(trial_rows(load(study, storage)))
+    summary["best_config"] = best_config(trial_rows(loaded))
+    by_phase: dict[str, int] = {}
+    for t in loaded.get_trials(deepcopy=False):
+        by_phase[phase(t)] = by_phase.get(phase(t), 0) + 1
+    summary["phases"] = by_phase
+    summary["recommendation"] = store_recommendation(loaded)
     summary.update(extra or {})
     if as_json:
         print_json(summary)
         return
-    best = summary["best"]
     states = ", ".join(f"{k} {v}" for k, v in sorted(summary["trials"].items()))
+    phases = ", ".join(f"{k} {v}" for k, v in sorted(by_phase.items()))
     out.print(
-        f"study {study!r}: {states}; best error "
-        + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
-        + f"; see `resnext-nas trials --study {study}`"
+        f"study {study!r}: {states} ({phases} by phase); see `resnext-nas trials --study {study}`"
     )
-    if cfg := summary["best_config"]:
-        out.print(
-            f"best config by mean over its trials: {cfg['spec']}, val acc "
-            f"{cfg['mean_accuracy']:.1%} ± {cfg['std_accuracy']:.1%} over "
-            f"{len(cfg['trials'])} trial{'s' * (len(cfg['trials']) != 1)} (the best single "
-            "trial is a maximum over seeds)"
-        )
+    for line in describe(summary["recommendation"]):
+        out.print(line, highlight=False)
 
 
 def _fmt_opt(v: Any, fmt: str) -> str:
@@ -362,28 +401,36 @@ def trials(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a study's trials with their spec, complexity, accuracy and throughput."""
+    """List a study's trials (phase, spec, complexity, accuracy, throughput) and its answer.
+
+    ``--json`` prints ``{"trials": [...], "recommendation": {...} or null}``.
+    """
+    from nas.confirm import describe, recommendation
     from nas.fileio import ensure_parent, write_csv
     from nas.records import csv_table, trial_rows
     from nas.storage import load
 
     if csv:
         ensure_parent(csv, "--csv")
-    rows = trial_rows(load(study, storage), front)
+    loaded = load(study, storage)
+    rows = trial_rows(loaded, front)
+    rec = recommendation(loaded.get_trials(deepcopy=False))
     if csv:
         write_csv(csv, *csv_table(rows))
     if as_json:
-        print_json(rows)
+        print_json({"trials": rows, "recommendation": rec})
         return
     table = Table(
         title=f"study {study!r}: {len(rows)} trials",
         caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
         "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
-        "the n complete trials of the same config (seeds).",
+        "the n complete trials of the same config and phase (seeds). phase: search (proxy "
+        "trial) or confirm (the longer confirmation schedule).",
     )
     for col in (
         "#",
         "state",
+        "phase",
         "spec",
         "params",
         "FLOPs",
@@ -398,13 +445,14 @@ def trials(
     ):
         table.add_column(
             col,
-            justify="left" if col in ("state", "spec", "", "note") else "right",
+            justify="left" if col in ("state", "phase", "spec", "", "note") else "right",
             no_wrap=col != "note",
         )
     for r in rows:
         table.add_row(
             str(r["number"]),
             r["state"],
+            r["phase"],
             r["spec"] or "",
             format_count(r["params"]) if r["params"] is not None else "",
             format_count(r["flops"]) if r["flops"] is not None else "",
@@ -419,6 +467,8 @@ def trials(
             style="bold" if r["pareto"] else None,
         )
     out.print(table)
+    for line in describe(rec):
+        out.print(line, highlight=False)
 
 
 def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
