@@ -25,7 +25,7 @@ from nas.commands.options import (
     out,
     print_json,
 )
-from nas.commands.search import LiveProgress, search_summary
+from nas.commands.search import LiveProgress, confirm_left, search_summary
 from nas.schedule import KNOWN_CLASSES
 
 app = typer.Typer(
@@ -117,7 +117,7 @@ def study_run(
     if dataset in KNOWN_CLASSES:
         early = definition.settings(study, KNOWN_CLASSES[dataset], resolution or 32)
         n = definition.n_trials(seeds, KNOWN_CLASSES[dataset], resolution or 32)
-        if check_study(early, storage) >= n:
+        if check_study(early, storage) >= n and not confirm_left(study, storage, early.confirm):
             search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
