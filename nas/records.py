@@ -237,7 +237,8 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
-    """One JSON-ready dict per study of the storage: name, directions, trials by state, best."""
+    """One JSON-ready dict per study of the storage: name, directions, trials by state, and the
+    best proxy trial (the lowest error of a single search-phase trial, not the answer)."""
     quiet_optuna()
     st = open_storage(storage, must_exist=True)
     rows = []
@@ -246,7 +247,8 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
         by_state: dict[str, int] = {}
         for t in trials:
             by_state[kind(t)] = by_state.get(kind(t), 0) + 1
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        # The best proxy trial: confirmation trials train a longer schedule (nas.confirm).
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and counts(t)]
         best = min(done, key=lambda t: t.values[0]) if done else None
         rows.append(
             {

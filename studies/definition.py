@@ -153,6 +153,8 @@ class StudyDefinition:
     sampler: str = "tpe"
     pruner: str = "none"
     enqueue: tuple[str, ...] = ()
+    # Search studies: the confirmation phase after the trials (``search``'s default).
+    confirm: ConfirmSettings = ConfirmSettings()
 
     def __post_init__(self) -> None:
         grid = self.is_grid
@@ -206,8 +208,8 @@ class StudyDefinition:
     ) -> SearchSettings:
         """The :class:`nas.study.SearchSettings` of a run; trials save weights in ``runs_dir``.
 
-        A search study ends in ``search``'s default confirmation phase (issue 13); a grid
-        study measures every point with its seeds already and has none.
+        A search study ends in its confirmation phase (issue 13); a grid study measures every
+        point with its seeds already and has none.
         """
         return SearchSettings(
             self.space(classes, resolution),
@@ -219,7 +221,7 @@ class StudyDefinition:
             self.enqueue,
             latency,
             runs_dir,
-            None if self.is_grid else ConfirmSettings(),
+            None if self.is_grid else self.confirm,
         )
 
     def to_dict(self) -> dict[str, Any]:
