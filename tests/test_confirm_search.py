@@ -107,15 +107,21 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_search_json_trials_json_and_export_recommended(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+@pytest.fixture
+def toy_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the CLI in ``tmp_path`` on the toy set; returns the storage URL."""
     import nas.data
 
     # The toy set stands in for the synthetic one: same shape of Dataset, seconds to train.
     monkeypatch.setattr(nas.data, "load_dataset", lambda *a, **k: toy_data())
     monkeypatch.chdir(tmp_path)
-    url = sqlite(tmp_path)
+    return sqlite(tmp_path)
+
+
+def test_search_json_trials_json_and_export_recommended(
+    tmp_path: Path, toy_cli: str, capsys: pytest.CaptureFixture
+) -> None:
+    url = toy_cli
     args = _search_args(url, "c", "--confirm", "2", "--confirm-seeds", "2")
     summary = run_main(args + ["--confirm-max-seeds", "2"], capsys)
     rec = summary["recommendation"]
@@ -148,13 +154,9 @@ def test_search_json_trials_json_and_export_recommended(
 
 
 def test_confirm_0_gives_no_confirmation_and_no_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    toy_cli: str, capsys: pytest.CaptureFixture
 ) -> None:
-    import nas.data
-
-    monkeypatch.setattr(nas.data, "load_dataset", lambda *a, **k: toy_data())
-    monkeypatch.chdir(tmp_path)
-    url = sqlite(tmp_path)
+    url = toy_cli
     summary = run_main(_search_args(url, "z", "--confirm", "0"), capsys)
     assert summary["recommendation"] is None and summary["phases"] == {SEARCH: 3}
     assert confirm_trials(load("z", url)) == []

@@ -381,6 +381,14 @@ def search_summary(
         out.print(line, highlight=False)
 
 
+def _config_mean(r: dict[str, Any]) -> str:
+    """A repeated config's mean accuracy, 95% interval and seeds: ``41.0% [37.0%, 45.0%] (3)``."""
+    if r["spec_trials"] < 2:
+        return ""
+    lo, hi = r["spec_ci95"]
+    return f"{r['spec_mean_accuracy']:.1%} [{lo:.1%}, {hi:.1%}] ({r['spec_trials']})"
+
+
 def _fmt_opt(v: Any, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
 
@@ -424,8 +432,8 @@ def trials(
         title=f"study {study!r}: {len(rows)} trials",
         caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
         "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
-        "the n complete trials of the same config and phase (seeds). phase: search (proxy "
-        "trial) or confirm (the longer confirmation schedule).",
+        "the n complete trials of the same config and phase (seeds), [its 95% t interval]. "
+        "phase: search (proxy trial) or confirm (the longer confirmation schedule).",
     )
     for col in (
         "#",
@@ -458,7 +466,7 @@ def trials(
             format_count(r["flops"]) if r["flops"] is not None else "",
             "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
             _fmt_opt(r["val_accuracy"], ".1%"),
-            f"{r['spec_mean_accuracy']:.1%} ({r['spec_trials']})" if r["spec_trials"] > 1 else "",
+            _config_mean(r),
             str(r["epochs"] or ""),
             _fmt_opt(r["train_images_per_second"], ".0f"),
             _fmt_opt(r["inference_images_per_second"], ".0f"),
