@@ -121,7 +121,6 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
     return {
         "number": t.number,
         "state": kind(t),
-        "phase": phase(t),
         "spec": spec,
         "notation": notation(Spec.from_dict(spec)) if spec else None,
         **counted,
@@ -141,6 +140,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "optuna_params": dict(t.params),
         "seed": a.get("seed"),
         "repeat": a.get("repeat"),
+        "phase": phase(t),  # search (proxy) or confirm (nas.confirm)
         "weights": a.get("weights"),
         "host": a.get("host"),
         "note": _note(t),
@@ -276,7 +276,7 @@ def load_records(name: str, storage: str | None = None) -> list[dict[str, Any]]:
 
 
 # Columns of `trials --csv`: the scalar fields of trial_rows, the spec's fields spelt out.
-_NOT_CSV = ("spec_dict", "values", "hparams", "optuna_params", "history")
+_NOT_CSV = ("spec_dict", "values", "hparams", "optuna_params", "history", "spec_ci95")
 SPEC_COLUMNS = ("cardinality", "bottleneck_width", "depths", "width")
 
 
