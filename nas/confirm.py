@@ -237,3 +237,78 @@ def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] |
     out["confirmed"] = rows
     out["proxy_fidelity"] = fidelity
     return out
+
+
+def remaining(trials: list[FrozenTrial], settings: ConfirmSettings | None) -> bool:
+    """Whether the confirmation phase has work left: points to queue, queued or running."""
+    if settings is None or settings.k == 0:
+        return False
+    live = (TrialState.WAITING, TrialState.RUNNING)
+    return bool(plan(trials, settings)) or any(
+        phase(t) == CONFIRM and t.state in live for t in trials
+    )
+
+
+def describe(rec: dict[str, Any] | None) -> list[str]:
+    """The recommendation as lines for people (``search`` and ``trials`` print them)."""
+    if rec is None:
+        return ["no confirmed configuration yet: the answer comes from the confirmation phase"]
+
+    def interval(iv: list[float | None]) -> str:
+        return "no interval (one seed)" if None in iv else f"95% CI [{iv[0]:.1%}, {iv[1]:.1%}]"
+
+    lines = [
+        f"recommended: {rec['notation']} ({rec['flops']:,} FLOPs, {rec['params']:,} params): "
+        f"confirmed val acc {rec['mean_accuracy']:.1%}, {interval(rec['ci95'])} over "
+        f"{rec['seeds']} seed{'s' * (rec['seeds'] != 1)}; P(best of the confirmed) "
+        f"{rec['p_best']:.2f}"
+    ]
+    up = rec["runner_up"]
+    if up is not None:
+        d = up["difference_ci95"]
+        diff = (
+            f"{up['difference']:+.1%} (paired, {interval(d)})"
+            if None not in d
+            else f"{up['difference']:+.1%} (difference of means, no paired interval)"
+        )
+        lines.append(f"runner-up: {up['notation']} at {up['mean_accuracy']:.1%}; difference {diff}")
+        if rec["tie"]:
+            lines.append(
+                f"a tie between {rec['notation']} and {up['notation']} at this budget "
+                f"(P(best) {rec['p_best']:.2f} < {rec['tie_below']})"
+            )
+    fid = rec.get("proxy_fidelity")
+    lines.append(
+        "proxy fidelity: "
+        + (
+            f"Spearman {fid:.2f} between proxy and confirmed means over "
+            f"{len(rec['confirmed'])} confirmed configurations"
+            if fid is not None
+            else "needs three confirmed configurations"
+        )
+    )
+    return lines
+
+
+def store_recommendation(study: Any) -> dict[str, Any] | None:
+    """The study's recommendation; stores its proxy fidelity on the study (``proxy_fidelity``)."""
+    rec = recommendation(study.get_trials(deepcopy=False))
+    fidelity = None if rec is None else rec["proxy_fidelity"]
+    if study.user_attrs.get("proxy_fidelity", "unset") != fidelity:
+        study.set_user_attr("proxy_fidelity", fidelity)
+    return rec
+
+
+def recommended_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The recommended configuration's best complete confirmation trial (what ``export
+    --recommended`` writes), or None while there is no confirmed configuration."""
+    acc = confirmed(trials)
+    rec = recommend(acc)
+    if rec is None:
+        return None
+    mine = [
+        t
+        for t in trials
+        if phase(t) == CONFIRM and _key(t) == rec.name and _accuracy(t) is not None
+    ]
+    return max(mine, key=lambda t: (_accuracy(t), -t.number))

@@ -79,14 +79,24 @@ def check_onnx_packages() -> None:
         )
 
 
-def pick_trial(study: Any, number: int | None) -> FrozenTrial:
-    """Trial ``number`` of ``study``, or its complete trial of lowest error when None."""
+def pick_trial(study: Any, number: int | None, recommended: bool = False) -> FrozenTrial:
+    """Trial ``number`` of ``study``, its recommended configuration's best confirmation trial
+    (``recommended``), or its complete trial of lowest error when None."""
     from optuna.trial import TrialState
 
+    from nas.confirm import recommended_trial
     from nas.records import kind
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
+    if recommended:
+        found = recommended_trial(trials)
+        if found is None:
+            raise ValueError(
+                f"study {name!r} has no confirmed configuration yet; run its confirmation "
+                "phase (`resnext-nas search --confirm K`) first"
+            )
+        return found
     if number is None:
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
         if not done:
@@ -191,11 +201,14 @@ def export_trial(
     *,
     onnx: bool = True,
     tolerance: float = TOLERANCE,
+    recommended: bool = False,
 ) -> Exported:
     """Write spec.json, weights.pt and (with ``onnx``) model.onnx of a trial into ``out``.
 
-    ``number`` None exports the complete trial of lowest error. A trial whose weights are not
-    on this machine still gets its spec.json, and a ValueError saying where they were written.
+    ``number`` None exports the complete trial of lowest error; ``recommended`` the
+    recommended configuration's best confirmation trial (:mod:`nas.confirm`). A trial whose
+    weights are not on this machine still gets its spec.json, and a ValueError saying where they
+    were written.
     :class:`OnnxMismatch` if onnxruntime's outputs differ from PyTorch's beyond ``tolerance``.
     """
     import socket
@@ -204,7 +217,7 @@ def export_trial(
     from nas.storage import load, storage_url
 
     study = load(study_name, storage)
-    trial = pick_trial(study, number)
+    trial = pick_trial(study, number, recommended)
     if onnx:
         check_onnx_packages()  # before any file is written
     if "spec" not in trial.user_attrs:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.confirm import CONFIRM, SEARCH, ConfirmSettings, phase
 from nas.data import Dataset
 from nas.records import config_key, counts, kind, notation
 from nas.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
@@ -63,6 +64,8 @@ class Objective:
     latency_seconds: float = 0.0
     _warm: bool = False  # whether this process has run a forward pass yet
     current: int | None = None  # number of the trial being run, for an interrupt's retry
+    # How a confirmation trial (user attribute phase=confirm) trains; None: the defaults.
+    confirm: ConfirmSettings | None = None
 
     def _claim(self, trial: optuna.Trial) -> list[FrozenTrial]:
         """Give the trial up (as surplus) if the study-wide count is already claimed.
@@ -77,7 +80,10 @@ class Objective:
 
         done = sum(counts(t) for t in ts)
         ahead = sum(
-            t.state == TrialState.RUNNING and key(t) <= key(mine) and kind(t) == "RUNNING"
+            t.state == TrialState.RUNNING
+            and key(t) <= key(mine)
+            and kind(t) == "RUNNING"
+            and phase(t) != CONFIRM
             for t in ts
         )
         if done + ahead > self.n_trials:
@@ -108,11 +114,45 @@ class Objective:
             trial.set_user_attr("surplus", True)
             raise Surplus(f"trial #{dup[0]} has this grid point" if dup else "not a grid point")
 
+    def _claim_confirm_point(self, trial: optuna.Trial) -> list[FrozenTrial]:
+        """Train a confirmation point (configuration, seed) once; a second copy is surplus.
+
+        Two workers may both queue a point the plan asked for: the copy whose twin is trained,
+        or runs with a lower number, gives up. Confirmation trials claim no place in the
+        ``--trials`` count. Returns the study's trials as read for the check.
+        """
+        ts = trial.study.get_trials(deepcopy=False)
+        mine = next(t for t in ts if t.number == trial.number)
+
+        def point(t: FrozenTrial) -> tuple:
+            return (t.user_attrs.get("confirm_of"), t.user_attrs.get("seed"))
+
+        dup = [
+            t.number
+            for t in ts
+            if t.number != mine.number
+            and phase(t) == CONFIRM
+            and point(t) == point(mine)
+            and "surplus" not in t.user_attrs
+            and (
+                t.state == TrialState.COMPLETE
+                or (t.state == TrialState.RUNNING and t.number < mine.number)
+            )
+        ]
+        if ENQUEUED not in mine.user_attrs or "seed" not in mine.user_attrs or dup:
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"trial #{dup[0]} has this point" if dup else "not a confirmation point")
+        return ts
+
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.current = trial.number
         try:
-            trials = self._claim(trial)
-            if isinstance(self.space, SpecGrid):
+            if phase(trial) == CONFIRM:
+                trials = self._claim_confirm_point(trial)
+            else:
+                trials = self._claim(trial)
+                trial.set_user_attr("phase", SEARCH)
+            if isinstance(self.space, SpecGrid) and phase(trial) != CONFIRM:
                 self._claim_grid_point(trial, trials)
             try:
                 spec = suggest_spec(trial, self.space)
@@ -140,6 +180,11 @@ class Objective:
         t0 = time.perf_counter()
         cx = complexity(spec).to_dict()
         cfg = replace(self.train, **hparams)
+        confirming = phase(trial) == CONFIRM
+        if confirming:
+            # The longer schedule of the confirmation phase, never pruned (issue 13).
+            epochs = (self.confirm or ConfirmSettings()).confirm_epochs(self.train.epochs)
+            cfg = replace(cfg, epochs=epochs)
         seed = _seed(trial.user_attrs, trials, trial.number, spec, hparams, cfg.seed)
         cfg = replace(cfg, seed=seed["seed"])
         attrs: dict[str, Any] = {"spec": spec.to_dict(), **cx, **seed}
@@ -185,7 +230,7 @@ class Objective:
                         "best_error": best,
                     },
                 )
-            if single:
+            if single and not confirming:
                 # Pruners compare reported values in the study's direction: report the error.
                 trial.report(1 - st.val_accuracy, st.epoch)
                 # After the last epoch there is nothing left to save: no pruner call.

@@ -16,6 +16,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.confirm import CONFIRM, SEARCH, phase
+from nas.recommend import mean_interval
 from nas.space import depths_key
 from nas.storage import load, open_storage, quiet_optuna
 from resnext.budget import pareto_mask
@@ -52,9 +54,17 @@ def kind(t: FrozenTrial) -> str:
     return t.state.name
 
 
-def counts(t: FrozenTrial) -> bool:
-    """Whether a finished trial counts towards ``--trials``: trained, completely or pruned."""
+def trained(t: FrozenTrial) -> bool:
+    """Whether a finished trial trained, completely or pruned, in either phase."""
     return t.state in (TrialState.COMPLETE, TrialState.PRUNED) and kind(t) == t.state.name
+
+
+def counts(t: FrozenTrial) -> bool:
+    """Whether a finished trial counts towards ``--trials``: a trained proxy (search) trial.
+
+    Confirmation trials (phase ``confirm``, :mod:`nas.confirm`) are counted apart.
+    """
+    return trained(t) and phase(t) != CONFIRM
 
 
 def retried_from(t: FrozenTrial) -> int | None:
@@ -235,6 +245,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "optuna_params": dict(t.params),
         "seed": a.get("seed"),
         "repeat": a.get("repeat"),
+        "phase": phase(t),  # search (proxy) or confirm (nas.confirm)
         "weights": a.get("weights"),
         "host": a.get("host"),
         "note": _note(t, a, bad),
@@ -264,22 +275,29 @@ def mark_front(records: list[dict[str, Any]], front: str) -> None:
 
 
 def _by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Records with an accuracy grouped by spec and hyper-parameters (repeats and seeds)."""
+    """Records with an accuracy grouped by phase, spec and hyper-parameters (repeats and seeds).
+
+    The phases train with different schedules, so a proxy and a confirmation trial of one
+    config are two measurements of different things.
+    """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         if r["spec"] is not None and r["val_accuracy"] is not None:
-            groups.setdefault(config_key(r["spec"], r["hparams"]), []).append(r)
+            key = (r.get("phase"), config_key(r["spec"], r["hparams"]))
+            groups.setdefault(key, []).append(r)
     return groups
 
 
 def mark_config_means(records: list[dict[str, Any]]) -> None:
-    """Set ``spec_trials`` and ``spec_mean_accuracy``: the complete trials of the same config."""
+    """Set ``spec_trials``, ``spec_mean_accuracy`` and ``spec_ci95`` (95% t interval, None with
+    one seed): over the complete trials of the same config and phase."""
     for r in records:
-        r["spec_trials"], r["spec_mean_accuracy"] = 0, None
+        r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = 0, None, None
     for group in _by_config(r for r in records if r["state"] == "COMPLETE").values():
-        mean = sum(r["val_accuracy"] for r in group) / len(group)
+        iv = mean_interval([r["val_accuracy"] for r in group])
+        ci = None if iv.n < 2 else iv.to_list()
         for r in group:
-            r["spec_trials"], r["spec_mean_accuracy"] = len(group), mean
+            r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = iv.n, iv.mean, ci
 
 
 def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, Any]]:
@@ -298,13 +316,17 @@ def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, 
 
 
 def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The config with the best mean accuracy over its complete trials, if any has several.
+    """The proxy config with the best mean accuracy over its complete search-phase trials, if
+    any has several.
 
     A sampler that returns to a config trains it with the next seed; the best single trial is
-    then a maximum over seeds, biased upwards, and the mean is the fairer pick.
+    then a maximum over seeds, biased upwards, and the mean is the fairer pick. The answer of a
+    search is the confirmed recommendation (:func:`nas.confirm.recommendation`), not this.
     """
     records = [{**r, "spec": r.get("spec_dict", r["spec"])} for r in rows]
-    groups = _by_config(r for r in records if r["state"] == "COMPLETE")
+    groups = _by_config(
+        r for r in records if r["state"] == "COMPLETE" and r.get("phase", SEARCH) == SEARCH
+    )
     if not any(len(g) > 1 for g in groups.values()):
         return None
     g = max(groups.values(), key=lambda g: sum(r["val_accuracy"] for r in g) / len(g))
@@ -315,11 +337,13 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "trials": [r["number"] for r in g],
         "mean_accuracy": sum(accs) / len(accs),
         "std_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+        "ci95": mean_interval(accs).to_list(),
     }
 
 
 def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
-    """One JSON-ready dict per study of the storage: name, directions, trials by state, best."""
+    """One JSON-ready dict per study of the storage: name, directions, trials by state, and the
+    best proxy trial (the lowest error of a single search-phase trial, not the answer)."""
     quiet_optuna()
     st = open_storage(storage, must_exist=True)
     rows = []
@@ -328,7 +352,8 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
         by_state: dict[str, int] = {}
         for t in trials:
             by_state[kind(t)] = by_state.get(kind(t), 0) + 1
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        # The best proxy trial: confirmation trials train a longer schedule (nas.confirm).
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and counts(t)]
         best = min(done, key=lambda t: t.values[0]) if done else None
         rows.append(
             {
@@ -356,7 +381,7 @@ def load_records(name: str, storage: str | None = None) -> list[dict[str, Any]]:
 
 
 # Columns of `trials --csv`: the scalar fields of trial_rows, the spec's fields spelt out.
-_NOT_CSV = ("spec_dict", "values", "hparams", "optuna_params", "history")
+_NOT_CSV = ("spec_dict", "values", "hparams", "optuna_params", "history", "spec_ci95")
 SPEC_COLUMNS = ("cardinality", "bottleneck_width", "depths", "width")
 
 

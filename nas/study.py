@@ -31,6 +31,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.confirm import ConfirmSettings
 from nas.records import ATTR, counts, notation
 from nas.space import SearchSpace, SpecGrid
 from nas.storage import open_storage, quiet_optuna
@@ -44,6 +45,8 @@ PRUNERS = ("hyperband", "median", "none")
 # The user attribute of an enqueued trial holding its parameters (Optuna keeps them in a
 # private system attribute until the trial runs).
 ENQUEUED = "enqueued"
+# The study user attribute holding the confirmation settings of the last search that ran it.
+CONFIRM_ATTR = "confirm"
 
 Progress = Callable[[int, dict[str, Any]], None]
 
@@ -62,6 +65,8 @@ class SearchSettings:
     latency: bool = True  # measure latency (seconds per image, batch 1) before training
     # Where each trained trial saves its final weights (see run_folder); None: nowhere.
     runs_dir: str | Path | None = None
+    # The confirmation phase after the proxy trials (nas.confirm); None: none.
+    confirm: ConfirmSettings | None = None
 
     def __post_init__(self) -> None:
         objs = tuple(self.objectives)
@@ -184,6 +189,10 @@ def create_or_load(
             warnings.simplefilter("ignore")  # "experimental" since Optuna 3.2
             study.set_metric_names(list(settings.objectives))
     _check_objectives(study, settings)
+    if settings.confirm is not None and study.user_attrs.get(CONFIRM_ATTR) != (
+        stored := settings.confirm.to_dict()
+    ):
+        study.set_user_attr(CONFIRM_ATTR, stored)
     if have is not None and have["space"] != want["space"]:
         diff = [k for k in want["space"] if have["space"].get(k) != want["space"][k]]
         raise ValueError(

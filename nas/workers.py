@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.confirm import CONFIRM, ConfirmSettings, phase, plan
 from nas.data import Dataset
 from nas.objective import Objective
-from nas.records import counts, kind
+from nas.records import counts, kind, trained
 from nas.space import SpecGrid
 from nas.storage import (
     HEARTBEAT,
@@ -31,7 +32,7 @@ from nas.storage import (
     quiet_optuna,
     storage_url,
 )
-from nas.study import Progress, SearchSettings, create_or_load, prepare
+from nas.study import ENQUEUED, Progress, SearchSettings, create_or_load, prepare
 
 if TYPE_CHECKING:
     from nas.train import TrainConfig
@@ -44,7 +45,8 @@ class WorkerReport:
     """What one worker did, for the summary line and the overhead benchmark."""
 
     worker: int
-    trials: int = 0  # trained here (complete or pruned)
+    trials: int = 0  # proxy trials trained here (complete or pruned)
+    confirm_trials: int = 0  # confirmation trials trained here
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
     latency_seconds: float = 0.0
@@ -64,7 +66,9 @@ def run_worker(
     poll: float = 1.0,
     shared: bool = True,
 ) -> WorkerReport:
-    """Take trials of the study until ``n_trials`` trials of the whole study are trained.
+    """Take trials of the study until ``n_trials`` trials of the whole study are trained, then
+    run its confirmation phase (``settings.confirm``) until :func:`nas.confirm.plan` has nothing
+    left to queue and no confirmation trial runs.
 
     ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
     other worker takes trials of the study at the same time (see :func:`_sampler`).
@@ -89,6 +93,7 @@ def run_worker(
         worker=worker,
         progress=progress,
         runs_dir=settings.runs_dir,
+        confirm=settings.confirm,
     )
     report = WorkerReport(worker)
     grid = isinstance(settings.space, SpecGrid)  # only enqueued points are trained
@@ -103,14 +108,20 @@ def run_worker(
         errors = [t.values[0] for t in done if t.state == TrialState.COMPLETE and t.values]
         objective.best_error = min([objective.best_error, *errors])
         if len(done) >= n_trials:
-            break
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if len(done) + running >= n_trials or (grid and running and not _waiting(trials)):
-            # Wait for the others: a running trial that goes stale comes back as a retry.
-            time.sleep(poll)
-            continue
-        if grid and not _waiting(trials):
-            break  # the grid points left failed; `enqueue_grid` queues them on the next run
+            step = _confirm_step(study, trials, settings.confirm)
+            if step == "done":
+                break
+            if step == "wait":
+                time.sleep(poll)
+                continue
+        else:
+            running = sum(t.state == TrialState.RUNNING and phase(t) != CONFIRM for t in trials)
+            if len(done) + running >= n_trials or (grid and running and not _waiting(trials)):
+                # Wait for the others: a running trial that goes stale comes back as a retry.
+                time.sleep(poll)
+                continue
+            if grid and not _waiting(trials):
+                break  # the grid points left failed; `enqueue_grid` queues them on the next run
         try:
             study.optimize(
                 objective,
@@ -127,6 +138,8 @@ def run_worker(
         report.statuses[state] = report.statuses.get(state, 0) + 1
         if counts(last):
             report.trials += 1
+        elif trained(last):
+            report.confirm_trials += 1
         if last.state == TrialState.FAIL:
             failures += 1
             if failures >= MAX_FAILURES:
@@ -144,6 +157,27 @@ def run_worker(
 
 def _waiting(trials: list[FrozenTrial]) -> bool:
     return any(t.state == TrialState.WAITING for t in trials)
+
+
+def _confirm_step(
+    study: optuna.Study, trials: list[FrozenTrial], settings: ConfirmSettings | None
+) -> str:
+    """One step of the confirmation phase: queue what the plan asks for, then say what to do.
+
+    Returns ``run`` (a trial waits: take it), ``wait`` (confirmation trials run elsewhere; the
+    plan may grow when they end) or ``done``. Queuing is idempotent within a worker (the plan
+    skips queued points); two workers that queue the same point at once leave a copy that the
+    objective gives up as surplus.
+    """
+    if settings is None or settings.k == 0:
+        return "done"
+    points = plan(trials, settings)
+    for p in points:
+        study.enqueue_trial(p.params, user_attrs={**p.user_attrs(), ENQUEUED: p.params})
+    if points or any(t.state == TrialState.WAITING and phase(t) == CONFIRM for t in trials):
+        return "run"
+    running = any(t.state == TrialState.RUNNING for t in trials)
+    return "wait" if running else "done"
 
 
 def requeue_interrupted(study: optuna.Study, number: int | None) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.confirm import ConfirmSettings
 from nas.schedule import Schedule
 from nas.space import SearchSpace, SpecGrid
 from nas.study import SearchSettings
@@ -152,6 +153,8 @@ class StudyDefinition:
     sampler: str = "tpe"
     pruner: str = "none"
     enqueue: tuple[str, ...] = ()
+    # Search studies: the confirmation phase after the trials (``search``'s default).
+    confirm: ConfirmSettings = ConfirmSettings()
 
     def __post_init__(self) -> None:
         grid = self.is_grid
@@ -203,7 +206,11 @@ class StudyDefinition:
         latency: bool = True,
         runs_dir: Path | None = None,
     ) -> SearchSettings:
-        """The :class:`nas.study.SearchSettings` of a run; trials save weights in ``runs_dir``."""
+        """The :class:`nas.study.SearchSettings` of a run; trials save weights in ``runs_dir``.
+
+        A search study ends in its confirmation phase (issue 13); a grid study measures every
+        point with its seeds already and has none.
+        """
         return SearchSettings(
             self.space(classes, resolution),
             study or self.name,
@@ -214,6 +221,7 @@ class StudyDefinition:
             self.enqueue,
             latency,
             runs_dir,
+            None if self.is_grid else self.confirm,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -330,8 +330,8 @@ def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None
     one_line(r["moved"], 2, "/elsewhere/weights.pt", "gpu-box-7", "resnext-nas train --spec")
     one_line(r["unsaved"], 2, "saved no weights", "resnext-nas train --spec")
     one_line(r["diverged"], 2, "trial 1", "diverged", "resnext-nas train --spec", "lower --lr")
-    one_line(r["neither"], 2, "exactly one of --trial N and --best")
-    one_line(r["both"], 2, "exactly one of --trial N and --best")
+    one_line(r["neither"], 2, "exactly one of --trial N, --best and --recommended")
+    one_line(r["both"], 2, "exactly one of --trial N, --best and --recommended")
     # Where the weights are missing, the spec is still written, for `train --spec`.
     assert load_spec(tmp_path / "moved" / "spec.json") == Spec.from_dict(best.user_attrs["spec"])
     assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["spec.json"]

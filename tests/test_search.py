@@ -434,7 +434,9 @@ def test_trials_and_studies_commands(tmp_path: Path) -> None:
     r = dict(zip(calls, run_cli(list(calls.values()), tmp_path), strict=True))
     assert r["absent"].returncode == 2 and "no study database" in r["absent"].stderr
     assert r["json"].returncode == 0, r["json"].stderr
-    rows = json.loads(r["json"].stdout)
+    listed = json.loads(r["json"].stdout)
+    assert listed["recommendation"] is None  # no confirmation phase: no answer
+    rows = listed["trials"]
     assert len(rows) == 2
     for row in rows:
         assert {"number", "state", "spec", "flops", "params", "val_accuracy"} <= row.keys()
@@ -455,7 +457,7 @@ def test_search_command_runs_and_resumes(tmp_path: Path) -> None:
     args = ["search", "--trials", "2", "--epochs", "1", "--train-images", "100"]
     args += ["--val-fraction", "0.01", "--resolution", "16", "--depths", "1,1,1"]
     args += ["--widths", "16", "--flops", "1e6", "--tolerance", "0.2", "--no-latency"]
-    args += ["--enqueue", "family", "--json", "--study", "c"]
+    args += ["--enqueue", "family", "--json", "--study", "c", "--confirm", "0"]
     (first,) = run_cli([args], tmp_path)  # the default storage: ./resnext-nas.db
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 import studies
 from nas import dashboard as dash
 from nas import train as ntrain
+from nas.confirm import ConfirmSettings
 from nas.records import counts, trial_rows
 from nas.space import SpecGrid
 from nas.storage import load, open_storage
@@ -341,12 +342,17 @@ def test_a_search_definition_runs_its_trial_count_with_its_baselines(tmp_path: P
     # A params budget: the same band at the default 32x32 (checked on definition) and at 8x8.
     design = studies.BudgetedSpace(None, 1e4, 0.2, "cifar", ((1, 1, 1),), (16,), (1, 2, 4))
     d = StudyDefinition(
-        "bs", "t", "search", "m", "d", design, TINY, trials=4, pruner="none", enqueue=("family",)
-    )
+        "bs", "t", "search", "m", "d", design, TINY, trials=4, pruner="none", enqueue=("family",),
+        confirm=ConfirmSettings(k=1, seeds=1, max_seeds=1),
+    )  # fmt: skip
     run = run_study(d, toy_data(), storage=url, latency=False)
     assert run.missing == [] and run.queued == 0
-    rows = [r for r in trial_rows(load("bs", url)) if r["state"] == "COMPLETE"]
+    done = [r for r in trial_rows(load("bs", url)) if r["state"] == "COMPLETE"]
+    rows = [r for r in done if r["phase"] == "search"]
     assert len(rows) == 4
+    # Then its confirmation phase: the top configuration once more, at 3x the epochs.
+    (confirmed,) = [r for r in done if r["phase"] == "confirm"]
+    assert confirmed["epochs"] == 3 * TINY.epochs
     family = {c.spec.notation for c in d.space(10, RES).family()}
     assert {r["spec"].split()[0] for r in rows if r["baseline"]} == family and len(family) == 3
     with pytest.raises(ValueError, match="applies to grid studies"):

@@ -20,6 +20,13 @@ def export_command(
     best: Annotated[
         bool, typer.Option("--best", help="Export the complete trial of lowest error.")
     ] = False,
+    recommended: Annotated[
+        bool,
+        typer.Option(
+            "--recommended",
+            help="Export the recommended configuration's best confirmation trial.",
+        ),
+    ] = False,
     storage: StorageOpt = None,
     out_dir: Annotated[
         Path | None,
@@ -33,12 +40,12 @@ def export_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Export a trial: spec.json (spec, complexity, accuracy), weights.pt and model.onnx."""
-    if best == (trial is not None):
-        raise ValueError("give exactly one of --trial N and --best")
+    if best + recommended + (trial is not None) != 1:
+        raise ValueError("give exactly one of --trial N, --best and --recommended")
     from nas.export import OnnxMismatch, export_trial
 
     try:
-        done = export_trial(study, storage, trial, out_dir, onnx=onnx)
+        done = export_trial(study, storage, trial, out_dir, onnx=onnx, recommended=recommended)
     except OnnxMismatch as e:
         sys.stderr.write(f"error: {e}\n")
         raise typer.Exit(1) from None

@@ -222,6 +222,29 @@ def search(
     latency: LatencyOpt = True,
     runs_dir: RunsDirOpt = Path("runs"),
     save_weights: SaveWeightsOpt = True,
+    confirm: Annotated[
+        int,
+        typer.Option(
+            help="Confirm the top K configurations by mean proxy accuracy with a longer "
+            "schedule and several seeds after the trials (0: no confirmation phase)."
+        ),
+    ] = 3,
+    confirm_epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs of a confirmation trial (default 3x --epochs).", show_default=False
+        ),
+    ] = None,
+    confirm_seeds: Annotated[
+        int, typer.Option(help="Seeds every confirmed configuration is trained with.")
+    ] = 3,
+    confirm_max_seeds: Annotated[
+        int,
+        typer.Option(
+            help="Racing gives a configuration still overlapping the leader more seeds, up "
+            "to this many."
+        ),
+    ] = 5,
     heartbeat: Annotated[
         int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
     ] = 10,
@@ -236,6 +259,7 @@ def search(
     about a minute or less each on 2 CPU cores, that reached 35-38% on real CIFAR-10.
     """
     from nas import study as nstudy
+    from nas.confirm import ConfirmSettings
     from nas.storage import check_heartbeat
     from nas.train import TrainConfig
     from nas.workers import cap_workers, on_cpu, run_search
@@ -257,12 +281,16 @@ def search(
             tuple(enqueue or ()),
             latency,
             runs_dir.resolve() if save_weights else None,
+            confirming,
         )
 
     if min(trials, workers, trials_per_gpu) < 1:
         raise ValueError("--trials, --workers and --trials-per-gpu take positive integers")
     check_heartbeat(heartbeat)
     workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
+    confirming = ConfirmSettings(
+        k=confirm, epochs=confirm_epochs, seeds=confirm_seeds, max_seeds=confirm_max_seeds
+    )
     if patience is None and len(objs) > 1:
         patience = 2
     # The training settings are checked here, before any data loads.
@@ -281,7 +309,9 @@ def search(
         res = resolution or 32
         early = settings_for(classes or KNOWN_CLASSES[dataset_name], res, default_template(res))
         nstudy.enqueue_specs(early.space, early.enqueue)
-        if nstudy.check_study(early, storage) >= trials:
+        if nstudy.check_study(early, storage) >= trials and not confirm_left(
+            study, storage, confirming
+        ):
             search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
             return
     from nas.data import load_dataset
@@ -324,6 +354,14 @@ def search(
     search_summary(study, storage, reports, time.perf_counter() - t0, as_json)
 
 
+def confirm_left(study: str, storage: str | None, settings: Any) -> bool:
+    """Whether the existing study's confirmation phase has work left."""
+    from nas.confirm import remaining
+    from nas.storage import load
+
+    return remaining(load(study, storage).get_trials(deepcopy=False), settings)
+
+
 def search_summary(
     study: str,
     storage: str | None,
@@ -332,32 +370,42 @@ def search_summary(
     as_json: bool,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """The study's trials by state and best trial, after a search (``extra`` joins the JSON)."""
+    """The study's trials by state and its confirmed recommendation, after a search (``extra``
+    joins the JSON). The best single trial is a maximum over seeds and never the answer."""
+    from nas.confirm import describe, phase, store_recommendation
     from nas.records import best_config, study_rows, trial_rows
     from nas.storage import load
 
+    loaded = load(study, storage)
     summary = next(r for r in study_rows(storage) if r["name"] == study)
     summary["wall_seconds"] = wall
     summary["workers"] = [dataclasses.asdict(r) for r in reports]
-    summary["best_config"] = best_config(trial_rows(load(study, storage)))
+    summary["best_config"] = best_config(trial_rows(loaded))
+    by_phase: dict[str, int] = {}
+    for t in loaded.get_trials(deepcopy=False):
+        by_phase[phase(t)] = by_phase.get(phase(t), 0) + 1
+    summary["phases"] = by_phase
+    summary["recommendation"] = store_recommendation(loaded)
     summary.update(extra or {})
     if as_json:
         print_json(summary)
         return
-    best = summary["best"]
     states = ", ".join(f"{k} {v}" for k, v in sorted(summary["trials"].items()))
+    phases = ", ".join(f"{k} {v}" for k, v in sorted(by_phase.items()))
     out.print(
-        f"study {study!r}: {states}; best error "
-        + (f"{best['error']:.2%} (trial {best['number']}, {best['spec']})" if best else "-")
-        + f"; see `{command('trials', '--study', study)}`"
+        f"study {study!r}: {states} ({phases} by phase); "
+        f"see `{command('trials', '--study', study)}`"
     )
-    if cfg := summary["best_config"]:
-        out.print(
-            f"best config by mean over its trials: {cfg['spec']}, val acc "
-            f"{cfg['mean_accuracy']:.1%} ± {cfg['std_accuracy']:.1%} over "
-            f"{len(cfg['trials'])} trial{'s' * (len(cfg['trials']) != 1)} (the best single "
-            "trial is a maximum over seeds)"
-        )
+    for line in describe(summary["recommendation"]):
+        out.print(line, highlight=False)
+
+
+def _config_mean(r: dict[str, Any]) -> str:
+    """A repeated config's mean accuracy, 95% interval and seeds: ``41.0% [37.0%, 45.0%] (3)``."""
+    if r["spec_trials"] < 2:
+        return ""
+    lo, hi = r["spec_ci95"]
+    return f"{r['spec_mean_accuracy']:.1%} [{lo:.1%}, {hi:.1%}] ({r['spec_trials']})"
 
 
 def _fmt_opt(v: Any, fmt: str) -> str:
@@ -380,28 +428,36 @@ def trials(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a study's trials with their spec, complexity, accuracy and throughput."""
+    """List a study's trials (phase, spec, complexity, accuracy, throughput) and its answer.
+
+    ``--json`` prints ``{"trials": [...], "recommendation": {...} or null}``.
+    """
+    from nas.confirm import describe, recommendation
     from nas.fileio import ensure_parent, write_csv
     from nas.records import csv_table, trial_rows
     from nas.storage import load
 
     if csv:
         ensure_parent(csv, "--csv")
-    rows = trial_rows(load(study, storage), front)
+    loaded = load(study, storage)
+    rows = trial_rows(loaded, front)
+    rec = recommendation(loaded.get_trials(deepcopy=False))
     if csv:
         write_csv(csv, *csv_table(rows), "--csv")
     if as_json:
-        print_json(rows)
+        print_json({"trials": rows, "recommendation": rec})
         return
     table = Table(
         title=f"study {study!r}: {len(rows)} trials",
         caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
         "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
-        "the n complete trials of the same config (seeds).",
+        "the n complete trials of the same config and phase (seeds), [its 95% t interval]. "
+        "phase: search (proxy trial) or confirm (the longer confirmation schedule).",
     )
     for col in (
         "#",
         "state",
+        "phase",
         "spec",
         "params",
         "FLOPs",
@@ -416,19 +472,20 @@ def trials(
     ):
         table.add_column(
             col,
-            justify="left" if col in ("state", "spec", "", "note") else "right",
+            justify="left" if col in ("state", "phase", "spec", "", "note") else "right",
             no_wrap=col != "note",
         )
     for r in rows:
         table.add_row(
             str(r["number"]),
             r["state"],
+            r["phase"],
             r["spec"] or "",
             format_count(r["params"]) if r["params"] is not None else "",
             format_count(r["flops"]) if r["flops"] is not None else "",
             "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
             _fmt_opt(r["val_accuracy"], ".1%"),
-            f"{r['spec_mean_accuracy']:.1%} ({r['spec_trials']})" if r["spec_trials"] > 1 else "",
+            _config_mean(r),
             str(r["epochs"] or ""),
             _fmt_opt(r["train_images_per_second"], ".0f"),
             _fmt_opt(r["inference_images_per_second"], ".0f"),
@@ -437,6 +494,8 @@ def trials(
             style="bold" if r["pareto"] else None,
         )
     out.print(table)
+    for line in describe(rec):
+        out.print(line, highlight=False)
 
 
 def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:

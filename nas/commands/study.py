@@ -31,7 +31,7 @@ from nas.commands.options import (
     out,
     print_json,
 )
-from nas.commands.search import LiveProgress, search_summary
+from nas.commands.search import LiveProgress, confirm_left, search_summary
 from nas.schedule import KNOWN_CLASSES
 
 app = typer.Typer(
@@ -130,7 +130,7 @@ def study_run(
         n_classes = classes or KNOWN_CLASSES[dataset]
         early = definition.settings(study, n_classes, resolution or 32)
         n = definition.n_trials(seeds, n_classes, resolution or 32)
-        if check_study(early, storage) >= n:
+        if check_study(early, storage) >= n and not confirm_left(study, storage, early.confirm):
             search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)

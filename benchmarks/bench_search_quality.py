@@ -1,0 +1,300 @@
+"""Search quality against ground truth: regret and top-2 rate of each strategy at equal compute.
+
+Replays searches from a ground-truth JSON of ``scripts/ground_truth.py`` (every configuration of
+one band trained at the proxy and the confirmation schedule with several seeds). Each strategy
+gets the same compute, counted in trial-epochs (a proxy trial costs its epochs, a confirmation
+trial its longer schedule's):
+
+- ``random+confirm``, ``tpe+confirm``: an in-memory Optuna study with that sampler runs proxy
+  trials, then the confirmation phase, planned and answered by the real
+  :func:`nas.confirm.plan` and :func:`nas.confirm.recommendation` (racing included);
+- ``grid+confirm``: every configuration of the band in turn, then the same confirmation phase;
+- ``tpe best-single``: TPE spends all the compute on proxy trials and answers with the best
+  single trial, as a search did before the confirmation phase (the baseline).
+
+The confirmation phase is budgeted at its worst case (``k x max_seeds`` confirmation trials);
+the proxy trials get what is left. A trial's accuracy is a measured one: a configuration's n-th
+proxy trial replays its n-th cached proxy seed, a confirmation trial of seed s its s-th cached
+confirmation seed. Where a configuration needs more seeds than were trained, the seeds cycle and
+the report says how often; no number is invented.
+
+Regret: ground-truth mean accuracy (over the confirmation seeds) of the band's best
+configuration minus that of the recommended one, in points. Top-2: how often the recommended
+configuration is one of the two best by ground truth.
+
+    PYTHONPATH=. python benchmarks/bench_search_quality.py gt.json --search-seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nas.confirm import CONFIRM, SEARCH, ConfirmSettings, plan, recommendation  # noqa: E402
+from nas.study import ENQUEUED  # noqa: E402
+
+PARAMS = ("depths", "width", "cardinality", "bottleneck_width")
+
+
+@dataclass
+class Truth:
+    """The ground-truth table: configurations, their cached accuracies and the schedules."""
+
+    configs: list[dict[str, Any]]
+    proxy_epochs: int
+    confirm_epochs: int
+
+    @classmethod
+    def load(cls, path: Path) -> Truth:
+        """Read a ``scripts/ground_truth.py`` JSON; configurations lacking a seed are dropped."""
+        raw = json.loads(path.read_text())
+        configs = [c for c in raw["configs"] if c["proxy"] and c["confirm"]]
+        if len(configs) < 2:
+            raise ValueError(f"{path} has fewer than two configurations with both schedules")
+        s = raw["settings"]
+        return cls(configs, s["epochs"], s["confirm_epochs"])
+
+    def truth(self) -> np.ndarray:
+        """Each configuration's ground-truth mean accuracy (its confirmation seeds)."""
+        return np.array(
+            [np.mean([v["val_accuracy"] for v in c["confirm"].values()]) for c in self.configs]
+        )
+
+    def index(self, params: dict[str, Any]) -> int | None:
+        """The configuration with these Optuna params, if the table has it."""
+        for i, c in enumerate(self.configs):
+            if all(c["params"][k] == params[k] for k in PARAMS):
+                return i
+        return None
+
+
+@dataclass
+class Replay:
+    """The objective of a replayed search: cached accuracies, compute and seed cycling counted."""
+
+    truth: Truth
+    proxy_seen: dict[int, int] = field(default_factory=dict)
+    epochs: int = 0
+    cycled: int = 0
+
+    def _measured(self, i: int, schedule: str, n: int) -> float:
+        cached = self.truth.configs[i][schedule]
+        seeds = sorted(cached, key=int)
+        if n >= len(seeds):
+            self.cycled += 1
+        return float(cached[seeds[n % len(seeds)]]["val_accuracy"])
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        choices = {k: sorted({c["params"][k] for c in self.truth.configs}, key=str) for k in PARAMS}
+        params = {k: trial.suggest_categorical(k, choices[k]) for k in PARAMS}
+        i = self.truth.index(params)
+        if i is None:  # not in the table: rejected before any compute, as out-of-band proposals
+            trial.set_user_attr("rejected", "not in the ground truth")
+            raise optuna.TrialPruned()
+        spec = self.truth.configs[i]["spec"]
+        trial.set_user_attr("spec", spec)
+        if trial.user_attrs.get("phase") == CONFIRM:
+            acc = self._measured(i, "confirm", int(trial.user_attrs["seed"]))
+            self.epochs += self.truth.confirm_epochs
+        else:
+            n = self.proxy_seen.get(i, 0)
+            self.proxy_seen[i] = n + 1
+            acc = self._measured(i, "proxy", n)
+            trial.set_user_attr("phase", SEARCH)
+            trial.set_user_attr("seed", n)
+            self.epochs += self.truth.proxy_epochs
+        trial.set_user_attr("val_accuracy", acc)
+        return 1 - acc
+
+
+def _study(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    return optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner())
+
+
+def _proxy(study: optuna.Study, replay: Replay, n: int, max_asks: int = 1000) -> None:
+    """Run proxy trials until ``n`` trained (rejected proposals cost nothing)."""
+    asks = 0
+    while sum(t.state == TrialState.COMPLETE for t in study.trials) < n and asks < max_asks:
+        study.optimize(replay, n_trials=1)
+        asks += 1
+
+
+def _confirm(study: optuna.Study, replay: Replay, settings: ConfirmSettings) -> int | None:
+    """Run the confirmation phase to its end; the recommended configuration's index."""
+    while points := plan(study.trials, settings):
+        for p in points:
+            study.enqueue_trial(p.params, user_attrs={**p.user_attrs(), ENQUEUED: p.params})
+        study.optimize(replay, n_trials=len(points))
+    rec = recommendation(study.trials)
+    if rec is None:
+        return None
+    return replay.truth.index(
+        next(c["params"] for c in replay.truth.configs if c["spec"] == rec["spec"])
+    )
+
+
+def _best_single(study: optuna.Study, truth: Truth) -> int:
+    best = max(
+        (t for t in study.trials if t.state == TrialState.COMPLETE),
+        key=lambda t: t.user_attrs["val_accuracy"],
+    )
+    i = truth.index(best.params)
+    assert i is not None
+    return i
+
+
+Strategy = Callable[[Truth, int, int, ConfirmSettings], tuple[int | None, Replay]]
+
+
+def sampled(kind: str) -> Strategy:
+    """A sampler's search followed by the confirmation phase."""
+
+    def run(truth: Truth, seed: int, budget: int, settings: ConfirmSettings) -> Any:
+        sampler = (
+            optuna.samplers.RandomSampler(seed=seed)
+            if kind == "random"
+            else optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+        )
+        study, replay = _study(sampler), Replay(truth)
+        _proxy(study, replay, proxy_trials(truth, budget, settings))
+        return _confirm(study, replay, settings), replay
+
+    return run
+
+
+def grid(truth: Truth, seed: int, budget: int, settings: ConfirmSettings) -> Any:
+    """Every configuration in turn (a seeded order), as often as the compute allows, then
+    the confirmation phase."""
+    study, replay = _study(optuna.samplers.RandomSampler(seed=seed)), Replay(truth)
+    order = np.random.default_rng(seed).permutation(len(truth.configs))
+    n = proxy_trials(truth, budget, settings)
+    for j in range(n):
+        params = truth.configs[order[j % len(order)]]["params"]
+        study.enqueue_trial({k: params[k] for k in PARAMS})
+    study.optimize(replay, n_trials=n)
+    return _confirm(study, replay, settings), replay
+
+
+def best_single(truth: Truth, seed: int, budget: int, settings: ConfirmSettings) -> Any:
+    """TPE with all the compute on proxy trials, answering with the best single trial."""
+    study = _study(optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
+    replay = Replay(truth)
+    _proxy(study, replay, budget // truth.proxy_epochs)
+    return _best_single(study, truth), replay
+
+
+def proxy_trials(truth: Truth, budget: int, settings: ConfirmSettings) -> int:
+    """Proxy trials left once the confirmation phase's worst case is set aside."""
+    reserve = settings.k * settings.max_seeds * truth.confirm_epochs
+    n = (budget - reserve) // truth.proxy_epochs
+    if n < settings.k:
+        raise ValueError(
+            f"--budget {budget} trial-epochs leaves {max(n, 0)} proxy trials after the "
+            f"confirmation's {reserve}; give at least "
+            f"{reserve + settings.k * truth.proxy_epochs}"
+        )
+    return n
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "random+confirm": sampled("random"),
+    "tpe+confirm": sampled("tpe"),
+    "grid+confirm": grid,
+    "tpe best-single": best_single,
+}
+
+
+def evaluate(
+    truth: Truth, budget: int, settings: ConfirmSettings, seeds: int
+) -> dict[str, dict[str, Any]]:
+    """Per strategy: regrets (points), top-2 rate, compute used and seed cycling, over seeds."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    gt = truth.truth()
+    top2 = set(np.argsort(-gt)[:2].tolist())
+    out = {}
+    for name, strategy in STRATEGIES.items():
+        regrets, hits, used, cycled = [], 0, [], 0
+        for seed in range(seeds):
+            i, replay = strategy(truth, seed, budget, settings)
+            regret = float("nan") if i is None else 100 * (gt.max() - gt[i])
+            regrets.append(regret)
+            hits += i in top2
+            used.append(replay.epochs)
+            cycled += replay.cycled
+        r = np.array(regrets)
+        out[name] = {
+            "median_regret": float(np.median(r)),
+            "worst_regret": float(np.max(r)),
+            "top2_rate": hits / seeds,
+            "mean_epochs_used": float(np.mean(used)),
+            "cycled_seeds": cycled,
+            "regrets": regrets,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse, replay, print the table (and the JSON with ``--json``)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("truth", type=Path, help="JSON of scripts/ground_truth.py")
+    p.add_argument("--budget", type=int, default=None, help="trial-epochs (default: see --help)")
+    p.add_argument("--search-seeds", type=int, default=5)
+    d = ConfirmSettings()
+    p.add_argument("--confirm", type=int, default=d.k)
+    p.add_argument("--confirm-seeds", type=int, default=d.seeds)
+    p.add_argument("--confirm-max-seeds", type=int, default=d.max_seeds)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    truth = Truth.load(args.truth)
+    settings = ConfirmSettings(
+        k=min(args.confirm, len(truth.configs)),
+        epochs=truth.confirm_epochs,
+        seeds=args.confirm_seeds,
+        max_seeds=args.confirm_max_seeds,
+    )
+    # Default compute: the confirmation's worst case plus one proxy trial per configuration.
+    budget = args.budget or (
+        settings.k * settings.max_seeds * truth.confirm_epochs
+        + len(truth.configs) * truth.proxy_epochs
+    )
+    results = evaluate(truth, budget, settings, args.search_seeds)
+    gt = truth.truth()
+    print(
+        f"{len(truth.configs)} configurations; ground-truth best "
+        f"{truth.configs[int(np.argmax(gt))]['notation']} at {gt.max():.2%}; compute "
+        f"{budget} trial-epochs (proxy trial {truth.proxy_epochs}, confirmation trial "
+        f"{truth.confirm_epochs}); {args.search_seeds} search seeds; confirmation k="
+        f"{settings.k}, seeds {settings.seeds}..{settings.max_seeds}"
+    )
+    print(f"{'strategy':18} {'median regret':>14} {'worst regret':>13} {'top-2':>6} "
+          f"{'epochs used':>12} {'cycled':>7}")  # fmt: skip
+    for name, r in results.items():
+        print(
+            f"{name:18} {r['median_regret']:>11.2f} pt {r['worst_regret']:>10.2f} pt "
+            f"{r['top2_rate']:>6.0%} {r['mean_epochs_used']:>12.0f} {r['cycled_seeds']:>7}"
+        )
+    if any(r["cycled_seeds"] for r in results.values()):
+        print(
+            "cycled: trials that reused a cached seed because the table has fewer seeds than "
+            "the search asked for"
+        )
+    summary = {"budget": budget, "settings": settings.to_dict(), "results": results}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

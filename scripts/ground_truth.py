@@ -1,0 +1,178 @@
+"""Ground truth of one budget band: every configuration trained at both schedules, several seeds.
+
+Trains each configuration of the band (``--max-configs`` of them, in the band's order) with
+``--proxy-seeds`` seeds at the default trial schedule (``--epochs``) and ``--confirm-seeds``
+seeds at the confirmation schedule (``--confirm-epochs``, default ``ConfirmSettings.factor``
+times ``--epochs``), on the dataset ``search`` would load from the same ``--dataset``,
+``--data-dir``, ``--train-images``, ``--val-fraction`` and ``--resolution``. Writes one JSON
+(``--out``) after every run, so an interrupted run resumes where it stopped: per configuration
+and seed the validation accuracy and wall time of both schedules, plus the command, the host
+and the total wall time. ``benchmarks/bench_search_quality.py`` replays searches from it.
+
+    python scripts/ground_truth.py --dataset cifar10 --data-dir DIR --out gt.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nas.confirm import ConfirmSettings  # noqa: E402
+from nas.fileio import write_json  # noqa: E402
+from nas.records import notation  # noqa: E402
+from nas.schedule import DEFAULT_TRIAL, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS  # noqa: E402
+from nas.space import SearchSpace, spec_params  # noqa: E402
+from resnext.budget import Budget  # noqa: E402
+
+FORMAT = 1
+SCHEDULES = ("proxy", "confirm")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="JSON to write (resumed if present)")
+    p.add_argument("--dataset", default="synthetic", help="as `search --dataset`")
+    p.add_argument("--data-dir", default=None, help="as `search --data-dir`")
+    p.add_argument("--train-images", type=int, default=DEFAULT_TRIAL.train_images)
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_TRIAL.val_fraction)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split (as search's)")
+    p.add_argument("--flops", type=float, default=SEARCH_FLOPS)
+    p.add_argument("--tolerance", type=float, default=0.1)
+    p.add_argument(
+        "--depths",
+        action="append",
+        default=None,
+        help="blocks per stage, repeatable (default: search's)",
+    )
+    p.add_argument("--widths", default=",".join(map(str, SEARCH_WIDTHS)))
+    p.add_argument("--cardinalities", default=None, help="default: every C")
+    p.add_argument("--max-configs", type=int, default=None, help="default: the whole band")
+    p.add_argument("--epochs", type=int, default=DEFAULT_TRIAL.epochs)
+    p.add_argument("--confirm-epochs", type=int, default=None)
+    p.add_argument("--proxy-seeds", type=int, default=3)
+    p.add_argument("--confirm-seeds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_TRIAL.batch_size)
+    p.add_argument("--lr", type=float, default=DEFAULT_TRIAL.lr)
+    p.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+def band(args: argparse.Namespace, classes: int, resolution: int) -> SearchSpace:
+    """The band's search space, as ``search`` builds it from the same options."""
+    kw: dict[str, Any] = {}
+    if args.cardinalities:
+        kw["cardinalities"] = _ints(args.cardinalities)
+    depths = tuple(_ints(d) for d in args.depths) if args.depths else SEARCH_DEPTHS
+    return SearchSpace(
+        Budget(args.flops, None, args.tolerance),
+        "cifar",
+        depths,
+        _ints(args.widths),
+        classes=classes,
+        resolution=resolution,
+        **kw,
+    )
+
+
+def _load(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    if not path.exists():
+        return {"format": FORMAT, "settings": settings, "configs": []}
+    have = json.loads(path.read_text())
+    if have.get("settings") != settings:
+        raise ValueError(f"{path} was made with other settings; use another --out")
+    return have
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train what the JSON lacks and return it."""
+    from nas.data import load_dataset
+    from nas.train import TrainConfig, train
+
+    args = parse(argv)
+    confirm_epochs = args.confirm_epochs or ConfirmSettings().confirm_epochs(args.epochs)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "device")} | {
+        "confirm_epochs": confirm_epochs
+    }
+    result = _load(args.out, settings)
+    data = load_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        train_images=args.train_images,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        resolution=args.resolution,
+    )
+    space = band(args, data.classes, data.resolution)
+    configs = list(space.configs)[: args.max_configs]
+    if len(result["configs"]) == 0:
+        result["configs"] = [
+            {
+                "spec": c.spec.to_dict(),
+                "params": spec_params(c.spec),
+                "notation": notation(c.spec),
+                "flops": c.complexity.flops,
+                "n_params": c.complexity.params,
+                "proxy": {},
+                "confirm": {},
+            }
+            for c in configs
+        ]
+    result.setdefault("command", [])
+    given = sys.argv[1:] if argv is None else argv
+    result["command"].append(" ".join(["python", "scripts/ground_truth.py", *given]))
+    result["host"] = socket.gethostname()
+    result["dataset"] = data.name
+    epochs = {"proxy": args.epochs, "confirm": confirm_epochs}
+    seeds = {"proxy": args.proxy_seeds, "confirm": args.confirm_seeds}
+    for sched in SCHEDULES:
+        for seed in range(seeds[sched]):
+            for c, entry in zip(configs, result["configs"], strict=True):
+                if str(seed) in entry[sched]:
+                    continue
+                cfg = TrainConfig(
+                    epochs=epochs[sched],
+                    batch_size=args.batch_size,
+                    lr=args.lr,
+                    seed=seed,
+                    device=args.device,
+                )
+                t0 = time.perf_counter()
+                res = train(c.spec, data, cfg)
+                wall = time.perf_counter() - t0
+                entry[sched][str(seed)] = {"val_accuracy": res.val_accuracy, "seconds": wall}
+                result["wall_seconds"] = result.get("wall_seconds", 0.0) + wall
+                write_json(args.out, result)
+                print(
+                    f"{sched} seed {seed} {entry['notation']}: {res.val_accuracy:.2%} "
+                    f"in {wall:.0f} s",
+                    flush=True,
+                )
+    write_json(args.out, result)
+    return result
+
+
+def main() -> None:
+    """Run, turning a user error into one line on stderr and exit code 2."""
+    try:
+        run()
+    except (ValueError, FileNotFoundError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

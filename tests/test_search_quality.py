@@ -1,0 +1,80 @@
+"""scripts/ground_truth.py and benchmarks/bench_search_quality.py on a tiny toy band."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_search import ROOT, toy_data
+
+
+def load(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+BAND = [
+    "--dataset", "toy", "--flops", "2.5e5", "--tolerance", "0.2", "--depths", "1,1,1",
+    "--widths", "16", "--max-configs", "3", "--epochs", "1", "--confirm-epochs", "2",
+    "--proxy-seeds", "2", "--confirm-seeds", "2", "--batch-size", "64", "--device", "cpu",
+]  # fmt: skip
+
+
+def test_ground_truth_resumes_and_the_benchmark_replays_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nas.data
+
+    calls = []
+
+    def toy(name: str, **kw) -> nas.data.Dataset:
+        calls.append((name, kw))
+        return toy_data()
+
+    monkeypatch.setattr(nas.data, "load_dataset", toy)
+    gt = load("scripts/ground_truth.py", "ground_truth")
+    out = tmp_path / "gt.json"
+    first = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])
+    # The data options pass through to load_dataset as `search` passes them.
+    assert calls[0] == (
+        "toy",
+        {"data_dir": "/some/where", "train_images": 2000, "val_fraction": 0.02, "seed": 0,
+         "resolution": None},
+    )  # fmt: skip
+    assert len(first["configs"]) == 3
+    for c in first["configs"]:
+        assert set(c["proxy"]) == set(c["confirm"]) == {"0", "1"}
+    # Resume: a run lost from the file is trained again; the others are kept as they were.
+    saved = json.loads(out.read_text())
+    lost = saved["configs"][1]["confirm"].pop("1")
+    out.write_text(json.dumps(saved))
+    again = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])
+    assert again["configs"][0] == first["configs"][0]
+    assert set(again["configs"][1]["confirm"]) == {"0", "1"}
+    assert again["configs"][1]["confirm"]["1"]["seconds"] != lost["seconds"]
+    assert len(again["command"]) == 2 and again["wall_seconds"] > 0
+    with pytest.raises(ValueError, match="other settings"):
+        gt.run([*BAND, "--out", str(out), "--proxy-seeds", "1"])
+
+    bench = load("benchmarks/bench_search_quality.py", "bench_search_quality")
+    args = [str(out), "--search-seeds", "3", "--confirm", "3", "--confirm-seeds", "2"]
+    summary = bench.main([*args, "--confirm-max-seeds", "2"])
+    truth = np.array(
+        [np.mean([v["val_accuracy"] for v in c["confirm"].values()]) for c in again["configs"]]
+    )
+    possible = {round(100 * (truth.max() - t), 9) for t in truth}
+    for name, r in summary["results"].items():
+        assert {round(x, 9) for x in r["regrets"]} <= possible, name
+        assert r["mean_epochs_used"] <= summary["budget"]
+    # The grid proxies every configuration, and all 3 are confirmed with every cached seed:
+    # its answer is the true best, every time.
+    grid = summary["results"]["grid+confirm"]
+    assert (grid["worst_regret"], grid["top2_rate"], grid["cycled_seeds"]) == (0.0, 1.0, 0)
