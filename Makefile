@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 DEMO := --study demo --storage sqlite:///runs/demo.db
+# The demo's search is sized for a few minutes on 2 CPU cores: 5 proxy trials on 2,000 images,
+# then the top 2 configurations confirmed with 2 seeds of 6 epochs each.
+DEMO_SEARCH := --trials 5 --train-images 2000 --confirm 2 --confirm-seeds 2 --confirm-max-seeds 2 --confirm-epochs 6
 
 demo: setup
 	mkdir -p runs
 	$(BIN)/resnext-nas budget --template cifar --flops 8e6 --tolerance 0.1 --depths 1,1,1 --depths 2,2,2 --widths 32
-	$(BIN)/resnext-nas search --trials 5 $(DEMO)
+	$(BIN)/resnext-nas search $(DEMO_SEARCH) $(DEMO)
 	$(BIN)/resnext-nas trials $(DEMO)
 	$(BIN)/resnext-nas dashboard $(DEMO) --out runs/demo-dashboard.html
 

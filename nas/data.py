@@ -545,17 +545,13 @@ def _read_names(path: Path, fmt: _CifarFormat) -> tuple[str, ...]:
 
 
 def _write_atomic(dest: Path, payload: bytes) -> None:
-    """Write ``dest`` through a temporary file in its folder, renamed into place."""
-    tmp = None
+    """Write ``dest`` atomically (:func:`nas.fileio.write_atomic`); a failure is a DataError."""
+    from nas.fileio import write_atomic
+
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, dest)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(dest, lambda f: f.write(payload))
+    except OSError as e:  # WriteError is an OSError too
         raise DataError(
             f"cannot write {dest} ({one_line(e)}); free some space or pass a writable data_dir"
         ) from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -261,16 +260,12 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
 
 def _write_cache(path: Path, x: np.ndarray) -> None:
     """Save ``x`` atomically; a failure is a warning, since the cache is only an optimisation."""
-    tmp = None
+    from nas.fileio import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, x=x)
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(path, lambda f: np.savez(f, x=x))
+    except OSError as e:  # WriteError is an OSError too
         sys.stderr.write(f"warning: could not cache decoded images in {path.parent}: {e}\n")
 
 

@@ -72,3 +72,25 @@ def test_a_renamed_option_would_fail() -> None:
 def test_readme_command_runs(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     cli.main(args)  # raises SystemExit on any error
     assert capsys.readouterr().out.strip()
+
+
+def makefile_commands() -> list[list[str]]:
+    """The `resnext-nas` lines of the Makefile (the demo), with its variables expanded."""
+    text = (ROOT / "Makefile").read_text()
+    variables = dict(re.findall(r"^(\w+) :?= (.*)$", text, flags=re.M))
+    lines = re.findall(r"^\t\$\(BIN\)/resnext-nas (.*)$", text, flags=re.M)
+    expanded = [re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), ""), ln) for ln in lines]
+    return [shlex.split(ln) for ln in expanded]
+
+
+MAKE_COMMANDS = makefile_commands()
+
+
+def test_the_demo_runs_a_search_with_a_confirmation() -> None:
+    searches = [a for a in MAKE_COMMANDS if a[0] == "search"]
+    assert searches and "--confirm" in searches[0]
+
+
+@pytest.mark.parametrize("args", MAKE_COMMANDS, ids=[" ".join(a)[:60] for a in MAKE_COMMANDS])
+def test_makefile_command_parses(args: list[str]) -> None:
+    parse(args)
