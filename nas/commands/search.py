@@ -250,6 +250,7 @@ def search(
 
     if trials < 1 or workers < 1 or heartbeat < 1:
         raise ValueError("--trials, --workers and --heartbeat take positive integers")
+    nstudy.check_trials(trials)
     if patience is None and len(objs) > 1:
         patience = 2
     # The training settings are checked here, before any data loads.
