@@ -234,13 +234,15 @@ run_search(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 20, storage=sys.argv[1],
 """
 
 
-def _wait_running(url: str, n: int, timeout: float = 180) -> list[optuna.trial.FrozenTrial]:
+def _wait_running(
+    url: str, n: int, name: str = "t", timeout: float = 300
+) -> list[optuna.trial.FrozenTrial]:
     storage = open_storage(url, heartbeat=1)
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(0.3)
         try:
-            ts = optuna.load_study(study_name="t", storage=storage).get_trials()
+            ts = optuna.load_study(study_name=name, storage=storage).get_trials()
         except KeyError:
             continue
         running = [t for t in ts if t.state == TrialState.RUNNING and t.user_attrs.get("curve")]
@@ -249,12 +251,16 @@ def _wait_running(url: str, n: int, timeout: float = 180) -> list[optuna.trial.F
     raise AssertionError(f"{n} trials never ran at once")
 
 
+def _start(script: str, url: str) -> subprocess.Popen:
+    """Run ``script`` with ``url`` in a new session (so that :func:`reap` finds its children)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", script, url]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+
+
 def test_sigterm_stops_a_pool_and_requeues_its_trials(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", POOL, url], cwd=ROOT, env=env, start_new_session=True
-    )
+    proc = _start(POOL, url)
     try:
         running = _wait_running(url, 2)
         os.kill(proc.pid, signal.SIGTERM)  # the parent only, as `kill PID` does
@@ -274,10 +280,16 @@ def test_sigterm_stops_a_pool_and_requeues_its_trials(tmp_path: Path) -> None:
 
 
 def test_sigterm_to_one_worker_requeues_its_trial(tmp_path: Path) -> None:
-    from tests.test_search import _stop_worker_mid_trial
+    from tests.test_search import WORKER
 
     url = sqlite(tmp_path)
-    victim = _stop_worker_mid_trial(url, signal.SIGTERM)
+    proc = _start(WORKER, url)
+    try:
+        (victim,) = _wait_running(url, 1, name="k")
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=90) != 0
+    finally:
+        reap(proc)
     ts = {t.number: t for t in load("k", url).trials}
     assert ts[victim.number].state == TrialState.FAIL
     assert trial_record(ts[victim.number], "k")["note"] == "interrupted"
