@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 
 from nas.objective import claim_seed, set_user_attrs
-from nas.space import SearchSpace, suggest_spec
+from nas.space import OutOfBudget, SearchSpace, suggest_spec
 from nas.storage import open_storage, quiet_optuna
 from nas.study import _sampler
 from resnext.budget import Budget
@@ -51,14 +51,21 @@ def space() -> SearchSpace:
 def _cycle(study: optuna.Study, sp: SearchSpace, i: int) -> None:
     """The storage side of one trial, without training."""
     trial = study.ask()
-    spec = suggest_spec(trial, sp)
+    try:
+        spec = suggest_spec(trial, sp)
+    except OutOfBudget:  # an empty cell: rejected before any write, as the objective does
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
     claim_seed(trial, spec, {}, 0)
     set_user_attrs(trial, {f"metric_{k}": i + k * 0.5 for k in range(ATTRS)})
     study.tell(trial, 0.5)
 
 
 def _worker(url: str, name: str, seconds: float, done: mp.Queue) -> None:
+    import warnings
+
     quiet_optuna()
+    warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
     study = optuna.load_study(
         study_name=name, storage=open_storage(url), sampler=optuna.samplers.RandomSampler()
     )
@@ -95,9 +102,13 @@ def sampler_seconds(url: str, finished: int, repeats: int) -> float:
     # The finished trials are drawn at random in memory, then copied into the storage at once.
     scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     rng = np.random.default_rng(0)
-    for _ in range(finished):
+    while len(scratch.trials) < finished:
         t = scratch.ask()
-        suggest_spec(t, sp)
+        try:
+            suggest_spec(t, sp)
+        except OutOfBudget:
+            scratch.tell(t, state=optuna.trial.TrialState.PRUNED)
+            continue
         scratch.tell(t, float(rng.uniform(0.2, 0.8)))
     name = f"tpe-{uuid.uuid4().hex[:8]}"
     storage = open_storage(url)
@@ -111,9 +122,13 @@ def sampler_seconds(url: str, finished: int, repeats: int) -> float:
         for _ in range(repeats):
             t0 = time.perf_counter()
             trial = study.ask()
-            suggest_spec(trial, sp)
+            try:
+                suggest_spec(trial, sp)
+                value = 0.5
+            except OutOfBudget:
+                value = None
             times.append(time.perf_counter() - t0)
-            study.tell(trial, 0.5)
+            study.tell(trial, value, state=None if value else optuna.trial.TrialState.PRUNED)
         return statistics.median(times)
     finally:
         optuna.delete_study(study_name=name, storage=storage)
