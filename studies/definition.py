@@ -185,7 +185,9 @@ class StudyDefinition:
         ValueError for ``seeds`` below 1, or given to a search study.
         """
         if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
-            raise ValueError(f"--seeds takes 1 to {MAX_SEEDS:,} seeds, got {seeds:,}")
+            raise ValueError(
+                f"--seeds must be a positive integer up to {MAX_SEEDS:,}, got {seeds:,}"
+            )
         if seeds is not None and not self.is_grid:
             raise ValueError(f"--seeds applies to grid studies; {self.name} is a search")
         space = self.space(classes, resolution)

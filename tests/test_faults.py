@@ -149,7 +149,10 @@ def test_study_drop_cli(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "expect"),
-    [(["--seeds", "1000000"], "--seeds takes 1 to 1,000 seeds"), (["--seeds", "0"], "--seeds")],
+    [
+        (["--seeds", "1000000"], "--seeds must be a positive integer up to 1,000"),
+        (["--seeds", "0"], "--seeds"),
+    ],
 )
 def test_seeds_are_bounded(args: list[str], expect: str, tmp_path: Path) -> None:
     import studies
