@@ -96,12 +96,22 @@ def main(args: list[str] | None = None) -> None:
     except USER_ERRORS as e:
         sys.stderr.write(options.literal(f"error: {e}") + "\n")
         raise SystemExit(2) from None
-    except (KeyboardInterrupt, typer.Abort):
-        sys.stderr.write("interrupted\n")
-        raise SystemExit(130) from None
+    except (KeyboardInterrupt, typer.Abort) as e:
+        # SIGTERM arrives as nas.workers.Terminated: the shell's code for it is 128 + 15.
+        term = type(e).__name__ == "Terminated"
+        sys.stderr.write("terminated\n" if term else "interrupted\n")
+        raise SystemExit(143 if term else 130) from None
     except ClickException as e:  # a bad file argument and the like
         sys.stderr.write(options.literal(f"error: {e.format_message()}") + "\n")
         raise SystemExit(e.exit_code) from None
+    except Exception as e:
+        from nas.storage import storage_error
+
+        gone = storage_error(e)  # the database server stopped mid-command: one line
+        if gone is None:
+            raise
+        sys.stderr.write(f"error: {gone}\n")
+        raise SystemExit(2) from None
     if isinstance(rc, int) and rc:
         if rc == 130:
             sys.stderr.write("interrupted\n")

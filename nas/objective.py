@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import socket
+import sys
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -47,7 +48,8 @@ class Objective:
     ``inference_images_per_second``, ``train_seconds``, ``wall_seconds``, ``status``; with
     ``runs_dir``, once a trial trained an epoch (completed, pruned or stopped early, not
     diverged): ``weights`` (absolute path of its final weights), ``host`` (where they are) and
-    ``final_val_accuracy`` (of those weights; ``val_accuracy`` is the best epoch's).
+    ``final_val_accuracy`` (of those weights; ``val_accuracy`` is the best epoch's), or
+    ``weights_error`` when they could not be written (the trial keeps its metrics).
     """
 
     space: SearchSpace | SpecGrid
@@ -66,6 +68,7 @@ class Objective:
     current: int | None = None  # number of the trial being run, for an interrupt's retry
     # How a confirmation trial (user attribute phase=confirm) trains; None: the defaults.
     confirm: ConfirmSettings | None = None
+    _warned_weights: bool = False  # whether this process has warned of unwritable weights
 
     def _claim(self, trial: optuna.Trial) -> list[FrozenTrial]:
         """Give the trial up (as surplus) if the study-wide count is already claimed.
@@ -163,10 +166,39 @@ class Objective:
             return self._train(trial, trials, spec, hparams)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: its note says so, not "worker lost"
+            trial.set_user_attr("interrupted", True)
+            raise
         except Exception as e:
             # Optuna records only the state; keep the reason with the trial.
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
+
+    def _keep_weights(
+        self,
+        trial: optuna.Trial,
+        folder: Path,
+        spec: Spec,
+        curve: list[dict[str, float]],
+        weights: dict[str, Any],
+    ) -> None:
+        """Save the weights; if they cannot be written, note why and warn once (issue 12).
+
+        Weights are an extra, the accuracy is the result: a full disk, a read-only runs folder
+        or a name too long for the file system must not turn a trained trial into FAIL.
+        (torch.save reports a short write as RuntimeError, "unexpected pos ...".)
+        """
+        try:
+            _save_weights(trial, folder, spec, curve, weights)
+        except (OSError, RuntimeError) as e:
+            why = _weights_failed(e)
+            trial.set_user_attr("weights_error", why)
+            if not self._warned_weights:
+                self._warned_weights = True
+                sys.stderr.write(
+                    f"warning: trial {trial.number}'s weights were not saved ({why}); "
+                    "trials keep their metrics, see `trials` for each one's weights_error\n"
+                )
 
     def _train(
         self,
@@ -185,11 +217,9 @@ class Objective:
             # The longer schedule of the confirmation phase, never pruned (issue 13).
             epochs = (self.confirm or ConfirmSettings()).confirm_epochs(self.train.epochs)
             cfg = replace(cfg, epochs=epochs)
-        seed = _seed(trial.user_attrs, trials, trial.number, spec, hparams, cfg.seed)
+        seed = claim_seed(trial, spec, hparams, cfg.seed)
         cfg = replace(cfg, seed=seed["seed"])
-        attrs: dict[str, Any] = {"spec": spec.to_dict(), **cx, **seed}
-        if hparams:
-            attrs["hparams"] = hparams
+        attrs: dict[str, Any] = {**cx, **seed}
         metrics: dict[str, float] = dict(cx)
         if self.latency:
             t = time.perf_counter()
@@ -243,7 +273,7 @@ class Objective:
         on_end = None
         if self.runs_dir is not None:
             folder = run_folder(self.runs_dir, trial.study.study_name, trial.number)
-            on_end = partial(_save_weights, trial, folder, spec, curve)
+            on_end = partial(self._keep_weights, trial, folder, spec, curve)
         t = time.perf_counter()
         try:
             result = train(spec, self.data, cfg, callback=on_epoch, on_end=on_end)
@@ -268,36 +298,74 @@ class Objective:
         return values[0] if single else values
 
 
-def _seed(
-    given: dict[str, Any],
-    trials: list[FrozenTrial],
-    number: int,
-    spec: Spec,
-    hparams: dict[str, float],
-    base: int,
-) -> dict[str, int]:
-    """The training seed of trial ``number`` as attributes: ``seed``, and ``repeat`` if any.
+def _same_config(t: FrozenTrial, me: tuple) -> bool:
+    a = t.user_attrs
+    return "spec" in a and config_key(a["spec"], a.get("hparams")) == me
 
-    A seed given with the trial (``given``: an enqueued seed of a study definition) is kept.
+
+def _holds_seed(t: FrozenTrial) -> bool:
+    """Whether ``t`` holds its ``seed`` attribute: trained, or running (a claim or a fixed seed)."""
+    return "seed" in t.user_attrs and (counts(t) or t.state == TrialState.RUNNING)
+
+
+FIXED = "seed_fixed"  # user attribute: the trial checked its seed claim (see claim_seed)
+
+
+def _fixed(t: FrozenTrial) -> bool:
+    return counts(t) or bool(t.user_attrs.get(FIXED))
+
+
+def claim_seed(
+    trial: optuna.Trial, spec: Spec, hparams: dict[str, float], base: int
+) -> dict[str, int]:
+    """Pick trial's training seed, atomically across processes; returns ``seed`` (``repeat``).
+
+    A seed given with the trial (an enqueued seed of a study definition, a retry's) is kept.
     Otherwise a config and hyper-parameters the study has already trained or is training get the
     next free seed, so that a repeat proposed by the sampler measures seed noise instead of
     replaying the same run to the same number.
+
+    Two workers may read the same trials and pick the same seed (issue 12). The pick is a claim
+    written to the storage, checked by re-reading (Dekker's two flags, decided by trial number):
+    write spec and hyper-parameters, then the seed; re-read, and give the seed up if another
+    trial holds it and has either fixed it or a lower number; else write ``seed_fixed`` and
+    re-read once more, giving it up to a lower-numbered claim that appeared meanwhile. Of two
+    trials that keep one seed, the later one's first read would have seen the other fixed it.
+    Only the public trial API is used, so it holds on SQLite and on PostgreSQL alike.
     """
+    # The config first: a seed claim is read together with what it is a seed of.
+    trial.set_user_attr("spec", spec.to_dict())
+    if hparams:
+        trial.set_user_attr("hparams", hparams)
+    given = trial.user_attrs
     if given.get("seed") is not None:
         return {"seed": int(given["seed"])}
     me = config_key(spec, hparams)
-    seeds = {
-        t.user_attrs.get("seed", base)
-        for t in trials
-        if t.number != number
-        and (counts(t) or t.state == TrialState.RUNNING)
-        and "spec" in t.user_attrs
-        and config_key(t.user_attrs["spec"], t.user_attrs.get("hparams")) == me
-    }
-    seed = base
-    while seed in seeds:
-        seed += 1
-    return {"seed": seed, "repeat": len(seeds)} if seeds else {"seed": seed}
+    n = trial.number
+    refused: set[int] = set()
+
+    def others() -> list[FrozenTrial]:
+        ts = trial.study.get_trials(deepcopy=False)
+        return [t for t in ts if t.number != n and _same_config(t, me) and _holds_seed(t)]
+
+    while True:
+        taken = {t.user_attrs["seed"] for t in others()} | refused
+        seed = base
+        while seed in taken:
+            seed += 1
+        trial.set_user_attr("seed", seed)
+        rivals = [t for t in others() if t.user_attrs["seed"] == seed]
+        if any(_fixed(t) or t.number < n for t in rivals):
+            refused.add(seed)
+            continue
+        trial.set_user_attr(FIXED, True)
+        rivals = [t for t in others() if t.user_attrs["seed"] == seed]
+        if any(t.number < n for t in rivals):
+            trial.set_user_attr(FIXED, False)
+            refused.add(seed)
+            continue
+        repeat = len({t.user_attrs["seed"] for t in others()})
+        return {"seed": seed, "repeat": repeat} if repeat else {"seed": seed}
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -308,6 +376,10 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
+
+
+def _weights_failed(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".strip().splitlines()[0]
 
 
 def _save_weights(

@@ -88,7 +88,8 @@ def _note(t: FrozenTrial, a: dict[str, Any], bad: list[str]) -> str | None:
     if retried is not None:
         return f"retry of #{retried}"
     if t.state == TrialState.FAIL:
-        return "worker lost (heartbeat)"
+        # requeue_interrupted queues it again at once; a lost worker's waits for its heartbeat.
+        return "interrupted" if a.get("interrupted") else "worker lost (heartbeat)"
     if a.get("repeat"):
         return f"repeat {a['repeat']} (seed {a.get('seed')})"
     return None
@@ -247,6 +248,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "repeat": a.get("repeat"),
         "phase": phase(t),  # search (proxy) or confirm (nas.confirm)
         "weights": a.get("weights"),
+        "weights_error": a.get("weights_error"),  # why they were not saved (issue 12)
         "host": a.get("host"),
         "note": _note(t, a, bad),
         "study": study_name,

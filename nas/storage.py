@@ -182,6 +182,32 @@ def open_storage(
     return storage
 
 
+def storage_error(e: BaseException) -> str | None:
+    """One line for an error of the database connection (a server stopped, a file gone), else
+    None. The error may be the context of another: Optuna's clean-up after the lost connection
+    raised UnboundLocalError in a 335-line traceback (issue 12).
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        # sqlalchemy.exc's connection-level errors; by module name, so that no import is needed.
+        if type(cur).__module__.startswith("sqlalchemy") and type(cur).__name__ in (
+            "OperationalError",
+            "InterfaceError",
+            "DBAPIError",
+        ):
+            orig = getattr(cur, "orig", None) or cur
+            lines = str(orig).strip().splitlines()
+            why = lines[0] if lines else type(orig).__name__
+            return (
+                f"the study database cannot be reached or written ({why}); nothing trained is "
+                "lost: run the same command again once it is back"
+            )
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     """The names of the storage's studies, oldest first."""
     return [s.study_name for s in storage.get_all_studies()]

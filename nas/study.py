@@ -48,7 +48,20 @@ ENQUEUED = "enqueued"
 # The study user attribute holding the confirmation settings of the last search that ran it.
 CONFIRM_ATTR = "confirm"
 
+# Upper bounds of --trials and of a grid's points (spec x seed): a study larger than this is
+# a typo (--seeds 1000000 queued 20,267 trials before it was stopped, issue 12), and TPE reads
+# every trial at each suggest (benchmarks/bench_storage.py measures what that costs).
+MAX_TRIALS = 100_000
+MAX_SEEDS = 1_000
+STALE = "queued by an earlier run for other grid points (another --seeds), dropped"
+
 Progress = Callable[[int, dict[str, Any]], None]
+
+
+def check_trials(n: int, option: str = "--trials") -> None:
+    """ValueError naming ``option`` unless 1 <= n <= MAX_TRIALS."""
+    if not 1 <= n <= MAX_TRIALS:
+        raise ValueError(f"{option} takes 1 to {MAX_TRIALS:,} trials, got {n:,}")
 
 
 @dataclass(frozen=True)
@@ -308,6 +321,46 @@ def enqueue_grid(study: optuna.Study, grid: SpecGrid, seeds: Iterable[int]) -> i
             study.enqueue_trial(params, user_attrs={"seed": seed, ENQUEUED: params})
             n += 1
     return n
+
+
+def drop_queue(
+    storage: optuna.storages.BaseStorage,
+    study: str,
+    keep: Callable[[FrozenTrial], bool] = lambda _t: False,
+    why: str = "dropped from the queue (`studies --drop-queue`)",
+) -> int:
+    """Withdraw the study's waiting trials that ``keep`` refuses; returns how many.
+
+    Optuna has no way to take a queued trial back: each becomes ``surplus`` (a note with
+    ``why``, then pruned), the state of a trial that never trained, and nothing trains it.
+    Only the storage's public API is used (``set_trial_state_values`` of BaseStorage).
+    """
+    sid = storage.get_study_id_from_name(study)
+    n = 0
+    for t in storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,)):
+        if keep(t):
+            continue
+        tid = storage.get_trial_id_from_study_id_trial_number(sid, t.number)
+        try:
+            storage.set_trial_user_attr(tid, "surplus", why)
+            storage.set_trial_state_values(tid, TrialState.PRUNED)
+        except RuntimeError:  # a worker took it meanwhile, and it finished: leave it be
+            continue
+        n += 1
+    return n
+
+
+def drop_study(name: str, storage: str | None = None, *, queue_only: bool = False) -> str:
+    """Delete a study, or only withdraw its queue (:func:`drop_queue`); returns what was done."""
+    from nas.storage import load
+
+    study = load(name, storage)  # UnknownStudy, listing the studies, if there is none
+    st = open_storage(storage, must_exist=True)
+    if queue_only:
+        return f"withdrew {drop_queue(st, name)} queued trials of study {name!r}"
+    n = len(study.get_trials(deepcopy=False))
+    optuna.delete_study(study_name=name, storage=st)
+    return f"deleted study {name!r} and its {n} trials"
 
 
 def prepare(

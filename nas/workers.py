@@ -10,9 +10,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +34,47 @@ from nas.storage import (
     check_heartbeat,
     open_storage,
     quiet_optuna,
+    storage_error,
     storage_url,
 )
-from nas.study import ENQUEUED, Progress, SearchSettings, create_or_load, prepare
+from nas.study import (
+    ENQUEUED,
+    Progress,
+    SearchSettings,
+    check_trials,
+    create_or_load,
+    prepare,
+)
 
 if TYPE_CHECKING:
     from nas.train import TrainConfig
 
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is: its trial is failed and queued again, as on Ctrl-C."""
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within this block, SIGTERM interrupts the main thread as Ctrl-C does (issue 12).
+
+    Python's default for SIGTERM ends the process at once: no trial is queued again, and a
+    pool's workers are left running on their own.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -71,8 +108,27 @@ def run_worker(
     left to queue and no confirmation trial runs.
 
     ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
-    other worker takes trials of the study at the same time (see :func:`_sampler`).
+    other worker takes trials of the study at the same time (see :func:`_sampler`). SIGTERM
+    stops it as Ctrl-C does: its trial is failed and queued again, then :class:`Terminated`.
     """
+    with sigterm_interrupts():
+        return _run_worker(
+            settings, data, train, n_trials, storage, worker, heartbeat, progress, poll, shared
+        )
+
+
+def _run_worker(
+    settings: SearchSettings,
+    data: Dataset,
+    train: TrainConfig,
+    n_trials: int,
+    storage: str | optuna.storages.RDBStorage | None,
+    worker: int,
+    heartbeat: int,
+    progress: Progress | None,
+    poll: float,
+    shared: bool,
+) -> WorkerReport:
     quiet_optuna()
     t0 = time.perf_counter()
     if isinstance(storage, optuna.storages.RDBStorage):
@@ -229,6 +285,14 @@ def _worker_main(
         events.put(("done", worker, report))
     except ValueError as e:
         events.put(("error", worker, str(e)))
+    except Terminated:
+        events.put(("error", worker, f"worker {worker} was terminated; its trial is queued again"))
+    except Exception as e:
+        gone = storage_error(e)
+        if gone is None:
+            events.put(("crash", worker, f"{type(e).__name__}: {e}"))
+            raise
+        events.put(("error", worker, gone))
     except BaseException as e:
         events.put(("crash", worker, f"{type(e).__name__}: {e}"))
         raise
@@ -318,15 +382,15 @@ def run_search(
 ) -> list[WorkerReport]:
     """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``.
 
-    On CUDA, ``trials_per_gpu`` workers share each GPU (:func:`_placement`).
+    On CUDA, ``trials_per_gpu`` workers share each GPU (:func:`_placement`). The commands cap
+    ``workers`` at what the machine holds (:func:`cap_workers`); a library caller gets as many
+    processes as it asks for (the load tests run 8 on 2 cores).
     """
-    if n_trials < 1:
-        raise ValueError(f"--trials must be a positive integer, got {n_trials}")
+    check_trials(n_trials)
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     check_heartbeat(heartbeat)
     cpu = on_cpu(train.device)
-    workers = cap_workers(workers, trials_per_gpu, cpu)
     # A CPU run spreads workers over cores even where there are GPUs.
     placement = _placement(workers, trials_per_gpu, 0 if cpu else None)
     url = storage_url(storage)
@@ -362,31 +426,53 @@ def run_search(
     reports: dict[int, WorkerReport] = {}
     errors: list[str] = []
     failed: set[int] = set()
+    stopped = True  # until the loop ends normally: an interrupt or error stops the workers
     try:
-        while len(reports) + len(errors) < workers:
-            try:
-                kind, w, payload = events.get(timeout=1.0)
-            except queue.Empty:
-                for i, p in enumerate(procs):
-                    if p.exitcode not in (None, 0) and i not in reports and i not in failed:
-                        failed.add(i)
-                        errors.append(f"[{i}] worker {i} died with exit code {p.exitcode}")
-                continue
-            if kind == "progress" and progress:
-                progress(w, payload)
-            elif kind == "done":
-                reports[w] = payload
-            elif kind in ("error", "crash"):
-                failed.add(w)
-                errors.append(f"[{w}] {payload}" if kind == "crash" else payload)
+        with sigterm_interrupts():
+            _gather(procs, events, progress, reports, errors, failed)
+        stopped = False
     finally:
+        if stopped:
+            # SIGTERM or an error here: the workers must not go on alone (spawned children
+            # outlive their parent). terminate() is SIGTERM: each fails and requeues its trial.
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
         for p in procs:
-            p.join(timeout=5)
+            p.join(timeout=5 if not stopped else 30)
             if p.is_alive():
-                p.terminate()
+                p.kill()
     if errors:
         user = [e for e in errors if not e.startswith("[")]
         if user:
             raise ValueError(user[0])
         raise RuntimeError("; ".join(errors))
     return [reports[i] for i in sorted(reports)]
+
+
+def _gather(
+    procs: list[Any],
+    events: Any,
+    progress: Progress | None,
+    reports: dict[int, WorkerReport],
+    errors: list[str],
+    failed: set[int],
+) -> None:
+    """Collect the workers' events until each has reported or failed."""
+    workers = len(procs)
+    while len(reports) + len(errors) < workers:
+        try:
+            kind, w, payload = events.get(timeout=1.0)
+        except queue.Empty:
+            for i, p in enumerate(procs):
+                if p.exitcode not in (None, 0) and i not in reports and i not in failed:
+                    failed.add(i)
+                    errors.append(f"[{i}] worker {i} died with exit code {p.exitcode}")
+            continue
+        if kind == "progress" and progress:
+            progress(w, payload)
+        elif kind == "done":
+            reports[w] = payload
+        elif kind in ("error", "crash"):
+            failed.add(w)
+            errors.append(f"[{w}] {payload}" if kind == "crash" else payload)

@@ -16,7 +16,7 @@ from typing import Any
 from nas.confirm import ConfirmSettings
 from nas.schedule import Schedule
 from nas.space import SearchSpace, SpecGrid
-from nas.study import SearchSettings
+from nas.study import MAX_SEEDS, SearchSettings, check_trials
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -187,13 +187,17 @@ class StudyDefinition:
 
         ValueError for ``seeds`` below 1, or given to a search study.
         """
-        if seeds is not None and seeds < 1:
-            raise ValueError(f"--seeds must be a positive integer, got {seeds}")
+        if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+            raise ValueError(
+                f"--seeds must be a positive integer up to {MAX_SEEDS:,}, got {seeds:,}"
+            )
         if seeds is not None and not self.is_grid:
             raise ValueError(f"--seeds applies to grid studies; {self.name} is a search")
         space = self.space(classes, resolution)
         if isinstance(space, SpecGrid):
-            return len(space.specs) * (seeds or self.seeds)
+            n = len(space.specs) * (seeds or self.seeds)
+            check_trials(n, f"--seeds {seeds or self.seeds} over {len(space.specs)} specs")
+            return n
         assert self.trials is not None
         return self.trials
 

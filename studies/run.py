@@ -15,8 +15,8 @@ from nas.data import Dataset
 from nas.records import counts
 from nas.schedule import Schedule
 from nas.space import SpecGrid
-from nas.storage import HEARTBEAT, load, storage_url
-from nas.study import Progress, enqueue_grid, grid_key, grid_point, prepare
+from nas.storage import HEARTBEAT, load, open_storage, storage_url
+from nas.study import STALE, Progress, drop_queue, enqueue_grid, grid_key, grid_point, prepare
 from nas.workers import WorkerReport, run_search
 from studies.definition import StudyDefinition
 
@@ -71,14 +71,21 @@ def run_study(
     t0 = time.perf_counter()
     run = StudyRun(settings.study, n)
     grid = settings.space if isinstance(settings.space, SpecGrid) else None
+    target = n
     if grid is not None:
         handle, _ = prepare(settings, storage=url, n_trials=n, epochs=schedule.epochs)
+        # Points of an earlier run with other --seeds are not this run's grid: their queue is
+        # dropped, and those already trained stay but do not fill this run's count (issue 12).
+        wanted = {grid_point(grid.params(s), seed) for s in grid.specs for seed in range(seeds)}
+        drop_queue(open_storage(url), settings.study, lambda t: grid_key(t) in wanted, STALE)
+        others = sum(counts(t) and grid_key(t) not in wanted for t in handle.get_trials())
+        target = n + others
         run.queued = enqueue_grid(handle, grid, range(seeds))
     run.reports = run_search(
         settings,
         data,
         train,
-        n,
+        target,
         storage=url,
         workers=workers,
         heartbeat=heartbeat,

@@ -130,4 +130,8 @@ def test_serve_shows_new_trials(stored_study: str) -> None:
         assert proc.poll() is None
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never left behind (issue 12)
+            proc.wait()

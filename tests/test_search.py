@@ -303,6 +303,7 @@ def _stop_worker_mid_trial(url: str, sig: signal.Signals) -> optuna.trial.Frozen
     proc = subprocess.Popen([sys.executable, "-c", WORKER, url], cwd=ROOT, env=env)
     storage = open_storage(url, heartbeat=1)
     victim = None
+    sent = False
     try:
         deadline = time.time() + 120
         while time.time() < deadline and victim is None:
@@ -317,8 +318,15 @@ def _stop_worker_mid_trial(url: str, sig: signal.Signals) -> optuna.trial.Frozen
                     victim = running[0]
         assert victim is not None, "the worker never reached a second trial"
         os.kill(proc.pid, sig)
+        sent = True
+        proc.wait(timeout=60)
     finally:
-        proc.wait(timeout=30)
+        # Never leave the worker behind (an orphan of a failed wait trained for 50 minutes
+        # under load, issue 12): whatever happened above, it is killed here.
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert sent
     return victim
 
 
@@ -353,6 +361,8 @@ def test_interrupted_trial_is_queued_again_at_once(tmp_path: Path) -> None:
     (retry,) = [t for t in study.trials if retried_from(t) == victim.number]
     assert retry.state == TrialState.WAITING
     assert retry.params == victim.params
+    # Its note says what happened: not "worker lost (heartbeat)".
+    assert trial_rows(study)[victim.number]["note"] == "interrupted"
     assert retry.user_attrs["seed"] == victim.user_attrs["seed"]
     settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
     run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=url, heartbeat=1)
@@ -380,9 +390,15 @@ def run_cli(calls: list[list[str]], cwd: Path) -> list[subprocess.CompletedProce
         for args in calls
     ]
     out = []
-    for p, args in zip(procs, calls, strict=True):
-        stdout, stderr = p.communicate(timeout=180)
-        out.append(subprocess.CompletedProcess(args, p.returncode, stdout, stderr))
+    try:
+        for p, args in zip(procs, calls, strict=True):
+            stdout, stderr = p.communicate(timeout=180)
+            out.append(subprocess.CompletedProcess(args, p.returncode, stdout, stderr))
+    finally:
+        for p in procs:  # none is left running, whatever failed above
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
     return out
 
 

@@ -286,6 +286,7 @@ def search(
 
     if min(trials, workers, trials_per_gpu) < 1:
         raise ValueError("--trials, --workers and --trials-per-gpu take positive integers")
+    nstudy.check_trials(trials)
     check_heartbeat(heartbeat)
     workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     confirming = ConfirmSettings(

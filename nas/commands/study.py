@@ -185,3 +185,27 @@ def study_run(
             "command again to train them\n"
         )
         raise typer.Exit(1)
+
+
+@app.command("drop")
+def study_drop(
+    name: Annotated[str, typer.Argument(help="The Optuna study (see `resnext-nas studies`).")],
+    storage: StorageOpt = None,
+    queue_only: Annotated[
+        bool,
+        typer.Option(
+            "--queue-only", help="Only withdraw its queued (waiting) trials; trained ones stay."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm deleting the whole study.")] = False,
+) -> None:
+    """Delete a study and its trials, or (--queue-only) withdraw the trials an interrupted run
+    left queued."""
+    from nas.study import drop_study
+
+    if not queue_only and not yes:
+        raise ValueError(
+            f"`study drop {name}` deletes the study and every trial of it: add --yes, or "
+            "--queue-only to withdraw only its queued trials"
+        )
+    out.print(drop_study(name, storage, queue_only=queue_only), highlight=False)

@@ -1,0 +1,171 @@
+"""Benchmark of the study storage under load, and of TPE's cost as a study grows (issue 12).
+
+Two figures decide how many machines one study can feed:
+
+1. sustained trials per minute of the storage: ``P`` processes each run the storage side of a
+   trial as the objective does (ask, draw the spec, claim a seed with
+   :func:`nas.objective.claim_seed`, write the attributes one by one, tell) with no training, so
+   the figure is the storage's ceiling, on SQLite (WAL) and, given a URL, on PostgreSQL;
+2. the sampler's seconds per trial (ask and draw the spec) with TPE as the workers use it
+   (``constant_liar``), at 1,000 and 5,000 finished trials: TPE reads every trial at each suggest.
+
+    PYTHONPATH=. python benchmarks/bench_storage.py
+    eval "$(scripts/start_postgres.sh)"
+    PYTHONPATH=. python benchmarks/bench_storage.py --postgres "$RESNEXT_NAS_TEST_POSTGRES"
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+import uuid
+
+import numpy as np
+import optuna
+
+from nas.objective import claim_seed, set_user_attrs
+from nas.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.storage import open_storage, quiet_optuna
+from nas.study import _sampler
+from resnext.budget import Budget
+
+ATTRS = 12  # the attributes a trial writes after its seed (complexity, curve, status, speeds...)
+
+
+def space() -> SearchSpace:
+    """The default search space of `search` on CIFAR (8e6 FLOPs +-10%)."""
+    return SearchSpace(
+        budget=Budget(8e6, None, 0.1),
+        template="cifar",
+        depths=((1, 1, 1), (2, 2, 2)),
+        widths=(32,),
+        classes=10,
+        resolution=32,
+    )
+
+
+def _cycle(study: optuna.Study, sp: SearchSpace, i: int) -> None:
+    """The storage side of one trial, without training."""
+    trial = study.ask()
+    try:
+        spec = suggest_spec(trial, sp)
+    except OutOfBudget:  # an empty cell: rejected before any write, as the objective does
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    claim_seed(trial, spec, {}, 0)
+    set_user_attrs(trial, {f"metric_{k}": i + k * 0.5 for k in range(ATTRS)})
+    study.tell(trial, 0.5)
+
+
+def _worker(url: str, name: str, seconds: float, done: mp.Queue) -> None:
+    import warnings
+
+    quiet_optuna()
+    warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
+    study = optuna.load_study(
+        study_name=name, storage=open_storage(url), sampler=optuna.samplers.RandomSampler()
+    )
+    sp, n, end = space(), 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        _cycle(study, sp, n)
+        n += 1
+    done.put(n)
+
+
+def throughput(url: str, procs: int, seconds: float) -> float:
+    """Trials per minute that ``procs`` processes push through the storage together."""
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=open_storage(url))
+    ctx = mp.get_context("spawn")
+    done = ctx.Queue()
+    ps = [ctx.Process(target=_worker, args=(url, name, seconds, done)) for _ in range(procs)]
+    try:
+        for p in ps:
+            p.start()
+        total = sum(done.get(timeout=seconds + 300) for _ in ps)
+    finally:
+        for p in ps:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        optuna.delete_study(study_name=name, storage=open_storage(url))
+    return total / seconds * 60
+
+
+def sampler_seconds(url: str, finished: int, repeats: int) -> float:
+    """Median seconds of TPE's ask and spec draw in a study of ``finished`` complete trials."""
+    sp = space()
+    # The finished trials are drawn at random in memory, then copied into the storage at once.
+    scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    rng = np.random.default_rng(0)
+    while len(scratch.trials) < finished:
+        t = scratch.ask()
+        try:
+            suggest_spec(t, sp)
+        except OutOfBudget:
+            scratch.tell(t, state=optuna.trial.TrialState.PRUNED)
+            continue
+        scratch.tell(t, float(rng.uniform(0.2, 0.8)))
+    name = f"tpe-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(url)
+    optuna.create_study(study_name=name, storage=storage)
+    try:
+        study = optuna.load_study(
+            study_name=name, storage=storage, sampler=_sampler("tpe", 0, finished + repeats)
+        )
+        study.add_trials(scratch.trials)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            trial = study.ask()
+            try:
+                suggest_spec(trial, sp)
+                value = 0.5
+            except OutOfBudget:
+                value = None
+            times.append(time.perf_counter() - t0)
+            study.tell(trial, value, state=None if value else optuna.trial.TrialState.PRUNED)
+        return statistics.median(times)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def main() -> None:
+    """Print each backend's figures and what they mean for a many-machine study."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--postgres", default=os.environ.get("RESNEXT_NAS_TEST_POSTGRES"))
+    ap.add_argument("--seconds", type=float, default=20.0, help="Length of a throughput run.")
+    ap.add_argument("--procs", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    quiet_optuna()
+    with tempfile.TemporaryDirectory() as tmp:
+        backends = [("SQLite", f"sqlite:///{tmp}/bench.db")]
+        if args.postgres:
+            backends.append(("PostgreSQL", args.postgres))
+        print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+        for label, url in backends:
+            rates = {p: throughput(url, p, args.seconds) for p in args.procs}
+            for p, r in rates.items():
+                print(f"{label}: {p} processes sustain {r:,.0f} trials/min (storage side only)")
+            tpe = {n: sampler_seconds(url, n, args.repeats) for n in args.sizes}
+            for n, s in tpe.items():
+                print(f"{label}: TPE ask + spec draw at {n:,} finished trials: {s:.3f} s")
+            best, big = max(rates.values()), max(tpe)
+            # A trial of 30 s costs the storage 1/best minute; machines each finishing a trial
+            # every 30 s saturate it at best / 2 machines; TPE adds its seconds to every trial.
+            print(
+                f"{label}: with 30 s trials, the storage alone would feed about "
+                f"{best / 2:,.0f} machines; at {big:,} trials TPE adds {tpe[big]:.2f} s "
+                f"({tpe[big] / 30:.0%} of a 30 s trial) to each, on the worker that asks, "
+                f"{tpe[big] / tpe[min(tpe)]:.1f}x its cost at {min(tpe):,}"
+            )
+
+
+if __name__ == "__main__":
+    main()
