@@ -479,7 +479,7 @@ def test_hand_edited_trial_attributes_are_coerced_or_left_out(
     cli.main(["trials", "--study", "edited", "--storage", url])  # the table, no crash
     assert "study 'edited': 2 trials" in capsys.readouterr().out
     cli.main(["trials", "--study", "edited", "--storage", url, "--json"])
-    notes = [r["note"] for r in json.loads(capsys.readouterr().out)]
+    notes = [r["note"] for r in json.loads(capsys.readouterr().out)["trials"]]
     assert "wrong type" in notes[0] and "spec" in notes[1]
     cli.main(["studies", "--storage", url])
     page = tmp_path / "p.html"

@@ -62,7 +62,8 @@ def test_search_study_and_calibrate_run_on_the_archive(subset: Path, tmp_path: P
     cache = tmp_path / "cache"
     study = ["--storage", db, "--json", "--no-latency", "--no-save-weights"]
     runs = {
-        "search": (["search", "--trials", "1", *study], 1),
+        # --confirm 0: a search of one proxy trial, without the confirmation phase
+        "search": (["search", "--trials", "1", "--confirm", "0", *study], 1),
         "study run": (["study", "run", "cardinality-vs-width", "--seeds", "1", *study], 5),
     }
     for command, (args, trials) in runs.items():

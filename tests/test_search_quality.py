@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nas.schedule import DEFAULT_TRIAL
 from tests.test_search import ROOT, toy_data
 
 
@@ -46,8 +47,8 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     # The data options pass through to load_dataset as `search` passes them.
     assert calls[0] == (
         "toy",
-        {"data_dir": "/some/where", "train_images": 2000, "val_fraction": 0.02, "seed": 0,
-         "resolution": None},
+        {"data_dir": "/some/where", "train_images": DEFAULT_TRIAL.train_images,
+         "val_fraction": DEFAULT_TRIAL.val_fraction, "seed": 0, "resolution": None},
     )  # fmt: skip
     assert len(first["configs"]) == 3
     for c in first["configs"]:
