@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.rank import spearman
-from nas.recommend import TIE_BELOW, mean_interval, p_best, race, recommend
+from nas.recommend import TIE_BELOW, format_p_best, mean_interval, p_best, race, recommend
 from resnext import Spec, complexity
 
 SEARCH, CONFIRM = "search", "confirm"
@@ -210,7 +211,7 @@ def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] |
             "mean_accuracy": iv.mean,
             "ci95": iv.to_list(),
             "seeds": iv.n,
-            "p_best": probs[key],
+            "p_best": None if math.isnan(probs[key]) else probs[key],
             "proxy_mean_accuracy": _proxy_mean(groups[key]) if key in groups else None,
             "proxy_trials": len(groups.get(key, [])),
         }
@@ -261,7 +262,7 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
         f"recommended: {rec['notation']} ({rec['flops']:,} FLOPs, {rec['params']:,} params): "
         f"confirmed val acc {rec['mean_accuracy']:.1%}, {interval(rec['ci95'])} over "
         f"{rec['seeds']} seed{'s' * (rec['seeds'] != 1)}; P(best of the confirmed) "
-        f"{rec['p_best']:.2f}"
+        f"{format_p_best(rec['p_best'])}"
     ]
     up = rec["runner_up"]
     if up is not None:
@@ -275,7 +276,7 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
         if rec["tie"]:
             lines.append(
                 f"a tie between {rec['notation']} and {up['notation']} at this budget "
-                f"(P(best) {rec['p_best']:.2f} < {rec['tie_below']})"
+                f"(P(best) {format_p_best(rec['p_best'])} < {rec['tie_below']})"
             )
     fid = rec.get("proxy_fidelity")
     lines.append(

@@ -9,8 +9,8 @@ accuracies (one per configuration and seed) into the answer a user can act on:
   both were trained with (a seed fixes the data split, order and augmentation draws, so pairing
   removes that share of the noise), with its own t interval;
 - the probability that each configuration is the best of the confirmed set: the share of
-  bootstrap replicates, resampling every configuration's seeds with replacement, in which its mean
-  is the highest (ties split evenly);
+  parametric-bootstrap replicates (Student-t posterior of each mean, one pooled seed-to-seed
+  variance) in which its mean is the highest (ties split evenly);
 - the racing rule that decides which configuration gets another seed.
 
 Pure numpy and the standard library: no Optuna, no torch.
@@ -124,23 +124,44 @@ def paired_difference(
 def p_best(
     accuracies: Mapping[str, Mapping[int, float]], n: int = 4000, seed: int = 0
 ) -> dict[str, float]:
-    """P(each configuration has the highest mean), bootstrapping every one's seeds (seeded).
+    """P(each configuration has the highest true mean), by a parametric bootstrap (seeded).
 
-    Each replicate draws, for every configuration independently, as many of its seed accuracies
-    as it has, with replacement, and credits the configuration with the highest mean (a tie
-    shares the credit). A configuration measured once is resampled as that one value.
+    The model is the one-way normal model with one seed-to-seed variance shared by the
+    configurations (they train on the same schedule), and its standard posterior: each replicate
+    draws the common standard deviation ``sigma = s_p * sqrt(df / chi2_df)`` from the pooled
+    within-configuration SD ``s_p`` (``df`` = the sum of seeds - 1), then every configuration's
+    mean as ``mean_j + sigma * z_j / sqrt(n_j)``, and credits the highest (a tie shares the
+    credit). For two configurations this is exactly Student's t: P(A best) = F_df((mean_A -
+    mean_B) / (s_p sqrt(1/n_A + 1/n_B))).
+
+    A plain bootstrap of the seeds claims too much at few seeds (two seeds give three possible
+    means, never anything outside them); the t posterior widens as the seeds get fewer. With no
+    configuration trained on two seeds there is no spread to go on: every value is NaN (a single
+    configuration is the best of its set, 1.0).
     """
     names = list(accuracies)
     if not names:
         return {}
+    if len(names) == 1:
+        return {names[0]: 1.0}
+    values = [np.asarray(list(accuracies[k].values()), dtype=float) for k in names]
+    df = sum(len(v) - 1 for v in values)
+    if df == 0:
+        return dict.fromkeys(names, math.nan)
+    pooled = math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in values) / df)
     rng = np.random.default_rng(seed)
-    means = np.empty((n, len(names)))
-    for j, name in enumerate(names):
-        v = np.asarray(list(accuracies[name].values()), dtype=float)
-        means[:, j] = v[rng.integers(0, len(v), size=(n, len(v)))].mean(axis=1)
+    sigma = pooled * np.sqrt(df / rng.chisquare(df, size=(n, 1)))
+    centre = np.array([v.mean() for v in values])
+    scale = np.array([1 / math.sqrt(len(v)) for v in values])
+    means = centre + sigma * rng.standard_normal((n, len(names))) * scale
     top = means == means.max(axis=1, keepdims=True)
     credit = (top / top.sum(axis=1, keepdims=True)).sum(axis=0) / n
     return {name: float(c) for name, c in zip(names, credit, strict=True)}
+
+
+def format_p_best(p: float | None) -> str:
+    """P(best) for people: two decimals, or why there is none (no configuration on two seeds)."""
+    return "unknown (needs a configuration on two seeds)" if p is None else f"{p:.2f}"
 
 
 def leader(accuracies: Mapping[str, Mapping[int, float]]) -> str:
@@ -190,8 +211,9 @@ class Recommendation:
 
     @property
     def is_tie(self) -> bool:
-        """True when the evidence does not single out the recommended configuration."""
-        return self.p_best < TIE_BELOW
+        """True when the evidence does not single out the recommended configuration (or, with
+        no configuration on two seeds, cannot: P(best) is NaN then)."""
+        return not self.p_best >= TIE_BELOW
 
 
 def recommend(

@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 from nas import dashboard as dash
+from nas.recommend import format_p_best
 from nas.records import best_config, trial_rows
 
 study_name, storage, seconds, search, shot = sys.argv[1:]
@@ -48,7 +49,7 @@ if rec is not None:
     ci = "" if lo is None else f", 95% CI {100 * lo:.1f}-{100 * hi:.1f}%"
     answer = (
         f"the confirmed recommendation is {rec['notation']} at {100 * rec['mean_accuracy']:.1f}% "
-        f"over {rec['seeds']} seeds{ci} (P(best) {rec['p_best']:.2f})"
+        f"over {rec['seeds']} seeds{ci} (P(best) {format_p_best(rec['p_best'])})"
     )
 else:
     best = best_config(rows)

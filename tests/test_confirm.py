@@ -14,6 +14,7 @@ from nas.confirm import (
     ConfirmSettings,
     config_key,
     confirmed,
+    describe,
     plan,
     recommendation,
     top_configs,
@@ -147,7 +148,8 @@ def test_recommendation_record_by_hand() -> None:
     assert rec["mean_accuracy"] == pytest.approx(0.62)
     half = 4.302653 * 0.02 / math.sqrt(3)  # sd of 0.60, 0.64, 0.62 is 0.02
     assert rec["ci95"] == pytest.approx([0.62 - half, 0.62 + half], abs=1e-6)
-    assert rec["p_best"] == 1.0 and rec["tie"] is False
+    # pooled sd 0.0235 on 4 df, t = 0.10 / (0.0235 * sqrt(2/3)) = 5.2: P(best) = F_4(5.2) = 0.997
+    assert 0.99 < rec["p_best"] < 1.0 and rec["tie"] is False
     ru = rec["runner_up"]
     # paired differences 0.10, 0.09, 0.11: mean 0.10
     assert ru["notation"] == "2x4d 1-1-1 w32" and ru["difference"] == pytest.approx(0.10)
@@ -156,3 +158,17 @@ def test_recommendation_record_by_hand() -> None:
     assert rec["proxy_fidelity"] == pytest.approx(1.0)
     assert [r["notation"][:4] for r in rec["confirmed"]] == ["4x2d", "2x4d", "8x1d"]
     assert recommendation(proxy()) is None
+
+
+def test_one_seed_each_has_no_p_best_and_says_why() -> None:
+    trials = [
+        *proxy(),
+        trial(5, 4, 2, 0.60, phase=CONFIRM, seed=0),
+        trial(6, 2, 4, 0.50, phase=CONFIRM, seed=0),
+    ]
+    rec = recommendation(trials)
+    assert rec is not None and rec["p_best"] is None and rec["tie"] is True
+    assert all(r["p_best"] is None for r in rec["confirmed"])
+    text = "\n".join(describe(rec))
+    assert "P(best of the confirmed) unknown (needs a configuration on two seeds)" in text
+    assert "a tie between 4x2d 1-1-1 w32 and 2x4d 1-1-1 w32" in text

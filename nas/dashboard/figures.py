@@ -30,7 +30,7 @@ from nas.dashboard.evidence import (
     too_few,
 )
 from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
-from nas.recommend import mean_interval
+from nas.recommend import format_p_best, mean_interval
 from nas.records import spec_key
 from resnext.complexity import format_count
 
@@ -745,12 +745,12 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
     if rec["tie"] and rec.get("runner_up"):
         title = (
             f"tie between {rec['notation']} and {rec['runner_up']['notation']} "
-            f"(P(best) {rec['p_best']:.2f} < {rec['tie_below']:.2f})"
+            f"(P(best) {format_p_best(rec['p_best'])} < {rec['tie_below']:.2f})"
         )
     elif rec["tie"]:
-        title = f"tie: {rec['notation']} has P(best) {rec['p_best']:.2f} only"
+        title = f"tie: {rec['notation']} has P(best) {format_p_best(rec['p_best'])} only"
     else:
-        title = f"recommended: {rec['notation']} (P(best) {rec['p_best']:.2f})"
+        title = f"recommended: {rec['notation']} (P(best) {format_p_best(rec['p_best'])})"
 
     def bound(r: dict[str, Any], i: int) -> float:
         return r["mean_accuracy"] if r["ci95"][i] is None else r["ci95"][i]
@@ -761,9 +761,8 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
             if r["ci95"][0] is None
             else f"95% CI [{100 * r['ci95'][0]:.2f}, {100 * r['ci95'][1]:.2f}]%"
         )
-        return (
-            f"{100 * r['mean_accuracy']:.2f}% ({ci}, {r['seeds']} seeds, P(best) {r['p_best']:.2f})"
-        )
+        p = format_p_best(r["p_best"])
+        return f"{100 * r['mean_accuracy']:.2f}% ({ci}, {r['seeds']} seeds, P(best) {p})"
 
     picked = rec["notation"]
     fig.add_trace(
