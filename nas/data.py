@@ -145,6 +145,45 @@ class _Full:
             self.paint = lambda i: paint(index[i])
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """What a command that trains says about its images: the set, where it is, which subset
+    (``classes``, ``images_per_class``) and how it is seen (``resolution``, ``augment``).
+
+    ``search``, ``study run``, ``calibrate`` and ``train`` take the same options; each builds one
+    of these and loads through :meth:`load` with its own schedule's sizes.
+    """
+
+    dataset: str
+    data_dir: str | Path | None = None
+    classes: int | None = None
+    images_per_class: int | None = None
+    resolution: int | None = None
+    augment: str | None = None
+
+    def load(
+        self,
+        *,
+        train_images: int | None,
+        val_fraction: float,
+        seed: int = 0,
+        eval_test: bool = False,
+    ) -> Dataset:
+        """:func:`load_dataset` of these options with a schedule's training subset and split."""
+        return load_dataset(
+            self.dataset,
+            data_dir=self.data_dir,
+            train_images=train_images,
+            val_fraction=val_fraction,
+            seed=seed,
+            eval_test=eval_test,
+            classes=self.classes,
+            images_per_class=self.images_per_class,
+            resolution=self.resolution,
+            augment=self.augment,
+        )
+
+
 def load_dataset(
     name: str,
     *,

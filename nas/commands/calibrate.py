@@ -30,7 +30,7 @@ from nas.commands.options import (
     print_json,
 )
 from nas.commands.search import SearchDepthsOpt, SearchFlopsOpt, SearchWidthsOpt
-from nas.data import default_template
+from nas.data import DataOptions, default_template
 from nas.schedule import DEFAULT_TRIAL, KNOWN_CLASSES, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
 from resnext.budget import Budget, generate
 from resnext.complexity import format_count
@@ -133,19 +133,9 @@ def calibrate_command(
     if known:  # refuse a band with fewer than k configs before the data
         n_classes = classes or KNOWN_CLASSES[dataset]
         pick(generate(bud, *grid, None, n_classes, resolution or 32), k, seed)
-    from nas.data import load_dataset
-
-    data = load_dataset(
-        dataset,
-        data_dir=data_dir,
-        train_images=train_images,
-        val_fraction=val_fraction,
-        seed=seed,
-        classes=classes,
-        images_per_class=images_per_class,
-        resolution=resolution,
-        augment=augment and augment.value,
-    )
+    data = DataOptions(
+        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
+    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed)
     grid = (grid[0] or data.template, *grid[1:])
     chosen = pick(generate(bud, *grid, None, data.classes, data.resolution), k, seed)
     if not as_json:

@@ -40,7 +40,7 @@ from nas.commands.options import (
     out,
     print_json,
 )
-from nas.data import default_template
+from nas.data import DataOptions, default_template
 from nas.schedule import DEFAULT_TRIAL, KNOWN_CLASSES, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
 from resnext.budget import Budget
 from resnext.complexity import format_count
@@ -315,19 +315,9 @@ def search(
         ):
             search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
             return
-    from nas.data import load_dataset
-
-    data = load_dataset(
-        dataset_name,
-        data_dir=data_dir,
-        train_images=train_images,
-        val_fraction=val_fraction,
-        seed=seed,
-        classes=classes,
-        images_per_class=images_per_class,
-        resolution=resolution,
-        augment=augment and augment.value,
-    )
+    data = DataOptions(
+        dataset_name, data_dir, classes, images_per_class, resolution, augment and augment.value
+    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed)
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
     settings = settings_for(data.classes, data.resolution, data.template)
     nstudy.enqueue_specs(settings.space, settings.enqueue)

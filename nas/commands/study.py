@@ -32,6 +32,7 @@ from nas.commands.options import (
     print_json,
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
+from nas.data import DataOptions
 from nas.schedule import KNOWN_CLASSES
 
 app = typer.Typer(
@@ -135,18 +136,9 @@ def study_run(
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
             return
-    from nas.data import load_dataset
-
-    data = load_dataset(
-        dataset,
-        data_dir=data_dir,
-        train_images=schedule.train_images,
-        val_fraction=schedule.val_fraction,
-        classes=classes,
-        images_per_class=images_per_class,
-        resolution=resolution,
-        augment=augment and augment.value,
-    )
+    data = DataOptions(
+        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
+    ).load(train_images=schedule.train_images, val_fraction=schedule.val_fraction)
     settings = definition.settings(study, data.classes, data.resolution)
     if not quiet and not as_json:
         out.print(

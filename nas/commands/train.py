@@ -179,22 +179,13 @@ def train_command(
 
     run_dir = ensure_folder(out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}")
 
-    from nas.data import load_dataset
+    from nas.data import DataOptions
     from nas.fileio import write_json
     from nas.train import train
 
-    data = load_dataset(
-        dataset,
-        data_dir=data_dir,
-        train_images=train_images,
-        val_fraction=val_fraction,
-        seed=seed,
-        eval_test=eval_test,
-        classes=classes,
-        images_per_class=images_per_class,
-        resolution=resolution,
-        augment=augment and augment.value,
-    )
+    data = DataOptions(
+        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
+    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed, eval_test=eval_test)
     if spec is None:
         spec = _train_spec_from_options(
             None, data.template, depths, width, cardinality, bottleneck_width
