@@ -53,13 +53,17 @@ def run_study(
     seeds: int | None = None,
     schedule: Schedule | None = None,
     workers: int = 1,
+    trials_per_gpu: int = 1,
     device: str = "auto",
     latency: bool = True,
     heartbeat: int = HEARTBEAT,
     progress: Progress | None = None,
     runs_dir: Path | None = None,
 ) -> StudyRun:
-    """Run (or resume) ``definition`` on ``data`` until every grid point or trial is trained."""
+    """Run (or resume) ``definition`` on ``data`` until every grid point or trial is trained.
+
+    ``workers`` and ``trials_per_gpu`` are :func:`nas.workers.run_search`'s.
+    """
     n = definition.n_trials(seeds, data.classes, data.resolution)
     seeds = seeds or definition.seeds
     schedule = schedule or definition.schedule
@@ -88,6 +92,7 @@ def run_study(
         target,
         storage=url,
         workers=workers,
+        trials_per_gpu=trials_per_gpu,
         heartbeat=heartbeat,
         progress=progress,
     )

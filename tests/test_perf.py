@@ -128,8 +128,9 @@ def test_placement_without_gpus_splits_the_cores() -> None:
         assert not set(placed[0][0]) & set(placed[1][0])  # disjoint shares
 
 
-def test_search_refuses_a_bad_trials_per_gpu_in_one_line() -> None:
-    res = run_cli("search", "--trials-per-gpu", "0")
+@pytest.mark.parametrize("command", [("search",), ("study", "run", "cardinality-vs-width")])
+def test_a_bad_trials_per_gpu_is_refused_in_one_line(command: tuple[str, ...]) -> None:
+    res = run_cli(*command, "--trials-per-gpu", "0")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--trials-per-gpu take positive integers" in lines[0]

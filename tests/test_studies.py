@@ -151,6 +151,20 @@ def test_spec_grid_refuses_specs_out_of_its_band_and_mixed_skeletons() -> None:
 # ------------------------------------------------------------------------------------ runs
 
 
+def test_run_study_hands_workers_and_trials_per_gpu_to_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = {}
+
+    def fake_run_search(*args: object, **kwargs: object) -> list:
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr(studies.run, "run_search", fake_run_search)
+    run_study(tiny_table3(), toy_data(), storage=sqlite(tmp_path), workers=3, trials_per_gpu=2)
+    assert (seen["workers"], seen["trials_per_gpu"]) == (3, 2)
+
+
 def test_grid_trains_every_spec_and_seed_once_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     d = tiny_table3()

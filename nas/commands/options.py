@@ -183,6 +183,9 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 WorkersOpt = Annotated[
     int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
 ]
+TrialsPerGpuOpt = Annotated[
+    int, typer.Option(help="Workers that share one GPU, for trials too small to fill it.")
+]
 LatencyOpt = Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
 RunsDirOpt = Annotated[

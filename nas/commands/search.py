@@ -32,6 +32,7 @@ from nas.commands.options import (
     SaveWeightsOpt,
     StorageOpt,
     SubsetClassesOpt,
+    TrialsPerGpuOpt,
     WorkersOpt,
     command,
     flat_ints,
@@ -154,9 +155,7 @@ def search(
     study: StudyOpt = "resnext-search",
     storage: StorageOpt = None,
     workers: WorkersOpt = 1,
-    trials_per_gpu: Annotated[
-        int, typer.Option(help="Workers that share one GPU, for trials too small to fill it.")
-    ] = 1,
+    trials_per_gpu: TrialsPerGpuOpt = 1,
     flops: SearchFlopsOpt = None,
     params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
     tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,

@@ -26,6 +26,7 @@ from nas.commands.options import (
     SaveWeightsOpt,
     StorageOpt,
     SubsetClassesOpt,
+    TrialsPerGpuOpt,
     WorkersOpt,
     command,
     out,
@@ -100,6 +101,7 @@ def study_run(
     images_per_class: ImagesPerClassOpt = None,
     augment: AugmentOpt = None,
     workers: WorkersOpt = 1,
+    trials_per_gpu: TrialsPerGpuOpt = 1,
     device: DeviceOpt = "auto",
     latency: LatencyOpt = True,
     runs_dir: RunsDirOpt = Path("runs"),
@@ -117,11 +119,11 @@ def study_run(
     if val_fraction is not None:
         schedule = dataclasses.replace(schedule, val_fraction=val_fraction)
     dataset = dataset.value
-    if workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {workers}")
-    from nas.workers import cap_workers
+    if min(workers, trials_per_gpu) < 1:
+        raise ValueError("--workers and --trials-per-gpu take positive integers")
+    from nas.workers import cap_workers, on_cpu
 
-    workers = cap_workers(workers)
+    workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
     schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
     study = study_name or definition.name
@@ -159,6 +161,7 @@ def study_run(
             seeds=seeds,
             schedule=schedule,
             workers=workers,
+            trials_per_gpu=trials_per_gpu,
             device=device,
             latency=latency,
             progress=progress,
