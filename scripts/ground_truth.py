@@ -5,9 +5,11 @@ Trains each configuration of the band (``--max-configs`` of them, in the band's 
 seeds at the confirmation schedule (``--confirm-epochs``, default ``ConfirmSettings.factor``
 times ``--epochs``), on the dataset ``search`` would load from the same ``--dataset``,
 ``--data-dir``, ``--train-images``, ``--val-fraction`` and ``--resolution``. Writes one JSON
-(``--out``) after every run, so an interrupted run resumes where it stopped: per configuration
-and seed the validation accuracy and wall time of both schedules, plus the command, the host
-and the total wall time. ``benchmarks/bench_search_quality.py`` replays searches from it.
+(``--out``) after every run: per configuration and seed the validation accuracy and wall time
+of both schedules, plus the command, the host and the total wall time. An interrupted run
+resumes where it stopped, and several processes on one ``--out`` share the runs out (each
+claims the next missing one under a lock). ``benchmarks/bench_search_quality.py`` replays
+searches from it.
 
     python scripts/ground_truth.py --dataset cifar10 --data-dir DIR --out gt.json
 """
@@ -15,10 +17,14 @@ and the total wall time. ``benchmarks/bench_search_quality.py`` replays searches
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +103,52 @@ def _load(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return have
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (``PATH.lock``) between processes on this host."""
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _alive(claim: dict[str, Any]) -> bool:
+    """Whether the process that claimed a run may still be training it (another host's: yes)."""
+    if claim.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(claim["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _open(job: tuple[str, int, int], result: dict[str, Any], claims: dict[str, Any]) -> bool:
+    """Whether run ``job`` (schedule, seed, configuration) is neither done nor held by a live
+    process."""
+    sched, seed, i = job
+    claim = claims.get(f"{sched}/{seed}/{i}")
+    done = str(seed) in result["configs"][i][sched]
+    return not done and (claim is None or not _alive(claim))
+
+
+def _save(path: Path, result: dict[str, Any]) -> None:
+    if not result.get("claims"):
+        result.pop("claims", None)
+    write_json(path, result)
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Train what the JSON lacks and return it."""
+    """Train what the JSON lacks and return it.
+
+    Several processes may run on one ``--out`` at once (one a core, say): each claims the next
+    missing run in the file under a lock, so no run is trained twice; a claim of a process that
+    died is taken over.
+    """
     from nas.data import load_dataset
     from nas.train import TrainConfig, train
 
@@ -107,7 +157,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "device")} | {
         "confirm_epochs": confirm_epochs
     }
-    result = _load(args.out, settings)
+    _load(args.out, settings)  # refuse other settings before the data loads
     data = load_dataset(
         args.dataset,
         data_dir=args.data_dir,
@@ -118,50 +168,68 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     )
     space = band(args, data.classes, data.resolution)
     configs = list(space.configs)[: args.max_configs]
-    if len(result["configs"]) == 0:
-        result["configs"] = [
-            {
-                "spec": c.spec.to_dict(),
-                "params": spec_params(c.spec),
-                "notation": notation(c.spec),
-                "flops": c.complexity.flops,
-                "n_params": c.complexity.params,
-                "proxy": {},
-                "confirm": {},
-            }
-            for c in configs
-        ]
-    result.setdefault("command", [])
     given = sys.argv[1:] if argv is None else argv
-    result["command"].append(" ".join(["python", "scripts/ground_truth.py", *given]))
-    result["host"] = socket.gethostname()
-    result["dataset"] = data.name
+    with _locked(args.out):
+        result = _load(args.out, settings)
+        if len(result["configs"]) == 0:
+            result["configs"] = [
+                {
+                    "spec": c.spec.to_dict(),
+                    "params": spec_params(c.spec),
+                    "notation": notation(c.spec),
+                    "flops": c.complexity.flops,
+                    "n_params": c.complexity.params,
+                    "proxy": {},
+                    "confirm": {},
+                }
+                for c in configs
+            ]
+        result.setdefault("command", []).append(
+            " ".join(["python", "scripts/ground_truth.py", *given])
+        )
+        result["host"] = socket.gethostname()
+        result["dataset"] = data.name
+        _save(args.out, result)
     epochs = {"proxy": args.epochs, "confirm": confirm_epochs}
     seeds = {"proxy": args.proxy_seeds, "confirm": args.confirm_seeds}
-    for sched in SCHEDULES:
-        for seed in range(seeds[sched]):
-            for c, entry in zip(configs, result["configs"], strict=True):
-                if str(seed) in entry[sched]:
-                    continue
-                cfg = TrainConfig(
-                    epochs=epochs[sched],
-                    batch_size=args.batch_size,
-                    lr=args.lr,
-                    seed=seed,
-                    device=args.device,
-                )
-                t0 = time.perf_counter()
-                res = train(c.spec, data, cfg)
-                wall = time.perf_counter() - t0
-                entry[sched][str(seed)] = {"val_accuracy": res.val_accuracy, "seconds": wall}
-                result["wall_seconds"] = result.get("wall_seconds", 0.0) + wall
-                write_json(args.out, result)
-                print(
-                    f"{sched} seed {seed} {entry['notation']}: {res.val_accuracy:.2%} "
-                    f"in {wall:.0f} s",
-                    flush=True,
-                )
-    write_json(args.out, result)
+    jobs = [
+        (sched, seed, i)
+        for sched in SCHEDULES
+        for seed in range(seeds[sched])
+        for i in range(len(configs))
+    ]
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    while True:
+        with _locked(args.out):
+            result = _load(args.out, settings)
+            claims = result.setdefault("claims", {})
+            job = next((j for j in jobs if _open(j, result, claims)), None)
+            if job is None:
+                break
+            sched, seed, i = job
+            claims[f"{sched}/{seed}/{i}"] = me
+            _save(args.out, result)
+        cfg = TrainConfig(
+            epochs=epochs[sched],
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=seed,
+            device=args.device,
+        )
+        t0 = time.perf_counter()
+        res = train(configs[i].spec, data, cfg)
+        wall = time.perf_counter() - t0
+        with _locked(args.out):
+            result = _load(args.out, settings)
+            entry = result["configs"][i]
+            entry[sched][str(seed)] = {"val_accuracy": res.val_accuracy, "seconds": wall}
+            result.get("claims", {}).pop(f"{sched}/{seed}/{i}", None)
+            result["wall_seconds"] = result.get("wall_seconds", 0.0) + wall
+            _save(args.out, result)
+        print(
+            f"{sched} seed {seed} {entry['notation']}: {res.val_accuracy:.2%} in {wall:.0f} s",
+            flush=True,
+        )
     return result
 
 

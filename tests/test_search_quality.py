@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +66,27 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     assert len(again["command"]) == 2 and again["wall_seconds"] > 0
     with pytest.raises(ValueError, match="other settings"):
         gt.run([*BAND, "--out", str(out), "--proxy-seeds", "1"])
+
+    # Processes share one file: a run claimed by a live process (pid 1) is left to it, one
+    # claimed by a process that died is taken over; the claims go once the runs are in.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    saved = json.loads(out.read_text())
+    del saved["configs"][0]["proxy"]["1"], saved["configs"][2]["confirm"]["0"]
+    host = socket.gethostname()
+    saved["claims"] = {
+        "proxy/1/0": {"host": host, "pid": 1},
+        "confirm/0/2": {"host": host, "pid": dead.pid},
+    }
+    out.write_text(json.dumps(saved))
+    shared = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])
+    assert "1" not in shared["configs"][0]["proxy"] and "0" in shared["configs"][2]["confirm"]
+    assert shared["claims"] == {"proxy/1/0": {"host": host, "pid": 1}}
+    saved = json.loads(out.read_text())
+    del saved["claims"]
+    out.write_text(json.dumps(saved))
+    again = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])
+    assert "1" in again["configs"][0]["proxy"] and "claims" not in json.loads(out.read_text())
 
     bench = load("benchmarks/bench_search_quality.py", "bench_search_quality")
     args = [str(out), "--search-seeds", "3", "--confirm", "3", "--confirm-seeds", "2"]
