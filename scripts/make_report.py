@@ -61,6 +61,9 @@ def per_spec(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["spec"]["cardinality"], r["spec"]["bottleneck_width"]))
 
 
+MAX_SEEDS = 100  # past this many seeds a difference is too small to matter at proxy scale
+
+
 def verdict(diff: float, se: float, n: int, paper_sign: int) -> str:
     """Agreement of a difference of ``n`` paired seeds with the paper's sign, at two SEs."""
     if n < 2:
@@ -72,7 +75,10 @@ def verdict(diff: float, se: float, n: int, paper_sign: int) -> str:
         # < |diff|: n' > (2 s / diff)^2.
         spread = se * math.sqrt(n)
         need = math.floor((2 * spread / abs(diff)) ** 2) + 1 if diff else None
-        settle = f"; about {need} seeds would settle it at this spread" if need else ""
+        if need is None or need > MAX_SEEDS:
+            settle = f"; more than {MAX_SEEDS} seeds at this spread: no effect to speak of"
+        else:
+            settle = f"; about {need} seeds would settle it at this spread"
         return f"inconclusive (|{diff:+.2f}| < 2 x SE {se:.2f}{settle})"
     return "agrees" if math.copysign(1, diff) == paper_sign else "disagrees"
 

@@ -30,6 +30,9 @@ def test_verdicts_and_the_seeds_that_would_settle_them() -> None:
     assert text.startswith("inconclusive") and "about 8 seeds" in text
     spread = 0.8 * math.sqrt(3)
     assert 2 * spread / math.sqrt(8) < 1.0 < 2 * spread / math.sqrt(7)
+    # +0.03 on a per-seed spread of 1.8 would need (2 x 1.8 / 0.03)^2 = 14,400 seeds
+    tiny = m.verdict(0.03, 1.03, 3, -1)
+    assert "more than 100 seeds at this spread: no effect to speak of" in tiny
 
 
 def test_steps_and_kept_sections(tmp_path: Path) -> None:
