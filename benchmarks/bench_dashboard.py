@@ -4,8 +4,8 @@ Prints, from one run: the time to make the study (no training: synthetic trials 
 complexity, bulk-added to in-memory storage), to read its records and importances (with their
 bootstrap intervals), to build the page, the page's size (with and without the inlined
 plotly.js), and in headless Chromium (network blocked) the time from navigation to every plot
-rendered, plus how long a click-selection and a metric switch take on the loaded page. With --svg-too, the same page with WebGL traces replaced by
-SVG ones, to show what Scattergl buys.
+rendered, plus how long a click-selection and a metric switch take on the loaded page. With
+--svg-too, the same page with WebGL traces replaced by SVG ones, to show what Scattergl buys.
 
     python benchmarks/bench_dashboard.py [--trials 5000] [--svg-too] [--keep out.html]
 """

@@ -489,6 +489,24 @@ def test_large_studies_draw_at_most_max_drawn_trials_per_resample(study: optuna.
     ]
 
 
+def test_resamples_log_nothing_and_leave_optunas_verbosity(
+    study: optuna.Study, caplog: pytest.LogCaptureFixture
+) -> None:
+    trials = dash.importance.error_trials(study)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    optuna.logging.enable_propagation()  # to caplog
+    try:
+        optuna.create_study()
+        assert "A new study created" in caplog.text  # the line each replicate would log
+        caplog.clear()
+        dash.importance.bootstrap_importances(trials, ["lr"], resamples=3)
+        assert caplog.text == ""
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.disable_propagation()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def test_importances_need_two_complete_trials() -> None:
     s = optuna.create_study()
     s.add_trials(synthetic_trials(1, odd=False))

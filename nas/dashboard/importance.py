@@ -97,11 +97,16 @@ def bootstrap_importances(
     rng = np.random.default_rng(seed)
     drawn = min(len(trials), max_drawn)
     rows = []
-    for _ in range(resamples):
-        picked = rng.integers(0, len(trials), size=drawn)
-        got = evaluate([trials[i] for i in picked], params)
-        if got is not None:
-            rows.append([got.get(p, 0.0) for p in params])
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per replicate's study
+    try:
+        for _ in range(resamples):
+            picked = rng.integers(0, len(trials), size=drawn)
+            got = evaluate([trials[i] for i in picked], params)
+            if got is not None:
+                rows.append([got.get(p, 0.0) for p in params])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return np.array(rows, dtype=float).reshape(len(rows), len(params)), drawn
 
 
