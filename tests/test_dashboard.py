@@ -181,7 +181,8 @@ def test_seeds_merge_into_one_point_with_its_t_interval() -> None:
     assert "lr=0.5" in c8.text[list(c8.customdata).index([7])]
     (conf,) = [t for t in fig.data if t.meta["role"] == "trials" and t.meta["phase"] == CONFIRM]
     assert [list(cd) for cd in conf.customdata] == [[4]] and list(conf.y) == [0.80]
-    assert conf.marker.symbol == "diamond" and "confirmation" in conf.text[0]
+    assert conf.marker.symbol == "diamond"
+    assert conf.text[0].startswith("#4 ResNeXt 4x2d, depths 1-1-1, width 32 · confirmation phase")
     assert list(trace(fig, "pruned").customdata) == [5]
     # The front is over the search-phase means: the confirmed 0.80 does not hide them.
     assert 4 not in {n for cd in trace(fig, "front").customdata for n in cd}

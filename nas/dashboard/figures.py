@@ -197,7 +197,7 @@ def config_hover_text(p: dict[str, Any]) -> str:
     ids = " ".join(f"#{n}" for n in nums[:6]) + (f" +{len(nums) - 6}" if len(nums) > 6 else "")
     hp = format_params(p["hparams"])
     name = spec.describe() + (f" ({hp})" if hp else "")
-    phase = " · confirmation" if p["phase"] == CONFIRM else ""
+    phase = " · confirmation phase" if p["phase"] == CONFIRM else ""
     if p["n"] < 2:
         acc = f"acc {100 * p['mean']:.2f}% (n=1, no interval)"
     else:
@@ -207,7 +207,7 @@ def config_hover_text(p: dict[str, Any]) -> str:
         )
     lat = "n/a" if p["latency"] is None else f"{1e3 * p['latency']:.2f} ms"
     return (
-        f"{ids}{phase} {html.escape(name)}<br>{acc}<br>"
+        f"{ids} {html.escape(name)}{phase}<br>{acc}<br>"
         f"{_si(p['params'])} params · {_si(p['flops'])} FLOPs · latency {lat}"
     )
 
