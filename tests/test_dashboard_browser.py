@@ -170,8 +170,14 @@ def test_clicking_a_configuration_selects_all_its_seeds(fresh, records: list[dic
     done = [n for n in seeds if records[n]["state"] == "COMPLETE"]
     assert len(done) == 3 and len(seeds) == 4
     x, y = point_xy(s, 0)
+    # Plotly clicks the point it last hovered: on a loaded machine, wait for that hover first.
+    s.page.mouse.move(x, y)
+    s.page.wait_for_function(
+        "(document.querySelector('#pareto .hoverlayer .hovertext') || {}).textContent"
+        "?.startsWith('#0 #1 #11 ')"
+    )
     s.page.mouse.click(x, y)
-    s.page.wait_for_selector('#trials tr.sel[data-number="11"]')
+    s.page.wait_for_selector('#trials tr.sel[data-number="11"]', state="attached")
     sel = s.page.evaluate(
         "Array.from(document.querySelectorAll('#trials tr.sel'), r => Number(r.dataset.number))"
     )
