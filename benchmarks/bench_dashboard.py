@@ -1,11 +1,11 @@
 """How the dashboard scales: a 5,000-trial study, its page build, size and first render.
 
 Prints, from one run: the time to make the study (no training: synthetic trials with exact
-complexity, bulk-added to in-memory storage), to read its records and importances, to build the
-page, the page's size (with and without the inlined plotly.js), and in headless Chromium (network
-blocked) the time from navigation to every plot rendered, plus how long a click-selection and a
-metric switch take on the loaded page. With --svg-too, the same page with WebGL traces replaced by
-SVG ones, to show what Scattergl buys.
+complexity, bulk-added to in-memory storage), to read its records and importances (with their
+bootstrap intervals), to build the page, the page's size (with and without the inlined
+plotly.js), and in headless Chromium (network blocked) the time from navigation to every plot
+rendered, plus how long a click-selection and a metric switch take on the loaded page. With
+--svg-too, the same page with WebGL traces replaced by SVG ones, to show what Scattergl buys.
 
     python benchmarks/bench_dashboard.py [--trials 5000] [--svg-too] [--keep out.html]
 """
@@ -77,12 +77,15 @@ def main() -> None:
     study = optuna.create_study(study_name="bench", direction="minimize")
     _, t_add = timed(study.add_trials, trials)
     records, t_rec = timed(dash.records_from_study, study)
-    imp, t_imp = timed(dash.param_importances, study)
+    imp, t_imp, c_imp = cpu_timed(dash.param_importances, study)
     page, t_page, c_page = cpu_timed(dash.build_page, records, "bench", imp)
     js = len(get_plotlyjs().encode())
     size = len(page.encode())
     print(f"study: {args.trials} trials made in {t_make:.2f} s, bulk-added in {t_add:.2f} s")
-    print(f"records_from_study: {t_rec:.2f} s; importances (PED-ANOVA): {t_imp:.2f} s")
+    print(
+        f"records_from_study: {t_rec:.2f} s; importances (PED-ANOVA, {imp.resamples} bootstrap "
+        f"resamples of {imp.drawn} of {imp.n} trials): {t_imp:.2f} s wall, {c_imp:.2f} s CPU"
+    )
     print(f"build_page: {t_page:.2f} s wall, {c_page:.2f} s CPU")
     print(
         f"page: {size / 1e6:.2f} MB ({js / 1e6:.2f} MB of it plotly.js, "

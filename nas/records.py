@@ -276,7 +276,7 @@ def mark_front(records: list[dict[str, Any]], front: str) -> None:
             r["pareto"] = bool(m)
 
 
-def _by_config(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+def config_groups(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     """Records with an accuracy grouped by phase, spec and hyper-parameters (repeats and seeds).
 
     The phases train with different schedules, so a proxy and a confirmation trial of one
@@ -295,7 +295,7 @@ def mark_config_means(records: list[dict[str, Any]]) -> None:
     one seed): over the complete trials of the same config and phase."""
     for r in records:
         r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = 0, None, None
-    for group in _by_config(r for r in records if r["state"] == "COMPLETE").values():
+    for group in config_groups(r for r in records if r["state"] == "COMPLETE").values():
         iv = mean_interval([r["val_accuracy"] for r in group])
         ci = None if iv.n < 2 else iv.to_list()
         for r in group:
@@ -326,7 +326,7 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     search is the confirmed recommendation (:func:`nas.confirm.recommendation`), not this.
     """
     records = [{**r, "spec": r.get("spec_dict", r["spec"])} for r in rows]
-    groups = _by_config(
+    groups = config_groups(
         r for r in records if r["state"] == "COMPLETE" and r.get("phase", SEARCH) == SEARCH
     )
     if not any(len(g) > 1 for g in groups.values()):

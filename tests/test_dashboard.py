@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
+import math
 import re
 import statistics
+import warnings
 
+import numpy as np
 import optuna
 import plotly.graph_objects as go
 import pytest
@@ -15,6 +19,7 @@ from plotly.offline import get_plotlyjs
 
 import resnext
 from nas import dashboard as dash
+from nas.confirm import CONFIRM
 from nas.dashboard.evidence import (
     MIN_EDF_GROUP,
     MIN_IMPORTANCE,
@@ -27,6 +32,7 @@ from nas.records import COUNTED
 from nas.storage import storage_url
 from tests.conftest import XSS
 from tests.synthetic import synthetic_trials
+from tests.test_confirm import trial
 from tests.test_designspace import brute_front
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -88,49 +94,132 @@ def test_record_accuracy_fallbacks_and_counted_complexity() -> None:
     assert r[1]["flops"] is None and r[3]["history"] == []
 
 
+def config_means(records: list[dict], metric: str) -> dict[frozenset, tuple[str, float, float]]:
+    """Independently of the dashboard: complete trials by phase, spec and hparams (as JSON),
+    each group's (phase, mean metric, mean accuracy), keyed by its trial numbers."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        if r["state"] == "COMPLETE" and r["val_accuracy"] is not None and r["spec"]:
+            key = json.dumps([r["phase"], r["spec"], r["hparams"]], sort_keys=True)
+            groups.setdefault(key, []).append(r)
+    return {
+        frozenset(r["number"] for r in g): (
+            g[0]["phase"],
+            statistics.fmean(r[metric] for r in g),
+            statistics.fmean(r["val_accuracy"] for r in g),
+        )
+        for g in groups.values()
+    }
+
+
+def points(fig, role: str = "trials") -> dict[frozenset, tuple[float, float]]:
+    """A Pareto figure's points of ``role``: (x, y) keyed by their trial numbers."""
+    return {
+        frozenset(cd): (x, y)
+        for t in fig.data
+        if t.meta["role"] == role
+        for cd, x, y in zip(t.customdata, t.x, t.y, strict=True)
+    }
+
+
 @pytest.mark.parametrize("metric", list(dash.METRICS))
-def test_pareto_front_is_the_brute_force_front(records: list[dict], metric: str) -> None:
+def test_pareto_front_is_the_brute_force_front_of_config_means(
+    records: list[dict], metric: str
+) -> None:
     fig = dash.pareto_figure(records, metric)
-    done = [r for r in records if r["state"] == "COMPLETE"]
-    want = brute_front([r[metric] for r in done], [r["val_accuracy"] for r in done])
+    want = config_means(records, metric)
+    scale = dash.METRICS[metric][1]
+    # One point per configuration, at its mean over seeds, and nowhere else.
+    got = points(fig)
+    assert set(got) == set(want) and len(got) < sum(r["state"] == "COMPLETE" for r in records)
+    for nums, (x, y) in got.items():
+        assert x == pytest.approx(want[nums][1] * scale) and y == pytest.approx(want[nums][2])
+    keys = list(want)
+    front_idx = brute_front([want[k][1] for k in keys], [want[k][2] for k in keys])
     front = trace(fig, "front")
-    assert set(front.customdata) == {done[i]["number"] for i in want}
+    assert set(points(fig, "front")) == {keys[i] for i in front_idx}
     assert list(front.x) == sorted(front.x)
     assert list(front.y) == sorted(front.y)  # along a front, more cost buys more accuracy
     assert front.line.shape == "hv"
-    scale = dash.METRICS[metric][1]
     by_num = {r["number"]: r for r in records}
-    for n, x, y in zip(front.customdata, front.x, front.y, strict=True):
-        assert x == pytest.approx(by_num[n][metric] * scale) and y == by_num[n]["val_accuracy"]
-    # Every complete trial is a point of its cardinality's trace, and only there.
-    trials = [t for t in fig.data if t.meta["role"] == "trials"]
-    assert sorted(n for t in trials for n in t.customdata) == sorted(r["number"] for r in done)
-    for t in trials:
+    for t in (t for t in fig.data if t.meta["role"] == "trials"):
         c = int(t.name.removeprefix("C="))
-        assert {by_num[n]["spec"]["cardinality"] for n in t.customdata} == {c}
+        assert {by_num[n]["spec"]["cardinality"] for cd in t.customdata for n in cd} == {c}
     pruned = trace(fig, "pruned")
     assert set(pruned.customdata) == {r["number"] for r in records if r["state"] == "PRUNED"}
     assert list(trace(fig, "selected").customdata) == []
 
 
+def test_seeds_merge_into_one_point_with_its_t_interval() -> None:
+    s = optuna.create_study(direction="minimize")
+    s.add_trials(
+        [
+            trial(0, 4, 2, 0.70),
+            trial(1, 4, 2, 0.74, seed=1),
+            trial(2, 4, 2, 0.75, seed=2),
+            trial(3, 8, 1, 0.72),
+            trial(4, 4, 2, 0.80, phase=CONFIRM),  # a longer schedule: never averaged in
+            trial(5, 2, 4, 0.60, state=TrialState.PRUNED),
+            trial(6, 1, 8, 0.65),
+        ]
+    )
+    recs = dash.records_from_study(s)
+    # Same spec, other tuned hyper-parameters: another configuration.
+    recs.append(dict(recs[3], number=7, val_accuracy=0.71, hparams={"lr": 0.5}))
+    fig = dash.pareto_figure(recs, "flops")
+    (c4,) = [t for t in fig.data if t.name == "C=4"]
+    assert [list(cd) for cd in c4.customdata] == [[0, 1, 2]]
+    assert c4.y[0] == pytest.approx(0.73)
+    # Student t, 2 df, 97.5%: 4.302653 (any t table); sd of 0.70, 0.74, 0.75 is sqrt(0.0007).
+    half = 4.302653 * math.sqrt(0.0007) / math.sqrt(3)
+    assert c4.error_y.array[0] == pytest.approx(half, rel=1e-5)
+    assert c4.error_y.arrayminus[0] == pytest.approx(half, rel=1e-5)
+    assert "n=3 seeds" in c4.text[0] and f"[{100 * (0.73 - half):.2f}, " in c4.text[0]
+    (c8,) = [t for t in fig.data if t.name == "C=8"]
+    assert sorted(list(cd) for cd in c8.customdata) == [[3], [7]]
+    assert list(c8.error_y.array) == [0.0, 0.0] and all("n=1, no interval" in t for t in c8.text)
+    assert "lr=0.5" in c8.text[list(c8.customdata).index([7])]
+    (conf,) = [t for t in fig.data if t.meta["role"] == "trials" and t.meta["phase"] == CONFIRM]
+    assert [list(cd) for cd in conf.customdata] == [[4]] and list(conf.y) == [0.80]
+    assert conf.marker.symbol == "diamond"
+    assert conf.text[0].startswith("#4 ResNeXt 4x2d, depths 1-1-1, width 32 · confirmation phase")
+    assert list(trace(fig, "pruned").customdata) == [5]
+    # The front is over the search-phase means: the confirmed 0.80 does not hide them.
+    assert 4 not in {n for cd in trace(fig, "front").customdata for n in cd}
+    assert "5 configuration means over 7 complete trials" in fig.layout.title.text
+
+
 def test_hover_text_names_the_config_in_the_papers_notation(records: list[dict]) -> None:
     fig = dash.pareto_figure(records, "flops")
     t = [t for t in fig.data if t.name == "C=8"][0]
-    i = list(t.customdata).index(7)  # 8x14d, 4th Table 2 pair: trials 6 (pruned) and 7
+    i = [list(cd) for cd in t.customdata].index([7])  # 8x14d, Table 2: trials 6 (pruned), 7
     r = records[7]
     assert r["spec"]["cardinality"] == 8 and r["spec"]["bottleneck_width"] == 14
     cx = resnext.complexity(resnext.Spec.from_dict(r["spec"]))
     assert t.text[i] == (
-        f"#7 ResNeXt 8x14d, depths 3-3-3, width 256<br>acc {100 * r['val_accuracy']:.2f}% · "
-        f"{cx.params / 1e6:.2f}M params · {cx.flops / 1e6:.2f}M FLOPs · "
+        f"#7 ResNeXt 8x14d, depths 3-3-3, width 256<br>acc {100 * r['val_accuracy']:.2f}% "
+        f"(n=1, no interval)<br>{cx.params / 1e6:.2f}M params · {cx.flops / 1e6:.2f}M FLOPs · "
         f"latency {1e3 * r['latency']:.2f} ms"
     )
     assert t.hovertemplate == "%{text}<extra></extra>"
+    # 1x64d is in Table 2 and in Fig. 7, two seeds each: trials 0, 1, 10 (failed) and 11.
+    c1 = [t for t in fig.data if t.name == "C=1"][0]
+    j = [list(cd) for cd in c1.customdata].index([0, 1, 11])
+    mean = statistics.fmean(records[k]["val_accuracy"] for k in (0, 1, 11))
+    assert c1.text[j].startswith(
+        f"#0 #1 #11 ResNet 1x64d, depths 3-3-3, width 256<br>mean acc {100 * mean:.2f}% over n=3"
+    )
 
 
 def test_many_points_switch_to_webgl(records: list[dict]) -> None:
     assert type(dash.pareto_figure(records).data[0]) is go.Scatter
-    many = [dict(r, number=i) for i in range(2 * dash.GL_POINTS // len(records)) for r in records]
+    copies = 2 * dash.GL_POINTS // len(records)
+    # Distinct hyper-parameters, so that every copy is a configuration of its own.
+    many = [
+        dict(r, number=i * len(records) + r["number"], hparams={"copy": i})
+        for i in range(copies)
+        for r in records
+    ]
     assert type(dash.pareto_figure(many).data[0]) is go.Scattergl
 
 
@@ -316,17 +405,32 @@ def test_importance_effects_show_the_sign_and_the_best_category() -> None:
 
 def test_importance_figure_bars(study: optuna.Study, records: list[dict]) -> None:
     imp = dash.param_importances(study)
-    assert set(imp) == {"cardinality", "bottleneck_width", "lr", "optimizer"}
-    assert sum(imp.values()) == pytest.approx(1.0)
+    assert set(imp.importance) == {"cardinality", "bottleneck_width", "lr", "optimizer"}
+    assert sum(imp.importance.values()) == pytest.approx(1.0)
     fig = dash.importance_figure(imp, records)
     bar = fig.data[0]
     assert set(bar.y) == {"C", "d", "lr", "optimizer"}
-    assert list(bar.x) == sorted(imp.values())
+    assert list(bar.x) == sorted(imp.importance.values())
     for label, colour in zip(bar.text, bar.marker.color, strict=True):
         if "-> higher" in label:
             assert colour == "#2a9d8f"
         elif "-> lower" in label:
             assert colour == "#e76f51"
+    # The whiskers span each bootstrap interval; title and hover say what it is, and n.
+    names = sorted(imp.importance, key=imp.importance.get)
+    n = sum(r["state"] == "COMPLETE" for r in records)
+    for k, x, plus, minus, cd in zip(
+        names, bar.x, bar.error_x.array, bar.error_x.arrayminus, bar.customdata, strict=True
+    ):
+        assert x + plus == pytest.approx(imp.high[k]) and x - minus == pytest.approx(imp.low[k])
+        assert cd.endswith(f": [{imp.low[k]:.3f}, {imp.high[k]:.3f}]")
+    how = f"95% bootstrap interval, {dash.importance.RESAMPLES} resamples of the {n} trials"
+    assert how in fig.layout.title.text and f"n={n} complete" in fig.layout.title.text
+    assert bar.hovertemplate.startswith(f"%{{y}}: %{{x:.3f}} (n={n}, %{{customdata}})")
+    capped = dataclasses.replace(imp, n=3896, drawn=500)
+    assert "resamples of 500 of the 3,896 trials" in (
+        dash.importance_figure(capped, records).layout.title.text
+    )
     empty = dash.importance_figure(None, records)
     assert not empty.data and "no parameter varies" in dash.waiting_text(empty)
     few = dash.importance_figure(imp, records[:5])
@@ -334,6 +438,74 @@ def test_importance_figure_bars(study: optuna.Study, records: list[dict]) -> Non
     assert not few.data and dash.waiting_text(few) == (
         f"too few trials for parameter importances: {MIN_IMPORTANCE - n} more needed"
     )
+
+
+def _accuracy_error(t: optuna.trial.FrozenTrial) -> float:
+    return 1 - t.user_attrs["val_accuracy"]
+
+
+def test_importance_intervals_are_the_bootstrap_of_optunas_own_evaluator(
+    study: optuna.Study,
+) -> None:
+    imp = dash.param_importances(study, resamples=8, seed=3)
+    assert imp == dash.param_importances(study, resamples=8, seed=3)  # seeded
+    assert imp.low != dash.param_importances(study, resamples=8, seed=4).low
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert imp.n == imp.drawn == len(done) and imp.resamples == 8
+    names = list(imp.importance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PED-ANOVA's notes on small regimes and on targets
+        # The estimate: Optuna's default evaluator on the study itself.
+        assert imp.importance == optuna.importance.get_param_importances(
+            study, target=_accuracy_error
+        )
+        # The interval, independently: the same draws, whole trials, a study each, one call.
+        rng = np.random.default_rng(3)
+        reps = []
+        for _ in range(8):
+            s = optuna.create_study(direction="maximize")  # the target says lower is better
+            s.add_trials([done[i] for i in rng.integers(0, len(done), size=len(done))])
+            got = optuna.importance.get_param_importances(s, params=names, target=_accuracy_error)
+            reps.append([got[k] for k in names])
+    low, high = np.percentile(np.array(reps), [2.5, 97.5], axis=0)
+    assert [imp.low[k] for k in names] == pytest.approx(list(low))
+    assert [imp.high[k] for k in names] == pytest.approx(list(high))
+    # With the default 50 resamples, each interval holds its estimate.
+    full = dash.param_importances(study)
+    assert full.resamples == dash.importance.RESAMPLES
+    for k in names:
+        assert full.low[k] <= full.importance[k] <= full.high[k], k
+        assert full.high[k] > full.low[k] or full.importance[k] == 0, k
+
+
+def test_large_studies_draw_at_most_max_drawn_trials_per_resample(study: optuna.Study) -> None:
+    trials = dash.importance.error_trials(study)
+    names = ["cardinality", "lr"]
+    reps, drawn = dash.importance.bootstrap_importances(trials, names, resamples=3, max_drawn=10)
+    assert drawn == 10 and reps.shape == (3, 2)
+    assert np.allclose(reps.sum(axis=1), 1.0)  # each replicate normalised over its params
+    # The bare trials carry what PED-ANOVA reads: the params and the error as the value.
+    assert [t.value for t in trials] == [
+        pytest.approx(_accuracy_error(t)) for t in study.get_trials(states=(TrialState.COMPLETE,))
+    ]
+
+
+def test_resamples_log_nothing_and_leave_optunas_verbosity(
+    study: optuna.Study, caplog: pytest.LogCaptureFixture
+) -> None:
+    trials = dash.importance.error_trials(study)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    optuna.logging.enable_propagation()  # to caplog
+    try:
+        optuna.create_study()
+        assert "A new study created" in caplog.text  # the line each replicate would log
+        caplog.clear()
+        dash.importance.bootstrap_importances(trials, ["lr"], resamples=3)
+        assert caplog.text == ""
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.disable_propagation()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def test_importances_need_two_complete_trials() -> None:
@@ -358,7 +530,12 @@ def test_page_is_self_contained_and_escapes_user_text(records: list[dict]) -> No
     data = json.loads(blob)
     assert set(data["figures"]) >= {"pareto-flops", "pareto-params", "pareto-latency", "curves"}
     assert data["rows"][0]["hparams"] == "optimizer=</script><script>alert(2)</script><!--"
-    assert data["hover"][str(records[1]["number"])] == dash.hover_text(records[1])
+    # Hover texts travel once, keyed by the point's trial numbers as JavaScript joins them.
+    c1 = [t for t in dash.pareto_figure(records).data if t.name == "C=1"][0]
+    j = [list(cd) for cd in c1.customdata].index([0, 1, 11])
+    assert data["hover"]["0,1,11"] == c1.text[j]
+    assert data["hover"]["6"] == dash.hover_text(records[6])  # pruned: one point per trial
+    assert all("text" not in t for t in data["figures"]["pareto-flops"]["data"])
     assert data["metrics"] == {"flops": True, "params": True, "latency": True}
     assert data["live"] is False
     no_latency = [dict(r, latency=None) for r in records]

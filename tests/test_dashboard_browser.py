@@ -71,12 +71,15 @@ def test_every_plot_renders_offline_without_errors(fresh, records: list[dict]) -
     fig = dash.pareto_figure(records)
     want = sum(len(t.x) for t in fig.data)  # every trial, front ring and pruned point
     assert count(s, "#pareto .scatterlayer .point") == want > 20
+    configs = sum(len(t.x) for t in fig.data if t.meta["role"] == "trials")
+    assert count(s, "#pareto .errorbar path.yerror") == configs  # n=1: a bar of length 0
     edf = dash.edf_figure(records)
     assert count(s, "#edf .scatterlayer path.js-line") == len(edf.data) >= 4
     card = dash.cardinality_figure(records)
     assert count(s, "#cardinality .scatterlayer .point") == sum(len(t.x) for t in card.data)
     assert count(s, "#size .scatterlayer .point") > 5
-    assert count(s, "#importance .bars path") == 4
+    assert count(s, "#importance .bars .point path") == 4
+    assert count(s, "#importance .errorbar path.xerror") == 4  # each bar's bootstrap interval
     # The one curves trace draws one line per trial with a history.
     n_hist = sum(bool(r["history"]) for r in records)
     path = s.page.evaluate(
@@ -96,14 +99,14 @@ def test_the_network_block_catches_requests(chromium) -> None:
 
 
 def point_xy(s, number: int) -> tuple[float, float]:
-    """Where trial ``number`` is drawn on the Pareto plot, in page pixels."""
+    """Where the configuration point holding trial ``number`` is drawn on the Pareto plot."""
     return tuple(
         s.page.evaluate(
             """(n) => {
             const gd = document.getElementById("pareto");
             for (const t of gd._fullData) {
                 if (!t.meta || t.meta.role !== "trials") continue;
-                const i = Array.from(t.customdata).indexOf(n);
+                const i = Array.from(t.customdata).findIndex((cd) => Array.from(cd).includes(n));
                 if (i < 0) continue;
                 const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
                 const box = gd.getBoundingClientRect();
@@ -126,10 +129,10 @@ def test_hover_shows_the_config_in_the_papers_notation(fresh, records: list[dict
         "Array.from(document.querySelectorAll('#pareto .hoverlayer .hovertext tspan.line'),"
         " t => t.textContent).join('\\n')"
     )
-    first, second = label.split("\n")
+    first, second, third = label.split("\n")
     assert first == "#7 ResNeXt 8x14d, depths 3-3-3, width 256"
-    assert second.startswith("acc ") and " M params" not in second
-    assert second == dash.hover_text(records[7]).split("<br>")[1]
+    assert second == f"acc {100 * records[7]['val_accuracy']:.2f}% (n=1, no interval)"
+    assert third.endswith(" ms") and " M params" not in third
 
 
 def test_clicking_a_point_highlights_its_row_and_curve(fresh, records: list[dict]) -> None:
@@ -150,13 +153,43 @@ def test_clicking_a_point_highlights_its_row_and_curve(fresh, records: list[dict
         "(() => { const gd = document.getElementById('pareto');"
         " return Array.from(gd.data[gd.data.length - 1].customdata); })()"
     )
-    assert ring == [7]
+    assert ring == [[7]]
     # The table shows the row: it is scrolled into its box.
     assert s.page.evaluate(
         """(() => { const box = document.getElementById("table-box").getBoundingClientRect();
         const row = document.querySelector('#trials tr.sel').getBoundingClientRect();
         return row.top >= box.top && row.bottom <= box.bottom; })()"""
     )
+
+
+def test_clicking_a_configuration_selects_all_its_seeds(fresh, records: list[dict]) -> None:
+    s = fresh
+    s.page.locator("#pareto").scroll_into_view_if_needed()
+    # 1x64d: trials 0, 1 and 11 complete (10 failed) make one point at their mean.
+    seeds = [r["number"] for r in records if r["notation"] == records[0]["notation"]]
+    done = [n for n in seeds if records[n]["state"] == "COMPLETE"]
+    assert len(done) == 3 and len(seeds) == 4
+    x, y = point_xy(s, 0)
+    # Plotly clicks the point it last hovered: on a loaded machine, wait for that hover first.
+    s.page.mouse.move(x, y)
+    s.page.wait_for_function(
+        "(document.querySelector('#pareto .hoverlayer .hovertext') || {}).textContent"
+        "?.startsWith('#0 #1 #11 ')"
+    )
+    s.page.mouse.click(x, y)
+    s.page.wait_for_selector('#trials tr.sel[data-number="11"]', state="attached")
+    sel = s.page.evaluate(
+        "Array.from(document.querySelectorAll('#trials tr.sel'), r => Number(r.dataset.number))"
+    )
+    assert sorted(sel) == done
+    ring = s.page.evaluate(
+        """(() => { const gd = document.getElementById('pareto'); const t = gd.data.at(-1);
+        return [Array.from(t.x), Array.from(t.y),
+                Array.from(t.customdata, (cd) => Array.from(cd))]; })()"""
+    )
+    mean = sum(records[n]["val_accuracy"] for n in done) / 3
+    assert ring[1] == [pytest.approx(mean)] and ring[2] == [done]  # one ring, at the mean
+    assert "selected 3: #0 " in s.page.inner_text("#selection")
 
 
 def test_box_select_highlights_every_trial_inside(fresh, records: list[dict]) -> None:

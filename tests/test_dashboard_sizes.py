@@ -14,6 +14,7 @@ import pytest
 
 from nas import dashboard as dash
 from nas.dashboard.evidence import MIN_IMPORTANCE
+from nas.dashboard.importance import MAX_DRAWN, RESAMPLES
 from tests.browser import open_dashboard, session
 from tests.synthetic import synthetic_trials
 
@@ -82,6 +83,8 @@ def test_thirty_trials_show_importances_with_their_n(chromium, tmp_path: Path) -
     got = panels(chromium, page_of(30, tmp_path))
     check_no_empty_axes(got)
     assert got["importance"][0] == "drawn" and "95% CI" in got["importance"][1]
+    # Every complete trial is drawn from: no cap below MAX_DRAWN.
+    assert f"95% bootstrap interval, {RESAMPLES} resamples of the " in got["importance"][1]
     assert got["edf"][0] == "drawn" and "DKW" in got["edf"][1]
     assert got["cardinality"][0] == "drawn" and got["size"][0] == "drawn"
 
@@ -92,4 +95,5 @@ def test_five_thousand_trials_show_verdicts(chromium, tmp_path: Path) -> None:
     check_no_empty_axes(got)
     assert all(got[p][0] == "drawn" for p in PANELS if p != "recommendation")
     assert "-> higher accuracy" in got["importance"][1], got["importance"][1]
+    assert f"{RESAMPLES} resamples of {MAX_DRAWN} of the " in got["importance"][1]
     assert ": differ" in got["edf"][1], got["edf"][1]

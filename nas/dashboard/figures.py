@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 import resnext
+from nas.confirm import CONFIRM, SEARCH
 from nas.dashboard.evidence import (
     MIN_EDF_GROUP,
     MIN_IMPORTANCE,
@@ -29,9 +30,10 @@ from nas.dashboard.evidence import (
     ks_critical,
     too_few,
 )
+from nas.dashboard.importance import Importances
 from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
 from nas.recommend import format_p_best, mean_interval
-from nas.records import spec_key
+from nas.records import config_groups, spec_key
 from resnext.complexity import format_count
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
@@ -92,11 +94,19 @@ def hover_text(r: dict[str, Any]) -> str:
     )
 
 
+def format_params(params: dict[str, Any]) -> str:
+    """``k=v`` pairs by name, floats to 4 significant digits: ``lr=0.1, optimizer=sgd``."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+    )
+
+
 def _array(values: list[Any]) -> np.ndarray:
     """A list as an object array: plotly validates it ~10x faster than a list of 5,000, and it
     still ships as a plain JSON list (nulls kept as gaps), which the page's script reads."""
     out = np.empty(len(values), dtype=object)
-    out[:] = values
+    for i, v in enumerate(values):  # one by one: a list element (trial numbers) stays a list
+        out[i] = v
     return out
 
 
@@ -144,69 +154,179 @@ METRICS = {
 }
 
 
-def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Figure:
-    """Accuracy against FLOPs, params or latency: trials coloured by C, the front as a step line.
+def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Complete trials merged per configuration and phase, as ``trials`` merges them.
 
-    Every point carries its trial number as ``customdata``. Pruned and failed trials that have
-    an accuracy are their own traces (``meta.role`` "pruned"/"failed") so the page can hide
-    them; an empty last trace (``meta.role`` "selected") is there for the page's highlight.
+    One dict per group of :func:`nas.records.config_groups` with a ``metric``: its ``phase``,
+    ``spec``, ``hparams``, trial ``numbers``, ``n``, ``mean`` accuracy with the 95% t interval
+    ``low``/``high`` over its seeds (None with one), and ``x``, the mean ``metric`` of the
+    trials that measured it (FLOPs and params are the spec's; latency is measured per trial).
+    """
+    points = []
+    for (ph, _), group in config_groups(_complete(records)).items():
+        measured = [r[metric] for r in group if r.get(metric) is not None]
+        if not measured:
+            continue
+        iv = mean_interval([r["val_accuracy"] for r in group])
+        latencies = [r["latency"] for r in group if r.get("latency") is not None]
+        first = group[0]
+        points.append(
+            {
+                "phase": ph,
+                "spec": first["spec"],
+                "hparams": first.get("hparams") or {},
+                "numbers": [r["number"] for r in group],
+                "n": iv.n,
+                "mean": iv.mean,
+                "low": None if iv.n < 2 else iv.low,
+                "high": None if iv.n < 2 else iv.high,
+                "x": statistics.fmean(measured),
+                "flops": first.get("flops"),
+                "params": first.get("params"),
+                "latency": statistics.fmean(latencies) if latencies else None,
+            }
+        )
+    return points
+
+
+def config_hover_text(p: dict[str, Any]) -> str:
+    """A configuration point in one hover label: its trials, the paper's notation, its mean
+    accuracy with n and the 95% t interval, then its complexity and mean latency."""
+    spec = _spec_of(spec_key(p["spec"]))
+    nums = p["numbers"]
+    ids = " ".join(f"#{n}" for n in nums[:6]) + (f" +{len(nums) - 6}" if len(nums) > 6 else "")
+    hp = format_params(p["hparams"])
+    name = spec.describe() + (f" ({hp})" if hp else "")
+    phase = " · confirmation phase" if p["phase"] == CONFIRM else ""
+    if p["n"] < 2:
+        acc = f"acc {100 * p['mean']:.2f}% (n=1, no interval)"
+    else:
+        acc = (
+            f"mean acc {100 * p['mean']:.2f}% over n={p['n']} seeds, "
+            f"95% t interval [{100 * p['low']:.2f}, {100 * p['high']:.2f}]%"
+        )
+    lat = "n/a" if p["latency"] is None else f"{1e3 * p['latency']:.2f} ms"
+    return (
+        f"{ids} {html.escape(name)}{phase}<br>{acc}<br>"
+        f"{_si(p['params'])} params · {_si(p['flops'])} FLOPs · latency {lat}"
+    )
+
+
+def hover_key(customdata: Any) -> str:
+    """The key of a Pareto point's hover text on the page: its trial numbers, comma-joined, as
+    JavaScript's ``String()`` writes an array of them (or the one number of a pruned trial)."""
+    if isinstance(customdata, list | tuple | np.ndarray):
+        return ",".join(str(int(n)) for n in customdata)
+    return str(int(customdata))
+
+
+def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Figure:
+    """Accuracy against FLOPs, params or latency: one point per configuration and phase.
+
+    Seeds are merged as ``trials`` merges them (:func:`config_points`): each point is the mean
+    accuracy of a configuration's complete trials with its 95% t interval as an error bar
+    (none with n=1), coloured by C; confirmation-phase configurations (longer schedule) are
+    diamonds in a trace of their own, never averaged with their proxy trials. The front is a
+    step line over the search-phase configuration means. Every configuration point carries the
+    list of its trial numbers as ``customdata`` (``meta.role`` "trials", or "front"), so that
+    picking it selects all its trials. Pruned and failed trials with an accuracy stay one point
+    per trial (``meta.role`` "pruned"/"failed", customdata the number); an empty last trace
+    (``meta.role`` "selected") is there for the page's highlight.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     label, scale = METRICS[metric]
-    placed = [
+    points = config_points(records, metric)
+    others = [
         r
         for r in records
-        if r.get("spec") and r.get("val_accuracy") is not None and r.get(metric) is not None
+        if r["state"] in ("PRUNED", "FAIL")
+        and r.get("spec")
+        and r.get("val_accuracy") is not None
+        and r.get(metric) is not None
     ]
-    done = [r for r in placed if r["state"] == "COMPLETE"]
+    search = [p for p in points if p["phase"] != CONFIRM]
+    confirm = [p for p in points if p["phase"] == CONFIRM]
     fig = go.Figure()
-    colours = _colours(r["spec"]["cardinality"] for r in done)
-    n = len(placed)
+    colours = _colours(p["spec"]["cardinality"] for p in points)
+    n = len(points) + len(others)
 
-    def trace(rows: list[dict[str, Any]], **kwargs: Any) -> go.Scatter | go.Scattergl:
+    def trace(pts: list[dict[str, Any]], **kwargs: Any) -> go.Scatter | go.Scattergl:
         return _scatter(
             n,
-            x=[r[metric] * scale for r in rows],
-            y=[r["val_accuracy"] for r in rows],
-            customdata=[r["number"] for r in rows],
-            text=[hover_text(r) for r in rows],
+            x=[p["x"] * scale for p in pts],
+            y=[p["mean"] for p in pts],
+            customdata=[p["numbers"] for p in pts],
+            text=[config_hover_text(p) for p in pts],
             hovertemplate="%{text}<extra></extra>",
             **kwargs,
         )
 
+    def bars(pts: list[dict[str, Any]]) -> dict[str, Any]:
+        # n=1 has no interval: a zero-length bar, hidden under its marker.
+        return {
+            "type": "data",
+            "symmetric": False,
+            "array": [0.0 if p["high"] is None else p["high"] - p["mean"] for p in pts],
+            "arrayminus": [0.0 if p["low"] is None else p["mean"] - p["low"] for p in pts],
+            "visible": True,
+            "thickness": 1,
+            "width": 2,
+        }
+
     for c, colour in colours.items():
-        rows = [r for r in done if r["spec"]["cardinality"] == c]
+        pts = [p for p in search if p["spec"]["cardinality"] == c]
+        if pts:
+            fig.add_trace(
+                trace(
+                    pts,
+                    mode="markers",
+                    name=f"C={c}",
+                    marker={"color": colour, "size": 7},
+                    error_y={**bars(pts), "color": colour},
+                    meta={"role": "trials", "phase": SEARCH},
+                )
+            )
+    if confirm:
         fig.add_trace(
             trace(
-                rows,
+                confirm,
                 mode="markers",
-                name=f"C={c}",
-                marker={"color": colour, "size": 7},
-                meta={"role": "trials"},
+                name=f"confirmation ({len(confirm)} configs)",
+                marker={
+                    "color": [colours[p["spec"]["cardinality"]] for p in confirm],
+                    "symbol": "diamond",
+                    "size": 10,
+                    "line": {"color": "black", "width": 1},
+                },
+                error_y={**bars(confirm), "color": "black"},
+                meta={"role": "trials", "phase": CONFIRM},
             )
         )
-    front = [
-        done[i] for i in pareto_front([r[metric] for r in done], [r["val_accuracy"] for r in done])
-    ]
+    front = [search[i] for i in pareto_front([p["x"] for p in search], [p["mean"] for p in search])]
     fig.add_trace(
         trace(
             front,
             mode="lines+markers",
             line={"shape": "hv", "color": "black", "width": 1.5},
             marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": "black", "width": 1.5}},
-            name=f"Pareto front ({len(front)})",
+            name=f"Pareto front of config means ({len(front)})",
             meta={"role": "front"},
         )
     )
     for state, symbol in (("PRUNED", "circle-open"), ("FAIL", "x-thin-open")):
-        rows = [r for r in placed if r["state"] == state]
+        rows = [r for r in others if r["state"] == state]
         if rows:
             fig.add_trace(
-                trace(
-                    rows,
+                _scatter(
+                    n,
+                    x=[r[metric] * scale for r in rows],
+                    y=[r["val_accuracy"] for r in rows],
+                    customdata=[r["number"] for r in rows],
+                    text=[hover_text(r) for r in rows],
+                    hovertemplate="%{text}<extra></extra>",
                     mode="markers",
-                    name=f"{state.lower()} ({len(rows)})",
+                    name=f"{state.lower()} trials ({len(rows)})",
                     marker={"color": "grey", "symbol": symbol, "size": 7},
                     meta={"role": "pruned" if state == "PRUNED" else "failed"},
                 )
@@ -225,15 +345,17 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
             meta={"role": "selected"},
         )
     )
+    trials = sum(p["n"] for p in points)
     _layout(
         fig,
-        f"Accuracy against {label}",
+        f"Accuracy against {label}: {len(points)} configuration means over {trials} complete "
+        "trials (bars: 95% t interval over seeds)",
         xaxis={"title": label, "type": "log"},
-        yaxis={"title": "validation accuracy", "tickformat": ".1%"},
+        yaxis={"title": "validation accuracy, mean over seeds", "tickformat": ".1%"},
         dragmode="select",
         hovermode="closest",
     )
-    if not done:
+    if not points:
         waiting(fig, f"Pareto front: waiting for a complete trial with a {label}")
     return fig
 
@@ -692,10 +814,9 @@ def completed(records: list[dict[str, Any]]) -> int:
     return sum(r["state"] == "COMPLETE" and r.get("val_accuracy") is not None for r in records)
 
 
-def importance_figure(
-    importances: dict[str, float] | None, records: list[dict[str, Any]]
-) -> go.Figure:
-    """Param importances as bars, labelled with the direction of each effect and its interval.
+def importance_figure(importances: Importances | None, records: list[dict[str, Any]]) -> go.Figure:
+    """Param importances as bars with their 95% bootstrap interval over trials (see
+    :mod:`nas.dashboard.importance`), labelled with the direction of each effect and its interval.
 
     Below ``MIN_IMPORTANCE`` complete trials the panel collapses to how many more it needs.
     """
@@ -704,26 +825,59 @@ def importance_figure(
     _layout(
         fig,
         f"Parameter importances for accuracy (PED-ANOVA, n={n} complete trials)",
-        xaxis={"title": "importance"},
+        xaxis={"title": "importance (share of the total)"},
     )
     short = too_few("parameter importances", n, MIN_IMPORTANCE)
     if short:
         return waiting(fig, short)
-    if not importances:
+    if not importances or not importances.importance:
         return waiting(fig, f"parameter importances: no parameter varies over the {n} trials")
-    names = sorted(importances, key=importances.get)
+    imp = importances.importance
+    names = sorted(imp, key=imp.get)
     effects = importance_effects(records, names)
     texts = {k: effect_text(e, _LABELS.get(k, k)) for k, e in effects.items()}
     colour = {"higher": "#2a9d8f", "lower": "#e76f51"}
+    low, high = importances.low, importances.high
+    bars = {}
+    if low is not None and high is not None:
+        of = (
+            f"{importances.drawn:,} of the {importances.n:,} trials"
+            if importances.drawn < importances.n
+            else f"the {importances.n:,} trials"
+        )
+        how = f"95% bootstrap interval, {importances.resamples} resamples of {of}"
+        cis = [f"{how}: [{low[k]:.3f}, {high[k]:.3f}]" for k in names]
+        # The percentile interval need not straddle the estimate; the bar spans it either way.
+        bars = {
+            "error_x": {
+                "type": "data",
+                "symmetric": False,
+                "array": [high[k] - imp[k] for k in names],
+                "arrayminus": [imp[k] - low[k] for k in names],
+                "visible": True,
+                "color": "#333",
+            }
+        }
+        fig.update_layout(
+            title=f"Parameter importances for accuracy (PED-ANOVA, n={n} complete trials)"
+            f"<br><sub>whiskers: {html.escape(how)}</sub>",
+            margin={"t": 70},
+        )
+    else:
+        cis = ["no interval" for _ in names]
     fig.add_trace(
         go.Bar(
-            x=[importances[k] for k in names],
+            x=[imp[k] for k in names],
             y=[html.escape(_LABELS.get(k, k)) for k in names],
             orientation="h",
             text=[html.escape(texts[k]) for k in names],
+            customdata=[html.escape(c) for c in cis],
             textposition="auto",
             marker={"color": [colour.get(effects[k]["direction"], "#8d99ae") for k in names]},
-            hovertemplate="%{y}: %{x:.3f}<br>%{text}<extra></extra>",
+            hovertemplate=(
+                f"%{{y}}: %{{x:.3f}} (n={n}, %{{customdata}})<br>%{{text}}<extra></extra>"
+            ),
+            **bars,
         )
     )
     fig.update_layout(showlegend=False, height=max(250, 60 + 40 * len(names)))
@@ -810,7 +964,7 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
 
 def figures(
     records: list[dict[str, Any]],
-    importances: dict[str, float] | None = None,
+    importances: Importances | None = None,
     recommendation: dict[str, Any] | None = None,
 ) -> dict[str, go.Figure]:
     """Every figure of the page, by name; ``recommendation`` is from :mod:`nas.confirm`."""

@@ -10,7 +10,6 @@ import html
 import json
 import math
 import re
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,37 +20,19 @@ from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
 from nas.confirm import recommendation
-from nas.dashboard.figures import FINISHED, METRICS, figures, spec_of, waiting_text
+from nas.dashboard.figures import (
+    FINISHED,
+    METRICS,
+    figures,
+    format_params,
+    hover_key,
+    spec_of,
+    waiting_text,
+)
+from nas.dashboard.importance import Importances, param_importances
 from nas.fileio import ensure_parent, write_text
 from nas.records import mark_config_means, trial_records
 from nas.storage import UnknownStudy, load
-
-
-def param_importances(study: optuna.Study) -> dict[str, float] | None:
-    """PED-ANOVA importances of the params for accuracy; None with too few or constant trials."""
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    varying = {
-        name
-        for name in {n for t in done for n in t.params}
-        if len({repr(t.params.get(name)) for t in done}) > 1
-    }
-    if len(done) < 2 or not varying:
-        return None
-
-    def error(t: optuna.trial.FrozenTrial) -> float:
-        acc = t.user_attrs.get("val_accuracy")
-        if acc is None and t.values is not None and len(t.values) == 1:
-            return float(t.values[0])
-        return float("nan") if acc is None else 1.0 - float(acc)
-
-    # Optuna 5's default evaluator, PED-ANOVA (no scikit-learn needed), ranks params by how much
-    # they matter for reaching the top quantile of a lower-is-better target: the error.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return optuna.importance.get_param_importances(study, target=error)
-        except (ValueError, RuntimeError):  # e.g. no param shared by every complete trial
-            return None
 
 
 def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
@@ -104,10 +85,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seed": r.get("seed"),
                 "config_mean": m["spec_mean_accuracy"],
                 "config_trials": m["spec_trials"],
-                "hparams": ", ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in sorted(r["optuna_params"].items())
-                ),
+                "hparams": format_params(r["optuna_params"]),
             }
         )
     return rows
@@ -138,7 +116,7 @@ def _page_template() -> str:
 def build_page(
     records: list[dict[str, Any]],
     study_name: str,
-    importances: dict[str, float] | None = None,
+    importances: Importances | None = None,
     live: bool = False,
     poll_seconds: float = 5.0,
     state: dict[str, Any] | None = None,
@@ -157,12 +135,14 @@ def build_page(
     # One template for every plot, shipped once (the page sets it on each layout).
     for fig in figs.values():
         fig["layout"].pop("template", None)
-    # The three Pareto views share their hover texts: ship them once, keyed by trial number.
-    hover: dict[int, str] = {}
+    # The three Pareto views share their hover texts: ship them once, keyed by the point's
+    # trial numbers (a configuration's are the same in every view, its text too).
+    hover: dict[str, str] = {}
     for name in (f"pareto-{m}" for m in METRICS):
         for trace in figs[name]["data"]:
             if "text" in trace and trace.get("meta", {}).get("role") != "selected":
-                hover.update(zip(trace["customdata"], trace.pop("text"), strict=True))
+                keys = map(hover_key, trace["customdata"])
+                hover.update(zip(keys, trace.pop("text"), strict=True))
     data = {
         "template": pio.templates["plotly_white"].to_plotly_json(),
         "figures": figs,

@@ -11,11 +11,11 @@ from typing import Any
 
 import optuna
 
+from nas.dashboard.importance import param_importances
 from nas.dashboard.page import (
     build_page,
     json_safe,
     load_study,
-    param_importances,
     records_from_study,
     study_recommendation,
     study_state,
