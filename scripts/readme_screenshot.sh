@@ -5,6 +5,8 @@
 #
 #   scripts/readme_screenshot.sh                  # 12 trials, about 15-20 min on 2 CPU cores
 #   TRIALS=30 scripts/readme_screenshot.sh --confirm 3   # extra arguments go to `search`
+#   SHOT_ONLY=1 scripts/readme_screenshot.sh ARGS         # re-shoot the study in runs/readme.db
+#                                  # (after a dashboard change), keeping the search's recorded time
 #
 # Needs the folder dataset (--dataset folder) and Chromium (scripts/install_chromium.sh).
 set -euo pipefail
@@ -19,14 +21,22 @@ if [ ! -e "$DATA" ]; then
     exit 2
 fi
 mkdir -p runs docs
-rm -f "$DB"  # a fresh study: the caption describes exactly this run
 SEARCH=(search --trials "$TRIALS" --study "$STUDY" --storage "sqlite:///$DB"
         --dataset folder --data-dir "$DATA" "$@")
 DASH=(dashboard --study "$STUDY" --storage "sqlite:///$DB" --out runs/readme-dashboard.html
       --screenshot docs/dashboard.png)
-start=$(date +%s)
-"$BIN/resnext-nas" "${SEARCH[@]}"
-seconds=$(( $(date +%s) - start ))
+if [ -n "${SHOT_ONLY:-}" ]; then
+    if [ ! -e "$DB" ] || [ ! -e runs/readme-seconds.txt ]; then
+        echo "readme_screenshot: SHOT_ONLY needs the study of an earlier run ($DB)" >&2
+        exit 2
+    fi
+else
+    rm -f "$DB"  # a fresh study: the caption describes exactly this run
+    start=$(date +%s)
+    "$BIN/resnext-nas" "${SEARCH[@]}"
+    echo $(( $(date +%s) - start )) > runs/readme-seconds.txt
+fi
+seconds=$(cat runs/readme-seconds.txt)
 "$BIN/resnext-nas" "${DASH[@]}"
 "$BIN/python" - "$STUDY" "sqlite:///$DB" "$seconds" "resnext-nas ${SEARCH[*]}" \
     "resnext-nas ${DASH[*]}" <<'PY'
