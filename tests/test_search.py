@@ -305,7 +305,9 @@ def _stop_worker_mid_trial(url: str, sig: signal.Signals) -> optuna.trial.Frozen
     victim = None
     sent = False
     try:
-        deadline = time.time() + 120
+        # Minutes, not seconds: on a loaded machine (load 6 on 2 cores) the start and the first
+        # trial alone took over 120 s; the wait ends as soon as the second trial is under way.
+        deadline = time.time() + 600
         while time.time() < deadline and victim is None:
             time.sleep(0.2)
             try:
