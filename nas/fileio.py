@@ -112,15 +112,16 @@ def new_temp(path: str | Path) -> tuple[int, Path]:
 def check_target(path: str | Path, option: str = "") -> Path:
     """``path`` if a file may be written there; WriteError naming ``option`` if not.
 
-    Refused: a folder, a file without write permission (its owner protected it), and a SQLite
-    database (a study's storage is never overwritten by a page or a table).
+    Refused: a folder, a file without write permission (its owner protected it: refused to root
+    too, whom the mode bits do not stop), and a SQLite database (a study's storage is never
+    overwritten by a page or a table).
     """
     path = Path(path)
     what = f"{option} {path}" if option else str(path)
     if path.is_dir():
         raise WriteError(f"{what} is a folder; give a file name")
     if path.is_file():
-        if not os.access(path, os.W_OK):
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
             raise WriteError(f"{what} is read-only; it is not overwritten")
         head = b""
         with contextlib.suppress(OSError), open(path, "rb") as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +62,29 @@ def group_alive(pgid: int) -> bool:
 # ------------------------------------------------------------------ 1. weights are an extra
 
 
-def _unwritable(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _read_only_folder(runs: Path, request: pytest.FixtureRequest) -> Path:
+    """``runs`` made a folder that cannot be written, by root too; the path to use for it.
+
+    Mode bits do not stop root (CI runs as root), the immutable attribute does (``chattr +i``,
+    removed again at teardown). Where the file system refuses the attribute, ``runs`` lies under
+    a regular file, so that creating it fails (ENOTDIR) for anyone.
+    """
+    runs.mkdir()
+    if os.geteuid() != 0:
+        runs.chmod(0o555)
+        return runs
+    chattr = shutil.which("chattr")
+    if chattr and subprocess.run([chattr, "+i", str(runs)], capture_output=True).returncode == 0:
+        request.addfinalizer(lambda: subprocess.run([chattr, "-i", str(runs)], check=True))
+        return runs
+    runs.rmdir()
+    runs.write_text("a file where the runs folder's parent should be")
+    return runs / "runs"
+
+
+def _unwritable(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Path:
     if how == "disk full":
         import torch
 
@@ -72,22 +95,21 @@ def _unwritable(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> Pa
         return tmp_path / "runs"
     if how == "name too long":
         return tmp_path / ("r" * 300)
-    # A runs folder that cannot be written: as root, mode bits do not stop writes, so a file
-    # stands where the folder should be (mkdir fails in both cases).
-    runs = tmp_path / "runs"
-    if os.geteuid() == 0:
-        runs.write_text("not a folder")
-    else:
-        runs.mkdir()
-        runs.chmod(0o555)
+    runs = _read_only_folder(tmp_path / "runs", request)
+    with pytest.raises(OSError):  # the premise: nothing can be made in it
+        (runs / "probe").mkdir(parents=True)
     return runs
 
 
 @pytest.mark.parametrize("how", ["disk full", "name too long", "read-only runs"])
 def test_unwritable_weights_keep_the_trained_trial(
-    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path,
+    how: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
-    runs = _unwritable(tmp_path, how, monkeypatch)
+    runs = _unwritable(tmp_path, how, monkeypatch, request)
     settings = SearchSettings(tiny_space(), study="w", runs_dir=runs, **SETTINGS)
     report = run_worker(settings, toy_data(), TRAIN, 3, storage=sqlite(tmp_path))
     study = load("w", sqlite(tmp_path))
