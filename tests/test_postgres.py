@@ -104,10 +104,10 @@ SEARCH = [
 ]  # fmt: skip
 
 
-def _done(url: str) -> tuple[list[optuna.trial.FrozenTrial], bool]:
+def _done(storage: optuna.storages.RDBStorage) -> tuple[list[optuna.trial.FrozenTrial], bool]:
     """The study's trained trials and whether one is training now; ([], False) before it exists."""
     try:
-        ts = optuna.load_study(study_name="outage", storage=open_storage(url)).get_trials()
+        ts = optuna.load_study(study_name="outage", storage=storage).get_trials()
     except KeyError:
         return [], False
     return [t for t in ts if counts(t)], any(t.state == TrialState.RUNNING for t in ts)
@@ -122,6 +122,9 @@ def test_server_stopped_mid_study_is_one_line_then_the_same_command_resumes(
     own_server: SimpleNamespace, tmp_path: Path
 ) -> None:
     url = own_server.start()
+    # Our reader makes Optuna's tables before the search starts: two processes creating them at
+    # once on PostgreSQL can collide. The search still creates its study itself.
+    storage = open_storage(url)
     cmd = [sys.executable, str(ROOT / "cli.py"), *SEARCH, "--storage", url]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 600}
@@ -131,11 +134,12 @@ def test_server_stopped_mid_study_is_one_line_then_the_same_command_resumes(
     )  # fmt: skip
     try:
         deadline = time.time() + 300
-        done, running = _done(url)
+        done, running = _done(storage)
         while not (len(done) >= 2 and running):  # mid-study and mid-trial
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            assert proc.poll() is None, proc.communicate()  # it ended before the stop
+            assert time.time() < deadline, "2 trials never finished while one more trained"
             time.sleep(0.2)
-            done, running = _done(url)
+            done, running = _done(storage)
         own_server.stop()
         out, err = proc.communicate(timeout=120)
     finally:
@@ -148,7 +152,7 @@ def test_server_stopped_mid_study_is_one_line_then_the_same_command_resumes(
     assert line.endswith("run the same command again once it is back"), line
 
     assert own_server.start() == url  # the same server at the same address
-    before = _snapshot(_done(url)[0])
+    before = _snapshot(_done(storage)[0])  # its pool reconnects (pre-ping)
     assert before.keys() >= {t.number for t in done}
     res = subprocess.run(cmd, **run)
     assert res.returncode == 0, res.stderr
