@@ -9,9 +9,12 @@ Two figures decide how many machines one study can feed:
 2. the sampler's seconds per trial (ask and draw the spec) with TPE as the workers use it
    (``constant_liar``), at 1,000 and 5,000 finished trials: TPE reads every trial at each suggest.
 
-    PYTHONPATH=. python benchmarks/bench_storage.py
+Both backends are measured in one run and printed side by side, with PostgreSQL's ratio to
+SQLite; PostgreSQL is measured when ``--postgres`` or ``$RESNEXT_NAS_TEST_POSTGRES`` gives a URL.
+
     eval "$(scripts/start_postgres.sh)"
-    PYTHONPATH=. python benchmarks/bench_storage.py --postgres "$RESNEXT_NAS_TEST_POSTGRES"
+    PYTHONPATH=. python benchmarks/bench_storage.py            # the figures (several minutes)
+    PYTHONPATH=. python benchmarks/bench_storage.py --quick    # a smoke run: seconds, not figures
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import statistics
 import tempfile
 import time
 import uuid
+import warnings
 
 import numpy as np
 import optuna
@@ -48,6 +52,13 @@ def space() -> SearchSpace:
     )
 
 
+def quiet() -> None:
+    """Optuna's warnings off, "heartbeat is supposed to be used with optimize" included: the
+    benchmark asks and tells by hand, as the objective's storage side does."""
+    quiet_optuna()
+    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+
+
 def _cycle(study: optuna.Study, sp: SearchSpace, i: int) -> None:
     """The storage side of one trial, without training."""
     trial = study.ask()
@@ -62,10 +73,7 @@ def _cycle(study: optuna.Study, sp: SearchSpace, i: int) -> None:
 
 
 def _worker(url: str, name: str, seconds: float, done: mp.Queue) -> None:
-    import warnings
-
-    quiet_optuna()
-    warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
+    quiet()
     study = optuna.load_study(
         study_name=name, storage=open_storage(url), sampler=optuna.samplers.RandomSampler()
     )
@@ -134,37 +142,92 @@ def sampler_seconds(url: str, finished: int, repeats: int) -> float:
         optuna.delete_study(study_name=name, storage=storage)
 
 
+# --quick: every step runs, on sizes too small for the figures to mean anything.
+FULL = {"seconds": 20.0, "procs": [1, 4], "sizes": [1000, 5000], "repeats": 5}
+QUICK = {"seconds": 2.0, "procs": [1, 2], "sizes": [50, 200], "repeats": 2}
+
+
+def measure(url: str, args: argparse.Namespace) -> tuple[dict[int, float], dict[int, float]]:
+    """Trials per minute by process count, and TPE's seconds per trial by finished trials."""
+    rates = {p: throughput(url, p, args.seconds) for p in args.procs}
+    tpe = {n: sampler_seconds(url, n, args.repeats) for n in args.sizes}
+    return rates, tpe
+
+
+def table(results: dict[str, tuple[dict[int, float], dict[int, float]]]) -> list[str]:
+    """The figures with one column a backend, and PostgreSQL over SQLite when both ran."""
+    labels = list(results)
+    both = labels == ["SQLite", "PostgreSQL"]
+    head = f"{'':42}" + "".join(f"{lab:>12}" for lab in labels)
+    lines = [head + (f"{'PostgreSQL/SQLite':>19}" if both else "")]
+
+    def row(name: str, values: list[float], fmt: str) -> None:
+        ratio = f"{values[1] / values[0]:>18.2f}x" if both and values[0] else ""
+        lines.append(f"{name:42}" + "".join(f"{v:>12{fmt}}" for v in values) + ratio)
+
+    rates, tpe = next(iter(results.values()))  # every backend ran the same sizes
+    for p in rates:
+        name = f"trials/min, {p} process{'es' * (p > 1)} (storage side)"
+        row(name, [results[lab][0][p] for lab in labels], ",.0f")
+    for n in tpe:
+        row(
+            f"TPE ask + spec draw at {n:,} finished, s",
+            [results[lab][1][n] for lab in labels],
+            ".3f",
+        )
+    return lines
+
+
+def meaning(label: str, rates: dict[int, float], tpe: dict[int, float]) -> str:
+    """What the figures mean for a study fed by many machines."""
+    best, big, small = max(rates.values()), max(tpe), min(tpe)
+    # A trial of 30 s costs the storage 1/best minute; machines each finishing a trial every
+    # 30 s saturate it at best / 2 machines; TPE adds its seconds to every trial.
+    return (
+        f"{label}: with 30 s trials, the storage alone would feed about {best / 2:,.0f} "
+        f"machines; at {big:,} trials TPE adds {tpe[big]:.2f} s ({tpe[big] / 30:.0%} of a 30 s "
+        f"trial) to each, on the worker that asks, {tpe[big] / tpe[small]:.1f}x its cost at "
+        f"{small:,}"
+    )
+
+
 def main() -> None:
-    """Print each backend's figures and what they mean for a many-machine study."""
+    """Print each backend's figures side by side and what they mean for a many-machine study."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--postgres", default=os.environ.get("RESNEXT_NAS_TEST_POSTGRES"))
-    ap.add_argument("--seconds", type=float, default=20.0, help="Length of a throughput run.")
-    ap.add_argument("--procs", type=int, nargs="+", default=[1, 4])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get("RESNEXT_NAS_TEST_POSTGRES"),
+        help="PostgreSQL URL (default: $RESNEXT_NAS_TEST_POSTGRES; unset: SQLite only).",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="A smoke run: 2 s per throughput run, 1 and 2 processes, TPE at 50 and 200 trials.",
+    )
+    ap.add_argument(
+        "--seconds", type=float, help=f"Length of a throughput run ({FULL['seconds']})."
+    )
+    ap.add_argument("--procs", type=int, nargs="+", help=f"Process counts ({FULL['procs']}).")
+    ap.add_argument("--sizes", type=int, nargs="+", help=f"Finished trials ({FULL['sizes']}).")
+    ap.add_argument("--repeats", type=int, help=f"TPE asks timed a size ({FULL['repeats']}).")
     args = ap.parse_args()
-    quiet_optuna()
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    quiet()
     with tempfile.TemporaryDirectory() as tmp:
-        backends = [("SQLite", f"sqlite:///{tmp}/bench.db")]
+        backends = {"SQLite": f"sqlite:///{tmp}/bench.db"}
         if args.postgres:
-            backends.append(("PostgreSQL", args.postgres))
+            backends["PostgreSQL"] = args.postgres
         print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-        for label, url in backends:
-            rates = {p: throughput(url, p, args.seconds) for p in args.procs}
-            for p, r in rates.items():
-                print(f"{label}: {p} processes sustain {r:,.0f} trials/min (storage side only)")
-            tpe = {n: sampler_seconds(url, n, args.repeats) for n in args.sizes}
-            for n, s in tpe.items():
-                print(f"{label}: TPE ask + spec draw at {n:,} finished trials: {s:.3f} s")
-            best, big = max(rates.values()), max(tpe)
-            # A trial of 30 s costs the storage 1/best minute; machines each finishing a trial
-            # every 30 s saturate it at best / 2 machines; TPE adds its seconds to every trial.
-            print(
-                f"{label}: with 30 s trials, the storage alone would feed about "
-                f"{best / 2:,.0f} machines; at {big:,} trials TPE adds {tpe[big]:.2f} s "
-                f"({tpe[big] / 30:.0%} of a 30 s trial) to each, on the worker that asks, "
-                f"{tpe[big] / tpe[min(tpe)]:.1f}x its cost at {min(tpe):,}"
-            )
+        if args.quick:
+            print("--quick: a smoke run on tiny sizes; its figures are not to be quoted")
+        if not args.postgres:
+            print("PostgreSQL: not measured (give --postgres URL or $RESNEXT_NAS_TEST_POSTGRES)")
+        results = {label: measure(url, args) for label, url in backends.items()}
+    print("\n".join(table(results)))
+    for label, (rates, tpe) in results.items():
+        print(meaning(label, rates, tpe))
 
 
 if __name__ == "__main__":

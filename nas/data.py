@@ -17,7 +17,6 @@ import os
 import pickle
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -455,15 +454,16 @@ def file_md5(path: str | Path) -> str:
 
 def download(url: str, dest: str | Path, md5: str) -> Path:
     """Fetch ``url`` to ``dest`` via a temporary file, renamed into place once its MD5 matches."""
+    from nas.fileio import new_temp
+
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        fd, tmp = new_temp(dest)  # named for this process: a killed download's is removed
     except OSError as e:
         raise DataError(
             f"cannot write to {dest.parent} ({one_line(e)}); pass a writable data_dir"
         ) from None
-    tmp = Path(tmp_name)
     sys.stderr.write(f"downloading {url} to {dest}\n")
     try:
         h = hashlib.md5()

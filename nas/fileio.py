@@ -12,8 +12,11 @@ import glob
 import io
 import json
 import os
+import re
 import socket
+import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +37,14 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
 
 
+# Temp files of earlier versions named neither host nor process: ``.NAME.XXXXXXXX.tmp`` (results,
+# checkpoints, pages) and ``.NAME.XXXXXXXX.part`` (data files, decoded-image caches), XXXXXXXX
+# being tempfile's random part. Whose they are cannot be told, so one is taken for abandoned only
+# once untouched for OLD_TEMP_AGE seconds: a live writer of any version writes far more often.
+OLD_TEMP_AGE = 3600.0
+_OLD_TEMP = re.compile(r"[a-z0-9_]{8}\.(tmp|part)")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -44,41 +55,73 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: str | Path) -> list[Path]:
-    """Remove the temp files of ``path`` left by killed writers on this host; the removed ones.
+def _orphan(tmp: Path, rest: str, host: str) -> bool:
+    """Whether ``tmp``, named ``.NAME.`` + ``rest``, is a temp file left by a dead writer."""
+    if _OLD_TEMP.fullmatch(rest):
+        try:
+            st = tmp.stat()
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > OLD_TEMP_AGE
+    owner = rest.split(".")
+    # host may hold dots: the pid is the field before the random part
+    if len(owner) < 4 or owner[-1] != "tmp" or ".".join(owner[:-3]) != host:
+        return False
+    if not owner[-3].isdigit():
+        return False
+    pid = int(owner[-3])
+    return pid != os.getpid() and not _alive(pid)
 
-    A temp file names its host and process (:func:`_temp_prefix`); one whose process is gone
-    is an orphan of a kill (SIGKILL skips every ``finally``). Other hosts' temps are left alone.
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temp files of ``path`` left by killed writers; the removed ones.
+
+    A temp file names its host and process (:func:`_temp_prefix`); one of this host whose
+    process is gone is an orphan of a kill (SIGKILL skips every ``finally``). Other hosts' temps
+    are left alone. An earlier version's temp (no host, no pid) goes once :data:`OLD_TEMP_AGE`
+    old.
     """
     path = Path(path)
     host = socket.gethostname()
     removed = []
     with contextlib.suppress(OSError):
-        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            owner = tmp.name[len(path.name) + 2 :].split(".")
-            # host may hold dots: the pid is the field before the random part
-            if len(owner) < 4 or ".".join(owner[:-3]) != host or not owner[-3].isdigit():
-                continue
-            pid = int(owner[-3])
-            if pid != os.getpid() and not _alive(pid):
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*"):
+            if _orphan(tmp, tmp.name[len(path.name) + 2 :], host):
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
                     removed.append(tmp)
     return removed
 
 
+def new_temp(path: str | Path) -> tuple[int, Path]:
+    """A new temp file beside ``path`` for this host and process (its descriptor and path),
+    once the orphans of earlier writers of ``path`` are removed; OSError if it cannot be made.
+    """
+    path = Path(path)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, Path(tmp)
+
+
 def check_target(path: str | Path, option: str = "") -> Path:
     """``path`` if a file may be written there; WriteError naming ``option`` if not.
 
-    Refused: a folder, a file without write permission (its owner protected it), and a SQLite
-    database (a study's storage is never overwritten by a page or a table).
+    Refused: a folder, a file without write permission (its owner protected it: refused to root
+    too, whom the mode bits do not stop), and a SQLite database (a study's storage is never
+    overwritten by a page or a table).
     """
     path = Path(path)
     what = f"{option} {path}" if option else str(path)
     if path.is_dir():
         raise WriteError(f"{what} is a folder; give a file name")
     if path.is_file():
-        if not os.access(path, os.W_OK):
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
             raise WriteError(f"{what} is read-only; it is not overwritten")
         head = b""
         with contextlib.suppress(OSError), open(path, "rb") as f:
@@ -99,11 +142,9 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], option: st
     path = Path(path)
     what = f"{option} {path}" if option else str(path)
     check_target(path, option)
-    remove_stale_temps(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
+        fd, tmp = new_temp(path)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -134,6 +134,24 @@ def check_optuna_file(path: Path, url: str) -> None:
         )
 
 
+class _Storage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose heartbeat outlives a database outage."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Beat; a beat lost to the database going away is skipped, not raised.
+
+        The beats run in a thread of Optuna's: raised there, the error printed a thread's
+        traceback beside the worker's own one line (issue 12) and stopped the beats for good,
+        so that a trial outliving a short outage would have been failed as stale. The next beat
+        tries again; the worker's next write reports the outage.
+        """
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as e:
+            if storage_error(e) is None:
+                raise
+
+
 def open_storage(
     url: str | None = None, *, heartbeat: int = HEARTBEAT, must_exist: bool = False
 ) -> optuna.storages.RDBStorage:
@@ -165,7 +183,7 @@ def open_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeats are "experimental" since Optuna 2.9
         try:
-            storage = optuna.storages.RDBStorage(
+            storage = _Storage(
                 url,
                 engine_kwargs=kwargs,
                 heartbeat_interval=heartbeat,

@@ -54,8 +54,32 @@ if "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
     PORT=$(cat "$DIR/port")
     log "already running on port $PORT"
 else
-    # A free port: bind to port 0 and read what the kernel picked.
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # The port of the cluster's last start while it is free, so that a server started again
+    # keeps its URL (a command the stop interrupted resumes as typed); else one the kernel picks.
+    PORT=$(python3 - "$DIR/port" <<'PY'
+import socket
+import sys
+
+
+def free(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as postgres binds
+    try:
+        s.bind(("127.0.0.1", port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+try:
+    last = int(open(sys.argv[1]).read())
+except (OSError, ValueError):
+    last = 0
+print((last and free(last)) or free(0))
+PY
+)
     echo "$PORT" > "$DIR/port"
     log "starting on 127.0.0.1:$PORT"
     "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w start \

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +62,29 @@ def group_alive(pgid: int) -> bool:
 # ------------------------------------------------------------------ 1. weights are an extra
 
 
-def _unwritable(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _read_only_folder(runs: Path, request: pytest.FixtureRequest) -> Path:
+    """``runs`` made a folder that cannot be written, by root too; the path to use for it.
+
+    Mode bits do not stop root (CI runs as root), the immutable attribute does (``chattr +i``,
+    removed again at teardown). Where the file system refuses the attribute, ``runs`` lies under
+    a regular file, so that creating it fails (ENOTDIR) for anyone.
+    """
+    runs.mkdir()
+    if os.geteuid() != 0:
+        runs.chmod(0o555)
+        return runs
+    chattr = shutil.which("chattr")
+    if chattr and subprocess.run([chattr, "+i", str(runs)], capture_output=True).returncode == 0:
+        request.addfinalizer(lambda: subprocess.run([chattr, "-i", str(runs)], check=True))
+        return runs
+    runs.rmdir()
+    runs.write_text("a file where the runs folder's parent should be")
+    return runs / "runs"
+
+
+def _unwritable(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Path:
     if how == "disk full":
         import torch
 
@@ -72,22 +95,21 @@ def _unwritable(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> Pa
         return tmp_path / "runs"
     if how == "name too long":
         return tmp_path / ("r" * 300)
-    # A runs folder that cannot be written: as root, mode bits do not stop writes, so a file
-    # stands where the folder should be (mkdir fails in both cases).
-    runs = tmp_path / "runs"
-    if os.geteuid() == 0:
-        runs.write_text("not a folder")
-    else:
-        runs.mkdir()
-        runs.chmod(0o555)
+    runs = _read_only_folder(tmp_path / "runs", request)
+    with pytest.raises(OSError):  # the premise: nothing can be made in it
+        (runs / "probe").mkdir(parents=True)
     return runs
 
 
 @pytest.mark.parametrize("how", ["disk full", "name too long", "read-only runs"])
 def test_unwritable_weights_keep_the_trained_trial(
-    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    tmp_path: Path,
+    how: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
-    runs = _unwritable(tmp_path, how, monkeypatch)
+    runs = _unwritable(tmp_path, how, monkeypatch, request)
     settings = SearchSettings(tiny_space(), study="w", runs_dir=runs, **SETTINGS)
     report = run_worker(settings, toy_data(), TRAIN, 3, storage=sqlite(tmp_path))
     study = load("w", sqlite(tmp_path))
@@ -212,11 +234,15 @@ def test_two_processes_never_pick_the_same_seed(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not os.environ.get("RESNEXT_NAS_TEST_POSTGRES"), reason="no PostgreSQL")
+@pytest.mark.skipif(
+    not os.environ.get("RESNEXT_NAS_TEST_POSTGRES") and not os.environ.get("CI"),
+    reason="RESNEXT_NAS_TEST_POSTGRES unset",
+)
 def test_processes_never_pick_the_same_seed_on_postgres() -> None:
     import uuid
 
-    url = os.environ["RESNEXT_NAS_TEST_POSTGRES"]
+    url = os.environ.get("RESNEXT_NAS_TEST_POSTGRES")
+    assert url, 'CI must start PostgreSQL: eval "$(scripts/start_postgres.sh)"'
     name = f"race-{uuid.uuid4().hex[:8]}"  # one database holds many studies
     try:
         assert race(url, procs=4, rounds=6, name=name) == list(range(24))
@@ -322,6 +348,26 @@ def test_storage_error_is_one_line() -> None:
     assert "server closed the connection unexpectedly" in msg and "run the same command" in msg
     assert storage_error(UnboundLocalError("x")) is None
     assert storage_error(KeyError("spec")) is None
+
+
+def test_a_heartbeat_lost_to_an_outage_is_skipped_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Raised in Optuna's heartbeat thread, the error printed a thread's traceback beside the
+    # worker's one line, and no beat followed even once the server was back.
+    storage = open_storage(sqlite(tmp_path), heartbeat=1)
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "hb")
+    trial_id = storage.create_new_trial(study_id)
+    storage.record_heartbeat(trial_id)  # a real beat first
+    errors = iter([_lost_connection(), KeyError("a bug, not an outage")])
+
+    def beat(self, _trial_id: int) -> None:
+        raise next(errors)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", beat)
+    storage.record_heartbeat(trial_id)  # the outage: skipped
+    with pytest.raises(KeyError):
+        storage.record_heartbeat(trial_id)  # anything else still raises
 
 
 def test_database_lost_mid_search_is_one_line_and_exit_2(

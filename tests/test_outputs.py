@@ -29,7 +29,7 @@ from nas import dashboard as dash
 from nas.calibrate import CalibrationFile
 from nas.commands.options import command, literal
 from nas.export import export_trial, state_dict_mismatch
-from nas.fileio import WriteError, remove_stale_temps, write_text
+from nas.fileio import OLD_TEMP_AGE, WriteError, remove_stale_temps, write_text
 from nas.records import trial_record
 from tests.synthetic import synthetic_trials
 
@@ -77,9 +77,7 @@ def test_write_refuses_paths_it_must_not_write(tmp_path: Path, kind: str) -> Non
         target.mkdir()
     elif kind == "read-only":
         target.write_text("keep")
-        target.chmod(0o444)
-        if os.access(target, os.W_OK):
-            pytest.skip("running as root: a read-only file is writable")
+        target.chmod(0o444)  # refused by its mode bits, to root too
     elif kind == "sqlite":
         sqlite3.connect(target).execute("CREATE TABLE t (x)").connection.close()
     else:
@@ -112,6 +110,49 @@ def test_temps_orphaned_by_a_kill_are_removed_by_the_next_write(tmp_path: Path) 
     assert live.exists() and other_host.exists() and other_file.exists()
     assert (tmp_path / "page.html").read_text() == "whole"
     assert remove_stale_temps(tmp_path / "page.html") == []
+
+
+def test_temps_of_earlier_versions_are_removed_once_an_hour_old(tmp_path: Path) -> None:
+    # Before temps named host and pid they were mkstemp's ``.NAME.XXXXXXXX.tmp`` (results,
+    # pages) and ``.NAME.XXXXXXXX.part`` (data files, image caches); see git log -p nas/fileio.py.
+    two_hours_ago = time.time() - 2 * OLD_TEMP_AGE
+    old = [tmp_path / ".page.html.k3_9zq0a.tmp", tmp_path / ".page.html.abcd1234.part"]
+    recent = tmp_path / ".page.html.x8y7w6v5.tmp"  # could be a live writer of an old version
+    kept = [
+        recent,
+        tmp_path / ".other.html.k3_9zq0a.tmp",  # another file's
+        tmp_path / ".page.html.notes.txt",  # not a temp name
+        tmp_path / ".page.html.ABCD1234.tmp",  # mkstemp draws lowercase only
+        tmp_path / ".page.html.x.abcd1234.tmp",  # an old temp of page.html.x
+    ]
+    for p in old + kept:
+        p.write_text("half")
+        if p is not recent:
+            os.utime(p, (two_hours_ago, two_hours_ago))
+    folder = tmp_path / ".page.html.dir12345.part"  # a folder is never taken for a temp file
+    folder.mkdir()
+    os.utime(folder, (two_hours_ago, two_hours_ago))
+    write_text(tmp_path / "page.html", "whole")
+    assert not any(p.exists() for p in old)
+    assert all(p.exists() for p in kept) and folder.is_dir()
+    os.utime(recent, (two_hours_ago, two_hours_ago))  # an hour on, nobody wrote it
+    assert remove_stale_temps(tmp_path / "page.html") == [recent]
+
+
+def test_download_writes_through_a_temp_of_its_own_and_clears_orphans(tmp_path: Path) -> None:
+    from nas.data import download
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"archive bytes")
+    dest = tmp_path / "data" / "archive.tar.gz"
+    dest.parent.mkdir()
+    orphan = dest.parent / ".archive.tar.gz.abcd1234.part"  # an earlier version's, killed
+    orphan.write_bytes(b"half")
+    os.utime(orphan, (time.time() - 2 * OLD_TEMP_AGE,) * 2)
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    assert download(src.as_uri(), dest, md5) == dest
+    assert dest.read_bytes() == b"archive bytes" and dest.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in dest.parent.iterdir()] == ["archive.tar.gz"]
 
 
 def test_a_killed_writer_leaves_a_temp_that_the_next_run_removes(tmp_path: Path) -> None:
