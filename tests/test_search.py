@@ -284,9 +284,10 @@ def test_a_trial_asked_past_the_study_wide_count_is_surplus(tmp_path: Path) -> N
     assert frozen.user_attrs[ENQUEUED] in [t.user_attrs[ENQUEUED] for t in waiting]
 
 
-# Trials long enough (20 epochs of 16 steps: seconds, not milliseconds, even on an idle machine)
-# that the test's 0.2 s polls catch the second trial between its first epoch and its end.
-KILL_IMAGES, KILL_TRAIN = 1024, replace(TRAIN, epochs=20)
+# Trials long enough (40 epochs of 16 steps: seconds, not milliseconds, even on an idle machine)
+# that the test's 0.2 s polls catch the second trial in its first half, leaving the signal 20
+# epochs to land before the trial ends (one caught near its end once completed first).
+KILL_IMAGES, KILL_TRAIN = 1024, replace(TRAIN, epochs=40)
 WORKER = """
 import sys
 from tests.test_search import toy_data, tiny_space, KILL_IMAGES, KILL_TRAIN
@@ -316,7 +317,8 @@ def _stop_worker_mid_trial(url: str, sig: signal.Signals) -> optuna.trial.Frozen
                 continue
             if any(t.state == TrialState.COMPLETE for t in trials):
                 running = [t for t in trials if t.state == TrialState.RUNNING]
-                if running and running[0].user_attrs.get("curve"):
+                curve = running[0].user_attrs.get("curve") if running else None
+                if curve and len(curve) <= KILL_TRAIN.epochs // 2:
                     victim = running[0]
         assert victim is not None, "the worker never reached a second trial"
         os.kill(proc.pid, sig)
