@@ -288,8 +288,12 @@ def test_a_trial_asked_past_the_study_wide_count_is_surplus(tmp_path: Path) -> N
 # that the test's 0.2 s polls catch the second trial in its first half, leaving the signal 20
 # epochs to land before the trial ends (one caught near its end once completed first).
 KILL_IMAGES, KILL_TRAIN = 1024, replace(TRAIN, epochs=40)
+# The worker restores Python's Ctrl-C handler: a test run in the background (`make test &`)
+# inherits SIGINT ignored, and so would the worker, which then finished the trial it was sent.
 WORKER = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from tests.test_search import toy_data, tiny_space, KILL_IMAGES, KILL_TRAIN
 from nas.study import SearchSettings
 from nas.workers import run_worker
