@@ -24,7 +24,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.rank import spearman
-from nas.recommend import TIE_BELOW, format_p_best, mean_interval, p_best, race, recommend
+from nas.recommend import TIE_BELOW, format_p_best, mean_interval, race, recommend
 from resnext import Spec, complexity
 
 SEARCH, CONFIRM = "search", "confirm"
@@ -193,7 +193,7 @@ def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] |
     if rec is None:
         return None
     groups = proxy_groups(trials)
-    probs = p_best(acc, seed=seed)
+    probs = rec.probabilities
 
     def spec_of(key: str) -> dict[str, Any]:
         return json.loads(key)[0]

@@ -204,10 +204,15 @@ class Recommendation:
 
     name: str
     accuracy: Interval
-    p_best: float
+    probabilities: Mapping[str, float]  # P(best) of every configuration (:func:`p_best`)
     runner_up: str | None
     runner_up_accuracy: Interval | None
     difference: Interval | None
+
+    @property
+    def p_best(self) -> float:
+        """P(best) of the recommended configuration."""
+        return self.probabilities[self.name]
 
     @property
     def is_tie(self) -> bool:
@@ -230,7 +235,7 @@ def recommend(
     return Recommendation(
         name=best,
         accuracy=mean_interval(list(accuracies[best].values())),
-        p_best=probs[best],
+        probabilities=probs,
         runner_up=second,
         runner_up_accuracy=None
         if second is None
