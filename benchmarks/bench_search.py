@@ -18,6 +18,7 @@ take about 15-25 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -98,8 +99,8 @@ def main() -> None:
         for seed in range(args.seeds):
             for k, kw in kinds.items():
                 name = f"{k.replace('+', '-')}-{seed}"
-                r = study(data, Path(tmp), name, args.trials, {**train, "seed": seed}, seed=seed,
-                          **kw)  # fmt: skip
+                config = dataclasses.replace(train, seed=seed)
+                r = study(data, Path(tmp), name, args.trials, config, seed=seed, **kw)
                 runs[k].append(r)
                 print(f"  {name}: best error {r['best']:.3f}, {r['epochs']} trial-epochs, "
                       f"{r['wall']:.0f} s")  # fmt: skip

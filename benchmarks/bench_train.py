@@ -190,6 +190,8 @@ def main() -> None:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=getattr(DEFAULT, name), help="of the spec")
     args = parser.parse_args()
+    if args.images < BATCH or args.epochs < 2:
+        parser.error(f"--images must be at least one batch ({BATCH}) and --epochs at least 2")
     spec = dataclasses.replace(
         DEFAULT,
         width=args.width,

@@ -8,8 +8,10 @@ wheels' METADATA where .whl/ exists, else from this environment's installed dist
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 import tomllib
 import zipfile
 from importlib import metadata
@@ -122,3 +124,26 @@ def test_marker_evaluation_tells_the_gpu_machine_apart() -> None:
     """The closure test would pass vacuously if every marker were false."""
     assert _needed(['greenlet>=1; platform_machine == "x86_64"']) == {"greenlet"}
     assert _needed(['tomli; python_version < "3.11"', 'x; extra == "dev"']) == set()
+
+
+@pytest.mark.slow
+def test_cpu_fallback_of_the_check_runs_every_step(tmp_path: Path) -> None:
+    """``GPU_CHECK_CPU=1 scripts/gpu_check.sh``: the four steps at tiny sizes, and a summary."""
+    out = tmp_path / "check"
+    env = {**os.environ, "GPU_CHECK_CPU": "1", "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    summary = (out / "summary.txt").read_text()
+    assert proc.returncode == 0, summary + proc.stderr[-2000:]
+    for name in ("tests", "bench", "search", "export"):
+        assert re.search(rf"^{name}\s+ok\s", summary, re.M), summary
+    pick = re.search(r"trainer's pick on cpu .* pick/best ([\d.]+)", summary)
+    assert pick and float(pick.group(1)) > 0, summary
+    diff = re.search(r'"onnx_max_abs_diff": ([\deE.+-]+)', summary)
+    assert diff and float(diff.group(1)) < 1e-3, summary
+    assert "all steps passed" in summary

@@ -1,7 +1,9 @@
 """The Pareto dashboard of a study: figures, one self-contained page, a live server, a PNG.
 
 Records are :func:`nas.records.trial_record` dicts, read through :mod:`nas.storage` like every
-other reader's. :mod:`~nas.dashboard.figures` turns records into plotly figures,
+other reader's. :mod:`~nas.dashboard.figures` (the Pareto front, learning curves, importances, the
+recommendation) and :mod:`~nas.dashboard.distributions` (error EDFs, the paper's Table 3 and
+Fig. 7 views) turn records into plotly figures on the helpers of :mod:`~nas.dashboard.plot`;
 :mod:`~nas.dashboard.page` assembles them into one HTML page, :mod:`~nas.dashboard.server`
 serves it live and :mod:`~nas.dashboard.screenshot` renders it to PNG. The names below are the
 package's public face.
@@ -9,29 +11,26 @@ package's public face.
 
 from __future__ import annotations
 
-from nas.dashboard.figures import (
-    FINISHED,
-    GL_POINTS,
-    GROUPINGS,
-    METRICS,
+from nas.dashboard.distributions import (
     cardinality_figure,
-    config_hover_text,
-    config_points,
     edf_figure,
     edf_groups,
     equal_complexity_sets,
-    figures,
     group_key,
+    model_size_figure,
+    spec_errors,
+)
+from nas.dashboard.figures import (
+    METRICS,
+    config_hover_text,
+    config_points,
+    figures,
     hover_key,
-    hover_text,
     importance_effects,
     importance_figure,
     learning_curves_figure,
-    model_size_figure,
     pareto_figure,
     recommendation_figure,
-    spec_errors,
-    waiting_text,
 )
 from nas.dashboard.importance import Importances, param_importances
 from nas.dashboard.page import (
@@ -46,6 +45,7 @@ from nas.dashboard.page import (
     table_rows,
     write_dashboard,
 )
+from nas.dashboard.plot import FINISHED, GL_POINTS, GROUPINGS, hover_text, waiting_text
 from nas.dashboard.screenshot import CHROMIUM, CHROMIUM_FLAGS, screenshot
 from nas.dashboard.server import is_loopback, make_server, serve
 

@@ -7,142 +7,42 @@ caller's job (:mod:`nas.dashboard.page`, :mod:`nas.dashboard.server`).
 from __future__ import annotations
 
 import html
-import math
 import statistics
-from collections import Counter, defaultdict
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
-import resnext
 from nas.confirm import CONFIRM, SEARCH
+from nas.dashboard.distributions import (
+    cardinality_figure,
+    edf_figure,
+    model_size_figure,
+)
 from nas.dashboard.evidence import (
-    MIN_EDF_GROUP,
     MIN_IMPORTANCE,
-    dkw_epsilon,
     effect,
     effect_text,
-    effective_n,
-    ks_critical,
     too_few,
 )
 from nas.dashboard.importance import Importances
-from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
+from nas.dashboard.plot import (
+    GROUPINGS,
+    LABELS,
+    colours,
+    complete_trials,
+    format_params,
+    hover_text,
+    layout,
+    scatter,
+    si,
+    spec_of,
+    waiting,
+)
+from nas.designspace import pareto_front
 from nas.recommend import format_p_best, mean_interval
-from nas.records import config_groups, spec_key
-from resnext.complexity import format_count
-
-FINISHED = ("COMPLETE", "PRUNED", "FAIL")
-# Above this many points a scatter is drawn with WebGL (Scattergl): SVG slows down past ~1-2k.
-GL_POINTS = 1500
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers shared by the plots
-
-_LABELS = {"cardinality": "C", "bottleneck_width": "d", "width": "width", "depth": "depths"}
-GROUPINGS = ("cardinality", "bottleneck_width", "width", "depth")
-
-
-@lru_cache(maxsize=4096)
-def _spec_of(key: tuple) -> resnext.Spec:
-    return resnext.Spec.from_dict(dict(key))
-
-
-def spec_of(r: dict[str, Any]) -> resnext.Spec | None:
-    """The record's spec; thousands of trials share a few hundred specs, so parse each once."""
-    return _spec_of(spec_key(r["spec"])) if r.get("spec") else None
-
-
-def _error(r: dict[str, Any]) -> float:
-    """Top-1 error in percent."""
-    return 100.0 * (1.0 - r["val_accuracy"])
-
-
-def _complete(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in records
-        if r["state"] == "COMPLETE" and r.get("val_accuracy") is not None and r.get("spec")
-    ]
-
-
-def _colours(values: Iterable[int]) -> dict[int, str]:
-    """A fixed colour per cardinality, the same in every plot."""
-    palette = qualitative.Plotly + qualitative.D3
-    return {v: palette[i % len(palette)] for i, v in enumerate(sorted(set(values)))}
-
-
-def _si(x: float | None, unit: str = "") -> str:
-    return "n/a" if x is None else format_count(x) + unit
-
-
-def hover_text(r: dict[str, Any]) -> str:
-    """A trial in one hover label: the paper's notation, then its numbers."""
-    spec = spec_of(r)
-    name = spec.describe() if spec else "no spec"
-    acc = "n/a" if r.get("val_accuracy") is None else f"{100 * r['val_accuracy']:.2f}%"
-    lat = "n/a" if r.get("latency") is None else f"{1e3 * r['latency']:.2f} ms"
-    state = "" if r["state"] == "COMPLETE" else f" ({r['state'].lower()})"
-    return (
-        f"#{r['number']}{state} {html.escape(name)}<br>"
-        f"acc {acc} · {_si(r.get('params'))} params · {_si(r.get('flops'))} FLOPs · "
-        f"latency {lat}"
-    )
-
-
-def format_params(params: dict[str, Any]) -> str:
-    """``k=v`` pairs by name, floats to 4 significant digits: ``lr=0.1, optimizer=sgd``."""
-    return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
-    )
-
-
-def _array(values: list[Any]) -> np.ndarray:
-    """A list as an object array: plotly validates it ~10x faster than a list of 5,000, and it
-    still ships as a plain JSON list (nulls kept as gaps), which the page's script reads."""
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):  # one by one: a list element (trial numbers) stays a list
-        out[i] = v
-    return out
-
-
-def _scatter(n_points: int, **kwargs: Any) -> go.Scatter | go.Scattergl:
-    arrays = {k: _array(v) for k, v in kwargs.items() if isinstance(v, list)}
-    return (go.Scattergl if n_points > GL_POINTS else go.Scatter)(**{**kwargs, **arrays})
-
-
-def _note(fig: go.Figure, text: str) -> go.Figure:
-    fig.add_annotation(
-        text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False, font_size=14
-    )
-    return fig
-
-
-def waiting(fig: go.Figure, text: str) -> go.Figure:
-    """Mark a figure with nothing to show: the page collapses it to the one line ``text``."""
-    fig.update_layout(meta={"waiting": text})
-    return _note(fig, text)
-
-
-def waiting_text(fig: go.Figure) -> str | None:
-    """The line a collapsed figure shows instead of axes, or None when it has data to draw."""
-    meta = fig.layout.meta
-    return meta.get("waiting") if isinstance(meta, dict) else None
-
-
-def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
-    fig.update_layout(
-        title=title,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        legend={"itemsizing": "constant"},
-        **kwargs,
-    )
-    return fig
-
+from nas.records import config_groups
 
 # ---------------------------------------------------------------------------------------------
 # Pareto front
@@ -163,7 +63,7 @@ def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, 
     trials that measured it (FLOPs and params are the spec's; latency is measured per trial).
     """
     points = []
-    for (ph, _), group in config_groups(_complete(records)).items():
+    for (ph, _), group in config_groups(complete_trials(records)).items():
         measured = [r[metric] for r in group if r.get(metric) is not None]
         if not measured:
             continue
@@ -192,7 +92,7 @@ def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, 
 def config_hover_text(p: dict[str, Any]) -> str:
     """A configuration point in one hover label: its trials, the paper's notation, its mean
     accuracy with n and the 95% t interval, then its complexity and mean latency."""
-    spec = _spec_of(spec_key(p["spec"]))
+    spec = spec_of(p)
     nums = p["numbers"]
     ids = " ".join(f"#{n}" for n in nums[:6]) + (f" +{len(nums) - 6}" if len(nums) > 6 else "")
     hp = format_params(p["hparams"])
@@ -208,7 +108,7 @@ def config_hover_text(p: dict[str, Any]) -> str:
     lat = "n/a" if p["latency"] is None else f"{1e3 * p['latency']:.2f} ms"
     return (
         f"{ids} {html.escape(name)}{phase}<br>{acc}<br>"
-        f"{_si(p['params'])} params · {_si(p['flops'])} FLOPs · latency {lat}"
+        f"{si(p['params'])} params · {si(p['flops'])} FLOPs · latency {lat}"
     )
 
 
@@ -248,11 +148,11 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
     search = [p for p in points if p["phase"] != CONFIRM]
     confirm = [p for p in points if p["phase"] == CONFIRM]
     fig = go.Figure()
-    colours = _colours(p["spec"]["cardinality"] for p in points)
+    colour_of = colours(p["spec"]["cardinality"] for p in points)
     n = len(points) + len(others)
 
     def trace(pts: list[dict[str, Any]], **kwargs: Any) -> go.Scatter | go.Scattergl:
-        return _scatter(
+        return scatter(
             n,
             x=[p["x"] * scale for p in pts],
             y=[p["mean"] for p in pts],
@@ -274,7 +174,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
             "width": 2,
         }
 
-    for c, colour in colours.items():
+    for c, colour in colour_of.items():
         pts = [p for p in search if p["spec"]["cardinality"] == c]
         if pts:
             fig.add_trace(
@@ -294,7 +194,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
                 mode="markers",
                 name=f"confirmation ({len(confirm)} configs)",
                 marker={
-                    "color": [colours[p["spec"]["cardinality"]] for p in confirm],
+                    "color": [colour_of[p["spec"]["cardinality"]] for p in confirm],
                     "symbol": "diamond",
                     "size": 10,
                     "line": {"color": "black", "width": 1},
@@ -318,7 +218,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
         rows = [r for r in others if r["state"] == state]
         if rows:
             fig.add_trace(
-                _scatter(
+                scatter(
                     n,
                     x=[r[metric] * scale for r in rows],
                     y=[r["val_accuracy"] for r in rows],
@@ -332,7 +232,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
                 )
             )
     fig.add_trace(
-        _scatter(
+        scatter(
             n,
             x=[],
             y=[],
@@ -346,7 +246,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
         )
     )
     trials = sum(p["n"] for p in points)
-    _layout(
+    layout(
         fig,
         f"Accuracy against {label}: {len(points)} configuration means over {trials} complete "
         "trials (bars: 95% t interval over seeds)",
@@ -357,376 +257,6 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
     )
     if not points:
         waiting(fig, f"Pareto front: waiting for a complete trial with a {label}")
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------
-# Design-space EDFs (Radosavovic et al. 2019)
-
-
-def group_key(r: dict[str, Any], by: str) -> Any:
-    """The value of ``by`` (cardinality, bottleneck_width, width, depth) for a record."""
-    if by == "depth":
-        return tuple(r["spec"]["depths"])
-    if by in GROUPINGS:
-        return r["spec"][by]
-    raise ValueError(f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}")
-
-
-def group_label(by: str, key: Any) -> str:
-    """``C=8``, ``d=14``, ``width=256``, ``depths=3-4-6-3``."""
-    value = "-".join(map(str, key)) if isinstance(key, tuple) else key
-    return f"{_LABELS[by]}={value}"
-
-
-MAX_GROUPS = 8
-
-
-def group_keys(done: list[dict[str, Any]], by: str) -> list[Any]:
-    """Each record's group under ``by``: its value, or its power-of-two range ``(lo, hi)`` when
-    a numeric param takes more than ``MAX_GROUPS`` values (d or width drawn from a range)."""
-    keys = [group_key(r, by) for r in done]
-    if by == "depth" or len(set(keys)) <= MAX_GROUPS:
-        return keys
-    lows = [2 ** int(math.log2(k)) for k in keys]
-    return [(lo, 2 * lo - 1) for lo in lows]
-
-
-def _label(by: str, key: Any) -> str:
-    if by != "depth" and isinstance(key, tuple):
-        return (
-            f"{_LABELS[by]}={key[0]}" if key[0] == key[1] else f"{_LABELS[by]}={key[0]}..{key[1]}"
-        )
-    return group_label(by, key)
-
-
-def _normalised(
-    done: list[dict[str, Any]], keys: list[Any]
-) -> tuple[list[dict[str, Any]], list[Any], np.ndarray]:
-    """Complexity weights, leaving out the smallest groups until the rest share a FLOPs range."""
-    while done:
-        try:
-            return done, keys, complexity_weights([r["flops"] for r in done], keys)
-        except ValueError:
-            sizes = Counter(keys)
-            smallest = min(sizes, key=lambda k: (sizes[k], str(k)))
-            kept = [i for i, k in enumerate(keys) if k != smallest]
-            done, keys = [done[i] for i in kept], [keys[i] for i in kept]
-    return done, keys, np.ones(0)
-
-
-def edf_groups(
-    records: list[dict[str, Any]], by: str = "cardinality", normalise: bool = False
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Errors (%) and weights of the complete trials by group label (see :func:`group_keys`).
-
-    With ``normalise``, the weights come from :func:`complexity_weights` (equal log-FLOPs
-    distribution in every group), after leaving out the smallest groups, one at a time, while
-    the groups share no FLOPs range; otherwise each trial weighs 1.
-    """
-    done = _complete(records)
-    keys = group_keys(done, by)
-    if normalise:
-        done, keys, weights = _normalised(done, keys)
-    else:
-        weights = np.ones(len(done))
-    groups: dict[str, tuple[list[float], list[float]]] = {}
-    for key in sorted(set(keys)):
-        idx = [i for i, k in enumerate(keys) if k == key]
-        groups[_label(by, key)] = (
-            [_error(done[i]) for i in idx],
-            [float(weights[i]) for i in idx],
-        )
-    return groups
-
-
-def edf_figure(
-    records: list[dict[str, Any]], by: str = "cardinality", normalise: bool = False
-) -> go.Figure:
-    """Error EDFs of the groups of ``by`` with at least ``MIN_EDF_GROUP`` trials, each with its
-    95% DKW band and n, and the KS statistic of neighbouring groups against its critical value.
-
-    Weighted (normalised) groups use Kish's effective n for the band and the critical value.
-    """
-    kind = "complexity-normalised " if normalise else ""
-    what = f"{kind}error EDFs by {_LABELS.get(by, by)}"
-    fig = go.Figure()
-    _layout(
-        fig,
-        f"{kind}error EDF by {_LABELS.get(by, by)} (95% DKW bands)",
-        xaxis={"title": "top-1 error (%)"},
-        yaxis={"title": "cumulative prob.", "range": [0, 1.02]},
-    )
-    try:
-        groups = edf_groups(records, by, normalise)
-    except ValueError as e:
-        return waiting(fig, f"{what}: {e}")
-    sizes = {label: sum(w > 0 for w in ws) for label, (_, ws) in groups.items()}
-    shown = [label for label, n in sizes.items() if n >= MIN_EDF_GROUP]
-    if not shown:
-        largest = max(sizes.values(), default=0)
-        return waiting(
-            fig,
-            f"{too_few(what, largest, MIN_EDF_GROUP)} "
-            f"(each group needs {MIN_EDF_GROUP}; the largest has {largest})",
-        )
-    palette = qualitative.Plotly + qualitative.D3
-    neff = {label: effective_n(groups[label][1]) for label in shown}
-    for k, label in enumerate(groups):
-        if label not in shown:
-            continue
-        errs, ws = groups[label]
-        xs, fs = edf(errs, ws)
-        eps = dkw_epsilon(neff[label])
-        # In group order, so C gets the colour it has in the Pareto plot.
-        colour = palette[k % len(palette)]
-        x = _array([xs[0], *xs])
-        f = [0.0, *fs]
-        for edge, fill in ((-eps, None), (eps, "tonexty")):
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=_array([min(1.0, max(0.0, v + edge)) for v in f]),
-                    mode="lines",
-                    line={"shape": "hv", "width": 0, "color": colour},
-                    fill=fill,
-                    opacity=0.15,
-                    showlegend=False,
-                    hoverinfo="skip",
-                    legendgroup=label,
-                    meta={"role": "band"},
-                )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=_array(f),
-                mode="lines",
-                line={"shape": "hv", "color": colour},
-                # Reweighted groups: the band rests on Kish's effective n, so say it.
-                name=f"{label} (n={sizes[label]}"
-                + ("" if abs(neff[label] - sizes[label]) < 0.5 else f", eff. {neff[label]:.0f}")
-                + f", ±{eps:.2f})",
-                legendgroup=label,
-                hovertemplate="error %{x:.2f}%: %{y:.2f}<extra>%{fullData.name}</extra>",
-                meta={"role": "edf"},
-            )
-        )
-    lines = []
-    for a, b in zip(shown, shown[1:], strict=False):
-        ks = ks_statistic(groups[a][0], groups[b][0], groups[a][1], groups[b][1])
-        crit = ks_critical(neff[a], neff[b])
-        verdict = "differ" if ks > crit else "no difference shown"
-        lines.append(f"KS({a}, {b}) = {ks:.3f}, 5% critical {crit:.3f}: {verdict}")
-    hidden = [label for label in groups if label not in shown]
-    if hidden:
-        lines.append(
-            f"not drawn (under {MIN_EDF_GROUP} trials): "
-            + ", ".join(f"{label} (n={sizes[label]})" for label in hidden[:6])
-            + (" ..." if len(hidden) > 6 else "")
-        )
-    if lines:
-        fig.add_annotation(
-            text="<br>".join(html.escape(line) for line in lines[:9]),
-            xref="paper",
-            yref="paper",
-            x=0.99,
-            y=0.02,
-            xanchor="right",
-            yanchor="bottom",
-            align="right",
-            showarrow=False,
-            bgcolor="rgba(255,255,255,0.8)",
-        )
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------
-# The paper's views: Table 3 (error vs C at preserved complexity) and Fig. 7 (error vs size)
-
-
-def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Complete trials merged per spec: mean, std and 95% t interval of the error over seeds (%)."""
-    by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in _complete(records):
-        by_spec[spec_key(r["spec"])].append(r)
-    rows = []
-    for trials in by_spec.values():
-        errs = [_error(r) for r in trials]
-        first = trials[0]
-        iv = mean_interval(errs)
-        rows.append(
-            {
-                "spec": first["spec"],
-                "flops": first["flops"],
-                "params": first["params"],
-                "mean": statistics.fmean(errs),
-                "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
-                # 95% Student-t interval over seeds; one seed has none (drawn without a bar).
-                "low": iv.mean if iv.n < 2 else iv.low,
-                "high": iv.mean if iv.n < 2 else iv.high,
-                "n": len(errs),
-                "numbers": [r["number"] for r in trials],
-            }
-        )
-    return rows
-
-
-def _family(spec: dict[str, Any]) -> tuple:
-    """What two specs must share to be compared on C and d alone."""
-    return (
-        spec["template"],
-        tuple(spec["depths"]),
-        spec["width"],
-        spec["classes"],
-        spec["resolution"],
-        spec["stem_width"],
-    )
-
-
-def _family_name(spec: dict[str, Any]) -> str:
-    return f"depths {'-'.join(map(str, spec['depths']))}, width {spec['width']}"
-
-
-def equal_complexity_sets(
-    rows: list[dict[str, Any]], tolerance: float = 0.1, max_sets: int = 6
-) -> list[list[dict[str, Any]]]:
-    """Sets of specs spanning several C whose FLOPs lie within ``(1 + tolerance)`` of each other.
-
-    Every spec is tried as the cheapest end of a window; the window spanning the most
-    cardinalities (then the most trials) wins and its specs leave the pool, up to ``max_sets``
-    times. Within a window, the spec with the most seeds, then the closest FLOPs, stands for
-    its C. Each set is sorted by C.
-    """
-    pool = sorted(rows, key=lambda r: r["flops"])
-    sets = []
-    while pool and len(sets) < max_sets:
-        best: list[dict[str, Any]] = []
-        for i, anchor in enumerate(pool):
-            per_c: dict[int, dict[str, Any]] = {}
-            for r in pool[i:]:
-                if r["flops"] > anchor["flops"] * (1 + tolerance):
-                    break
-                c = r["spec"]["cardinality"]
-                if c not in per_c or r["n"] > per_c[c]["n"]:
-                    per_c[c] = r
-            pick = [per_c[c] for c in sorted(per_c)]
-            if (len(pick), sum(r["n"] for r in pick)) > (len(best), sum(r["n"] for r in best)):
-                best = pick
-        if len(best) < 2:
-            break
-        sets.append(best)
-        taken = {id(r) for r in best}
-        pool = [r for r in pool if id(r) not in taken]
-    return sets
-
-
-def _error_trace(
-    rows: list[dict[str, Any]], x: list[float], name: str, **kwargs: Any
-) -> go.Scatter:
-    return go.Scatter(
-        x=x,
-        y=[r["mean"] for r in rows],
-        error_y={
-            "type": "data",
-            "symmetric": False,
-            "array": [r["high"] - r["mean"] for r in rows],
-            "arrayminus": [r["mean"] - r["low"] for r in rows],
-            "visible": True,
-        },
-        text=[spec_of(r).notation for r in rows],
-        customdata=[
-            f"n={r['n']}, 95% CI [{r['low']:.2f}, {r['high']:.2f}]"
-            if r["n"] > 1
-            else "n=1, no interval"
-            for r in rows
-        ],
-        mode="lines+markers+text",
-        textposition="top center",
-        name=name,
-        hovertemplate=(
-            f"%{{text}}: error %{{y:.2f}}% (%{{customdata}})<extra>{html.escape(name)}</extra>"
-        ),
-        **kwargs,
-    )
-
-
-def cardinality_figure(
-    records: list[dict[str, Any]], tolerance: float = 0.1, max_lines: int = 6
-) -> go.Figure:
-    """Table 3 style: error against C among specs of one family within ``tolerance`` of FLOPs.
-
-    Each line is one family (template, depths, width...) and one set of
-    :func:`equal_complexity_sets`; the ``max_lines`` sets spanning the most C are drawn.
-    """
-    lines = [
-        pts
-        for fam_rows in _families(spec_errors(records))
-        for pts in equal_complexity_sets(fam_rows, tolerance, max_lines)
-    ]
-    lines.sort(key=lambda pts: (-len(pts), -sum(r["n"] for r in pts), pts[0]["flops"]))
-    fig = go.Figure()
-    for pts in sorted(lines[:max_lines], key=lambda pts: pts[0]["flops"]):
-        mid = statistics.median(r["flops"] for r in pts)
-        name = f"{_family_name(pts[0]['spec'])}, ~{_si(mid)} FLOPs"
-        if all(r["n"] == 1 for r in pts):  # a line through single seeds is no trend yet
-            name += ", one seed each: no intervals"
-        fig.add_trace(_error_trace(pts, [r["spec"]["cardinality"] for r in pts], name))
-    _layout(
-        fig,
-        f"Error against cardinality at preserved complexity (FLOPs within {tolerance:.0%})",
-        xaxis={"title": "cardinality C", "type": "log", "dtick": math.log10(2)},
-        yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
-    )
-    if not fig.data:
-        waiting(
-            fig,
-            f"Table 3 view: needs two cardinalities within {tolerance:.0%} of the same FLOPs "
-            "(same depths and width); this study has none",
-        )
-    return fig
-
-
-def _families(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    fams: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        fams[_family(r["spec"])].append(r)
-    return list(fams.values())
-
-
-def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.Figure:
-    """Fig. 7 style: error against params, cardinality series (d fixed) and width series (C=1).
-
-    Per family, the ``max_series`` values of d with the most cardinalities make the
-    cardinality series; the C=1 specs make the width series.
-    """
-    fig = go.Figure()
-    for fam_rows in _families(spec_errors(records)):
-        fam = _family_name(fam_rows[0]["spec"])
-        by_d: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for r in fam_rows:
-            by_d[r["spec"]["bottleneck_width"]].append(r)
-        series = sorted(by_d.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_series]
-        styled = [(f"cardinality series, d={d}", pts, {}) for d, pts in sorted(series)]
-        widths = [r for r in fam_rows if r["spec"]["cardinality"] == 1]
-        styled.append(("width series, C=1", widths, {"line": {"dash": "dash", "color": "black"}}))
-        for name, pts, style in styled:
-            if len({r["params"] for r in pts}) < 2:
-                continue
-            pts = sorted(pts, key=lambda r: r["params"])
-            fig.add_trace(_error_trace(pts, [r["params"] for r in pts], f"{name} ({fam})", **style))
-    _layout(
-        fig,
-        "Error against model size: cardinality series vs width series",
-        xaxis={"title": "parameters", "type": "log"},
-        yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
-    )
-    if not fig.data:
-        waiting(
-            fig,
-            "Fig. 7 view: needs a series of two or more model sizes (one d across C, or C=1 "
-            "across widths); this study has none",
-        )
     return fig
 
 
@@ -753,7 +283,7 @@ def learning_curves_figure(records: list[dict[str, Any]]) -> go.Figure:
     n = len(xs)
     fig = go.Figure(
         [
-            _scatter(
+            scatter(
                 n,
                 x=xs,
                 y=ys,
@@ -764,7 +294,7 @@ def learning_curves_figure(records: list[dict[str, Any]]) -> go.Figure:
                 hovertemplate="#%{customdata} epoch %{x}: %{y:.2%}<extra></extra>",
                 meta={"role": "curves"},
             ),
-            _scatter(
+            scatter(
                 n,
                 x=[],
                 y=[],
@@ -777,7 +307,7 @@ def learning_curves_figure(records: list[dict[str, Any]]) -> go.Figure:
             ),
         ]
     )
-    _layout(
+    layout(
         fig,
         "Learning curves",
         xaxis={"title": "epoch"},
@@ -822,7 +352,7 @@ def importance_figure(importances: Importances | None, records: list[dict[str, A
     """
     n = completed(records)
     fig = go.Figure()
-    _layout(
+    layout(
         fig,
         f"Parameter importances for accuracy (PED-ANOVA, n={n} complete trials)",
         xaxis={"title": "importance (share of the total)"},
@@ -835,7 +365,7 @@ def importance_figure(importances: Importances | None, records: list[dict[str, A
     imp = importances.importance
     names = sorted(imp, key=imp.get)
     effects = importance_effects(records, names)
-    texts = {k: effect_text(e, _LABELS.get(k, k)) for k, e in effects.items()}
+    texts = {k: effect_text(e, LABELS.get(k, k)) for k, e in effects.items()}
     colour = {"higher": "#2a9d8f", "lower": "#e76f51"}
     low, high = importances.low, importances.high
     bars = {}
@@ -868,7 +398,7 @@ def importance_figure(importances: Importances | None, records: list[dict[str, A
     fig.add_trace(
         go.Bar(
             x=[imp[k] for k in names],
-            y=[html.escape(_LABELS.get(k, k)) for k in names],
+            y=[html.escape(LABELS.get(k, k)) for k in names],
             orientation="h",
             text=[html.escape(texts[k]) for k in names],
             customdata=[html.escape(c) for c in cis],
@@ -893,7 +423,7 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
     names the recommended one with its P(best), or states the tie."""
     fig = go.Figure()
     if rec is None:
-        _layout(fig, "Recommendation")
+        layout(fig, "Recommendation")
         return waiting(fig, "Recommendation: waiting for the confirmation phase")
     rows = list(reversed(rec["confirmed"]))  # best on top
     if rec["tie"] and rec.get("runner_up"):
@@ -945,7 +475,7 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
             meta={"role": "confirmed"},
         )
     )
-    _layout(
+    layout(
         fig,
         html.escape(title),
         xaxis={

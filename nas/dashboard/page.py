@@ -20,16 +20,9 @@ from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
 from nas.confirm import recommendation
-from nas.dashboard.figures import (
-    FINISHED,
-    METRICS,
-    figures,
-    format_params,
-    hover_key,
-    spec_of,
-    waiting_text,
-)
+from nas.dashboard.figures import METRICS, figures, hover_key
 from nas.dashboard.importance import Importances, param_importances
+from nas.dashboard.plot import FINISHED, format_params, spec_of, waiting_text
 from nas.fileio import ensure_parent, write_text
 from nas.records import mark_config_means, trial_records
 from nas.storage import UnknownStudy, load

@@ -1,0 +1,70 @@
+"""The benchmark scripts run end to end at tiny sizes, so that a change to the library cannot
+leave one of them broken until somebody next wants a figure (bench_search once was)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str, timeout: float = 300) -> str:
+    """Run ``benchmarks/<script>`` as the README says to, on one thread; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_bench_search_prints_overhead_samplers_and_pruning() -> None:
+    out = run(
+        "bench_search.py", "--trials", "2", "--seeds", "1", "--epochs", "1",
+        "--train-images", "200",
+    )  # fmt: skip
+    m = re.search(r"1\. overhead: (\d+) trials in .* inside train\(\) ([\d.]+)%", out)
+    assert m, out
+    assert int(m.group(1)) == 6  # 3 kinds x 1 seed x 2 trials
+    assert 0 < float(m.group(2)) <= 100
+    assert re.search(r"TPE / random error ratio: [\d.]+", out), out
+    assert "Hyperband trains" in out
+
+
+def test_bench_attrs_prints_public_and_batched_cost() -> None:
+    out = run("bench_attrs.py", "--repeats", "3", "--postgres", "")
+    m = re.search(r"SQLite \(WAL\): 15 attributes ([\d.]+) ms one call each, ([\d.]+) ms", out)
+    assert m, out
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+
+
+def test_bench_train_rejects_less_than_a_batch() -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_train.py", "--images", "64"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "at least one batch" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_train_compares_three_loops() -> None:
+    out = run(
+        "bench_train.py", "--images", "256", "--epochs", "2", "--repeats", "1", "--batches", "2"
+    )
+    m = re.search(r"wall median: \(1\) nas.train ([\d.]+), .* \(3\) bare step ([\d.]+)", out)
+    assert m, out
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0
