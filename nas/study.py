@@ -148,7 +148,8 @@ def _sampler(
     )
 
 
-def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """The pruner ``name`` of PRUNERS for trials of ``epochs`` epochs (one report an epoch)."""
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
     if name == "median":
@@ -217,7 +218,7 @@ def create_or_load(
         study_name=settings.study,
         storage=storage,
         sampler=_sampler(settings.sampler, seed, n_trials, shared),
-        pruner=_pruner(settings.pruner_name, epochs),
+        pruner=make_pruner(settings.pruner_name, epochs),
     )
 
 

@@ -1,15 +1,19 @@
 """Ground truth of one budget band: every configuration trained at both schedules, several seeds.
 
 Trains each configuration of the band (``--max-configs`` of them, in the band's order) with
-``--proxy-seeds`` seeds at the default trial schedule (``--epochs``) and ``--confirm-seeds``
+``--proxy-seeds`` seeds at the default trial schedule (``--epochs``), ``--confirm-seeds``
 seeds at the confirmation schedule (``--confirm-epochs``, default ``ConfirmSettings.factor``
-times ``--epochs``), on the dataset ``search`` would load from the same ``--dataset``,
-``--data-dir``, ``--train-images``, ``--val-fraction`` and ``--resolution``. Writes one JSON
-(``--out``) after every run: per configuration and seed the validation accuracy and wall time
-of both schedules, plus the command, the host and the total wall time. An interrupted run
-resumes where it stopped, and several processes on one ``--out`` share the runs out (each
-claims the next missing one under a lock). ``benchmarks/bench_search_quality.py`` replays
-searches from it.
+times ``--epochs``) and ``--truth-seeds`` more at the confirmation schedule with seeds of their
+own (from 1000, which no replayed search draws), on the dataset ``search`` would load from the
+same ``--dataset``, ``--data-dir``, ``--train-images``, ``--val-fraction`` and
+``--resolution``. Writes one JSON (``--out``) after every run: per configuration, schedule and
+seed the validation accuracy (best over epochs, as a trial's), the per-epoch curve and the wall
+time, plus the commands, the host and the total wall time. An interrupted run resumes where it
+stopped, and several processes on one ``--out`` share the runs out (each claims the next
+missing one under a lock). Seed counts may grow between runs; other settings may not. A proxy
+run of an older file without a curve is trained again, its old accuracy kept beside the new one
+(``previous_val_accuracy``: a check that training is deterministic).
+``benchmarks/bench_search_quality.py`` replays searches from it.
 
     python scripts/ground_truth.py --dataset cifar10 --data-dir DIR --out gt.json
 """
@@ -38,8 +42,10 @@ from nas.schedule import DEFAULT_TRIAL, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDT
 from nas.space import SearchSpace, spec_params  # noqa: E402
 from resnext.budget import Budget  # noqa: E402
 
-FORMAT = 1
-SCHEDULES = ("proxy", "confirm")
+FORMAT = 2  # 2: per-epoch curves, the "truth" schedule, seed counts outside the identity
+SCHEDULES = ("proxy", "confirm", "truth")
+TRUTH_SEED0 = 1000  # the truth schedule's first seed: apart from every seed a replay draws
+SEED_COUNTS = ("proxy_seeds", "confirm_seeds", "truth_seeds")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -71,6 +77,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--confirm-epochs", type=int, default=None)
     p.add_argument("--proxy-seeds", type=int, default=3)
     p.add_argument("--confirm-seeds", type=int, default=3)
+    p.add_argument(
+        "--truth-seeds",
+        type=int,
+        default=0,
+        help="confirmation-schedule runs on seeds of their own: a ground truth independent of "
+        "the seeds a replayed confirmation phase reads",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_TRIAL.batch_size)
     p.add_argument("--lr", type=float, default=DEFAULT_TRIAL.lr)
     p.add_argument("--device", default="auto")
@@ -94,13 +107,27 @@ def band(args: argparse.Namespace, classes: int, resolution: int) -> SearchSpace
     )
 
 
+def _identity(settings: dict[str, Any]) -> dict[str, Any]:
+    """What two runs must share to fill one file: every setting but the seed counts."""
+    return {k: v for k, v in settings.items() if k not in SEED_COUNTS}
+
+
 def _load(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not path.exists():
         return {"format": FORMAT, "settings": settings, "configs": []}
     have = json.loads(path.read_text())
-    if have.get("settings") != settings:
+    if _identity(have.get("settings", {})) != _identity(settings):
         raise ValueError(f"{path} was made with other settings; use another --out")
+    for c in have["configs"]:
+        for sched in SCHEDULES:
+            c.setdefault(sched, {})
+    have["format"], have["settings"] = FORMAT, settings
     return have
+
+
+def seed_of(sched: str, j: int) -> int:
+    """The training seed of a schedule's ``j``-th run."""
+    return TRUTH_SEED0 + j if sched == "truth" else j
 
 
 @contextmanager
@@ -132,7 +159,9 @@ def _open(job: tuple[str, int, int], result: dict[str, Any], claims: dict[str, A
     process."""
     sched, seed, i = job
     claim = claims.get(f"{sched}/{seed}/{i}")
-    done = str(seed) in result["configs"][i][sched]
+    entry = result["configs"][i][sched].get(str(seed))
+    # The pruner replay needs the proxy runs' curves; an older file's are trained again.
+    done = entry is not None and ("curve" in entry or sched != "proxy")
     return not done and (claim is None or not _alive(claim))
 
 
@@ -179,8 +208,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                     "notation": notation(c.spec),
                     "flops": c.complexity.flops,
                     "n_params": c.complexity.params,
-                    "proxy": {},
-                    "confirm": {},
+                    **{sched: {} for sched in SCHEDULES},
                 }
                 for c in configs
             ]
@@ -190,12 +218,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         result["host"] = socket.gethostname()
         result["dataset"] = data.name
         _save(args.out, result)
-    epochs = {"proxy": args.epochs, "confirm": confirm_epochs}
-    seeds = {"proxy": args.proxy_seeds, "confirm": args.confirm_seeds}
+    epochs = {"proxy": args.epochs, "confirm": confirm_epochs, "truth": confirm_epochs}
+    runs = {"proxy": args.proxy_seeds, "confirm": args.confirm_seeds, "truth": args.truth_seeds}
     jobs = [
-        (sched, seed, i)
+        (sched, seed_of(sched, j), i)
         for sched in SCHEDULES
-        for seed in range(seeds[sched])
+        for j in range(runs[sched])
         for i in range(len(configs))
     ]
     me = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -222,7 +250,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         with _locked(args.out):
             result = _load(args.out, settings)
             entry = result["configs"][i]
-            entry[sched][str(seed)] = {"val_accuracy": res.val_accuracy, "seconds": wall}
+            run = {
+                "val_accuracy": res.val_accuracy,
+                "seconds": wall,
+                "curve": [e.val_accuracy for e in res.history],
+            }
+            if (old := entry[sched].get(str(seed))) is not None:
+                run["previous_val_accuracy"] = old["val_accuracy"]
+            entry[sched][str(seed)] = run
             result.get("claims", {}).pop(f"{sched}/{seed}/{i}", None)
             result["wall_seconds"] = result.get("wall_seconds", 0.0) + wall
             _save(args.out, result)

@@ -65,7 +65,23 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     assert again["configs"][1]["confirm"]["1"]["seconds"] != lost["seconds"]
     assert len(again["command"]) == 2 and again["wall_seconds"] > 0
     with pytest.raises(ValueError, match="other settings"):
-        gt.run([*BAND, "--out", str(out), "--proxy-seeds", "1"])
+        gt.run([*BAND, "--out", str(out), "--epochs", "2"])
+    # Each run keeps its per-epoch curve, whose best is the run's accuracy.
+    for c in again["configs"]:
+        for sched, epochs in (("proxy", 1), ("confirm", 2)):
+            for run in c[sched].values():
+                assert len(run["curve"]) == epochs
+                assert max(run["curve"]) == pytest.approx(run["val_accuracy"])
+    # An older file's proxy run without a curve is trained again, the old accuracy kept beside
+    # the new; a confirmation run without one stays (the pruner replay reads proxy curves only).
+    saved = json.loads(out.read_text())
+    old = saved["configs"][0]["proxy"]["0"]
+    del old["curve"], saved["configs"][0]["confirm"]["0"]["curve"]
+    out.write_text(json.dumps(saved))
+    again = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])
+    rerun = again["configs"][0]["proxy"]["0"]
+    assert rerun["previous_val_accuracy"] == old["val_accuracy"] and "curve" in rerun
+    assert "curve" not in again["configs"][0]["confirm"]["0"]
 
     # Processes share one file: a run claimed by a live process (pid 1) is left to it, one
     # claimed by a process that died is taken over; the claims go once the runs are in.
@@ -102,3 +118,54 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     # its answer is the true best, every time.
     grid = summary["results"]["grid+confirm"]
     assert (grid["worst_regret"], grid["top2_rate"], grid["cycled_seeds"]) == (0.0, 1.0, 0)
+    assert summary["truth"] == "confirm"
+    # The table has curves, so the search's pruners are replayed too. With one-epoch proxy
+    # trials nothing can be pruned (the last epoch is never pruned): they match tpe+confirm.
+    for name in ("tpe+hyperband+confirm", "tpe+median+confirm"):
+        assert summary["results"][name]["pruned_trials"] == 0
+        assert summary["results"][name]["regrets"] == summary["results"]["tpe+confirm"]["regrets"]
+
+    # Seed counts may grow: truth seeds of their own become the ground truth.
+    grown = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where", "--truth-seeds", "1"])
+    assert all(set(c["truth"]) == {"1000"} for c in grown["configs"])
+    summary = bench.main([*args, "--confirm-max-seeds", "2"])
+    assert summary["truth"] == "truth"
+    truth = np.array([c["truth"]["1000"]["val_accuracy"] for c in grown["configs"]])
+    possible = {round(100 * (truth.max() - t), 9) for t in truth}
+    for name, r in summary["results"].items():
+        assert {round(x, 9) for x in r["regrets"]} <= possible, name
+
+
+def test_pruned_replay_stops_bad_curves_and_spends_what_it_saves() -> None:
+    """The median pruner, fed cached 3-epoch curves, stops the trials whose first epochs lie
+    under the median; each costs the epochs it ran, and the saved compute buys more trials."""
+    bench = load("benchmarks/bench_search_quality.py", "bench_search_quality")
+    rng = np.random.default_rng(0)
+    configs = []
+    for c in range(12):
+        quality = c / 12
+        runs = {}
+        for seed in range(3):
+            curve = [0.2 + 0.1 * quality * e + 0.01 * rng.random() for e in (1, 2, 3)]
+            runs[str(seed)] = {"val_accuracy": max(curve), "curve": curve}
+        spec = {"cardinality": c + 1}
+        configs.append(
+            {
+                "spec": spec,
+                "notation": f"{c + 1}x1d",
+                "params": {"depths": "1-1-1", "width": 32, "cardinality": c + 1,
+                           "bottleneck_width": 1},
+                "proxy": runs,
+                "confirm": {s: {"val_accuracy": 0.3 + 0.2 * quality} for s in "012"},
+            }
+        )  # fmt: skip
+    truth = bench.Truth(configs, proxy_epochs=3, confirm_epochs=9, curves=True)
+    settings = bench.ConfirmSettings(k=2, epochs=9, seeds=2, max_seeds=3)
+    budget = 2 * 3 * 9 + 30 * 3
+    plain = bench.evaluate(truth, budget, settings, seeds=3)
+    median, tpe = plain["tpe+median+confirm"], plain["tpe+confirm"]
+    assert median["pruned_trials"] > 0 and tpe["pruned_trials"] == 0
+    for r in plain.values():
+        assert r["mean_epochs_used"] <= budget
+    # Pruned trials cost less than whole ones: the same proxy compute runs more trials.
+    assert median["proxy_trials"] > tpe["proxy_trials"] == 30
