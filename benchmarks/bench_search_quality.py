@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nas.confirm import CONFIRM, SEARCH, ConfirmSettings, plan, recommendation  # noqa: E402
+from nas.recommend import mean_interval, paired_difference  # noqa: E402
 from nas.study import ENQUEUED, make_pruner  # noqa: E402
 
 PARAMS = ("depths", "width", "cardinality", "bottleneck_width")
@@ -156,9 +157,13 @@ class Replay:
 
 
 def _study(
-    sampler: optuna.samplers.BaseSampler, pruner: str = "none", epochs: int = 1
+    seed: int, sampler: optuna.samplers.BaseSampler, pruner: str = "none", epochs: int = 1
 ) -> optuna.Study:
-    return optuna.create_study(sampler=sampler, pruner=make_pruner(pruner, epochs))
+    # A name per search seed: Hyperband picks a trial's bracket from a hash of the study name,
+    # and an unnamed study gets a random one, which would make a replay unrepeatable.
+    return optuna.create_study(
+        study_name=f"replay-{seed}", sampler=sampler, pruner=make_pruner(pruner, epochs)
+    )
 
 
 def _proxy(study: optuna.Study, replay: Replay, epochs: int, max_asks: int = 1000) -> None:
@@ -206,7 +211,7 @@ def sampled(kind: str, pruner: str = "none") -> Strategy:
             if kind == "random"
             else optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
         )
-        study, replay = _study(sampler, pruner, truth.proxy_epochs), Replay(truth)
+        study, replay = _study(seed, sampler, pruner, truth.proxy_epochs), Replay(truth)
         n = proxy_trials(truth, budget, settings)
         _proxy(study, replay, n * truth.proxy_epochs)
         return _confirm(study, replay, settings), replay
@@ -217,7 +222,7 @@ def sampled(kind: str, pruner: str = "none") -> Strategy:
 def grid(truth: Truth, seed: int, budget: int, settings: ConfirmSettings) -> Any:
     """Every configuration in turn (a seeded order), as often as the compute allows, then
     the confirmation phase."""
-    study, replay = _study(optuna.samplers.RandomSampler(seed=seed)), Replay(truth)
+    study, replay = _study(seed, optuna.samplers.RandomSampler(seed=seed)), Replay(truth)
     order = np.random.default_rng(seed).permutation(len(truth.configs))
     n = proxy_trials(truth, budget, settings)
     for j in range(n):
@@ -229,7 +234,7 @@ def grid(truth: Truth, seed: int, budget: int, settings: ConfirmSettings) -> Any
 
 def best_single(truth: Truth, seed: int, budget: int, settings: ConfirmSettings) -> Any:
     """TPE with all the compute on proxy trials, answering with the best single trial."""
-    study = _study(optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
+    study = _study(seed, optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
     replay = Replay(truth)
     _proxy(study, replay, budget)
     return _best_single(study, truth), replay
@@ -281,7 +286,10 @@ def evaluate(
             pruned += replay.pruned
             proxies += replay.proxies
         r = np.array(regrets)
+        iv = mean_interval(r[~np.isnan(r)]) if (~np.isnan(r)).any() else None
         out[name] = {
+            "mean_regret": iv.mean if iv else float("nan"),
+            "mean_regret_interval": [iv.low, iv.high] if iv else [float("nan")] * 2,
             "median_regret": float(np.median(r)),
             "worst_regret": float(np.max(r)),
             "top2_rate": hits / seeds,
@@ -339,15 +347,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     if not truth.curves:
         print("no per-epoch curves in the table: the pruned strategies are left out")
-    print(f"{'strategy':22} {'median regret':>14} {'worst regret':>13} {'top-2':>6} "
+    print(f"{'strategy':22} {'mean regret [95% CI]':>22} {'median':>7} {'worst':>6} {'top-2':>6} "
           f"{'epochs used':>12} {'proxies':>8} {'pruned':>7} {'cycled':>7}")  # fmt: skip
     for name, r in results.items():
+        lo, hi = r["mean_regret_interval"]
         print(
-            f"{name:22} {r['median_regret']:>11.2f} pt {r['worst_regret']:>10.2f} pt "
+            f"{name:22} {r['mean_regret']:>6.2f} [{lo:5.2f}, {hi:5.2f}] pt "
+            f"{r['median_regret']:>7.2f} {r['worst_regret']:>6.2f} "
             f"{r['top2_rate']:>6.0%} {r['mean_epochs_used']:>12.0f} {r['proxy_trials']:>8.1f} "
             f"{r['pruned_trials']:>7.1f} "
             f"{r['cycled_seeds']:>7}"
         )
+    base = "tpe+confirm"
+    for name in (n for n in results if "+hyperband" in n or "+median" in n):
+        d = paired_difference(
+            dict(enumerate(results[name]["regrets"])), dict(enumerate(results[base]["regrets"]))
+        )
+        print(
+            f"{name} minus {base}, paired over {d.n} search seeds: {d.mean:+.2f} pt regret "
+            f"[95% CI {d.low:+.2f}, {d.high:+.2f}]"
+        )
+    print(
+        "intervals are over search seeds on this one table: the search's own randomness, not "
+        "the training noise behind the table's numbers"
+    )
     if any(r["cycled_seeds"] for r in results.values()):
         print(
             "cycled: trials that reused a cached seed because the table has fewer seeds than "

@@ -169,3 +169,8 @@ def test_pruned_replay_stops_bad_curves_and_spends_what_it_saves() -> None:
         assert r["mean_epochs_used"] <= budget
     # Pruned trials cost less than whole ones: the same proxy compute runs more trials.
     assert median["proxy_trials"] > tpe["proxy_trials"] == 30
+    # A replay repeats: Hyperband's brackets hash the study name, which is fixed per seed.
+    first, again = (bench.evaluate(truth, budget, settings, seeds=8) for _ in range(2))
+    for name in ("tpe+hyperband+confirm", "tpe+median+confirm"):
+        for key in ("regrets", "pruned_trials", "proxy_trials"):
+            assert again[name][key] == first[name][key], (name, key)
