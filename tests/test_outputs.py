@@ -542,3 +542,17 @@ def test_hand_edited_trial_attributes_are_coerced_or_left_out(
         ],
         "no readable spec",
     )
+
+
+def test_a_failed_load_leaves_no_empty_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train` names its folder runs/train-<time> before the data loads, to fail early on an
+    unwritable place; when the load then fails, the empty folder goes again."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--dataset", "folder", "--data-dir", "empty", "--quiet"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert list((tmp_path / "runs").iterdir()) == []

@@ -183,9 +183,14 @@ def train_command(
     from nas.fileio import write_json
     from nas.train import train
 
-    data = DataOptions(
-        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
-    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed, eval_test=eval_test)
+    try:
+        data = DataOptions(
+            dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
+        ).load(train_images=train_images, val_fraction=val_fraction, seed=seed, eval_test=eval_test)
+    except BaseException:
+        if out is None and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # the folder named for this run holds nothing: leave no clutter
+        raise
     if spec is None:
         spec = _train_spec_from_options(
             None, data.template, depths, width, cardinality, bottleneck_width
