@@ -108,6 +108,7 @@ class Replay:
     cycled: int = 0
     pruned: int = 0
     proxies: int = 0  # proxy trials trained, pruned ones included
+    tie: bool = False  # the confirmed answer was a tie (P(best) under the threshold)
 
     def _run(self, i: int, schedule: str, n: int) -> dict[str, Any]:
         cached = self.truth.configs[i][schedule]
@@ -184,6 +185,7 @@ def _confirm(study: optuna.Study, replay: Replay, settings: ConfirmSettings) -> 
     rec = recommendation(study.trials)
     if rec is None:
         return None
+    replay.tie = bool(rec["tie"])
     return replay.truth.index(
         next(c["params"] for c in replay.truth.configs if c["spec"] == rec["spec"])
     )
@@ -197,6 +199,42 @@ def _best_single(study: optuna.Study, truth: Truth) -> int:
     i = truth.index(best.params)
     assert i is not None
     return i
+
+
+def separability(truth: Truth, permutations: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Can the table tell its configurations apart at the confirmation schedule?
+
+    Every run of that schedule (confirmation and truth seeds) in a one-way analysis of
+    variance: the F statistic (between-configuration over within-configuration mean square), its
+    p-value by permuting runs across configurations, the pooled seed-to-seed SD and the
+    estimated SD of the configurations' true means (0 when F <= 1). With F near 1 the
+    configurations differ by less than the seed noise can show, and so does every regret.
+    """
+    runs = [
+        np.array([100 * v["val_accuracy"] for s in ("confirm", "truth") for v in c[s].values()])
+        for c in truth.configs
+    ]
+    sizes = np.array([len(r) for r in runs])
+    flat = np.concatenate(runs)
+    groups = np.repeat(np.arange(len(runs)), sizes)
+
+    def f_stat(values: np.ndarray) -> tuple[float, float, float]:
+        means = np.bincount(groups, values) / sizes
+        between = float(np.sum(sizes * (means - values.mean()) ** 2)) / (len(runs) - 1)
+        within = float(np.sum((values - means[groups]) ** 2)) / (len(values) - len(runs))
+        return between / within, between, within
+
+    f, between, within = f_stat(flat)
+    rng = np.random.default_rng(seed)
+    exceed = sum(f_stat(rng.permutation(flat))[0] >= f for _ in range(permutations))
+    n0 = float(np.mean(sizes))
+    return {
+        "f": f,
+        "p": (exceed + 1) / (permutations + 1),
+        "runs": int(len(flat)),
+        "seed_sd": within**0.5,
+        "config_sd": max(0.0, (between - within) / n0) ** 0.5,
+    }
 
 
 Strategy = Callable[[Truth, int, int, ConfirmSettings], tuple[int | None, Replay]]
@@ -275,7 +313,7 @@ def evaluate(
         if "+hyperband" in name or "+median" in name:
             if not truth.curves:  # no curves: the pruner would see nothing and prune nothing
                 continue
-        regrets, hits, used, cycled, pruned, proxies = [], 0, [], 0, 0, 0
+        regrets, hits, used, cycled, pruned, proxies, ties = [], 0, [], 0, 0, 0, 0
         for seed in range(seeds):
             i, replay = strategy(truth, seed, budget, settings)
             regret = float("nan") if i is None else 100 * (gt.max() - gt[i])
@@ -285,6 +323,7 @@ def evaluate(
             cycled += replay.cycled
             pruned += replay.pruned
             proxies += replay.proxies
+            ties += replay.tie
         r = np.array(regrets)
         iv = mean_interval(r[~np.isnan(r)]) if (~np.isnan(r)).any() else None
         out[name] = {
@@ -297,6 +336,7 @@ def evaluate(
             "cycled_seeds": cycled,
             "pruned_trials": pruned / seeds,
             "proxy_trials": proxies / seeds,
+            "tie_rate": ties / seeds,
             "regrets": regrets,
         }
     return out
@@ -328,6 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     results = evaluate(truth, budget, settings, args.search_seeds)
     gt = truth.truth()
+    sep = separability(truth)
     print(
         f"{len(truth.configs)} configurations; ground-truth best "
         f"{truth.configs[int(np.argmax(gt))]['notation']} at {gt.max():.2%}; compute "
@@ -345,10 +386,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "which flatters the confirmation"
         )
     )
+    print(
+        f"separability at the confirmation schedule ({sep['runs']} runs): F = {sep['f']:.2f}, "
+        f"permutation p = {sep['p']:.2f}; seed-to-seed SD {sep['seed_sd']:.2f} pt, estimated SD "
+        f"of the configurations' true means {sep['config_sd']:.2f} pt"
+        + (
+            ": the table cannot tell its configurations apart, and the regrets below measure "
+            "the ground truth's own noise more than the strategies"
+            if sep["p"] > 0.05
+            else ""
+        )
+    )
+    random_pick = 100 * float(np.mean(gt.max() - gt))
+    print(f"a configuration picked at random, no training: mean regret {random_pick:.2f} pt")
     if not truth.curves:
         print("no per-epoch curves in the table: the pruned strategies are left out")
     print(f"{'strategy':22} {'mean regret [95% CI]':>22} {'median':>7} {'worst':>6} {'top-2':>6} "
-          f"{'epochs used':>12} {'proxies':>8} {'pruned':>7} {'cycled':>7}")  # fmt: skip
+          f"{'epochs used':>12} {'proxies':>8} {'pruned':>7} {'cycled':>7} "
+          f"{'ties':>5}")  # fmt: skip
     for name, r in results.items():
         lo, hi = r["mean_regret_interval"]
         print(
@@ -356,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['median_regret']:>7.2f} {r['worst_regret']:>6.2f} "
             f"{r['top2_rate']:>6.0%} {r['mean_epochs_used']:>12.0f} {r['proxy_trials']:>8.1f} "
             f"{r['pruned_trials']:>7.1f} "
-            f"{r['cycled_seeds']:>7}"
+            f"{r['cycled_seeds']:>7} {r['tie_rate']:>5.0%}"
         )
     base = "tpe+confirm"
     for name in (n for n in results if "+hyperband" in n or "+median" in n):
@@ -378,6 +433,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     summary = {
         "budget": budget,
+        "separability": sep,
+        "random_pick_regret": random_pick,
         "settings": settings.to_dict(),
         "truth": truth.source,
         "results": results,

@@ -174,3 +174,29 @@ def test_pruned_replay_stops_bad_curves_and_spends_what_it_saves() -> None:
     for name in ("tpe+hyperband+confirm", "tpe+median+confirm"):
         for key in ("regrets", "pruned_trials", "proxy_trials"):
             assert again[name][key] == first[name][key], (name, key)
+
+
+def test_separability_tells_a_flat_band_from_a_graded_one() -> None:
+    """The one-way F of the confirmation-schedule runs, with its permutation p-value: clear
+    differences between configurations give a small p, runs from one distribution a large one,
+    and the estimated SD of the true means follows."""
+    bench = load("benchmarks/bench_search_quality.py", "bench_search_quality")
+    rng = np.random.default_rng(1)
+
+    def table(step: float) -> object:
+        configs = [
+            {
+                s: {str(k): {"val_accuracy": 0.4 + step * c + 0.01 * rng.standard_normal()}
+                    for k in range(3)}
+                for s in ("confirm", "truth")
+            }
+            for c in range(8)
+        ]  # fmt: skip
+        return bench.Truth(configs, proxy_epochs=3, confirm_epochs=9)
+
+    graded = bench.separability(table(0.02), permutations=500)
+    flat = bench.separability(table(0.0), permutations=500)
+    assert graded["p"] < 0.01 and graded["f"] > 10 and graded["config_sd"] > 1.0
+    assert flat["p"] > 0.01 and flat["config_sd"] < graded["config_sd"] / 5
+    assert graded["runs"] == flat["runs"] == 48
+    assert 0.5 < flat["seed_sd"] < 1.5  # the 1-point noise, in points
