@@ -68,3 +68,13 @@ def test_bench_train_compares_three_loops() -> None:
     m = re.search(r"wall median: \(1\) nas.train ([\d.]+), .* \(3\) bare step ([\d.]+)", out)
     assert m, out
     assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+
+
+def test_bench_p_best_counts_named_winners() -> None:
+    bench = ROOT / "benchmarks" / "bench_p_best.py"
+    out = run(bench.name, "--draws", "40", "--configs", "2", "--seeds", "5", "--deltas", "0,3")
+    rows = re.findall(r"^\s+2\s+5\s+([\d.]+)\s+(\d+)%\s+(\S+)$", out, re.M)
+    assert [r[0] for r in rows] == ["0.0", "3.0"], out
+    # Equal means: a named winner is a coin's luck; 3 SDs ahead on 5 seeds: nearly always, rightly.
+    assert 0 < int(rows[0][1]) < 90 and rows[0][2] == "-"
+    assert int(rows[1][1]) >= 90 and rows[1][2] == "100%"
