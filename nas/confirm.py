@@ -278,6 +278,13 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
                 f"a tie between {rec['notation']} and {up['notation']} at this budget "
                 f"(P(best) {format_p_best(rec['p_best'])} < {rec['tie_below']})"
             )
+        elif None not in d and d[0] <= 0 <= d[1]:
+            # P(best) under a flat prior names a winner often when there is none
+            # (benchmarks/bench_p_best.py); the paired interval is the stricter reading.
+            lines.append(
+                f"not settled: the paired difference to {up['notation']} is within its 95% "
+                "interval of zero; more --confirm-seeds narrow it"
+            )
     fid = rec.get("proxy_fidelity")
     lines.append(
         "proxy fidelity: "

@@ -172,3 +172,24 @@ def test_one_seed_each_has_no_p_best_and_says_why() -> None:
     text = "\n".join(describe(rec))
     assert "P(best of the confirmed) unknown (needs a configuration on two seeds)" in text
     assert "a tie between 4x2d 1-1-1 w32 and 2x4d 1-1-1 w32" in text
+
+
+def _confirmed(a: tuple[float, ...], b: tuple[float, ...]) -> list:
+    """The proxy trials, then 4x2d and 2x4d confirmed on seeds 0, 1, 2 with these accuracies."""
+    return [
+        *proxy(),
+        *(trial(5 + s, 4, 2, acc, phase=CONFIRM, seed=s) for s, acc in enumerate(a)),
+        *(trial(8 + s, 2, 4, acc, phase=CONFIRM, seed=s) for s, acc in enumerate(b)),
+    ]
+
+
+def test_a_winner_whose_paired_interval_spans_zero_is_not_settled() -> None:
+    """P(best) >= 0.8 names a winner; when the paired difference to the runner-up still
+    includes zero, the answer says it is not settled (and says nothing when it excludes zero)."""
+    rec = recommendation(_confirmed((0.60, 0.70, 0.62), (0.58, 0.55, 0.61)))
+    assert rec is not None and rec["tie"] is False
+    low, high = rec["runner_up"]["difference_ci95"]
+    assert low < 0 < high
+    assert any(line.startswith("not settled: the paired difference") for line in describe(rec))
+    settled = recommendation(_confirmed((0.60, 0.64, 0.62), (0.50, 0.55, 0.51)))
+    assert not any(line.startswith("not settled") for line in describe(settled))
