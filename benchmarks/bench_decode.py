@@ -72,9 +72,11 @@ def main() -> None:
             serial += w
             _, w, _ = _timed(folder.parallel_map, lambda p: folder.decode(p, 32), files)
             parallel += w
+        pick = "one thread" if folder.decode_threads(files) == 1 else "the thread pool"
         print(
             f"decode {len(files):,} images x2: serial {serial:.1f} s, thread pool "
-            f"{parallel:.1f} s: {serial / parallel:.2f}x"
+            f"{parallel:.1f} s: {serial / parallel:.2f}x; the loader picks {pick} for these "
+            f"(pool from a {folder.POOL_MIN_SIDE}-pixel side)"
         )
 
 

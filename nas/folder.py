@@ -30,6 +30,11 @@ from nas.data import DataError, default_data_dir, one_line
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 HELD_OUT = ("test", "val")  # the folder of the held-out split, in order of preference
 MIXED_RESOLUTION = 64  # the default side when the images do not share one size
+# Threads decode faster than one only where libjpeg's work, done without the GIL, outweighs
+# Python's share of each image. benchmarks/bench_decode.py and a sweep on 2 idle cores
+# (session 5): the pool ran at 0.72x one thread on 32x32 CIFAR JPEGs, 0.82x at 128x128,
+# 0.88x at 160x160, 1.32x at 256x256 and 1.50x at 500x375 (decoded to 64).
+POOL_MIN_SIDE = 224
 _CACHE_VERSION = 2  # bump when decoding changes, so that old caches are not reused
 _IGNORED_DIRS = ("__MACOSX",)  # resource forks that macOS adds to zips
 
@@ -211,9 +216,13 @@ def decode(path: Path, resolution: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def parallel_map(fn: Callable[[Path], T], files: Sequence[Path]) -> list[T]:
-    """``fn`` over ``files`` on a few threads, in order; the first error is raised at once."""
-    pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
+def parallel_map(fn: Callable[[Path], T], files: Sequence[Path], threads: int = 0) -> list[T]:
+    """``fn`` over ``files`` on ``threads`` threads (0: a few, by the cores), in order; the
+    first error is raised at once. One thread maps in this one, with no pool."""
+    threads = threads or min(8, os.cpu_count() or 1)
+    if threads == 1:
+        return [fn(f) for f in files]
+    pool = ThreadPoolExecutor(threads)
     try:
         return list(pool.map(fn, files))
     finally:  # after an error (a corrupt image, Ctrl-C) the files still queued are dropped
@@ -222,8 +231,14 @@ def parallel_map(fn: Callable[[Path], T], files: Sequence[Path]) -> list[T]:
 
 def common_resolution(files: Sequence[Path]) -> int:
     """The side the images share (the shorter side if they all share one size), else 64."""
-    sizes = set(parallel_map(image_size, files))
+    sizes = set(parallel_map(image_size, files, threads=1))  # a header each: Python's work
     return min(next(iter(sizes))) if len(sizes) == 1 else MIXED_RESOLUTION
+
+
+def decode_threads(files: Sequence[Path]) -> int:
+    """Threads to decode ``files`` with: the pool for large images, one for small ones (see
+    ``POOL_MIN_SIDE``), judged by the first file."""
+    return 0 if files and min(image_size(files[0])) >= POOL_MIN_SIDE else 1
 
 
 def cache_dir() -> Path:
@@ -288,7 +303,7 @@ def load_split(
     if x is not None:
         return x
     side = common_resolution(files) if resolution is None else resolution
-    images = parallel_map(lambda p: decode(p, side), files)
+    images = parallel_map(lambda p: decode(p, side), files, decode_threads(files))
     x = np.stack(images) if images else np.empty((0, 3, side, side), np.uint8)
     _write_cache(cache, x)
     return x

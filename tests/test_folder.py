@@ -323,3 +323,22 @@ def test_member_paths() -> None:
             archive.member_path(bad, where)
     assert archive.stem(Path("/d/cifar10-jpg.tar.gz")) == "cifar10-jpg"
     assert archive.is_archive(Path("x.TGZ")) and not archive.is_archive(Path("x.tar.xz.txt"))
+
+
+def test_small_images_decode_on_one_thread_large_ones_on_the_pool(tmp_path: Path) -> None:
+    """Threads pay only for large JPEGs (``POOL_MIN_SIDE``, measured): CIFAR-sized files decode
+    in this thread, large ones on the pool, and both give the same arrays as a plain loop."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for side in (32, folder.POOL_MIN_SIDE):
+        files = []
+        for i in range(3):
+            path = tmp_path / f"{side}-{i}.jpg"
+            Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(path)
+            files.append(path)
+        threads = folder.decode_threads(files)
+        assert threads == (1 if side == 32 else 0)
+        got = folder.parallel_map(lambda p: folder.decode(p, 16), files, threads)
+        want = [folder.decode(p, 16) for p in files]
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
