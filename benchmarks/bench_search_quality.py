@@ -291,6 +291,7 @@ def proxy_trials(truth: Truth, budget: int, settings: ConfirmSettings) -> int:
     return n
 
 
+PRUNED = ("tpe+hyperband+confirm", "tpe+median+confirm")  # the strategies that need curves
 STRATEGIES: dict[str, Strategy] = {
     "random+confirm": sampled("random"),
     "tpe+confirm": sampled("tpe"),
@@ -310,9 +311,8 @@ def evaluate(
     top2 = set(np.argsort(-gt)[:2].tolist())
     out = {}
     for name, strategy in STRATEGIES.items():
-        if "+hyperband" in name or "+median" in name:
-            if not truth.curves:  # no curves: the pruner would see nothing and prune nothing
-                continue
+        if name in PRUNED and not truth.curves:
+            continue  # no curves: the pruner would see nothing and prune nothing
         regrets, hits, used, cycled, pruned, proxies, ties = [], 0, [], 0, 0, 0, 0
         for seed in range(seeds):
             i, replay = strategy(truth, seed, budget, settings)
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['cycled_seeds']:>7} {r['tie_rate']:>5.0%}"
         )
     base = "tpe+confirm"
-    for name in (n for n in results if "+hyperband" in n or "+median" in n):
+    for name in (n for n in results if n in PRUNED):
         d = paired_difference(
             dict(enumerate(results[name]["regrets"])), dict(enumerate(results[base]["regrets"]))
         )
