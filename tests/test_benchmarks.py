@@ -71,8 +71,8 @@ def test_bench_train_compares_three_loops() -> None:
 
 
 def test_bench_p_best_counts_named_winners() -> None:
-    bench = ROOT / "benchmarks" / "bench_p_best.py"
-    out = run(bench.name, "--draws", "40", "--configs", "2", "--seeds", "5", "--deltas", "0,3")
+    args = ("--draws", "40", "--configs", "2", "--seeds", "5", "--deltas", "0,3")
+    out = run("bench_p_best.py", *args)
     rows = re.findall(r"^\s+2\s+5\s+([\d.]+)\s+(\d+)%\s+(\S+)$", out, re.M)
     assert [r[0] for r in rows] == ["0.0", "3.0"], out
     # Equal means: a named winner is a coin's luck; 3 SDs ahead on 5 seeds: nearly always, rightly.
