@@ -8,8 +8,12 @@ One study lives in one Optuna storage: a SQLite file by default, any Optuna RDB 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import random
+import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,27 @@ GRACE_BEATS = 3
 MAX_HEARTBEAT = 86_400  # a day; beyond, Python's thread waits overflow (issue 12)
 MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills the worker)
 SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
+# Seconds a process opening a fresh storage retries while others create the same schema.
+SCHEMA_WAIT = 60
+# What the loser of two concurrent schema creations is told, on SQLite and PostgreSQL: a table
+# or type the other created between its check and its CREATE, or the version row it inserted.
+_SCHEMA_RACE = re.compile(
+    r"already exists|UNIQUE constraint failed|duplicate key value|database is locked", re.I
+)
+
+
+def schema_race(e: BaseException) -> bool:
+    """Whether ``e`` is what a process meets when another creates the same Optuna schema."""
+    import sqlalchemy.exc
+
+    return isinstance(
+        e,
+        (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.ProgrammingError,
+        ),
+    ) and bool(_SCHEMA_RACE.search(str(e)))
 
 
 def check_heartbeat(heartbeat: Any) -> None:
@@ -180,21 +205,29 @@ def open_storage(
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     elif url.startswith("postgresql"):
         kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeats are "experimental" since Optuna 2.9
-        try:
-            storage = _Storage(
-                url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=heartbeat * GRACE_BEATS,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_RETRY
-                ),
-            )
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
+    deadline = time.monotonic() + SCHEMA_WAIT
+    for attempt in itertools.count():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are "experimental" since Optuna 2.9
+            try:
+                storage = _Storage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=heartbeat * GRACE_BEATS,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
+                break
+            except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+                if schema_race(e) and time.monotonic() < deadline:
+                    # Another process is creating the same schema: once it has, creation finds
+                    # the tables and the version row there and does nothing.
+                    time.sleep(random.uniform(0.05, 0.2) * min(attempt + 1, 5))
+                    continue
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
     if url.startswith("sqlite"):
         _serialise_sqlite_writes(storage.engine)
     return storage

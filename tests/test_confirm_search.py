@@ -180,3 +180,34 @@ def test_confirmation_epochs_follow_the_option(tmp_path: Path) -> None:
     run_search(s, toy_data(), replace(TRAIN, epochs=1), 2, storage=url)
     (t,) = confirm_trials(load("e", url))
     assert len(t.user_attrs["curve"]) == 2 and t.state == TrialState.COMPLETE
+
+
+def _worker_process(name: str, url: str, barrier: object, poll: float) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    run_worker(settings(name), toy_data(), TRAIN, 3, storage=url, poll=poll)
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_two_processes_share_one_confirmation(tmp_path: Path, round_: int) -> None:
+    """Two processes reach the confirmation together: each point is trained once, by one."""
+    import multiprocessing
+
+    url = sqlite(tmp_path)
+    # The proxy trials first, without confirmation; then two workers confirm at once.
+    run_search(settings("two", ConfirmSettings(k=0)), toy_data(), TRAIN, 3, storage=url)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_worker_process, args=("two", url, barrier, 0.01)) for _ in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    trials = confirm_trials(load("two", url))
+    trained = [
+        (t.user_attrs["confirm_of"], t.user_attrs["seed"])
+        for t in trials
+        if "curve" in t.user_attrs
+    ]
+    assert len(trained) == len(set(trained)) == 4, trained
+    assert len(confirmed(trials)) == 2
