@@ -21,6 +21,7 @@ from nas.confirm import ConfirmSettings
 from nas.records import counts, trial_rows
 from nas.space import SpecGrid
 from nas.storage import load, open_storage
+from nas.study import grid_key
 from resnext.budget import Budget
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -371,3 +372,17 @@ def test_a_search_definition_runs_its_trial_count_with_its_baselines(tmp_path: P
     assert {r["spec"].split()[0] for r in rows if r["baseline"]} == family and len(family) == 3
     with pytest.raises(ValueError, match="applies to grid studies"):
         run_study(d, toy_data(), storage=url, seeds=2)
+
+
+def test_two_study_runs_started_together_train_each_point_once(tmp_path: Path) -> None:
+    """Two `study run` commands on one fresh file: the schema, the study and its grid are shared,
+    and every (spec, seed) point is trained by one of them."""
+    url = sqlite(tmp_path)
+    args = ["study", "run", "cardinality-vs-width", "--storage", url, "--seeds", "1"]
+    args += ["--epochs", "1", "--train-images", "64", "--val-fraction", "0.002"]
+    args += ["--resolution", "8", "--no-latency", "--quiet"]
+    for proc in run_cli([args, args], tmp_path):
+        assert proc.returncode == 0, proc.stderr
+    trials = load("cardinality-vs-width", url).trials
+    trained = [p for t, p in zip(trials, map(grid_key, trials), strict=True) if counts(t)]
+    assert len(trained) == len(set(trained)) == 5
