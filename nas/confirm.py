@@ -255,23 +255,29 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     if rec is None:
         return ["no confirmed configuration yet: the answer comes from the confirmation phase"]
 
-    def interval(iv: list[float | None]) -> str:
-        return "no interval (one seed)" if None in iv else f"95% CI [{iv[0]:.1%}, {iv[1]:.1%}]"
+    def interval(iv: list[float | None], n: int) -> str:
+        if None not in iv:
+            return f"95% CI [{iv[0]:.1%}, {iv[1]:.1%}]"
+        return "no interval (one seed)" if n < 2 else f"no interval (the {n} seeds agree exactly)"
 
     lines = [
         f"recommended: {rec['notation']} ({rec['flops']:,} FLOPs, {rec['params']:,} params): "
-        f"confirmed val acc {rec['mean_accuracy']:.1%}, {interval(rec['ci95'])} over "
+        f"confirmed val acc {rec['mean_accuracy']:.1%}, {interval(rec['ci95'], rec['seeds'])} over "
         f"{rec['seeds']} seed{'s' * (rec['seeds'] != 1)}; P(best of the confirmed) "
         f"{format_p_best(rec['p_best'])}"
     ]
     up = rec["runner_up"]
     if up is not None:
         d = up["difference_ci95"]
-        diff = (
-            f"{up['difference']:+.1%} (paired, {interval(d)})"
-            if None not in d
-            else f"{up['difference']:+.1%} (difference of means, no paired interval)"
-        )
+        if None not in d:
+            diff = f"{up['difference']:+.1%} (paired, {interval(d, up['paired_seeds'])})"
+        elif up["paired_seeds"] >= 2:
+            diff = (
+                f"{up['difference']:+.1%} (paired, the same on all {up['paired_seeds']} seeds: "
+                "no spread measured, no interval)"
+            )
+        else:
+            diff = f"{up['difference']:+.1%} (difference of means, no paired interval)"
         lines.append(f"runner-up: {up['notation']} at {up['mean_accuracy']:.1%}; difference {diff}")
         if rec["tie"]:
             lines.append(

@@ -83,12 +83,27 @@ def t_quantile(p: float, df: int) -> float:
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over ``n`` values with a two-sided Student-t interval (nan bounds when n < 2)."""
+    """A mean over ``n`` values with a two-sided Student-t interval.
+
+    The bounds are nan when the values measure no spread: one value, or values that are all
+    equal (a zero-width interval would claim certainty that a handful of seeds cannot give).
+    """
 
     mean: float
     low: float
     high: float
     n: int
+
+    @property
+    def defined(self) -> bool:
+        """Whether there is an interval (two or more values that differ)."""
+        return not math.isnan(self.low)
+
+    def why_undefined(self) -> str:
+        """Why there is no interval, for people."""
+        if self.n < 2:
+            return "one seed" if self.n == 1 else "no paired seeds"
+        return f"all {self.n} seeds gave the same value: no spread measured"
 
     def to_list(self) -> list[float | None]:
         """``[low, high]`` for JSON, ``None`` where the interval is undefined."""
@@ -96,14 +111,15 @@ class Interval:
 
 
 def mean_interval(values: list[float] | np.ndarray, level: float = 0.95) -> Interval:
-    """The mean of ``values`` with its t interval; a single value has no interval."""
+    """The mean of ``values`` with its t interval; one value, or equal values, have none."""
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
         raise ValueError("mean_interval needs at least one value")
     mean = float(v.mean())
-    if len(v) < 2:
-        return Interval(mean, math.nan, math.nan, 1)
-    half = t_quantile((1 + level) / 2, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    if len(v) < 2 or sd == 0:
+        return Interval(mean, math.nan, math.nan, len(v))
+    half = t_quantile((1 + level) / 2, len(v) - 1) * sd / math.sqrt(len(v))
     return Interval(mean, mean - half, mean + half, len(v))
 
 
@@ -137,18 +153,23 @@ def p_best(
     A plain bootstrap of the seeds claims too much at few seeds (two seeds give three possible
     means, never anything outside them); the t posterior widens as the seeds get fewer. With no
     configuration trained on two seeds there is no spread to go on: every value is NaN (a single
-    configuration is the best of its set, 1.0).
+    configuration is the best of its set, 1.0). Seeds that all agree measure no spread either:
+    NaN too, rather than a certainty drawn from a zero variance.
     """
-    names = list(accuracies)
+    names = sorted(accuracies)
     if not names:
         return {}
     if len(names) == 1:
         return {names[0]: 1.0}
-    values = [np.asarray(list(accuracies[k].values()), dtype=float) for k in names]
+    values = [
+        np.asarray([accuracies[k][s] for s in sorted(accuracies[k])], dtype=float) for k in names
+    ]
     df = sum(len(v) - 1 for v in values)
     if df == 0:
         return dict.fromkeys(names, math.nan)
     pooled = math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in values) / df)
+    if pooled == 0:
+        return dict.fromkeys(names, math.nan)
     rng = np.random.default_rng(seed)
     sigma = pooled * np.sqrt(df / rng.chisquare(df, size=(n, 1)))
     centre = np.array([v.mean() for v in values])
@@ -160,8 +181,8 @@ def p_best(
 
 
 def format_p_best(p: float | None) -> str:
-    """P(best) for people: two decimals, or why there is none (no configuration on two seeds)."""
-    return "unknown (needs a configuration on two seeds)" if p is None else f"{p:.2f}"
+    """P(best) for people: two decimals, or why there is none (no spread between seeds yet)."""
+    return "unknown (needs seeds that differ: no spread measured yet)" if p is None else f"{p:.2f}"
 
 
 def leader(accuracies: Mapping[str, Mapping[int, float]]) -> str:

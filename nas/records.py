@@ -292,12 +292,12 @@ def config_groups(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[st
 
 def mark_config_means(records: list[dict[str, Any]]) -> None:
     """Set ``spec_trials``, ``spec_mean_accuracy`` and ``spec_ci95`` (95% t interval, None with
-    one seed): over the complete trials of the same config and phase."""
+    one seed or seeds that agree): over the complete trials of the same config and phase."""
     for r in records:
         r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = 0, None, None
     for group in config_groups(r for r in records if r["state"] == "COMPLETE").values():
         iv = mean_interval([r["val_accuracy"] for r in group])
-        ci = None if iv.n < 2 else iv.to_list()
+        ci = iv.to_list() if iv.defined else None
         for r in group:
             r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = iv.n, iv.mean, ci
 

@@ -78,9 +78,12 @@ def test_p_best_edges() -> None:
     assert p_best({"A": {0: 0.3}}) == {"A": 1.0}
     # no configuration on two seeds: no spread to go on
     assert all(math.isnan(p) for p in p_best({"A": {0: 0.5}, "B": {0: 0.4}}).values())
-    # no spread at all: equal means share, a higher one wins every replicate
-    assert p_best({"A": {0: 0.5, 1: 0.5}, "B": {0: 0.5, 1: 0.5}}, n=100) == {"A": 0.5, "B": 0.5}
-    assert p_best({"A": {0: 0.6, 1: 0.6}, "B": {0: 0.5, 1: 0.5}})["A"] == 1.0
+    # no spread at all: no variance to draw from, so no probability either (not 0.5 or 1.0)
+    for same in (
+        {"A": {0: 0.5, 1: 0.5}, "B": {0: 0.5, 1: 0.5}},
+        {"A": {0: 0.6, 1: 0.6}, "B": {0: 0.5, 1: 0.5}},
+    ):
+        assert all(math.isnan(p) for p in p_best(same, n=100).values())
     # far apart on two seeds each: nearly certain, and a seeded result
     far = {"A": {0: 0.9, 1: 0.91}, "B": {0: 0.5, 1: 0.52}}
     assert p_best(far)["A"] > 0.99 and p_best(far) == p_best(far)
@@ -114,3 +117,27 @@ def test_recommend_names_the_best_mean_and_the_runner_up() -> None:
     assert recommend({}) is None
     single = recommend({"A": {0: 0.6}, "B": {0: 0.5}})
     assert single is not None and math.isnan(single.p_best) and single.is_tie
+
+
+def test_seeds_that_agree_give_no_interval_and_no_p_best() -> None:
+    """Equal seeds (quantised accuracies on a small split) measure no spread: no [x, x] interval
+    and no P(best) drawn from a zero variance."""
+    iv = mean_interval([0.75, 0.75])
+    assert iv.mean == 0.75 and not iv.defined and iv.to_list() == [None, None]
+    assert "same value" in iv.why_undefined()
+    diff = paired_difference({0: 0.5, 1: 0.6}, {0: 0.487, 1: 0.587})
+    assert diff.mean == pytest.approx(0.013) and not diff.defined  # +1.3% on both seeds
+    probs = p_best({"a": {0: 0.5, 1: 0.5}, "b": {0: 0.4, 1: 0.4}})
+    assert all(math.isnan(p) for p in probs.values())
+    rec = recommend({"a": {0: 0.5, 1: 0.5}, "b": {0: 0.4, 1: 0.4}})
+    assert rec is not None and rec.is_tie  # nothing singles out a winner
+
+
+def test_p_best_does_not_depend_on_the_order_trials_were_read() -> None:
+    acc = {
+        "a": {0: 0.61, 1: 0.58, 2: 0.60},
+        "b": {0: 0.59, 1: 0.60, 2: 0.57},
+        "c": {0: 0.5, 1: 0.52},
+    }
+    shuffled = {k: dict(reversed(list(acc[k].items()))) for k in reversed(list(acc))}
+    assert p_best(acc) == p_best(shuffled)

@@ -238,9 +238,10 @@ def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "params": first["params"],
                 "mean": statistics.fmean(errs),
                 "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
-                # 95% Student-t interval over seeds; one seed has none (drawn without a bar).
-                "low": iv.mean if iv.n < 2 else iv.low,
-                "high": iv.mean if iv.n < 2 else iv.high,
+                # 95% Student-t interval over seeds; one seed, or seeds that agree, have none
+                # (drawn without a bar).
+                "low": iv.low if iv.defined else iv.mean,
+                "high": iv.high if iv.defined else iv.mean,
                 "n": len(errs),
                 "numbers": [r["number"] for r in trials],
             }
