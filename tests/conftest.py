@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def pytest_report_header(config) -> str:
+    """The processor and its vector extensions, so that a failing kernel comparison names it."""
+    from tests.numerics import cpu_name
+
+    return f"cpu: {cpu_name()}"
+
+
 def pytest_configure(config) -> None:
     """Keep torch from oversubscribing the CI machine's 2 cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "2")
