@@ -170,7 +170,9 @@ def test_one_seed_each_has_no_p_best_and_says_why() -> None:
     assert rec is not None and rec["p_best"] is None and rec["tie"] is True
     assert all(r["p_best"] is None for r in rec["confirmed"])
     text = "\n".join(describe(rec))
-    assert "P(best of the confirmed) unknown (needs seeds that differ: no spread measured yet)" in text
+    assert (
+        "P(best of the confirmed) unknown (needs seeds that differ: no spread measured yet)" in text
+    )
     assert "a tie between 4x2d 1-1-1 w32 and 2x4d 1-1-1 w32" in text
 
 
