@@ -36,6 +36,7 @@ SYNTHETIC_SEED = 0  # the synthetic set is one fixed dataset, like CIFAR; `seed`
 # CIFAR template keeps small images' resolution (3x3 stem), ImageNet's quarters it at once.
 SMALL_IMAGES = 64
 IMAGENET_RESOLUTION = 64  # the default side of the imagenet dataset (CPU scale)
+MIN_CLASSES = 2  # one class scores 100% whatever the network: nothing is learned or compared
 VAL_CAP_RULE = (
     "with --train-images N the validation split holds at most N/2 images (at least one a "
     "class), so that scoring never dominates a short trial; seeded and stratified by class"
@@ -228,6 +229,11 @@ def load_dataset(
     ):
         if value is not None and (isinstance(value, bool) or value < 1):
             raise DataError(f"{option} must be a positive integer, got {value!r}")
+    if classes is not None and classes < MIN_CLASSES:
+        raise DataError(
+            f"classes={classes}: a classifier needs at least {MIN_CLASSES} classes (with one, "
+            "every prediction is right and the accuracy says nothing)"
+        )
     if augment is not None and augment not in AUGMENTS:
         raise DataError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
     if data_dir is not None:
@@ -255,6 +261,13 @@ def load_dataset(
         images_per_class = None  # taken while listing the files, before decoding
         if name == "imagenet":
             full.kind = full.template = "imagenet"
+    if full.classes < MIN_CLASSES:
+        where = f" ({full.class_names[0]!r} in {root})" if full.class_names and root else ""
+        raise DataError(
+            f"{name} has {full.classes} class{where}: a classifier needs at least "
+            f"{MIN_CLASSES} classes (with one, every prediction is right and the accuracy says "
+            "nothing); add a class folder"
+        )
     if images_per_class is not None:
         full.keep(first_per_class(full.train_y, images_per_class))
     if augment is not None:

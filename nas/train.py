@@ -322,6 +322,11 @@ def _check_device(name: Any) -> None:
         )
 
 
+def check_device(name: str) -> None:
+    """Refuse a device that is not here (a ValueError) before a run creates anything."""
+    _device(name)
+
+
 def _device(name: str) -> torch.device:
     """The torch device ``name`` stands for; "auto" is cuda when there is one, else cpu."""
     import torch

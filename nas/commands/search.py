@@ -260,7 +260,7 @@ def search(
     from nas import study as nstudy
     from nas.confirm import ConfirmSettings
     from nas.storage import check_heartbeat
-    from nas.train import TrainConfig
+    from nas.train import TrainConfig, check_device
     from nas.workers import cap_workers, on_cpu, run_search
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
@@ -302,6 +302,9 @@ def search(
         device=device,
         early_stop_patience=patience,
     )
+    # A device that is not here is refused before the storage is opened: the study must not
+    # hold a failed trial for every attempt to run on it.
+    check_device(device)
     # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
     # takes, where its classes and resolution are known beforehand.
     dataset_name = dataset.value
