@@ -15,17 +15,21 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from nas import archive
 from nas.data import DataError, default_data_dir, one_line
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 HELD_OUT = ("test", "val")  # the folder of the held-out split, in order of preference
@@ -35,6 +39,11 @@ MIXED_RESOLUTION = 64  # the default side when the images do not share one size
 # (session 5): the pool ran at 0.72x one thread on 32x32 CIFAR JPEGs, 0.82x at 128x128,
 # 0.88x at 160x160, 1.32x at 256x256 and 1.50x at 500x375 (decoded to 64).
 POOL_MIN_SIDE = 224
+# An image's header declares its size before a byte is decoded; past this many pixels it is
+# refused unread (a 16000x16000 PNG of a few KB decodes to 768 MB). 150 MP admits the largest
+# medium-format photographs (102 MP); $RESNEXT_NAS_MAX_IMAGE_PIXELS raises it.
+MAX_IMAGE_PIXELS = 150_000_000
+MAX_PIXELS_ENV = "RESNEXT_NAS_MAX_IMAGE_PIXELS"
 _CACHE_VERSION = 2  # bump when decoding changes, so that old caches are not reused
 _IGNORED_DIRS = ("__MACOSX",)  # resource forks that macOS adds to zips
 
@@ -178,15 +187,61 @@ def _image_error(path: Path, e: BaseException) -> DataError:
     return DataError(f"cannot decode {path} ({one_line(e)}); delete or replace the file")
 
 
+def max_image_pixels() -> int:
+    """The pixel limit of one image: ``$RESNEXT_NAS_MAX_IMAGE_PIXELS``, else the default."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").replace("_", "").strip()
+    if not text:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{MAX_PIXELS_ENV} must be a positive integer, got {text!r}")
+    return value
+
+
+def _open(path: Path) -> PIL.Image.Image:
+    """``path`` opened by Pillow (header read, nothing decoded), refused past the pixel limit."""
+    from PIL import Image
+
+    limit = max_image_pixels()
+    if path.stat().st_size == 0:
+        raise ValueError("empty file")
+    # Pillow warns past its own limit and refuses past twice it; this limit replaces both.
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError:
+        raise _too_large(path, None, limit) from None
+    w, h = im.size
+    if w * h > limit:
+        im.close()
+        raise _too_large(path, (w, h), limit)
+    return im
+
+
+def _too_large(path: Path, size: tuple[int, int] | None, limit: int) -> DataError:
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "more pixels"
+    return DataError(
+        f"{path} declares {what}, over the limit of {limit:,} per image (a decompression "
+        f"bomb, or a photo larger than the default admits); remove it, or set {MAX_PIXELS_ENV} "
+        "higher to decode it"
+    )
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image from its header."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        if path.stat().st_size == 0:
-            raise ValueError("empty file")
-        with Image.open(path) as im:
+        with _open(path) as im:
             return im.size
+    except DataError:
+        raise
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as e:
         raise _image_error(path, e) from None
 
@@ -196,9 +251,7 @@ def decode(path: Path, resolution: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        if path.stat().st_size == 0:
-            raise ValueError("empty file")
-        with Image.open(path) as im:
+        with _open(path) as im:
             im.draft("RGB", (resolution, resolution))  # JPEG: let libjpeg downscale by 2..8
             # Palette images with transparency go through RGBA, as Pillow asks; CMYK, L, LA, P,
             # I;16 ... all convert to RGB.
@@ -211,7 +264,9 @@ def decode(path: Path, resolution: int) -> np.ndarray:
             rgb = rgb.resize(size, Image.Resampling.BILINEAR)
             left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
             rgb = rgb.crop((left, top, left + resolution, top + resolution))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
         raise _image_error(path, e) from None
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 

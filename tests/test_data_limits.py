@@ -82,3 +82,79 @@ def test_a_missing_device_leaves_no_failed_trials(
                 else 0
             )
         assert rows == 0
+
+
+def _bomb_png(path: Path, side: int = 16_000) -> Path:
+    """A 1-bit PNG of ``side`` x ``side`` zeros: a few dozen KB that decode to side² pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte and the packed bits of one row
+    pixels = zlib.compressobj(9)
+    idat = b"".join(pixels.compress(row) for _ in range(side)) + pixels.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+@pytest.mark.parametrize("how", ["folder", "zip", "resolution"])
+def test_a_decompression_bomb_is_refused_from_its_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, how: str
+) -> None:
+    """A PNG declaring 16000x16000 pixels ends in one line naming it and the limit, exit 2,
+    whether the images' size is read (common resolution) or the image decoded (--resolution)."""
+    import time
+    import zipfile
+
+    root = _folder(tmp_path / "tree", classes=2, per_class=30)
+    bomb = _bomb_png(root / "train" / "class1" / "0007.png")
+    assert bomb.stat().st_size < 100_000
+    data_dir = root
+    if how == "zip":
+        data_dir = tmp_path / "tree.zip"
+        with zipfile.ZipFile(data_dir, "w") as z:
+            for p in sorted(root.rglob("*.png")):
+                z.write(p, p.relative_to(root).as_posix())
+    base = ["train", "--epochs", "1"] if command == "train" else SEARCH
+    extra = (
+        ["--storage", f"sqlite:///{tmp_path / 's.db'}"]
+        if command == "search"
+        else ["--out", str(tmp_path / "run")]
+    )
+    data = ["--dataset", "folder", "--data-dir", str(data_dir), "--train-images", "20"]
+    if how == "resolution":
+        data += ["--resolution", "8"]
+    t0 = time.perf_counter()
+    err = _refused([*base, *extra, *data, "--quiet"], capsys)
+    assert time.perf_counter() - t0 < 5
+    assert "0007.png declares 16000x16000 = 256,000,000 pixels" in err, err
+    assert "150,000,000" in err and "RESNEXT_NAS_MAX_IMAGE_PIXELS" in err
+
+
+def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$RESNEXT_NAS_MAX_IMAGE_PIXELS lowers or raises the limit; a bad value is refused."""
+    from nas import folder
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(big)
+    monkeypatch.setenv("RESNEXT_NAS_MAX_IMAGE_PIXELS", "50_000")
+    with pytest.raises(ValueError, match="300x200 = 60,000 pixels, over the limit of 50,000"):
+        folder.image_size(big)
+    monkeypatch.setenv("RESNEXT_NAS_MAX_IMAGE_PIXELS", "60000")
+    assert folder.image_size(big) == (300, 200)
+    assert folder.decode(big, 8).shape == (3, 8, 8)
+    monkeypatch.setenv("RESNEXT_NAS_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        folder.image_size(big)
+    # Past Pillow's own refusal (twice its 89.5 MP), the raised limit is the one that counts.
+    bomb = _bomb_png(tmp_path / "bomb.png", side=14_000)
+    monkeypatch.setenv("RESNEXT_NAS_MAX_IMAGE_PIXELS", "200000000")
+    assert folder.image_size(bomb) == (14_000, 14_000)
