@@ -29,6 +29,14 @@ from typing import IO
 from nas.data import DataError, one_line
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+# Caps on what one archive may extract to, against zip and tar bombs (a 455 KB zip held 200 MB):
+# image files hardly compress (JPEG, PNG, WebP), so a real dataset extracts to about its own
+# size; the total admits ImageNet-1k's training set (about 140 GB).
+MAX_EXTRACTED_BYTES = 200 * 10**9
+MAX_RATIO = 100  # extracted bytes per archive byte; BMPs of flat colour deflate about 10-50x
+RATIO_FREE_BYTES = 64 << 20  # below this much extracted, the ratio is not held against it
+BYTES_ENV = "RESNEXT_NAS_MAX_EXTRACTED_BYTES"
+RATIO_ENV = "RESNEXT_NAS_MAX_ARCHIVE_RATIO"
 _PART = ".part-"
 
 
@@ -67,8 +75,9 @@ def member_path(name: str, archive: Path) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None]]:
-    """(path, data or None for a folder) of each tar member, refusing links and devices."""
+def _tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None, int]]:
+    """(path, data or None for a folder, declared size) of each tar member, refusing links
+    and devices."""
     with tarfile.open(archive, "r:*") as tar:
         for m in tar:
             path = member_path(m.name, archive)
@@ -80,11 +89,12 @@ def _tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | Non
                 )
             if path is None:
                 continue
-            yield path, tar.extractfile(m) if m.isfile() else None
+            yield path, tar.extractfile(m) if m.isfile() else None, m.size
 
 
-def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None]]:
-    """(path, data or None for a folder) of each zip member, refusing links and devices."""
+def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None, int]]:
+    """(path, data or None for a folder, declared size) of each zip member, refusing links
+    and devices."""
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             path = member_path(info.filename, archive)
@@ -101,7 +111,63 @@ def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | Non
                 )
             if path is None:
                 continue
-            yield path, None if info.is_dir() else zf.open(info)
+            yield path, None if info.is_dir() else zf.open(info), info.file_size
+
+
+def _limit(env: str, default: int) -> int:
+    """A positive integer from ``$env``, else ``default``."""
+    text = os.environ.get(env, "").replace("_", "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{env} must be a positive integer, got {text!r}")
+    return value
+
+
+class _Budget:
+    """Counts the bytes an extraction writes against :data:`MAX_EXTRACTED_BYTES` and
+    :data:`MAX_RATIO`; a member's declared size is checked first, then each block it yields
+    (a declared size can lie)."""
+
+    def __init__(self, archive: Path, size: int) -> None:
+        self.archive = archive
+        self.max_bytes = _limit(BYTES_ENV, MAX_EXTRACTED_BYTES)
+        self.max_ratio = _limit(RATIO_ENV, MAX_RATIO)
+        self.cap = min(self.max_bytes, max(RATIO_FREE_BYTES, self.max_ratio * size))
+        self.written = 0
+
+    def check(self, more: int) -> None:
+        """Refuse the archive if ``more`` bytes would take it past the cap."""
+        if self.written + more <= self.cap:
+            return
+        if self.cap == self.max_bytes:
+            why, env = f"more than {self.max_bytes:,} bytes", BYTES_ENV
+        else:
+            why, env = f"more than {self.max_ratio} times its own size", RATIO_ENV
+        raise DataError(
+            f"{self.archive} extracts to {why} (a zip or tar bomb?); refusing it; if the "
+            f"archive is genuine, set {env} higher"
+        )
+
+    def copy(self, src: IO[bytes], dest: IO[bytes]) -> None:
+        """Copy ``src`` to ``dest`` in blocks, counting each."""
+        while block := src.read(1 << 20):
+            self.check(len(block))
+            self.written += len(block)
+            dest.write(block)
+
+
+def _declared(archive: Path) -> int:
+    """The total size a zip's central directory declares (0 for a tar: its sizes are read
+    member by member as it streams)."""
+    if not archive.name.lower().endswith(".zip"):
+        return 0
+    with zipfile.ZipFile(archive) as zf:
+        return sum(info.file_size for info in zf.infolist())
 
 
 def _key(archive: Path) -> str:
@@ -134,14 +200,17 @@ def extract(archive: Path, cache: Path, check: Callable[[Path], object] | None =
         ) from None
     members = _zip_members if archive.name.lower().endswith(".zip") else _tar_members
     try:
-        for path, src in members(archive):
+        budget = _Budget(archive, archive.stat().st_size)
+        budget.check(_declared(archive))
+        for path, src, declared in members(archive):
             dest = tmp.joinpath(*path.parts)
             if src is None:
                 dest.mkdir(parents=True, exist_ok=True)
                 continue
+            budget.check(declared)
             dest.parent.mkdir(parents=True, exist_ok=True)
             with src, open(dest, "wb") as f:
-                shutil.copyfileobj(src, f, 1 << 20)
+                budget.copy(src, f)
         if check is not None:
             check(tmp)
         os.replace(tmp, target)

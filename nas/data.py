@@ -698,20 +698,25 @@ def _load_folder(
     from nas import folder
 
     root = folder.open_tree(path)
-    tree = folder.scan(root, classes, images_per_class)
-    files, labels = tree.train
-    train_x = folder.load_split(root, "train", files, labels, resolution)
-    side = int(train_x.shape[-1])
-    test_x = test_y = None
-    if eval_test:
-        if tree.test is None:
-            raise DataError(
-                f"{root} has no test/ or val/ folder for the test split (test/<class>/...); "
-                "add one or leave out --eval-test"
-            )
-        test_files, test_labels = tree.test
-        test_x = folder.load_split(root, str(tree.test_folder), test_files, test_labels, side)
-        test_y = np.asarray(test_labels, dtype=np.int64)
+    try:
+        tree = folder.scan(root, classes, images_per_class)
+        files, labels = tree.train
+        train_x = folder.load_split(root, "train", files, labels, resolution)
+        side = int(train_x.shape[-1])
+        test_x = test_y = None
+        if eval_test:
+            if tree.test is None:
+                raise DataError(
+                    f"{root} has no test/ or val/ folder for the test split (test/<class>/...); "
+                    "add one or leave out --eval-test"
+                )
+            test_files, test_labels = tree.test
+            test_x = folder.load_split(root, str(tree.test_folder), test_files, test_labels, side)
+            test_y = np.asarray(test_labels, dtype=np.int64)
+    except folder.BadImage:
+        # A bad image (a bomb, a corrupt file) condemns an archive: its extraction goes too.
+        folder.discard_extraction(root)
+        raise
     y = np.asarray(labels, dtype=np.int64)
     kind, template = default_augment(side), default_template(side)
     names = tree.class_names

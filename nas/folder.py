@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import warnings
 import zlib
@@ -48,6 +49,10 @@ _CACHE_VERSION = 2  # bump when decoding changes, so that old caches are not reu
 _IGNORED_DIRS = ("__MACOSX",)  # resource forks that macOS adds to zips
 
 T = TypeVar("T")
+
+
+class BadImage(DataError):
+    """An image file that cannot be decoded, or declares more pixels than allowed."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,18 @@ def open_tree(path: str | Path | None) -> Path:
     )
 
 
+def discard_extraction(root: Path) -> None:
+    """Remove the extracted archive ``root`` lies in, if it lies in one: a tree that failed to
+    load must not be reused from the cache by the next try."""
+    cache = default_data_dir() / "extracted"
+    try:
+        rel = root.resolve().relative_to(cache.resolve())
+    except (ValueError, OSError):
+        return  # a folder of the user's: never touched
+    if rel.parts:
+        shutil.rmtree(cache / rel.parts[0], ignore_errors=True)
+
+
 def _images(folder: Path, limit: int | None) -> list[Path]:
     """The first ``limit`` image files of a class folder in sorted order; DataError if none."""
     files = [
@@ -184,7 +201,7 @@ def scan(root: Path, classes: int | None = None, images_per_class: int | None = 
 
 
 def _image_error(path: Path, e: BaseException) -> DataError:
-    return DataError(f"cannot decode {path} ({one_line(e)}); delete or replace the file")
+    return BadImage(f"cannot decode {path} ({one_line(e)}); delete or replace the file")
 
 
 def max_image_pixels() -> int:
@@ -226,7 +243,7 @@ def _open(path: Path) -> PIL.Image.Image:
 
 def _too_large(path: Path, size: tuple[int, int] | None, limit: int) -> DataError:
     what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "more pixels"
-    return DataError(
+    return BadImage(
         f"{path} declares {what}, over the limit of {limit:,} per image (a decompression "
         f"bomb, or a photo larger than the default admits); remove it, or set {MAX_PIXELS_ENV} "
         "higher to decode it"

@@ -158,3 +158,93 @@ def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.Monke
     bomb = _bomb_png(tmp_path / "bomb.png", side=14_000)
     monkeypatch.setenv("RESNEXT_NAS_MAX_IMAGE_PIXELS", "200000000")
     assert folder.image_size(bomb) == (14_000, 14_000)
+
+
+def _zeros_archive(path: Path, mb: int, root: Path) -> Path:
+    """``root``'s images plus ``train/class0/huge.bmp``: ``mb`` MB of zeros, in a zip or tar.gz."""
+    import io
+    import tarfile
+    import zipfile
+
+    files = sorted(root.rglob("*.png"))
+    zeros = b"\0" * (mb << 20)
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in files:
+                z.write(p, p.relative_to(root).as_posix())
+            z.writestr("train/class0/huge.bmp", zeros)
+    else:
+        with tarfile.open(path, "w:gz") as t:
+            for p in files:
+                t.add(p, p.relative_to(root).as_posix())
+            info = tarfile.TarInfo("train/class0/huge.bmp")
+            info.size = len(zeros)
+            t.addfile(info, io.BytesIO(zeros))
+    return path
+
+
+@pytest.mark.parametrize("name", ["bomb.zip", "bomb.tar.gz"])
+def test_an_archive_bomb_is_refused_and_leaves_nothing(
+    tmp_path: Path,
+    cache: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """An archive that extracts to more than MAX_RATIO times its size (8 MB of zeros in a few
+    KB) is refused in one line naming the setting that raises the cap, with nothing left in the
+    cache; raising the ratio lets it through."""
+    from nas import archive
+
+    monkeypatch.setattr(archive, "RATIO_FREE_BYTES", 1 << 20)  # the bomb stays small and fast
+    root = _folder(tmp_path / "tree", classes=2, per_class=10)
+    bomb = _zeros_archive(tmp_path / name, 8, root)
+    assert bomb.stat().st_size < 100_000
+    args = ["train", "--epochs", "1", "--dataset", "folder", "--data-dir", str(bomb)]
+    args += ["--out", str(tmp_path / "run"), "--quiet", "--train-images", "10"]
+    err = _refused(args, capsys)
+    assert f"{bomb} extracts to more than 100 times its own size" in err
+    assert "RESNEXT_NAS_MAX_ARCHIVE_RATIO" in err
+    assert list(cache.rglob("*")) in ([], [cache / "extracted"])
+    # The total cap, whatever the ratio.
+    monkeypatch.setenv("RESNEXT_NAS_MAX_ARCHIVE_RATIO", "100000")
+    monkeypatch.setenv("RESNEXT_NAS_MAX_EXTRACTED_BYTES", str(4 << 20))
+    err = _refused(args, capsys)
+    assert f"more than {4 << 20:,} bytes" in err and "RESNEXT_NAS_MAX_EXTRACTED_BYTES" in err
+    assert list(cache.rglob("*")) in ([], [cache / "extracted"])
+    monkeypatch.delenv("RESNEXT_NAS_MAX_EXTRACTED_BYTES")
+    (extracted,) = archive.extract(bomb, cache / "extracted").parent.iterdir()
+    assert (extracted / "train" / "class0" / "huge.bmp").stat().st_size == 8 << 20
+
+
+def test_extraction_counts_the_bytes_it_writes_not_the_declared_sizes(tmp_path: Path) -> None:
+    """Declared sizes can lie: the copy counts what is read and stops at the cap."""
+    import io
+
+    from nas import archive
+
+    budget = archive._Budget(tmp_path / "a.zip", 1000)
+    budget.cap = 3 << 20
+    sink = io.BytesIO()
+    with pytest.raises(ValueError, match="zip or tar bomb"):
+        budget.copy(io.BytesIO(b"\0" * (5 << 20)), sink)
+    assert sink.tell() <= 3 << 20
+
+
+def test_a_bad_image_in_an_archive_removes_its_extraction(
+    tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A decode error (here a decompression bomb) removes the extracted folder, so that the
+    next try extracts again instead of reusing a condemned tree."""
+    import zipfile
+
+    root = _folder(tmp_path / "tree", classes=2, per_class=10)
+    _bomb_png(root / "train" / "class1" / "0003.png")
+    packed = tmp_path / "t.zip"
+    with zipfile.ZipFile(packed, "w") as z:
+        for p in sorted(root.rglob("*.png")):
+            z.write(p, p.relative_to(root).as_posix())
+    args = ["train", "--epochs", "1", "--dataset", "folder", "--data-dir", str(packed)]
+    err = _refused([*args, "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert "0003.png declares 16000x16000" in err
+    assert list((cache / "extracted").iterdir()) == []

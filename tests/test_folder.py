@@ -155,7 +155,7 @@ def test_an_interrupted_extraction_is_not_taken_for_a_finished_one(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     packed = _pack(_tree(tmp_path / "tree"), tmp_path / "t.tar", None)
-    real = archive.shutil.copyfileobj
+    real = archive._Budget.copy
     calls = []
 
     def interrupted(*args: object) -> None:
@@ -164,14 +164,14 @@ def test_an_interrupted_extraction_is_not_taken_for_a_finished_one(
             raise KeyboardInterrupt
         real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(archive.shutil, "copyfileobj", interrupted)
+    monkeypatch.setattr(archive._Budget, "copy", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_dataset("folder", data_dir=packed)
     assert list((cache / "extracted").iterdir()) == []  # no partial folder left
     # A killed extraction leaves its .part folder: never read, removed by the next one.
     part = cache / "extracted" / f".t-{archive._key(packed)}{archive._PART}x"
     (part / "train" / "a").mkdir(parents=True)
-    monkeypatch.setattr(archive.shutil, "copyfileobj", real)
+    monkeypatch.setattr(archive._Budget, "copy", real)
     assert load_dataset("folder", data_dir=packed, val_fraction=3 / 21).classes == 3
     assert not part.exists()
 
