@@ -248,3 +248,55 @@ def test_a_bad_image_in_an_archive_removes_its_extraction(
     err = _refused([*args, "--out", str(tmp_path / "run"), "--quiet"], capsys)
     assert "0003.png declares 16000x16000" in err
     assert list((cache / "extracted").iterdir()) == []
+
+
+class _Stop(Exception):
+    """Raised in place of the search itself: the test needs only what it was given."""
+
+
+def test_search_ranks_on_enough_validation_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On 600 images, --val-fraction 0.02 would score every trial on 12 (every trial read
+    75.0%): the split is raised to MIN_VAL_IMAGES with a note, and the split sizes are printed
+    at the start; where the training subset leaves too few images, one line says how many."""
+    from nas import workers
+    from nas.data import MIN_VAL_IMAGES
+
+    seen = []
+
+    def stop(settings: object, data: object, *args: object, **kwargs: object) -> None:
+        seen.append(data)
+        raise _Stop
+
+    monkeypatch.setattr(workers, "run_search", stop)
+    root = _folder(tmp_path / "tree", classes=4, per_class=150)
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    args = [*SEARCH, "--storage", db, "--dataset", "folder", "--data-dir", str(root)]
+    with pytest.raises(_Stop):
+        cli.main([*args, "--train-images", "400", "--val-fraction", "0.02"])
+    out, err = capsys.readouterr()
+    (data,) = seen
+    assert (len(data.train_y), len(data.val_y)) == (400, 100) == (400, MIN_VAL_IMAGES)
+    assert "folder: 4 classes, 8x8 images, 400 train / 100 val" in out
+    assert "note: the validation split holds 100 images instead of 12" in err
+    err = _refused([*args, "--train-images", "550", "--quiet"], capsys)
+    assert "600 training images, too few to score trials on the 100 validation images" in err
+    assert "pass --train-images 500 or fewer" in err
+
+
+def test_train_prints_its_split_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nas import train
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(train, "train", stop)
+    root = _folder(tmp_path / "tree", classes=2, per_class=30)
+    args = ["train", "--dataset", "folder", "--data-dir", str(root), "--epochs", "1"]
+    with pytest.raises(_Stop):
+        cli.main([*args, "--out", str(tmp_path / "run"), "--quiet"])
+    out = capsys.readouterr().out
+    assert out.startswith("folder: 2 classes, 8x8 images, 54 train / 6 val")

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 # nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
-from nas.data import AUGMENTS, DATASETS, VAL_CAP_RULE
+from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE
 from resnext.budget import DEFAULT_CARDINALITIES
 
 # C0 controls but newline and tab, DEL, and C1 controls (ESC starts terminal escape sequences;
@@ -172,6 +172,23 @@ AugmentOpt = Annotated[
     ),
 ]
 VAL_HELP = f"Share of the training set held out to score trials; {VAL_CAP_RULE}."
+SEARCH_VAL_HELP = (
+    f"{VAL_HELP} Raised to {MIN_VAL_IMAGES} images at least, so that trials are ranked on "
+    "enough of them."
+)
+
+
+def report_data(data: Any, quiet: bool) -> None:
+    """The dataset's classes and split sizes on stdout (unless ``quiet``), and on stderr a note
+    when its validation split is larger than asked."""
+    from nas.data import describe
+
+    if not quiet:
+        out.print(describe(data), highlight=False)
+    if data.note:
+        sys.stderr.write(literal(f"note: {data.note}") + "\n")
+
+
 DataTemplateOpt = Annotated[
     Template | None,
     typer.Option(

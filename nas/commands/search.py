@@ -14,7 +14,7 @@ from rich.table import Table
 
 from nas.commands.options import (
     ALL_CARDINALITIES,
-    VAL_HELP,
+    SEARCH_VAL_HELP,
     AugmentOpt,
     BottleneckWidthsOpt,
     CardinalitiesOpt,
@@ -40,8 +40,9 @@ from nas.commands.options import (
     ints,
     out,
     print_json,
+    report_data,
 )
-from nas.data import DataOptions, default_template
+from nas.data import MIN_VAL_IMAGES, DataOptions, default_template
 from nas.schedule import DEFAULT_TRIAL, KNOWN_CLASSES, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
 from resnext.budget import Budget
 from resnext.complexity import format_count
@@ -210,7 +211,7 @@ def search(
     train_images: Annotated[
         int | None, typer.Option(help="Training images per trial.")
     ] = DEFAULT_TRIAL.train_images,
-    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = DEFAULT_TRIAL.val_fraction,
+    val_fraction: Annotated[float, typer.Option(help=SEARCH_VAL_HELP)] = DEFAULT_TRIAL.val_fraction,
     resolution: DataResolutionOpt = None,
     augment: AugmentOpt = None,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = DEFAULT_TRIAL.batch_size,
@@ -319,7 +320,8 @@ def search(
             return
     data = DataOptions(
         dataset_name, data_dir, classes, images_per_class, resolution, augment and augment.value
-    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed)
+    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed, min_val=MIN_VAL_IMAGES)
+    report_data(data, quiet or as_json)
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
     settings = settings_for(data.classes, data.resolution, data.template)
     nstudy.enqueue_specs(settings.space, settings.enqueue)

@@ -31,9 +31,10 @@ from nas.commands.options import (
     command,
     out,
     print_json,
+    report_data,
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
-from nas.data import DataOptions
+from nas.data import MIN_VAL_IMAGES, DataOptions
 from nas.schedule import KNOWN_CLASSES
 
 app = typer.Typer(
@@ -112,6 +113,7 @@ def study_run(
     """Run (or resume) a study definition; re-running trains only what is missing."""
     import studies
     from nas.study import check_study
+    from nas.train import check_device
     from studies.run import with_overrides
 
     definition = studies.get(name)
@@ -126,6 +128,7 @@ def study_run(
     workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
     schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
+    check_device(device)  # and a device that is not here, before the storage opens
     study = study_name or definition.name
     hint = f"see `{command('dashboard', '--study', study, *_storage_hint(storage))}`"
     # As `search`: refuse a bad storage or a finished study before the data load.
@@ -140,7 +143,12 @@ def study_run(
             return
     data = DataOptions(
         dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
-    ).load(train_images=schedule.train_images, val_fraction=schedule.val_fraction)
+    ).load(
+        train_images=schedule.train_images,
+        val_fraction=schedule.val_fraction,
+        min_val=MIN_VAL_IMAGES,
+    )
+    report_data(data, quiet or as_json)
     settings = definition.settings(study, data.classes, data.resolution)
     if not quiet and not as_json:
         out.print(

@@ -25,6 +25,7 @@ from nas.commands.options import (
     check_dataset,
     out,
     print_json,
+    report_data,
 )
 from nas.data import default_template
 from nas.schedule import KNOWN_CLASSES
@@ -191,6 +192,7 @@ def train_command(
         if out is None and not any(run_dir.iterdir()):
             run_dir.rmdir()  # the folder named for this run holds nothing: leave no clutter
         raise
+    report_data(data, as_json)
     if spec is None:
         spec = _train_spec_from_options(
             None, data.template, depths, width, cardinality, bottleneck_width
