@@ -135,3 +135,73 @@ def test_serve_shows_new_trials(stored_study: str) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()  # never left behind (issue 12)
             proc.wait()
+
+
+def _slow_loris(port: int, stop, socks: list) -> None:
+    """Connections that send a header line now and then and never finish their request."""
+    import socket
+
+    for _ in range(dash.server.MAX_CONNECTIONS):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        socks.append(s)
+    while not stop.wait(0.3):
+        for s in socks:
+            try:
+                s.sendall(b"X-a: b\r\n")
+            except OSError:
+                pass
+
+
+def test_slow_clients_do_not_hold_every_slot(stored_study: str) -> None:
+    """32 connections trickling header lines are cut off after request_seconds; a real GET
+    started while they hold every slot is answered within a few seconds."""
+    import threading
+
+    server = dash.make_server("synthetic", stored_study, port=0, request_seconds=1.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    stop, socks = threading.Event(), []
+    loris = threading.Thread(target=_slow_loris, args=(port, stop, socks), daemon=True)
+    loris.start()
+    try:
+        time.sleep(0.5)
+        t0, answered = time.monotonic(), None
+        while time.monotonic() - t0 < 5 and answered is None:
+            try:
+                answered = fetch(f"http://127.0.0.1:{port}/state.json")
+            except OSError:
+                time.sleep(0.2)
+        assert answered is not None and json.loads(answered)["trials"] >= 1
+    finally:
+        stop.set()
+        loris.join()
+        for s in socks:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_early_disconnect_prints_nothing(stored_study: str, capfd) -> None:
+    """A client that hangs up before reading its answer leaves nothing on stderr."""
+    import socket
+    import struct
+    import threading
+
+    server = dash.make_server("synthetic", stored_study, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            # Close with a reset (linger 0) at once, before the page is written.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        assert fetch(f"http://127.0.0.1:{port}/state.json")
+        time.sleep(1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err

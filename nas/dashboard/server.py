@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,12 +22,16 @@ from nas.dashboard.page import (
     study_recommendation,
     study_state,
 )
+from nas.storage import storage_error
 
 # ---------------------------------------------------------------------------------------------
 # Live server
 
 MAX_CONNECTIONS = 32  # open connections served at once; more are closed at once
 IDLE_SECONDS = 30  # a connection silent this long is closed (a slow client holds no thread)
+# Seconds a client has to send its whole request line and headers: one that trickles a header
+# line every few seconds (never idle for IDLE_SECONDS) would otherwise hold its slot for ever.
+REQUEST_SECONDS = 10
 
 
 def is_loopback(host: str) -> bool:
@@ -89,6 +95,14 @@ class BoundedServer(ThreadingHTTPServer):
         finally:
             self.slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up or was cut off is no error of the server's: nothing is printed.
+        Anything else is one line on stderr, not socketserver's traceback."""
+        e = sys.exc_info()[1]
+        if isinstance(e, (ConnectionError, TimeoutError, OSError)):
+            return
+        sys.stderr.write(f"warning: request from {client_address[0]} failed: {e!r}\n")
+
 
 class _Live:
     """The study behind a server, and the page of its last seen state (rebuilt on change)."""
@@ -125,8 +139,15 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 8050,
     poll_seconds: float = 5.0,
+    *,
+    request_seconds: float = REQUEST_SECONDS,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ThreadingHTTPServer:
-    """A server of ``/`` (the page), ``/state.json`` (small, polled) and ``/records.json``."""
+    """A server of ``/`` (the page), ``/state.json`` (small, polled) and ``/records.json``.
+
+    A connection that has not sent its whole request within ``request_seconds`` is closed; a
+    database that fails or does not answer while a request is served gets a 503 in one line.
+    """
     live = _Live(load_study(study_name, storage), poll_seconds)
     routes: dict[str, Callable[[], tuple[str, bytes]]] = {
         "/": lambda: ("text/html; charset=utf-8", live.current()[1].encode()),
@@ -140,7 +161,25 @@ def make_server(
     class Handler(BaseHTTPRequestHandler):
         timeout = IDLE_SECONDS
 
+        def handle_one_request(self) -> None:
+            # The socket timeout bounds each read; this bounds the whole request's reading.
+            self.cutoff = threading.Timer(request_seconds, self._cut)
+            self.cutoff.daemon = True
+            self.cutoff.start()
+            try:
+                super().handle_one_request()
+            finally:
+                self.cutoff.cancel()
+
+        def _cut(self) -> None:
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.close_connection = True
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.cutoff.cancel()  # the request is read; the answer may take its time
             bound_port = self.server.server_address[1]
             if not host_allowed(self.headers.get("Host"), host, bound_port):
                 self.send_error(421, "Host header does not name this server")
@@ -149,8 +188,15 @@ def make_server(
             if route is None:
                 self.send_error(404)
                 return
-            with live.lock:  # one reader of the study at a time; polls are cheap
-                kind, body = route()
+            try:
+                with live.lock:  # one reader of the study at a time; polls are cheap
+                    kind, body = route()
+            except Exception as e:
+                why = storage_error(e)
+                if why is None:
+                    raise
+                self.send_error(503, "study database not answering", why)
+                return
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -164,7 +210,7 @@ def make_server(
     if not 0 <= port <= 65535:
         raise ValueError(f"--port takes 1..65535 (0: any free port), got {port}")
     try:
-        return BoundedServer((host, port), Handler)
+        return BoundedServer((host, port), Handler, max_connections=max_connections)
     except (OSError, OverflowError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise ValueError(f"cannot listen on {host}:{port}: {reason}") from None
