@@ -32,6 +32,14 @@ SEARCH, CONFIRM = "search", "confirm"
 GIVE_UP_AFTER = 3
 
 
+# Upper bounds of the confirmation counts: each unit is at least one more trained model, and a
+# mistyped count (--confirm 99999999999) would queue work no machine finishes.
+MAX_CONFIRM = 1_000  # configurations confirmed
+MAX_CONFIRM_FACTOR = 100  # times the proxy trial's epochs
+MAX_CONFIRM_SEEDS = 100  # seeds a configuration
+MAX_CONFIRM_EPOCHS = 10_000  # epochs of one confirmation trial
+
+
 @dataclass(frozen=True)
 class ConfirmSettings:
     """How the top proxy configurations are confirmed: how many, how long, how many seeds."""
@@ -43,16 +51,22 @@ class ConfirmSettings:
     max_seeds: int = 5  # racing gives a contender more seeds, up to this many
 
     def __post_init__(self) -> None:
-        for name, value, low in (
-            ("--confirm", self.k, 0),
-            ("--confirm-factor", self.factor, 1),
-            ("--confirm-seeds", self.seeds, 1),
-            ("--confirm-max-seeds", self.max_seeds, 1),
+        for name, value, low, high in (
+            ("--confirm", self.k, 0, MAX_CONFIRM),
+            ("--confirm-factor", self.factor, 1, MAX_CONFIRM_FACTOR),
+            ("--confirm-seeds", self.seeds, 1, MAX_CONFIRM_SEEDS),
+            ("--confirm-max-seeds", self.max_seeds, 1, MAX_CONFIRM_SEEDS),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            if value > high:
+                raise ValueError(f"{name} must be at most {high:,}, got {value:,}")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise ValueError(f"--confirm-epochs must be a positive integer, got {self.epochs!r}")
+        if self.epochs is not None and self.epochs > MAX_CONFIRM_EPOCHS:
+            raise ValueError(
+                f"--confirm-epochs must be at most {MAX_CONFIRM_EPOCHS:,}, got {self.epochs:,}"
+            )
         if self.max_seeds < self.seeds:
             raise ValueError(
                 f"--confirm-max-seeds ({self.max_seeds}) must be at least --confirm-seeds "

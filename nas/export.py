@@ -19,12 +19,12 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas.commands.options import shell_word
 from resnext.spec import Spec
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
     if t.state != TrialState.COMPLETE:
         raise ValueError(
             f"trial {number} of study {name!r} is {kind(t)}, not complete; export a complete "
-            f"one (see `resnext-nas trials --study {shlex.quote(name)}`) or use --best"
+            f"one (see `resnext-nas trials --study {shell_word(name)}`) or use --best"
         )
     return t
 
@@ -225,7 +225,7 @@ def export_trial(
     record = _record(study, trial, storage_url(storage))
     spec = Spec.from_dict(record["spec"])
     folder = ensure_folder(out if out is not None else default_out(study_name, trial.number))
-    retrain = f"retrain it with `resnext-nas train --spec {shlex.quote(str(folder / SPEC_FILE))}`"
+    retrain = f"retrain it with `resnext-nas train --spec {shell_word(folder / SPEC_FILE)}`"
     source, host = record["weights_source"], record["host"]
     if source is None and record["status"] == "diverged":
         write_json(folder / SPEC_FILE, record)

@@ -24,6 +24,27 @@ from typing import Any, BinaryIO
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database
 
 
+# Characters of a study name kept in a default file or folder name: file systems allow 255
+# bytes a name, and the prefix, suffix and checksum around it must fit too.
+NAME_PART_CHARS = 100
+
+
+def name_part(name: str, *, checksum: bool = True) -> str:
+    """``name`` as one part of a file name: characters outside ``[A-Za-z0-9_.-]`` become ``_``;
+    a name that had to change gets the checksum of the original (unless ``checksum`` is False),
+    so that two names never share a file; one longer than :data:`NAME_PART_CHARS` is cut there
+    and always gets the checksum."""
+    import zlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    crc = f"-{zlib.crc32(name.encode()):08x}"
+    if len(safe) > NAME_PART_CHARS:
+        return safe[:NAME_PART_CHARS] + crc
+    if checksum and (safe != name or safe.strip(".") == ""):
+        return safe + crc
+    return safe
+
+
 class WriteError(OSError, ValueError):
     """A file could not be written (full disk, bad path): one line naming it, exit code 2.
 

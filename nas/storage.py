@@ -159,6 +159,33 @@ def check_optuna_file(path: Path, url: str) -> None:
         )
 
 
+def check_not_foreign(path: Path, url: str) -> None:
+    """ValueError in one line if ``path`` is a non-empty SQLite file whose tables include no
+    Optuna table: another application's database, which Optuna would otherwise fill with its
+    tables and switch to write-ahead logging. A file being created by another search (some
+    Optuna tables already there) or one that cannot be read here is left to Optuna.
+    """
+    import sqlite3
+
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=1)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return
+    names = {name for (name,) in rows}
+    if names and not names & OPTUNA_TABLES:
+        raise ValueError(
+            f"{path} is a SQLite database of another application ({len(names)} tables, none "
+            f"of Optuna's), not a study database (storage {url}); it is left untouched: give "
+            "another file"
+        )
+
+
 class _Storage(optuna.storages.RDBStorage):
     """Optuna's RDB storage whose heartbeat outlives a database outage."""
 
@@ -198,6 +225,8 @@ def open_storage(
         )
     if must_exist and path is not None:
         check_optuna_file(path, url)
+    elif path is not None:
+        check_not_foreign(path, url)
     if path is not None and not path.parent.is_dir():
         raise ValueError(f"cannot open storage {url}: folder {path.parent} does not exist")
     kwargs: dict[str, Any] = {}

@@ -18,7 +18,6 @@ Only ``COMPLETE`` and ``PRUNED`` trials count towards ``--trials``. Storage live
 
 from __future__ import annotations
 
-import re
 import socket
 import warnings
 import zlib
@@ -117,12 +116,11 @@ class SearchSettings:
 
 
 def safe_name(name: str) -> str:
-    """``name`` as one part of a file name; a name that had to change gets its checksum, so that
-    two studies never share a folder."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    if safe != name or safe.strip(".") == "":
-        safe = f"{safe}-{zlib.crc32(name.encode()):08x}"
-    return safe
+    """``name`` as one part of a file name (:func:`nas.fileio.name_part`): two studies never
+    share a folder, and a long name is cut to fit a file system's limit."""
+    from nas.fileio import name_part
+
+    return name_part(name)
 
 
 def run_folder(runs_dir: str | Path, study: str, number: int) -> Path:

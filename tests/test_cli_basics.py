@@ -114,3 +114,24 @@ def test_training_settings_are_checked_before_the_data(command: list[str], tmp_p
     args = [*command, "--device", "tpu", "--dataset", "cifar10", "--data-dir", str(tmp_path)]
     res = run(*args, cwd=tmp_path)
     assert res.returncode == 2 and "device must be" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["plain", "two words", "it's", "evil\u202etxt.exe", "a\nb", "\x1b[31mred", "é ∑"]
+)
+def test_suggested_commands_quote_hostile_names_for_the_shell(name: str) -> None:
+    from nas.commands.options import command
+
+    line = command("trials", "--study", name)
+    assert line.isprintable(), repr(line)  # no newline, control or bidirectional override
+    echoed = subprocess.run(
+        [
+            "bash",
+            "-c",
+            line.replace("resnext-nas", "printf %s", 1).replace(" trials --study ", " "),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert echoed.stdout == name

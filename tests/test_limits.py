@@ -399,3 +399,31 @@ def test_search_settings_name_the_seed_option(seed: object) -> None:
     SearchSettings(tiny_space(), seed=2**63 - 1)
     with pytest.raises(ValueError, match="--seed must be an integer from 0 to"):
         SearchSettings(tiny_space(), seed=seed)
+
+
+# --- files the tool must not alter ---------------------------------------------------------
+
+
+def test_search_leaves_another_applications_sqlite_file_untouched(tmp_path: Path) -> None:
+    import hashlib
+    import sqlite3
+
+    app = tmp_path / "app.db"
+    con = sqlite3.connect(app)
+    con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO customers (name) VALUES ('ada')")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(app.read_bytes()).hexdigest()
+    args = ["search", "--trials", "1", "--epochs", "1", "--depths", "1,1,1", "--widths", "16"]
+    proc = run(*args, "--flops", "3.3e6", "--tolerance", "0.5", "--storage", f"sqlite:///{app}")
+    one_line(proc, "another application", "left untouched")
+    assert hashlib.sha256(app.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal, no -shm
+
+
+@pytest.mark.parametrize(
+    "option", ["--confirm", "--confirm-seeds", "--confirm-max-seeds", "--confirm-epochs"]
+)
+def test_confirmation_counts_have_an_upper_bound(option: str) -> None:
+    one_line(run("search", option, "99999999999", "--trials", "1"), option, "at most")

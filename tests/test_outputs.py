@@ -556,3 +556,48 @@ def test_a_failed_load_leaves_no_empty_run_folder(
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+# --- default file names from study names --------------------------------------------------
+
+LONG_NAME = "a" * 150 + "é" * 150  # 450 bytes in UTF-8: too long for one file name
+
+
+def test_default_paths_of_a_long_study_name_fit_a_file_system(tmp_path: Path) -> None:
+    from nas.export import default_out as export_out
+    from nas.study import run_folder
+
+    paths = [
+        dash.default_out(LONG_NAME),
+        export_out(LONG_NAME, 7),
+        run_folder("runs", LONG_NAME, 7),
+    ]
+    for path in paths:
+        assert all(len(part.encode()) <= 255 for part in path.parts), path
+        (tmp_path / path).mkdir(parents=True)  # Errno 36 (File name too long) before
+    # Two long names that share their first characters still get different files.
+    assert dash.default_out(LONG_NAME) != dash.default_out(LONG_NAME + "b")
+
+
+def test_dashboard_of_a_long_study_name_writes_its_default_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    optuna.create_study(study_name=LONG_NAME, storage=url).add_trials(
+        synthetic_trials(3, odd=False)
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(Path(cli.__file__)),
+            "dashboard",
+            "--study",
+            LONG_NAME,
+            "--storage",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [p for p in tmp_path.iterdir() if p.suffix == ".html"]

@@ -32,9 +32,29 @@ def literal(text: object) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+def shell_word(word: object) -> str:
+    """``word`` quoted for a POSIX shell, to copy from a terminal: printable text with
+    :func:`shlex.quote`; text holding a newline, a control or a bidirectional override (U+202E
+    would show the line reordered) as bash's ``$'...'`` with each such character escaped."""
+    text = str(word)
+    if text.isprintable():
+        return shlex.quote(text)
+
+    def escape(ch: str) -> str:
+        if ch in "\\'":
+            return "\\" + ch
+        if ch.isprintable():
+            return ch
+        if ord(ch) < 0x80:
+            return f"\\x{ord(ch):02x}"
+        return f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
+
+    return "$'" + "".join(escape(ch) for ch in text) + "'"
+
+
 def command(*words: str) -> str:
     """A ``resnext-nas`` command line to suggest, each word quoted for the shell."""
-    return " ".join(["resnext-nas", *(shlex.quote(str(w)) for w in words)])
+    return " ".join(["resnext-nas", *(shell_word(w) for w in words)])
 
 
 class LiteralConsole(Console):

@@ -23,7 +23,7 @@ from nas.confirm import recommendation
 from nas.dashboard.figures import METRICS, figures, hover_key
 from nas.dashboard.importance import Importances, param_importances
 from nas.dashboard.plot import FINISHED, format_params, spec_of, waiting_text
-from nas.fileio import ensure_parent, write_text
+from nas.fileio import ensure_parent, name_part, write_text
 from nas.records import mark_config_means, trial_records
 from nas.storage import UnknownStudy, load
 
@@ -207,7 +207,7 @@ def dashboard_page(study_name: str, storage: str | None = None) -> str:
 
 def default_out(study_name: str) -> Path:
     """``dashboard-<study>.html`` in the working directory, the name made safe for a file."""
-    return Path(f"dashboard-{re.sub(r'[^A-Za-z0-9_.-]', '_', study_name)}.html")
+    return Path(f"dashboard-{name_part(study_name, checksum=False)}.html")
 
 
 def write_dashboard(study_name: str, storage: str | None, out: Path) -> Path:
