@@ -332,7 +332,7 @@ def _compile_lines(variants: list[Variant]) -> None:
 
 
 def _goal_lines(variants: list[Variant], peak: float) -> None:
-    """Issue 14's GPU goals, and grouped against dense convolutions of equal FLOPs."""
+    """The GPU goals (MFU, throughput), and grouped against dense convolutions of equal FLOPs."""
 
     def best(name: str, kind: str = "trainer") -> Variant | None:
         vs = [v for v in variants if v.name == name and v.rates.get(kind)]

@@ -1,4 +1,4 @@
-"""Benchmark of the study storage under load, and of TPE's cost as a study grows (issue 12).
+"""Benchmark of the study storage under load, and of TPE's cost as a study grows.
 
 Two figures decide how many machines one study can feed:
 

@@ -351,8 +351,8 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and val indices into ``y``: val carved first, then ``train_images`` of the rest.
 
-    Issue 11: ``train --train-images 300`` used to score 5,000 validation images (10% of CIFAR)
-    every epoch, 446 s of a 546-s epoch; the val split is now capped by :data:`VAL_CAP_RULE`.
+    Uncapped, ``train --train-images 300`` would score 5,000 validation images (10% of CIFAR)
+    every epoch, 446 s of a 546-s epoch; the val split is capped by :data:`VAL_CAP_RULE`.
     """
     labels, counts = np.unique(y, return_counts=True)
     n_val = val_size(len(y), len(labels), val_fraction, train_images)
@@ -422,8 +422,8 @@ def _load_synthetic(
     train_y = synthetic.make_labels(n_train, seed=SYNTHETIC_SEED, classes=classes)
     test_x, test_y = make(n_test, 1) if eval_test else (None, None)
     names = synthetic.SHAPES[:classes]
-    # Only the images that the split keeps are painted (issue 12: `--train-images 300` at 128x128
-    # painted all 50,000 first, 3.7 GB); they are the same bytes as in the whole set.
+    # Only the images that the split keeps are painted (painting all 50,000 first for
+    # `--train-images 300` at 128x128 took 3.7 GB); they are the same bytes as in the whole set.
     kind, template = default_augment(resolution), default_template(resolution)
     return _Full(
         classes, kind, names, None, train_y, test_x, test_y, template,

@@ -37,7 +37,7 @@ HELD_OUT = ("test", "val")  # the folder of the held-out split, in order of pref
 MIXED_RESOLUTION = 64  # the default side when the images do not share one size
 # Threads decode faster than one only where libjpeg's work, done without the GIL, outweighs
 # Python's share of each image. benchmarks/bench_decode.py and a sweep on 2 idle cores
-# (session 5): the pool ran at 0.72x one thread on 32x32 CIFAR JPEGs, 0.82x at 128x128,
+#: the pool ran at 0.72x one thread on 32x32 CIFAR JPEGs, 0.82x at 128x128,
 # 0.88x at 160x160, 1.32x at 256x256 and 1.50x at 500x375 (decoded to 64).
 POOL_MIN_SIDE = 224
 # An image's header declares its size before a byte is decoded; past this many pixels it is

@@ -182,7 +182,7 @@ class Objective:
         curve: list[dict[str, float]],
         weights: dict[str, Any],
     ) -> None:
-        """Save the weights; if they cannot be written, note why and warn once (issue 12).
+        """Save the weights; if they cannot be written, note why and warn once.
 
         Weights are an extra, the accuracy is the result: a full disk, a read-only runs folder
         or a name too long for the file system must not turn a trained trial into FAIL.
@@ -214,7 +214,7 @@ class Objective:
         cfg = replace(self.train, **hparams)
         confirming = phase(trial) == CONFIRM
         if confirming:
-            # The longer schedule of the confirmation phase, never pruned (issue 13).
+            # The longer schedule of the confirmation phase, never pruned.
             epochs = (self.confirm or ConfirmSettings()).confirm_epochs(self.train.epochs)
             cfg = replace(cfg, epochs=epochs)
         seed = claim_seed(trial, spec, hparams, cfg.seed)
@@ -325,7 +325,7 @@ def claim_seed(
     next free seed, so that a repeat proposed by the sampler measures seed noise instead of
     replaying the same run to the same number.
 
-    Two workers may read the same trials and pick the same seed (issue 12). The pick is a claim
+    Two workers may read the same trials and pick the same seed. The pick is a claim
     written to the storage, checked by re-reading (Dekker's two flags, decided by trial number):
     write spec and hyper-parameters, then the seed; re-read, and give the seed up if another
     trial holds it and has either fixed it or a lower number; else write ``seed_fixed`` and

@@ -71,7 +71,7 @@ def plan(device_type: str, channels_last: bool | None = None, compile: str = "au
     # 161 against 102, 1.58x); the pick was 0.99x the best option measured (its compiled twin).
     # ResNeXt-29 4x16d and 8x64d run about alike in both formats (2.98 vs 2.79, 0.31 vs 0.34).
     # torch.compile stays off: 27-156 s to compile (warm and cold inductor cache) for 1.01x, which
-    # pays after about 440,000 images, against 5,880 in a search trial (issue 14: 40-67 s).
+    # pays after about 440,000 images, against 5,880 in a search trial (40-67 s).
     # Other devices (mps) keep NCHW: nothing here has measured them.
     fmt = (device_type == "cpu") if channels_last is None else channels_last
     return Plan(fmt, mode, bf16=False)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-# Below this probability of being best, the answer is reported as a tie (issue 13).
+# Below this probability of being best, the answer is reported as a tie.
 TIE_BELOW = 0.8
 
 

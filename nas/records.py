@@ -248,7 +248,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "repeat": a.get("repeat"),
         "phase": phase(t),  # search (proxy) or confirm (nas.confirm)
         "weights": a.get("weights"),
-        "weights_error": a.get("weights_error"),  # why they were not saved (issue 12)
+        "weights_error": a.get("weights_error"),  # why they were not saved
         "host": a.get("host"),
         "note": _note(t, a, bad),
         "study": study_name,

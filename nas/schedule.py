@@ -45,7 +45,7 @@ class Schedule:
 # The default trial: 3 epochs of batch 32 on 4,000 images (375 SGD steps), scored on 1,000
 # held-out images. On the synthetic set 1,000 images left 1x24d at 14% validation accuracy
 # (chance: 10%), too close to chance to rank C, and 2,000 gave 27%; on real CIFAR-10 4x2d 1-1-1
-# reached 31.5% with 2,000 images and 38.3% with 4,000 (issue 11; the README has the commands and
+# reached 31.5% with 2,000 images and 38.3% with 4,000 (docs/ has the commands and
 # times). The split is the same for every trial; the seed varies the initialisation, the
 # augmentation and the batch order.
 DEFAULT_TRIAL = Schedule()

@@ -48,7 +48,7 @@ ENQUEUED = "enqueued"
 CONFIRM_ATTR = "confirm"
 
 # Upper bounds of --trials and of a grid's points (spec x seed): a study larger than this is
-# a typo (--seeds 1000000 queued 20,267 trials before it was stopped, issue 12), and TPE reads
+# a typo (--seeds 1000000 queued 20,267 trials before it was stopped), and TPE reads
 # every trial at each suggest (benchmarks/bench_storage.py measures what that costs).
 MAX_TRIALS = 100_000
 MAX_SEEDS = 1_000

@@ -56,8 +56,8 @@ _OPTIONS = {
     "seed": "seed",
     "early_stop_patience": "patience",
 }
-# The optimiser computes in float32: a larger lr or weight decay does not convert (issue 12:
-# `--lr 1e308` was a RuntimeError traceback); up to this, a blow-up is a "diverged" trial.
+# The optimiser computes in float32: a larger lr or weight decay does not convert (`--lr 1e308`
+# would be a RuntimeError traceback); up to this, a blow-up is a "diverged" trial.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # torch keeps a device index in 8 bits: cuda:128 is cuda:-128 to it.
 MAX_DEVICE_INDEX = 127
@@ -364,7 +364,7 @@ def available_memory(dev: torch.device) -> int:
 
 
 def check_memory(spec: Spec, cfg: TrainConfig) -> None:
-    """Refuse, in one line, a spec whose training step cannot fit on ``cfg.device`` (issue 12).
+    """Refuse, in one line, a spec whose training step cannot fit on ``cfg.device``.
 
     The estimate is :func:`resnext.complexity.training_memory`, a lower bound, so a refused spec
     cannot fit; one that passes may still run out of memory at the margin.

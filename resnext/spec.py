@@ -13,7 +13,7 @@ TEMPLATES: dict[str, dict[str, int]] = {
 }
 # Table 1: ResNeXt-50; Sec. 5.3: ResNeXt-29.
 DEFAULT_DEPTHS: dict[str, tuple[int, ...]] = {"imagenet": (3, 4, 6, 3), "cifar": (3, 3, 3)}
-# Largest value of each field (issue 12: a huge value must be one line, not a hang or an
+# Largest value of each field (a huge value must be one line, not a hang or an
 # OverflowError). Far beyond any trainable network (ResNet-1001 has 111 blocks a stage,
 # ResNeXt-101 64x4d a C*d of 256), yet small enough that counts stay exact and fast.
 LIMITS: dict[str, int] = {

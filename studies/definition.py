@@ -212,7 +212,7 @@ class StudyDefinition:
     ) -> SearchSettings:
         """The :class:`nas.study.SearchSettings` of a run; trials save weights in ``runs_dir``.
 
-        A search study ends in its confirmation phase (issue 13); a grid study measures every
+        A search study ends in its confirmation phase; a grid study measures every
         point with its seeds already and has none.
         """
         return SearchSettings(

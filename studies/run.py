@@ -79,7 +79,7 @@ def run_study(
     if grid is not None:
         handle, _ = prepare(settings, storage=url, n_trials=n, epochs=schedule.epochs)
         # Points of an earlier run with other --seeds are not this run's grid: their queue is
-        # dropped, and those already trained stay but do not fill this run's count (issue 12).
+        # dropped, and those already trained stay but do not fill this run's count.
         wanted = {grid_point(grid.params(s), seed) for s in grid.specs for seed in range(seeds)}
         drop_queue(open_storage(url), settings.study, lambda t: grid_key(t) in wanted, STALE)
         others = sum(counts(t) and grid_key(t) not in wanted for t in handle.get_trials())

@@ -172,7 +172,7 @@ def train_command(
     }
     cfg = TrainConfig(**given)  # refuses a bad value before the data loads
     check_dataset(dataset)
-    # A spec too large for memory is refused before the data loads too (issue 12); an image
+    # A spec too large for memory is refused before the data loads too; an image
     # folder's size is known only once it loads, and train() checks again then.
     if spec is not None:
         check_memory(dataclasses.replace(spec, resolution=image_side(dataset, resolution)), cfg)

@@ -1,4 +1,4 @@
-"""What the dashboard may claim from n trials: minimum n per panel, intervals, verdicts (issue 15).
+"""What the dashboard may claim from n trials: minimum n per panel, intervals, verdicts.
 
 Every statistic on the page states the n it rests on and an interval where one exists. Below a
 panel's minimum n the panel says "too few trials for ...: N more needed" instead of a verdict,

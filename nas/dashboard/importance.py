@@ -1,4 +1,4 @@
-"""PED-ANOVA parameter importances with a bootstrap interval over complete trials (issue 15).
+"""PED-ANOVA parameter importances with a bootstrap interval over complete trials.
 
 The point estimate is Optuna's default evaluator (PED-ANOVA, no scikit-learn) on the study's
 complete trials, with the error as a lower-is-better target. The interval resamples those
