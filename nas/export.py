@@ -216,7 +216,7 @@ def export_trial(
     from nas.fileio import ensure_folder, write_json
     from nas.storage import load, storage_url
 
-    study = load(study_name, storage)
+    study = load(study_name, storage, read_only=True)
     trial = pick_trial(study, number, recommended)
     if onnx:
         check_onnx_packages()  # before any file is written

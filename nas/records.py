@@ -347,7 +347,7 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
     """One JSON-ready dict per study of the storage: name, directions, trials by state, and the
     best proxy trial (the lowest error of a single search-phase trial, not the answer)."""
     quiet_optuna()
-    st = open_storage(storage, must_exist=True)
+    st = open_storage(storage, read_only=True)
     rows = []
     for s in st.get_all_studies():
         trials = st.get_all_trials(st.get_study_id_from_name(s.study_name), deepcopy=False)
@@ -379,7 +379,7 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
 
 def load_records(name: str, storage: str | None = None) -> list[dict[str, Any]]:
     """The records of an existing study (see :func:`nas.storage.load`)."""
-    return trial_records(load(name, storage))
+    return trial_records(load(name, storage, read_only=True))
 
 
 # Columns of `trials --csv`: the scalar fields of trial_rows, the spec's fields spelt out.

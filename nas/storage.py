@@ -3,7 +3,8 @@
 One study lives in one Optuna storage: a SQLite file by default, any Optuna RDB URL otherwise
 (PostgreSQL for several machines). Every reader and writer (search, ``trials``, the dashboard,
 ``export``) opens storage here, so that each gets the same SQLite set-up: write-ahead log,
-``BEGIN IMMEDIATE`` transactions and a lock timeout.
+``BEGIN IMMEDIATE`` transactions and a lock timeout for writers; SQLite's read-only mode, and no
+set-up that writes, for the commands that only read.
 """
 
 from __future__ import annotations
@@ -131,32 +132,63 @@ def _serialise_sqlite_writes(engine: Any) -> None:
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
 
 
-def check_optuna_file(path: Path, url: str) -> None:
-    """ValueError in one line unless ``path`` is a SQLite file holding an Optuna storage.
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` and create files beside it (its -wal, -shm)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def check_optuna_file(path: Path, url: str) -> str:
+    """ValueError in one line unless ``path`` is a SQLite file holding an Optuna storage;
+    returns the SQLite URI that read it (see :func:`read_only_engine`).
 
     Read in SQLite's read-only mode, before Optuna opens it: Optuna would create its tables in
     any SQLite file (an empty one included) and switch it to write-ahead logging, and a command
-    that only reads must leave a file that is not a study database as it found it.
+    that only reads must leave a file that is not a study database as it found it. A database
+    in write-ahead-log mode whose index (-shm) cannot be created, on a read-only medium, is read
+    as immutable: nothing can be writing it there.
     """
     import sqlite3
 
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is an empty file, not a study database (storage {url})")
-    try:
-        uri = Path(path).resolve().as_uri() + "?mode=ro"
-        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT)
+    uris = [path.resolve().as_uri() + "?mode=ro"]
+    if not _writable(path):
+        uris.append(uris[0] + "&immutable=1")
+    for uri in uris:
         try:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        raise ValueError(f"{path} is not a study database (storage {url}): {e}") from None
-    missing = OPTUNA_TABLES - {name for (name,) in rows}
+            con = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT)
+            try:
+                rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                names = {name for (name,) in rows}
+            finally:
+                con.close()
+            break
+        except sqlite3.Error as e:
+            if uri == uris[-1]:
+                raise ValueError(f"{path} is not a study database (storage {url}): {e}") from None
+    missing = OPTUNA_TABLES - names
     if missing:
         raise ValueError(
             f"{path} is a SQLite database but not an Optuna study database (no table "
             f"{', '.join(sorted(missing))}; storage {url}); it is left untouched"
         )
+    return uri
+
+
+def read_only_engine(uri: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments whose connections open SQLite URI ``uri`` (``mode=ro``).
+
+    A creator, not a ``sqlite:///file:...?mode=ro&uri=true`` URL: the file's path reaches
+    SQLite percent-encoded whatever characters it holds. Without :func:`_serialise_sqlite_writes`
+    no connection sets the journal mode, and SQLite refuses any write, to root too.
+    """
+    import functools
+    import sqlite3
+
+    connect = functools.partial(
+        sqlite3.connect, uri, uri=True, timeout=SQLITE_TIMEOUT, check_same_thread=False
+    )
+    return {"creator": connect}
 
 
 def check_not_foreign(path: Path, url: str) -> None:
@@ -182,7 +214,7 @@ def check_not_foreign(path: Path, url: str) -> None:
         raise ValueError(
             f"{path} is a SQLite database of another application ({len(names)} tables, none "
             f"of Optuna's), not a study database (storage {url}); it is left untouched: give "
-            "another file"
+            "another file, or add --create to add the study tables to it"
         )
 
 
@@ -205,13 +237,24 @@ class _Storage(optuna.storages.RDBStorage):
 
 
 def open_storage(
-    url: str | None = None, *, heartbeat: int = HEARTBEAT, must_exist: bool = False
+    url: str | None = None,
+    *,
+    heartbeat: int = HEARTBEAT,
+    must_exist: bool = False,
+    read_only: bool = False,
+    create: bool = False,
 ) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage with heartbeats; ValueError naming the URL if it cannot be used."""
+    """An Optuna RDB storage with heartbeats; ValueError naming the URL if it cannot be used.
+
+    ``read_only``: an existing study database, opened for reading only (a SQLite file in
+    SQLite's read-only mode, without heartbeats or schema set-up): what the commands that only
+    read use. ``create``: add Optuna's tables even to another application's SQLite file.
+    """
     import sqlalchemy.exc
 
     url = storage_url(url)
     path = sqlite_path(url)
+    must_exist = must_exist or read_only
     if must_exist and url.startswith("sqlite") and path is None:
         raise ValueError(
             f"storage {url} is an in-memory SQLite database, which holds no study; "
@@ -223,15 +266,18 @@ def open_storage(
             f"no study database at {path}: the file does not exist (storage {url}); "
             "run `resnext-nas search`"
         )
+    uri = None
     if must_exist and path is not None:
-        check_optuna_file(path, url)
-    elif path is not None:
+        uri = check_optuna_file(path, url)
+    elif path is not None and not create:
         check_not_foreign(path, url)
     if path is not None and not path.parent.is_dir():
         raise ValueError(f"cannot open storage {url}: folder {path.parent} does not exist")
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+        if read_only and uri is not None:
+            kwargs = read_only_engine(uri)
     elif url.startswith("postgresql"):
         kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     deadline = time.monotonic() + SCHEMA_WAIT
@@ -242,11 +288,9 @@ def open_storage(
                 storage = _Storage(
                     url,
                     engine_kwargs=kwargs,
-                    heartbeat_interval=heartbeat,
-                    grace_period=heartbeat * GRACE_BEATS,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=MAX_RETRY
-                    ),
+                    # A reader neither beats nor fails stale trials, and creates no table.
+                    skip_table_creation=read_only,
+                    **({} if read_only else _heartbeats(heartbeat)),
                 )
                 break
             except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
@@ -257,9 +301,20 @@ def open_storage(
                     continue
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite") and not read_only:
         _serialise_sqlite_writes(storage.engine)
     return storage
+
+
+def _heartbeats(heartbeat: int) -> dict[str, Any]:
+    """The heartbeat arguments of a storage that runs trials."""
+    return {
+        "heartbeat_interval": heartbeat,
+        "grace_period": heartbeat * GRACE_BEATS,
+        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=MAX_RETRY
+        ),
+    }
 
 
 def storage_error(e: BaseException) -> str | None:
@@ -293,16 +348,23 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
 
-def load(name: str, storage: str | optuna.storages.RDBStorage | None = None) -> optuna.Study:
+def load(
+    name: str,
+    storage: str | optuna.storages.RDBStorage | None = None,
+    *,
+    read_only: bool = False,
+) -> optuna.Study:
     """An existing study; :class:`UnknownStudy` listing the storage's studies if there is none.
 
-    ``storage`` is a URL (None: :func:`storage_url`'s default), or a storage opened here.
+    ``storage`` is a URL (None: :func:`storage_url`'s default), or a storage opened here;
+    ``read_only`` opens a URL for reading only (:func:`open_storage`).
     """
     quiet_optuna()
     if isinstance(storage, optuna.storages.RDBStorage):
         st, shown = storage, redact(str(storage.engine.url))
     else:
-        st, shown = open_storage(storage, must_exist=True), redact(storage_url(storage))
+        st = open_storage(storage, must_exist=True, read_only=read_only)
+        shown = redact(storage_url(storage))
     names = study_names(st)
     if name not in names:
         raise UnknownStudy(name, shown, names)

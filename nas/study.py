@@ -220,13 +220,16 @@ def create_or_load(
     )
 
 
-def check_study(settings: SearchSettings, storage: str | None = None) -> int:
+def check_study(
+    settings: SearchSettings, storage: str | None = None, *, create: bool = False
+) -> int:
     """Refuse an unusable storage, or an existing study of that name with other objectives.
 
     Returns how many trials of the study count towards ``--trials`` already (0 if it is new).
+    ``create`` (``--create``) adds Optuna's tables even to another application's SQLite file.
     """
     quiet_optuna()
-    st = open_storage(storage)
+    st = open_storage(storage, create=create)
     names = {s.study_name for s in st.get_all_studies()}
     if settings.study not in names:
         return 0

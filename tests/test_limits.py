@@ -404,22 +404,59 @@ def test_search_settings_name_the_seed_option(seed: object) -> None:
 # --- files the tool must not alter ---------------------------------------------------------
 
 
-def test_search_leaves_another_applications_sqlite_file_untouched(tmp_path: Path) -> None:
-    import hashlib
+def another_applications_file(path: Path) -> Path:
+    """A SQLite file of another application: a table ``customers`` with one row."""
     import sqlite3
 
-    app = tmp_path / "app.db"
-    con = sqlite3.connect(app)
+    con = sqlite3.connect(path)
     con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
     con.execute("INSERT INTO customers (name) VALUES ('ada')")
     con.commit()
     con.close()
+    return path
+
+
+def test_search_leaves_another_applications_sqlite_file_untouched(tmp_path: Path) -> None:
+    import hashlib
+
+    app = another_applications_file(tmp_path / "app.db")
     before = hashlib.sha256(app.read_bytes()).hexdigest()
     args = ["search", "--trials", "1", "--epochs", "1", "--depths", "1,1,1", "--widths", "16"]
     proc = run(*args, "--flops", "3.3e6", "--tolerance", "0.5", "--storage", f"sqlite:///{app}")
-    one_line(proc, "another application", "left untouched")
+    one_line(proc, "another application", "left untouched", "--create")
     assert hashlib.sha256(app.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal, no -shm
+
+
+# Commands that create a study, each as small as it goes (a few seconds of training).
+TINY_RUNS = {
+    "search": ["search", "--trials", "1", "--depths", "1,1,1", "--widths", "16", "--flops", "1e6",
+               "--tolerance", "0.2", "--confirm", "0", "--train-images", "64",
+               "--resolution", "16"],
+    "study run": ["study", "run", "cardinality-vs-width", "--seeds", "1",
+                  "--val-fraction", "0.002", "--train-images", "64", "--resolution", "8"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(TINY_RUNS))
+def test_create_adds_the_study_tables_to_another_applications_file(
+    tmp_path: Path, command: str
+) -> None:
+    import sqlite3
+
+    import optuna
+
+    app = another_applications_file(tmp_path / "app.db")
+    args = [*TINY_RUNS[command], "--epochs", "1", "--no-latency", "--quiet", "--json"]
+    args += ["--storage", f"sqlite:///{app}", "--runs-dir", str(tmp_path / "runs")]
+    one_line(run(*args), "another application", "--create")
+    proc = run(*args, "--create")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    con = sqlite3.connect(app)
+    assert con.execute("SELECT name FROM customers").fetchall() == [("ada",)]
+    con.close()
+    (study,) = optuna.get_all_study_summaries(f"sqlite:///{app}")
+    assert study.n_trials == (1 if command == "search" else 5)
 
 
 @pytest.mark.parametrize(

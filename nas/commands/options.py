@@ -136,6 +136,13 @@ StorageOpt = Annotated[
         show_default=False,
     ),
 ]
+CreateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create",
+        help="Add the study tables to a SQLite file of another application (refused without).",
+    ),
+]
 _DATASET_HELP = (
     "synthetic is built in; folder is any ImageFolder tree or archive (--data-dir); "
     "the others are read from disk."

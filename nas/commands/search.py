@@ -18,6 +18,7 @@ from nas.commands.options import (
     AugmentOpt,
     BottleneckWidthsOpt,
     CardinalitiesOpt,
+    CreateOpt,
     DataDirOpt,
     DataResolutionOpt,
     DatasetName,
@@ -155,6 +156,7 @@ def search(
     trials: Annotated[int, typer.Option(help="Trained trials of the whole study.")] = 50,
     study: StudyOpt = "resnext-search",
     storage: StorageOpt = None,
+    create: CreateOpt = False,
     workers: WorkersOpt = 1,
     trials_per_gpu: TrialsPerGpuOpt = 1,
     flops: SearchFlopsOpt = None,
@@ -313,7 +315,7 @@ def search(
         res = resolution or 32
         early = settings_for(classes or KNOWN_CLASSES[dataset_name], res, default_template(res))
         nstudy.enqueue_specs(early.space, early.enqueue)
-        if nstudy.check_study(early, storage) >= trials and not confirm_left(
+        if nstudy.check_study(early, storage, create=create) >= trials and not confirm_left(
             study, storage, confirming
         ):
             search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
@@ -325,6 +327,8 @@ def search(
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
     settings = settings_for(data.classes, data.resolution, data.template)
     nstudy.enqueue_specs(settings.space, settings.enqueue)
+    if create:  # a dataset of unknown classes: the study is checked, and created, only here
+        nstudy.check_study(settings, storage, create=True)
     if not quiet and not as_json:
         out.print(f"study {study!r}: {settings.space.describe()}", highlight=False)
     progress = None if quiet or as_json else LiveProgress(workers)
@@ -434,7 +438,7 @@ def trials(
 
     if csv:
         ensure_parent(csv, "--csv")
-    loaded = load(study, storage)
+    loaded = load(study, storage, read_only=True)
     rows = trial_rows(loaded, front)
     rec = recommendation(loaded.get_trials(deepcopy=False))
     if csv:

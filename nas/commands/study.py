@@ -13,6 +13,7 @@ from rich.table import Table
 from nas.commands.options import (
     VAL_HELP,
     AugmentOpt,
+    CreateOpt,
     DataDirOpt,
     DataResolutionOpt,
     DatasetName,
@@ -82,6 +83,7 @@ def study_run(
     dataset: DatasetOpt = DatasetName.synthetic,
     data_dir: DataDirOpt = None,
     storage: StorageOpt = None,
+    create: CreateOpt = False,
     study_name: Annotated[
         str | None, _unset_option("Optuna study name (default: the definition's name).")
     ] = None,
@@ -136,7 +138,8 @@ def study_run(
         n_classes = classes or KNOWN_CLASSES[dataset]
         early = definition.settings(study, n_classes, resolution or 32)
         n = definition.n_trials(seeds, n_classes, resolution or 32)
-        if check_study(early, storage) >= n and not confirm_left(study, storage, early.confirm):
+        done = check_study(early, storage, create=create)
+        if done >= n and not confirm_left(study, storage, early.confirm):
             search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
@@ -150,6 +153,8 @@ def study_run(
     )
     report_data(data, quiet or as_json)
     settings = definition.settings(study, data.classes, data.resolution)
+    if create:  # a dataset of unknown classes: the study is checked, and created, only here
+        check_study(settings, storage, create=True)
     if not quiet and not as_json:
         out.print(
             f"study {study!r} ({definition.citation}): {settings.space.describe()}; "

@@ -36,7 +36,7 @@ def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
 def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
     """Load a study through :mod:`nas.storage`, turning failures into one-line ValueErrors."""
     try:
-        return load(study_name, storage)
+        return load(study_name, storage, read_only=True)
     except UnknownStudy as e:
         have = f"available: {', '.join(e.names)}" if e.names else "it has no studies"
         raise ValueError(f"no study named {study_name!r} in {e.shown}; {have}") from None
