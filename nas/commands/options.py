@@ -33,6 +33,18 @@ def literal(text: object) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+# Bidirectional controls: after U+202E a terminal shows the rest of the line reversed.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def error_line(message: object) -> str:
+    """``error: message`` as one terminal line, newline-terminated: :func:`literal`, with
+    newlines and bidirectional controls escaped too (a study name may hold either, and an error
+    may list the names in a storage)."""
+    text = literal(f"error: {message}").replace("\n", "\\n")
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
 def shell_word(word: object) -> str:
     """``word`` quoted for a POSIX shell, to copy from a terminal: printable text with
     :func:`shlex.quote`; text holding a newline, a control or a bidirectional override (U+202E
