@@ -16,7 +16,7 @@ torch and Optuna are imported inside the functions that need them, so that ``res
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -66,13 +66,12 @@ def default_out(study: str, number: int) -> Path:
 
 
 def check_onnx_packages() -> None:
-    """ValueError saying how to install the ONNX packages unless all of them import."""
-    missing = []
-    for name in ONNX_PACKAGES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    """ValueError saying how to install the ONNX packages unless all of them are installed.
+
+    Found, not imported: importing them takes seconds (onnxscript alone 3.7 s on 2 cores), and
+    an export refused for its weights should say so at once. They are imported where used.
+    """
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(
             f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}); "
