@@ -91,10 +91,10 @@ def main(args: list[str] | None = None) -> None:
             options.out.print(e.ctx.get_help() if e.ctx else "")
             raise SystemExit(e.exit_code) from None
         where = f"; see `{e.ctx.command_path} --help`" if e.ctx else ""
-        sys.stderr.write(options.literal(f"error: {e.format_message().rstrip('.')}{where}") + "\n")
+        sys.stderr.write(options.error_line(f"{e.format_message().rstrip('.')}{where}"))
         raise SystemExit(2) from None
     except USER_ERRORS as e:
-        sys.stderr.write(options.literal(f"error: {e}") + "\n")
+        sys.stderr.write(options.error_line(e))
         raise SystemExit(2) from None
     except (KeyboardInterrupt, typer.Abort) as e:
         # SIGTERM arrives as nas.workers.Terminated: the shell's code for it is 128 + 15.
@@ -102,7 +102,7 @@ def main(args: list[str] | None = None) -> None:
         sys.stderr.write("terminated\n" if term else "interrupted\n")
         raise SystemExit(143 if term else 130) from None
     except ClickException as e:  # a bad file argument and the like
-        sys.stderr.write(options.literal(f"error: {e.format_message()}") + "\n")
+        sys.stderr.write(options.error_line(e.format_message()))
         raise SystemExit(e.exit_code) from None
     except Exception as e:
         from nas.storage import storage_error
@@ -110,7 +110,7 @@ def main(args: list[str] | None = None) -> None:
         gone = storage_error(e)  # the database server stopped mid-command: one line
         if gone is None:
             raise
-        sys.stderr.write(f"error: {gone}\n")
+        sys.stderr.write(options.error_line(gone))
         raise SystemExit(2) from None
     if isinstance(rc, int) and rc:
         if rc == 130:

@@ -16,9 +16,10 @@ torch and Optuna are imported inside the functions that need them, so that ``res
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import json
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +66,12 @@ def default_out(study: str, number: int) -> Path:
 
 
 def check_onnx_packages() -> None:
-    """ValueError saying how to install the ONNX packages unless all of them import."""
-    missing = []
-    for name in ONNX_PACKAGES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    """ValueError saying how to install the ONNX packages unless all of them are installed.
+
+    Found, not imported: importing them takes seconds (onnxscript alone 3.7 s on 2 cores), and
+    an export refused for its weights should say so at once. They are imported where used.
+    """
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(
             f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}); "
@@ -213,7 +213,7 @@ def export_trial(
     """
     import socket
 
-    from nas.fileio import ensure_folder, write_json
+    from nas.fileio import ensure_folder
     from nas.storage import load, storage_url
 
     study = load(study_name, storage, read_only=True)
@@ -224,38 +224,41 @@ def export_trial(
         raise ValueError(f"trial {trial.number} of study {study_name!r} has no spec")
     record = _record(study, trial, storage_url(storage))
     spec = Spec.from_dict(record["spec"])
-    folder = ensure_folder(out if out is not None else default_out(study_name, trial.number))
+    target = Path(out if out is not None else default_out(study_name, trial.number))
+    created = not target.exists()
+    folder = ensure_folder(target)
     retrain = f"retrain it with `resnext-nas train --spec {shell_word(folder / SPEC_FILE)}`"
     source, host = record["weights_source"], record["host"]
     if source is None and record["status"] == "diverged":
-        write_json(folder / SPEC_FILE, record)
+        _write_record(folder / SPEC_FILE, record)
         raise ValueError(
             f"trial {trial.number} of study {study_name!r} diverged, so it kept no weights; "
             f"{retrain} and a lower --lr"
         )
     if source is None:
-        write_json(folder / SPEC_FILE, record)
+        _write_record(folder / SPEC_FILE, record)
         raise ValueError(
             f"trial {trial.number} of study {study_name!r} saved no weights (searched with "
             f"--no-save-weights, or before weights were saved); {retrain}"
         )
     if not Path(source).is_file():
-        write_json(folder / SPEC_FILE, record)
+        _write_record(folder / SPEC_FILE, record)
         here = "this host" if host == socket.gethostname() else "this machine"
         raise ValueError(
             f"weights of trial {trial.number} of study {study_name!r} were written to {source} "
             f"on host {host}, and are not on {here}; copy them there, or {retrain}"
         )
-    state = _load_weights(Path(source), spec, retrain)
-    norm = state["normalization"]
-    record["normalization"] = {
-        "mean": [float(v) for v in norm["mean"]],
-        "std": [float(v) for v in norm["std"]],
-        "note": "inputs are (pixel - mean) / std per RGB channel, for pixels in 0..255",
-    }
-    model = _model(spec, state["model"])
+    try:  # nothing is written until the weights are known to give numbers
+        state = _load_weights(Path(source), spec, retrain)
+        record["normalization"] = _normalization(state["normalization"], Path(source), retrain)
+        model = _model(spec, state["model"])
+        check_finite(model, spec, Path(source), retrain)
+    except ValueError:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # the folder this export made, empty: gone again
+        raise
     files = [folder / SPEC_FILE, folder / WEIGHTS_FILE]
-    write_json(files[0], record)
+    _write_record(files[0], record)
     _save_state_dict(files[1], model)
     diff = bound = None
     if onnx:
@@ -273,12 +276,101 @@ def export_trial(
             },
         )
         diff, bound = check_onnx(model, spec, files[-1], tolerance=tolerance)
-        if diff > bound:
-            raise OnnxMismatch(
-                f"{files[-1]} differs from the PyTorch model by up to {diff:.3g} on a batch of "
-                f"{CHECK_BATCH}, more than the tolerance {bound:.3g}; the file is kept to inspect"
+        if not diff <= bound:  # a NaN difference compares false, and is a mismatch
+            how = (
+                f"differs from the PyTorch model by up to {diff:.3g} on a batch of "
+                f"{CHECK_BATCH}, more than the tolerance {bound:.3g}"
+                if math.isfinite(diff)
+                else f"gives NaN or inf logits on a batch of {CHECK_BATCH} where PyTorch's are "
+                "finite"
             )
+            raise OnnxMismatch(f"{files[-1]} {how}; the file is kept to inspect")
     return Exported(folder, files, record, diff, bound)
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """spec.json, strict JSON: a NaN or infinity anywhere is a ValueError naming its field."""
+    from nas.fileio import write_json
+
+    if where := _non_finite(record):
+        raise ValueError(f"{path} would hold {where}, which JSON cannot; nothing is written")
+    write_json(path, record, allow_nan=False)
+
+
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """``field = value`` of the first NaN or infinity inside a JSON-ready object, else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{where or 'the value'} = {obj}"
+    if isinstance(obj, dict):
+        inner = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, list | tuple):
+        inner = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    return next((found for at, v in inner if (found := _non_finite(v, at))), None)
+
+
+def _normalization(norm: Any, path: Path, where: str) -> dict[str, Any]:
+    """The weights' input normalisation for spec.json: a finite mean and a finite positive std
+    per RGB channel, else ValueError in one line."""
+    try:
+        mean, std = ([float(v) for v in norm[k]] for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ValueError(f"{path} holds no readable input normalisation; {where}") from None
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(
+            f"{path}: the input normalisation has {len(mean)} means and {len(std)} stds, not 3 "
+            f"(one per RGB channel); {where}"
+        )
+    if not all(math.isfinite(v) for v in mean) or not all(math.isfinite(v) and v > 0 for v in std):
+        raise ValueError(
+            f"{path}: the input normalisation (mean {mean}, std {std}) is not a finite mean and "
+            f"a finite positive std per channel; {where}"
+        )
+    return {
+        "mean": mean,
+        "std": std,
+        "note": "inputs are (pixel - mean) / std per RGB channel, for pixels in 0..255",
+    }
+
+
+def check_input(spec: Spec, batch: int = CHECK_BATCH, seed: int = 0) -> torch.Tensor:
+    """The random batch that the export checks the model on (the same for PyTorch and ONNX)."""
+    import torch
+
+    return torch.randn(
+        batch, 3, spec.resolution, spec.resolution, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def check_finite(model: torch.nn.Module, spec: Spec, path: Path, where: str) -> None:
+    """ValueError unless ``model``'s logits on :func:`check_input` are all finite (``model``
+    holds the weights read from ``path``).
+
+    Finite weights can still give NaN: a batch-norm running variance below 0 (its square root),
+    or weights near float32's largest (3.4e38) that overflow in the first conv. The cause found
+    in the state dict is named.
+    """
+    import torch
+
+    with torch.no_grad():
+        logits = model(check_input(spec))
+    if bool(logits.isfinite().all()):
+        return
+    state = model.state_dict()
+    negative = [k for k, t in state.items() if k.endswith("running_var") and bool((t < 0).any())]
+    if negative:
+        cause = f"{negative[0]} holds a negative variance"
+    else:
+        largest = max(
+            float(t.abs().max()) for t in state.values() if t.is_floating_point() and t.numel()
+        )
+        cause = f"its largest weight is {largest:.3g}"
+    bad = int((~logits.isfinite()).sum())
+    raise ValueError(
+        f"the weights in {path} give NaN or inf in {bad} of {logits.numel()} logits on a random "
+        f"batch ({cause}), so nothing is exported; {where}"
+    )
 
 
 def _model(spec: Spec, state_dict: dict[str, Any]) -> torch.nn.Module:
@@ -366,9 +458,7 @@ def check_onnx(
     import onnxruntime
     import torch
 
-    x = torch.randn(
-        batch, 3, spec.resolution, spec.resolution, generator=torch.Generator().manual_seed(seed)
-    )
+    x = check_input(spec, batch, seed)
     with torch.no_grad():
         want = model(x).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

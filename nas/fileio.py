@@ -194,9 +194,13 @@ def write_text(path: str | Path, text: str, option: str = "") -> None:
     write_atomic(path, lambda f: f.write(data), option)
 
 
-def write_json(path: str | Path, obj: Any, option: str = "") -> None:
-    """Write ``obj`` as indented JSON atomically (:func:`write_atomic`)."""
-    write_text(path, json.dumps(obj, indent=2) + "\n", option)
+def write_json(path: str | Path, obj: Any, option: str = "", *, allow_nan: bool = True) -> None:
+    """Write ``obj`` as indented JSON atomically (:func:`write_atomic`).
+
+    ``allow_nan=False`` refuses NaN and infinities (ValueError, nothing written): JSON has no
+    such numbers, and a strict reader refuses a file that holds Python's bare ``NaN``.
+    """
+    write_text(path, json.dumps(obj, indent=2, allow_nan=allow_nan) + "\n", option)
 
 
 def ensure_parent(path: str | Path, option: str = "--out") -> Path:

@@ -2,12 +2,14 @@
 
 Complexity grows strictly with d at fixed C (every conv in a block is at least linear in C*d),
 so for each template skeleton (template, depths, width) the generator finds the largest d that
-can still fit by doubling, then counts the whole (C, d) grid in one vectorised pass.
+can still fit by doubling, then counts the whole (C, d) grid in one vectorised pass. The band is
+kept as columns (:class:`Band`), so its size, marks and nearest rows cost milliseconds and a few
+bytes a row; a :class:`Config` object is made only for a row that is shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,20 +84,111 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``budget --json``."""
-        s = self.spec
-        return {
-            "template": s.template,
-            "cardinality": s.cardinality,
-            "bottleneck_width": s.bottleneck_width,
-            "depths": list(s.depths),
-            "width": s.width,
-            "classes": s.classes,
-            "resolution": s.resolution,
-            **self.complexity.to_dict(),
-            "deviation": self.deviation,
-            "closest": self.closest,
-            "pareto": self.pareto,
-        }
+        s, cx = self.spec, self.complexity
+        return _row_dict(
+            s, s.cardinality, s.bottleneck_width, cx.flops, cx.params, cx.activations,
+            self.deviation, self.closest, self.pareto,
+        )  # fmt: skip
+
+
+def _row_dict(
+    skeleton: Spec,
+    c: int,
+    d: int,
+    flops: int,
+    params: int,
+    activations: int,
+    deviation: float,
+    closest: bool,
+    pareto: bool,
+) -> dict[str, Any]:
+    """One configuration's JSON form: ``skeleton`` with (C, d) = (c, d) and its counts."""
+    return {
+        "template": skeleton.template,
+        "cardinality": c,
+        "bottleneck_width": d,
+        "depths": list(skeleton.depths),
+        "width": skeleton.width,
+        "classes": skeleton.classes,
+        "resolution": skeleton.resolution,
+        "flops": int(flops),
+        "params": int(params),
+        "activations": int(activations),
+        "deviation": deviation,
+        "closest": closest,
+        "pareto": pareto,
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Band:
+    """Every configuration of a grid inside a budget band, as columns: row i is one configuration.
+
+    Rows are sorted by skeleton (depths, then width), then C, then d. ``skeleton`` indexes
+    ``skeletons``; the other columns are the row's C, d, counts, deviation and marks.
+    """
+
+    budget: Budget
+    skeletons: tuple[Spec, ...]
+    skeleton: np.ndarray
+    cardinality: np.ndarray
+    bottleneck_width: np.ndarray
+    flops: np.ndarray
+    params: np.ndarray
+    activations: np.ndarray
+    deviation: np.ndarray
+    closest: np.ndarray  # closest to the budget among rows of its skeleton and C
+    pareto: np.ndarray  # on the (params, FLOPs) Pareto front of the band
+
+    def __len__(self) -> int:
+        return len(self.deviation)
+
+    def nearest(self, n: int) -> np.ndarray:
+        """The rows of the ``n`` configurations closest to the budget, in table order.
+
+        Ties in deviation go to the earlier row, so the choice is the same on every run.
+        """
+        if n >= len(self):
+            return np.arange(len(self))
+        return np.sort(np.argsort(self.deviation, kind="stable")[:n])
+
+    def configs(self, rows: Iterable[int] | None = None) -> Iterator[Config]:
+        """A :class:`Config` for each of ``rows`` (all by default), made as it is asked for."""
+        for i in range(len(self)) if rows is None else rows:
+            skeleton = self.skeletons[int(self.skeleton[i])]
+            yield Config(
+                replace(
+                    skeleton,
+                    cardinality=int(self.cardinality[i]),
+                    bottleneck_width=int(self.bottleneck_width[i]),
+                ),
+                Complexity(int(self.flops[i]), int(self.params[i]), int(self.activations[i])),
+                float(self.deviation[i]),
+                bool(self.closest[i]),
+                bool(self.pareto[i]),
+            )
+
+    def dicts(self, chunk: int = 4096) -> Iterator[dict[str, Any]]:
+        """Every row's JSON form (that of :meth:`Config.to_dict`), without building specs.
+
+        Columns are turned into Python values ``chunk`` rows at a time, so memory holds one
+        chunk of dicts whatever the band's size.
+        """
+        for start in range(0, len(self), chunk):
+            part = slice(start, start + chunk)
+            columns = (
+                self.skeleton[part].tolist(),
+                self.cardinality[part].tolist(),
+                self.bottleneck_width[part].tolist(),
+                self.flops[part].tolist(),
+                self.params[part].tolist(),
+                self.activations[part].tolist(),
+                self.deviation[part].tolist(),
+                self.closest[part].tolist(),
+                self.pareto[part].tolist(),
+            )
+            for k, *rest in zip(*columns, strict=True):
+                yield _row_dict(self.skeletons[k], *rest)
 
 
 def _d_limit(skeleton: Spec, c_min: int, budget: Budget) -> int:
@@ -154,20 +247,24 @@ def pareto_mask(params: np.ndarray, flops: np.ndarray) -> np.ndarray:
     """True where no other point has params <= and flops <= with one strictly smaller.
 
     Both axes are minimised, so any two costs work (the search passes FLOPs and error).
+    Vectorised: in (params, flops) order a point is on the front when its flops are below every
+    earlier point's; copies of one point share its mark (a duplicate does not dominate).
     """
-    order = np.lexsort((flops, params))  # by params, ties by flops
+    params, flops = np.asarray(params), np.asarray(flops)
     mask = np.zeros(len(params), dtype=bool)
-    best, best_params = np.inf, None
-    for i in order:
-        if flops[i] < best:
-            mask[i] = True
-            best, best_params = flops[i], params[i]
-        elif flops[i] == best and params[i] == best_params:
-            mask[i] = True  # a duplicate of a front point is not dominated by it
+    if not len(params):
+        return mask
+    order = np.lexsort((flops, params))  # by params, ties by flops
+    p, f = params[order], flops[order]
+    # fmin skips NaN: a point with no cost is on no front and hides none.
+    earlier = np.fmin.accumulate(np.concatenate(([np.inf], f[:-1])))
+    new = np.concatenate(([True], (p[1:] != p[:-1]) | (f[1:] != f[:-1])))
+    group = np.cumsum(new) - 1  # copies of one point are one group, its first member leads
+    mask[order] = (f < earlier)[new][group]
     return mask
 
 
-def generate(
+def scan(
     budget: Budget,
     template: str = "imagenet",
     depths: Iterable[Sequence[int]] | None = None,
@@ -176,14 +273,17 @@ def generate(
     bottleneck_widths: Iterable[int] | None = None,
     classes: int = 0,
     resolution: int = 0,
-) -> list[Config]:
-    """Every configuration of the grid inside the budget band, sorted and marked.
+) -> Band:
+    """Every configuration of the grid inside the budget band, as a marked :class:`Band`.
 
-    The grid is depths x widths x cardinalities x bottleneck widths (every integer d by default).
-    Raises ValueError with the nearest miss when the band holds no configuration.
+    The grid is depths x widths x cardinalities x bottleneck widths (every integer d by default);
+    a value given twice counts once. Raises ValueError with the nearest miss when the band holds
+    no configuration.
     """
     depths_list = (
-        [tuple(d) for d in depths] if depths is not None else [DEFAULT_DEPTHS.get(template, ())]
+        list(dict.fromkeys(tuple(d) for d in depths))
+        if depths is not None
+        else [DEFAULT_DEPTHS.get(template, ())]
     )
     cards = sorted(set(cardinalities))
     if not cards or cards[0] < 1:
@@ -195,12 +295,15 @@ def generate(
     if d_given is not None:
         _check_at_most("bottleneck widths", d_given[-1], LIMITS["bottleneck width"])
     widths = sorted(set(widths))
-    skeletons = [
-        # The spec validates the skeleton once; C and d are then swept as arrays.
-        Spec(template, dep, width, cards[0], 1, classes, resolution)
-        for dep in depths_list
-        for width in widths
-    ]
+    skeletons = sorted(
+        (
+            # The spec validates the skeleton once; C and d are then swept as arrays.
+            Spec(template, dep, width, cards[0], 1, classes, resolution)
+            for dep in depths_list
+            for width in widths
+        ),
+        key=lambda s: (s.depths, s.width),  # table order; repeated depths were dropped above
+    )
     d_counts = [len(d_given) if d_given else _d_limit(s, cards[0], budget) for s in skeletons]
     cells = len(cards) * sum(d_counts)
     if cells > MAX_GRID_CELLS:
@@ -210,9 +313,9 @@ def generate(
             f"{MAX_GRID_CELLS:,} counted at once; give fewer --cardinalities, "
             "--bottleneck-widths, --depths or --widths, or a smaller budget"
         )
-    found: list[Config] = []
+    parts: list[tuple[np.ndarray, ...]] = []
     nearest: tuple[float, Spec, Complexity] | None = None
-    for skeleton, d_count in zip(skeletons, d_counts, strict=True):
+    for k, (skeleton, d_count) in enumerate(zip(skeletons, d_counts, strict=True)):
         d_values = d_given or range(1, d_count + 1)
         _check_int64(skeleton, cards, d_values[-1], d_given is not None)
         c_arr, d_arr = np.meshgrid(np.array(cards), np.array(list(d_values)), indexing="ij")
@@ -225,20 +328,18 @@ def generate(
                 replace(skeleton, cardinality=int(c_arr[j]), bottleneck_width=int(d_arr[j])),
                 Complexity(int(cx.flops[j]), int(cx.params[j]), int(cx.activations[j])),
             )
-        for i, k in zip(*np.nonzero(dev <= budget.tolerance), strict=True):
-            spec = replace(
-                skeleton, cardinality=int(c_arr[i, k]), bottleneck_width=int(d_arr[i, k])
+        inside = dev <= budget.tolerance  # C-major, so rows come out sorted by C, then d
+        parts.append(
+            (
+                np.full(int(inside.sum()), k, dtype=np.int32),
+                *(np.asarray(a, dtype=np.int64)[inside] for a in (c_arr, d_arr)),
+                *(np.asarray(a, dtype=np.int64)[inside] for a in (cx.flops, cx.params)),
+                np.asarray(cx.activations, dtype=np.int64)[inside],
+                np.asarray(dev, dtype=np.float64)[inside],
             )
-            found.append(
-                Config(
-                    spec,
-                    Complexity(
-                        int(cx.flops[i, k]), int(cx.params[i, k]), int(cx.activations[i, k])
-                    ),
-                    float(dev[i, k]),
-                )
-            )
-    if not found:
+        )
+    sk, c, d, flops, params, acts, dev = (np.concatenate(col) for col in zip(*parts, strict=True))
+    if not len(dev):
         assert nearest is not None
         _, spec, cx = nearest
         raise ValueError(
@@ -246,26 +347,28 @@ def generate(
             f"{spec.describe()} ({spec.notation}) with {cx.flops:.3g} FLOPs and "
             f"{cx.params:.3g} params: widen --tolerance or change the budget or grid"
         )
-    return _mark(found)
+    return Band(
+        budget, tuple(skeletons), sk, c, d, flops, params, acts, dev,
+        _closest_mask(sk, c, d, dev), pareto_mask(params, flops),
+    )  # fmt: skip
 
 
-def _mark(configs: list[Config]) -> list[Config]:
-    """Sort by skeleton, C, d; mark the closest per (skeleton, C) and the Pareto front."""
+def _closest_mask(
+    skeleton: np.ndarray, c: np.ndarray, d: np.ndarray, deviation: np.ndarray
+) -> np.ndarray:
+    """True on the row closest to the budget of each (skeleton, C); a tie goes to the lower d."""
+    order = np.lexsort((d, deviation, c, skeleton))
+    sk, cs = skeleton[order], c[order]
+    first = np.concatenate(([True], (sk[1:] != sk[:-1]) | (cs[1:] != cs[:-1])))
+    mask = np.zeros(len(order), dtype=bool)
+    mask[order[first]] = True
+    return mask
 
-    def skey(c: Config) -> tuple:
-        return (c.spec.depths, c.spec.width, c.spec.cardinality)
 
-    configs = sorted(configs, key=lambda c: (*skey(c), c.spec.bottleneck_width))
-    best: dict[tuple, Config] = {}
-    for c in configs:
-        if skey(c) not in best or c.deviation < best[skey(c)].deviation:
-            best[skey(c)] = c
-    front = pareto_mask(
-        np.array([c.complexity.params for c in configs]),
-        np.array([c.complexity.flops for c in configs]),
-    )
-    closest = {id(c) for c in best.values()}
-    return [
-        replace(c, closest=id(c) in closest, pareto=bool(p))
-        for c, p in zip(configs, front, strict=True)
-    ]
+def generate(budget: Budget, *args: Any, **kwargs: Any) -> list[Config]:
+    """Every configuration of the grid inside the budget band, sorted and marked: the rows of
+    :func:`scan` (same arguments) as :class:`Config` objects.
+
+    Raises ValueError with the nearest miss when the band holds no configuration.
+    """
+    return list(scan(budget, *args, **kwargs).configs())

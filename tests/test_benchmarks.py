@@ -78,3 +78,11 @@ def test_bench_p_best_counts_named_winners() -> None:
     # Equal means: a named winner is a coin's luck; 3 SDs ahead on 5 seeds: nearly always, rightly.
     assert 0 < int(rows[0][1]) < 90 and rows[0][2] == "-"
     assert int(rows[1][1]) >= 90 and rows[1][2] == "100%"
+
+
+def test_bench_hostile_prints_each_command_with_its_first_line() -> None:
+    out = run("bench_hostile.py", "--only", "budget --flops")
+    rows = re.findall(r"^(budget --flops \S+) +([\d.]+) s +[\d.]+ +(\d) +error: ", out, re.M)
+    assert len(rows) == 6, out
+    assert all(code == "2" for *_, code in rows)
+    assert re.search(r"^6 invocations, \d+ late", out, re.M), out

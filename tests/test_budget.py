@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import resnext
-from resnext.budget import Budget, generate, pareto_mask
+from resnext.budget import Budget, generate, pareto_mask, scan
 
 
 def test_default_call_lists_the_table2_pairs() -> None:
@@ -102,3 +102,54 @@ def test_empty_band_names_the_nearest_config() -> None:
 def test_huge_budget_is_refused_not_looped() -> None:
     with pytest.raises(ValueError, match="needs a bottleneck width beyond"):
         generate(Budget(flops=1e30), "cifar", [(1, 1, 1)])
+
+
+def test_a_value_given_twice_counts_once() -> None:
+    budget = Budget(flops=4.1e9, tolerance=0.1)
+    once = generate(budget, "imagenet", [(3, 4, 6, 3), (3, 4, 23, 3)], (256,), (1, 32))
+    twice = generate(
+        budget,
+        "imagenet",
+        [(3, 4, 23, 3), (3, 4, 6, 3), (3, 4, 23, 3), [3, 4, 6, 3]],
+        (256, 256),
+        (32, 1, 32),
+    )
+    assert [c.to_dict() for c in twice] == [c.to_dict() for c in once]
+    ds = generate(budget, bottleneck_widths=(4, 4, 64), cardinalities=(1, 32))
+    assert [(c.spec.cardinality, c.spec.bottleneck_width) for c in ds] == [(1, 64), (32, 4)]
+
+
+def test_band_columns_are_the_configs_and_nearest_rows_are_closest() -> None:
+    budget = Budget(flops=2e9, params=15e6, tolerance=0.4)
+    band = scan(budget, "imagenet", [(3, 4, 6, 3), (2, 2, 2, 2)], (128, 256), (1, 2, 4, 8, 32))
+    configs = list(band.configs())
+    assert len(configs) == len(band) > 50
+    assert list(band.dicts(chunk=7)) == [c.to_dict() for c in configs]
+    for c in configs:
+        assert c.complexity == resnext.complexity(c.spec)
+    rows = band.nearest(20)
+    assert list(rows) == sorted(rows) and len(rows) == 20
+    chosen = {int(i) for i in rows}
+    worst_shown = max(configs[i].deviation for i in chosen)
+    assert all(c.deviation >= worst_shown for i, c in enumerate(configs) if i not in chosen)
+    assert list(band.nearest(10**9)) == list(range(len(band)))
+
+
+def test_pareto_mask_against_brute_force_with_ties_and_nan() -> None:
+    """Ties (a duplicate of a front point is on the front) and NaN costs (on no front)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(0, 25))
+        p = rng.integers(0, 5, n).astype(float)
+        f = rng.integers(0, 5, n).astype(float)
+        f[rng.random(n) < 0.2] = np.nan
+        ok = ~np.isnan(f)
+        want = [
+            bool(ok[i])
+            and not any(
+                ok[j] and p[j] <= p[i] and f[j] <= f[i] and (p[j], f[j]) != (p[i], f[i])
+                for j in range(n)
+            )
+            for i in range(n)
+        ]
+        assert pareto_mask(p, f).tolist() == want, (p, f)

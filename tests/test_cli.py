@@ -73,6 +73,57 @@ def test_budget_table_marks_closest() -> None:
     assert "★" in line and "4.23G" in line
 
 
+GRID = ("--flops", "4.1e9", "--tolerance", "0.5", "--depths", "3,4,6,3", "--depths", "2,2,2,2")
+GRID += ("--widths", "128,256")
+
+
+def table_rows(stdout: str) -> list[tuple[str, str, str]]:
+    """(C x d, depths, width) of each data row of the budget table(s)."""
+    cells = [[c.strip() for c in ln.split("│")[1:-1]] for ln in stdout.splitlines()]
+    return [(c[0], c[2], c[3]) for c in cells if len(c) == 8 and c[0] != "C x d"]
+
+
+def test_budget_table_shows_the_closest_and_counts_the_rest() -> None:
+    from resnext.budget import Budget, scan
+
+    band = scan(Budget(flops=4.1e9, tolerance=0.5), "imagenet", [(3, 4, 6, 3), (2, 2, 2, 2)],
+                (128, 256))  # fmt: skip
+    assert len(band) > 600
+
+    def shown(n: int) -> list[tuple[str, str, str]]:
+        return [
+            (c.spec.notation, "-".join(map(str, c.spec.depths)), str(c.spec.width))
+            for c in band.configs(band.nearest(n))
+        ]
+
+    total = len(band)
+    for args, n in (((), 100), (("--limit", "7"), 7), (("--limit", "600"), 600)):
+        res = run("budget", *GRID, *args)
+        assert res.returncode == 0, res.stderr
+        assert table_rows(res.stdout) == shown(n)
+        assert res.stdout.splitlines()[-1] == (
+            f"showing {n} of {total:,} configurations, the closest to the budget; "
+            f"--limit {total} or --json for all"
+        )
+        assert f"{total:,} imagenet configurations within" in res.stdout
+        # Past 500 rows the table comes in pages, each laid out and printed in turn.
+        assert ("rows 501-600 of 600" in res.stdout) == (n == 600)
+    everything = run("budget", *GRID, "--limit", str(total + 1))
+    assert table_rows(everything.stdout) == shown(total)
+    assert "showing" not in everything.stdout
+
+
+def test_budget_lists_a_repeated_skeleton_once() -> None:
+    args = ("budget", "--flops", "4.1e9", "--widths", "256,256", "--json")
+    twice = json.loads(run(*args, "--depths", "3,4,6,3", "--depths", "3,4,6,3").stdout)
+    once = json.loads(run(*args, "--depths", "3,4,6,3").stdout)
+    keys = [(c["depths"][1], c["cardinality"], c["bottleneck_width"]) for c in twice["configs"]]
+    assert len(keys) == len(set(keys)) > 0
+    assert twice == once
+    table = run("budget", "--flops", "4.1e9", "--depths", "3,4,6,3", "--depths", "3,4,6,3")
+    assert len(table_rows(table.stdout)) == len(once["configs"])
+
+
 def test_budget_does_not_import_torch() -> None:
     code = (
         "import sys, cli\n"
@@ -137,6 +188,8 @@ def test_presets_json_lists_the_registry() -> None:
         (["budget", "--flops", "4e9", "--cardinalities", "0,2"], "--cardinalities takes"),
         (["budget", "--flops", "4e9", "--depths", "a,b"], "--depths takes"),
         (["budget"], "give a budget"),
+        (["budget", "--flops", "4e9", "--limit", "0"], "Invalid value for '--limit'"),
+        (["budget", "--flops", "4e9", "--limit", "-3"], "Invalid value for '--limit'"),
         (["show", "resnext50_32x5d"], "unknown preset 'resnext50_32x5d'; did you mean"),
         (["show", "--template", "cifar", "--depths", "3,3,3,3"], "needs 3 numbers"),
         (["show", "--cardinality", "-1"], "cardinality must be a positive integer"),

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import replace
+from math import nan
 from pathlib import Path
 
 import numpy as np
@@ -361,6 +362,84 @@ def test_export_without_the_onnx_packages_says_how_to_get_them(searched, tmp_pat
     )
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in out.iterdir()) == ["spec.json", "weights.pt"]
+
+
+def copy_with_weights(url: str, name: str, path: Path, corrupt, **attrs) -> None:
+    """Study ``name``: a copy of the best trial whose weights, changed by ``corrupt``, are at
+    ``path`` (and whose user attributes ``attrs`` override)."""
+    best = min(load(STUDY, url).trials, key=lambda t: t.values[0])
+    state = weights_of(best)
+    corrupt(state)
+    torch.save(state, path)
+    user = {**best.user_attrs, "weights": str(path), **attrs}
+    copy = optuna.create_study(study_name=name, storage=url)
+    copy.add_trial(optuna.trial.create_trial(value=best.values[0], user_attrs=user))
+
+
+def negative_variance(state: dict) -> None:
+    next(t for k, t in state["model"].items() if k.endswith("running_var")).fill_(-1.0)
+
+
+def huge_weights(state: dict) -> None:
+    next(t for t in state["model"].values() if t.dim() == 4).fill_(3e38)  # the stem's conv
+
+
+def nan_normalisation(state: dict) -> None:
+    state["normalization"]["mean"][1] = float("nan")
+
+
+def test_weights_that_give_nan_are_refused_before_anything_is_written(
+    searched, tmp_path: Path
+) -> None:
+    """Finite weights with a negative BN variance or 3e38 values give NaN logits, and a NaN
+    normalisation is no JSON: each is one line and exit 2, and no folder is left behind."""
+    url, _, cwd = searched
+    cases = {
+        "negvar": (negative_variance, "running_var holds a negative variance"),
+        "huge": (huge_weights, "its largest weight is 3e+38"),
+        "nannorm": (nan_normalisation, "input normalisation (mean [", "nan"),
+    }
+    for name, (corrupt, *_) in cases.items():
+        copy_with_weights(url, name, tmp_path / f"{name}.pt", corrupt)
+    calls = [
+        ["export", "--storage", url, "--study", name, "--best", "--no-onnx", "--out",
+         str(tmp_path / f"out-{name}")]
+        for name in cases
+    ]  # fmt: skip
+    for (name, (_, *needles)), r in zip(cases.items(), run_cli(calls, cwd), strict=True):
+        one_line(r, 2, *needles, "resnext-nas train --spec")
+        if name != "nannorm":
+            one_line(r, 2, "NaN or inf in", "logits on a random batch", "nothing is exported")
+        assert not (tmp_path / f"out-{name}").exists()
+
+
+@needs_onnx
+def test_an_onnx_export_of_nan_weights_fails_before_the_graph_is_written(
+    searched, tmp_path: Path
+) -> None:
+    url, _, cwd = searched
+    copy_with_weights(url, "negvar-onnx", tmp_path / "w.pt", negative_variance)
+    (tmp_path / "out").mkdir()  # a folder the user made stays, empty
+    args = ["export", "--storage", url, "--study", "negvar-onnx", "--best", "--out"]
+    (r,) = run_cli([[*args, str(tmp_path / "out")]], cwd)
+    one_line(r, 2, "NaN or inf in", "negative variance")
+    assert "max abs difference" not in r.stdout
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_spec_json_is_strict_json(tmp_path: Path) -> None:
+    """A NaN that reaches the record (attributes are cleaned, the normalisation checked before)
+    is refused naming its field, where json.dumps would write a bare NaN."""
+    from nas.export import _write_record
+
+    path = tmp_path / "spec.json"
+    with pytest.raises(ValueError, match=r"would hold normalization\.std\[2\] = inf"):
+        _write_record(path, {"spec": {}, "normalization": {"std": [1.0, 2.0, float("inf")]}})
+    with pytest.raises(ValueError, match=r"would hold objectives\.error = nan"):
+        _write_record(path, {"objectives": {"error": nan}})
+    assert not path.exists()
+    _write_record(path, {"a": [1.5, None]})
+    assert json.loads(path.read_text()) == {"a": [1.5, None]}
 
 
 # ------------------------------------------------------------------------------ train --spec

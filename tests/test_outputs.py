@@ -372,6 +372,14 @@ def test_literal_shows_control_characters_and_keeps_markup_text() -> None:
     assert command("trials", "--study", "my study") == "resnext-nas trials --study 'my study'"
 
 
+def test_an_error_line_is_one_line_whatever_the_names_in_it() -> None:
+    from nas.commands.options import error_line
+
+    line = error_line("no study 'a\nb'; studies there: evil\u202etxt.exe, \x1b[31mred")
+    assert line == "error: no study 'a\\nb'; studies there: evil\\u202etxt.exe, \\x1b[31mred\n"
+    assert line[:-1].isprintable()
+
+
 def test_hostile_study_names_are_printed_literally(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

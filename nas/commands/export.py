@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 import resnext
-from nas.commands.options import JsonOpt, StorageOpt, out, print_json
+from nas.commands.options import JsonOpt, StorageOpt, error_line, out, print_json
 
 
 def export_command(
@@ -47,7 +47,7 @@ def export_command(
     try:
         done = export_trial(study, storage, trial, out_dir, onnx=onnx, recommended=recommended)
     except OnnxMismatch as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(error_line(e))
         raise typer.Exit(1) from None
     r = done.record
     summary = {

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,18 @@ def literal(text: object) -> str:
     sequence in one must not recolour, retitle or link the terminal of whoever lists them.
     """
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+# Bidirectional controls: after U+202E a terminal shows the rest of the line reversed.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def error_line(message: object) -> str:
+    """``error: message`` as one terminal line, newline-terminated: :func:`literal`, with
+    newlines and bidirectional controls escaped too (a study name may hold either, and an error
+    may list the names in a storage)."""
+    text = literal(f"error: {message}").replace("\n", "\\n")
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def shell_word(word: object) -> str:
@@ -84,6 +97,27 @@ out = LiteralConsole(
 def print_json(obj: Any) -> None:
     """``obj`` as indented JSON on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def stream_json(head: dict[str, Any], key: str, items: Iterable[Any], chunk: int = 1000) -> None:
+    """``{**head, key: list(items)}`` as :func:`print_json` prints it, written item by item.
+
+    The first lines go out before the items are all made, and memory holds ``chunk`` of them.
+    """
+    write = sys.stdout.write
+    write("{\n")
+    for k, v in head.items():
+        write(f"  {json.dumps(k)}: {json.dumps(v, indent=2).replace(chr(10), chr(10) + '  ')},\n")
+    write(f"  {json.dumps(key)}: [")
+    sep, buffer = "\n    ", []
+    for item in items:
+        buffer.append(sep + json.dumps(item, indent=2).replace("\n", "\n    "))
+        sep = ",\n    "
+        if len(buffer) >= chunk:
+            write("".join(buffer))
+            buffer.clear()
+    write("".join(buffer))
+    write("]\n}\n" if sep == "\n    " else "\n  ]\n}\n")
 
 
 def ints(text: str, option: str) -> tuple[int, ...]:

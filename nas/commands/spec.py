@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -23,9 +24,16 @@ from nas.commands.options import (
     ints,
     out,
     print_json,
+    stream_json,
 )
-from resnext.budget import Budget, generate
+from resnext.budget import Budget, Config, scan
 from resnext.complexity import format_count
+
+# The table shows the configurations closest to the budget, this many unless --limit says;
+# rich lays a table out all at once (500 rows took 0.4 s, 134,249 rows 2 min), so a long one
+# is printed in pages of PAGE_ROWS rows, each as soon as it is laid out.
+DEFAULT_LIMIT = 100
+PAGE_ROWS = 500
 
 
 def budget(
@@ -46,11 +54,17 @@ def budget(
     bottleneck_widths: BottleneckWidthsOpt = None,
     classes: ClassesOpt = 0,
     resolution: ResolutionOpt = 0,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Rows of the table: the configurations closest to the budget (--json: all)."
+        ),
+    ] = DEFAULT_LIMIT,
     as_json: JsonOpt = False,
 ) -> None:
     """List every configuration whose FLOPs and/or params lie within the budget band."""
     bud = Budget(flops, params, tolerance)
-    configs = generate(
+    band = scan(
         bud,
         template.value,
         int_lists(depths, "--depths"),
@@ -61,18 +75,34 @@ def budget(
         resolution,
     )
     if as_json:
-        print_json(
-            {
-                "budget": {**bud.to_dict(), "template": template.value},
-                "configs": [c.to_dict() for c in configs],
-            }
+        stream_json(
+            {"budget": {**bud.to_dict(), "template": template.value}}, "configs", band.dicts()
         )
         return
-    table = Table(
-        title=f"{len(configs)} {template.value} configurations within {bud.describe()}",
-        caption="★ closest to the budget for its C and depths;  ◆ on the params/FLOPs "
-        "Pareto front.  FLOPs are multiply-adds of conv and fc layers.",
+    rows = band.nearest(limit)
+    for start in range(0, len(rows), PAGE_ROWS):
+        page = rows[start : start + PAGE_ROWS]
+        title = (
+            f"{len(band):,} {template.value} configurations within {bud.describe()}"
+            if start == 0
+            else f"rows {start + 1:,}-{start + len(page):,} of {len(rows):,}"
+        )
+        out.print(_budget_table(band.configs(page), title, last=start + PAGE_ROWS >= len(rows)))
+    if len(rows) < len(band):
+        out.print(
+            f"showing {len(rows):,} of {len(band):,} configurations, the closest to the budget; "
+            f"--limit {len(band)} or --json for all",
+            soft_wrap=True,  # one line to read and copy, whatever the terminal's width
+        )
+
+
+def _budget_table(configs: Iterable[Config], title: str, last: bool) -> Table:
+    """One page of the ``budget`` table; the last carries the caption."""
+    caption = (
+        "★ closest to the budget for its C and depths;  ◆ on the params/FLOPs "
+        "Pareto front.  FLOPs are multiply-adds of conv and fc layers."
     )
+    table = Table(title=title, caption=caption if last else None)
     for col in ("C x d", "C·d", "depths", "width", "params", "FLOPs", "off budget", ""):
         table.add_column(
             col, justify="left" if col in ("C x d", "depths", "") else "right", no_wrap=True
@@ -90,7 +120,7 @@ def budget(
             ("★" if c.closest else "") + ("◆" if c.pareto else ""),
             style="bold" if c.closest else None,
         )
-    out.print(table)
+    return table
 
 
 def _spec_from_options(
