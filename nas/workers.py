@@ -296,7 +296,9 @@ def requeue_interrupted(study: optuna.Study, number: int | None) -> None:
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
 
 
-ORPHAN_GRACE = 30  # seconds an orphaned worker has to queue its trial again before it exits
+# Seconds an orphaned worker has to fail and queue its trial again before it exits outright (its
+# heartbeat then stops, and the trial is retried as a killed worker's is).
+ORPHAN_GRACE = 10
 
 
 def _die_with_parent() -> None:

@@ -27,7 +27,7 @@ from nas.objective import claim_seed
 from nas.records import config_key, counts, kind, retried_from, trial_record
 from nas.storage import load, open_storage, storage_error
 from nas.study import STALE, SearchSettings, create_or_load, drop_queue, enqueue_grid, grid_key
-from nas.workers import Terminated, _lost_worker, run_worker
+from nas.workers import ORPHAN_GRACE, Terminated, _lost_worker, run_worker
 from tests.test_search import ROOT, TRAIN, sqlite, tiny_space, toy_data
 
 SETTINGS = {"pruner": "none", "latency": False}
@@ -390,6 +390,44 @@ def test_workers_end_with_their_search(sig: signal.Signals, tmp_path: Path) -> N
         assert t.state == TrialState.FAIL and trial_record(t, "t")["note"] == "interrupted"
         retries = [r for r in ts.values() if retried_from(r) == t.number]
         assert [r.state for r in retries] == [TrialState.WAITING]
+
+
+ORPHAN = """
+import multiprocessing as mp
+import signal
+import time
+
+from nas.workers import _die_with_parent
+
+
+def child():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker stuck on its way out
+    _die_with_parent()
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    p = mp.get_context("spawn").Process(target=child)
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_an_orphan_that_ignores_sigterm_exits_all_the_same(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(script)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout and int(proc.stdout.readline())  # the child is started
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert group_alive(proc.pid)  # the premise: the orphan is still there
+        assert _gone_within(proc.pid, ORPHAN_GRACE + 10), "the orphan never exited"
+    finally:
+        reap(proc)
 
 
 def test_a_killed_worker_is_one_line_and_its_trial_retried(tmp_path: Path) -> None:
