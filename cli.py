@@ -6,8 +6,11 @@ one library call and prints. :func:`main` turns a user error into one line and e
 
 from __future__ import annotations
 
+import functools
+import signal
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +25,8 @@ app = typer.Typer(
 
 # Library errors a user can act on: bad budgets, unknown presets, missing data, dead storage.
 USER_ERRORS = (ValueError, FileNotFoundError)
+# What a command stopped by a signal says, by its exit code: 128 + SIGINT, SIGHUP or SIGTERM.
+STOPPED = {130: "interrupted", 129: "hung up", 143: "terminated"}
 
 
 def version() -> str:
@@ -57,6 +62,25 @@ def _root(
     """Explore the ResNeXt design space: budgets, searches and Pareto dashboards."""
 
 
+def _signal_exit(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command``, ending with exit code 128 + N where signal N stopped it.
+
+    SIGTERM and SIGHUP arrive as :class:`nas.workers.Terminated`, a KeyboardInterrupt, which
+    Typer would report as Ctrl-C's 130.
+    """
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            if not hasattr(e, "signum"):
+                raise
+            raise typer.Exit(128 + e.signum) from None
+
+    return run
+
+
 for name, command in (
     ("budget", spec.budget),
     ("show", spec.show),
@@ -69,7 +93,9 @@ for name, command in (
     ("export", export.export_command),
     ("dashboard", dashboard.dashboard),
 ):
-    app.command(name)(command)
+    app.command(name)(_signal_exit(command))
+for info in study.app.registered_commands:
+    info.callback = _signal_exit(info.callback)
 app.add_typer(study.app, name="study")
 
 
@@ -97,10 +123,7 @@ def main(args: list[str] | None = None) -> None:
         sys.stderr.write(options.error_line(e))
         raise SystemExit(2) from None
     except (KeyboardInterrupt, typer.Abort) as e:
-        # SIGTERM arrives as nas.workers.Terminated: the shell's code for it is 128 + 15.
-        term = type(e).__name__ == "Terminated"
-        sys.stderr.write("terminated\n" if term else "interrupted\n")
-        raise SystemExit(143 if term else 130) from None
+        rc = 128 + getattr(e, "signum", signal.SIGINT)
     except ClickException as e:  # a bad file argument and the like
         sys.stderr.write(options.error_line(e.format_message()))
         raise SystemExit(e.exit_code) from None
@@ -113,8 +136,8 @@ def main(args: list[str] | None = None) -> None:
         sys.stderr.write(options.error_line(gone))
         raise SystemExit(2) from None
     if isinstance(rc, int) and rc:
-        if rc == 130:
-            sys.stderr.write("interrupted\n")
+        if rc in STOPPED:
+            sys.stderr.write(STOPPED[rc] + "\n")
         raise SystemExit(rc)
 
 

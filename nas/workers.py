@@ -2,20 +2,20 @@
 
 Each worker takes trials until the *study-wide* number of trained trials is reached, counted from
 the storage and not per process. Heartbeats mark a killed worker's trial failed and queue it
-again, so a crash loses at most the trials that were running.
+again, so a crash loses at most the trials that were running; the pool names a worker that died
+and what became of its trial. Workers stop with the process that started them, however it ends.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.confirm import CONFIRM, ConfirmSettings, phase, plan
 from nas.data import Dataset
 from nas.objective import Objective
-from nas.records import counts, kind, trained
+from nas.records import counts, kind, retried_from, trained
 from nas.space import SpecGrid
 from nas.storage import (
     HEARTBEAT,
@@ -53,28 +53,45 @@ MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is: its trial is failed and queued again, as on Ctrl-C."""
+    """SIGTERM or SIGHUP, raised where the process is: its trial is failed and queued again, as
+    on Ctrl-C. ``signum`` is the signal's number (the shell's exit code for it is 128 + it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 def _terminate(signum: int, _frame: Any) -> None:
-    raise Terminated(f"signal {signum}")
+    raise Terminated(signum)
+
+
+# Closing a terminal hangs up its processes; a pool hung up must stop as one sent SIGTERM does.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 @contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within this block, SIGTERM interrupts the main thread as Ctrl-C does (issue 12).
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within this block, SIGTERM and SIGHUP interrupt the main thread as Ctrl-C does.
 
-    Python's default for SIGTERM ends the process at once: no trial is queued again, and a
-    pool's workers are left running on their own.
+    Python's default for them ends the process at once: no trial is queued again, and a pool's
+    workers are left running on their own. A SIGHUP ignored from the start (``nohup``) stays
+    ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {
+        s: signal.signal(s, _terminate)
+        for s in STOP_SIGNALS
+        if s == signal.SIGTERM or signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 @dataclass
@@ -102,18 +119,30 @@ def run_worker(
     progress: Progress | None = None,
     poll: float = 1.0,
     shared: bool = True,
+    started: Callable[[int], None] | None = None,
 ) -> WorkerReport:
     """Take trials of the study until ``n_trials`` trials of the whole study are trained, then
     run its confirmation phase (``settings.confirm``) until :func:`nas.confirm.plan` has nothing
     left to queue and no confirmation trial runs.
 
     ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
-    other worker takes trials of the study at the same time (see :func:`_sampler`). SIGTERM
-    stops it as Ctrl-C does: its trial is failed and queued again, then :class:`Terminated`.
+    other worker takes trials of the study at the same time (see :func:`_sampler`); ``started``
+    is called with the number of each trial it starts. SIGTERM or SIGHUP stops it as Ctrl-C
+    does: its trial is failed and queued again, then :class:`Terminated`.
     """
-    with sigterm_interrupts():
+    with stop_signals_interrupt():
         return _run_worker(
-            settings, data, train, n_trials, storage, worker, heartbeat, progress, poll, shared
+            settings,
+            data,
+            train,
+            n_trials,
+            storage,
+            worker,
+            heartbeat,
+            progress,
+            poll,
+            shared,
+            started,
         )
 
 
@@ -128,6 +157,7 @@ def _run_worker(
     progress: Progress | None,
     poll: float,
     shared: bool,
+    started: Callable[[int], None] | None,
 ) -> WorkerReport:
     quiet_optuna()
     t0 = time.perf_counter()
@@ -155,6 +185,12 @@ def _run_worker(
     grid = isinstance(settings.space, SpecGrid)  # only enqueued points are trained
     failures = 0
     ran: list[FrozenTrial] = []  # the trial this process just ran, from optimize's callback
+
+    def take(trial: optuna.Trial) -> float | list[float]:
+        if started:
+            started(trial.number)
+        return objective(trial)
+
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -180,7 +216,7 @@ def _run_worker(
                 break  # the grid points left failed; `enqueue_grid` queues them on the next run
         try:
             study.optimize(
-                objective,
+                take,
                 n_trials=1,
                 catch=(Exception,),
                 gc_after_trial=False,
@@ -189,6 +225,13 @@ def _run_worker(
         except KeyboardInterrupt:
             requeue_interrupted(study, objective.current)
             raise
+        except Exception as e:
+            # An interrupt in Optuna's bookkeeping after the trial ends in its clean-up, on a
+            # variable never set (UnboundLocalError): the interrupt is what happened.
+            if not isinstance(e.__context__, KeyboardInterrupt):
+                raise
+            requeue_interrupted(study, objective.current)
+            raise e.__context__ from None
         last = ran[-1]
         state = kind(last)
         report.statuses[state] = report.statuses.get(state, 0) + 1
@@ -253,6 +296,32 @@ def requeue_interrupted(study: optuna.Study, number: int | None) -> None:
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
 
 
+# Seconds an orphaned worker has to fail and queue its trial again before it exits outright (its
+# heartbeat then stops, and the trial is retried as a killed worker's is).
+ORPHAN_GRACE = 10
+
+
+def _die_with_parent() -> None:
+    """Stop this worker as SIGTERM does once the process that started it is gone.
+
+    A parent killed outright (``kill -9``, a crash) says nothing, but the pipe it spawned this
+    process through reaches its end then (the sentinel of ``multiprocessing.parent_process()``,
+    on Linux and macOS alike). The trial in hand is failed and queued again; a worker still
+    alive :data:`ORPHAN_GRACE` seconds later exits outright.
+    """
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _worker_main(
     settings: SearchSettings,
     data: Dataset,
@@ -263,9 +332,17 @@ def _worker_main(
     heartbeat: int,
     cores: list[int] | None,
     gpu: int | None,
-    events: Any,
+    conn: Any,
 ) -> None:
-    """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``events``."""
+    """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``conn``."""
+    _die_with_parent()
+
+    def send(*event: Any) -> None:
+        try:
+            conn.send(event)
+        except OSError:
+            pass  # the parent is gone, and _die_with_parent stops this process
+
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     if cores and hasattr(os, "sched_setaffinity"):
@@ -280,21 +357,22 @@ def _worker_main(
             storage=storage,
             worker=worker,
             heartbeat=heartbeat,
-            progress=lambda w, ev: events.put(("progress", w, ev)),
+            progress=lambda w, ev: send("progress", w, ev),
+            started=lambda number: send("trial", worker, number),
         )
-        events.put(("done", worker, report))
+        send("done", worker, report)
     except ValueError as e:
-        events.put(("error", worker, str(e)))
+        send("error", worker, str(e))
     except Terminated:
-        events.put(("error", worker, f"worker {worker} was terminated; its trial is queued again"))
+        send("error", worker, f"worker {worker} was terminated; its trial is queued again")
     except Exception as e:
         gone = storage_error(e)
         if gone is None:
-            events.put(("crash", worker, f"{type(e).__name__}: {e}"))
+            send("crash", worker, f"{type(e).__name__}: {e}")
             raise
-        events.put(("error", worker, gone))
+        send("error", worker, gone)
     except BaseException as e:
-        events.put(("crash", worker, f"{type(e).__name__}: {e}"))
+        send("crash", worker, f"{type(e).__name__}: {e}")
         raise
 
 
@@ -412,29 +490,30 @@ def run_search(
             )
         ]
     ctx = mp.get_context("spawn")
-    events = ctx.Queue()
+    # A pipe a worker: a worker killed in the middle of a send leaves no lock held (a shared
+    # queue's would stop the others' sends), and its end of file says it is gone at once.
+    pipes = [ctx.Pipe(duplex=False) for _ in placement]
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(settings, data, train, n_trials, url, i, heartbeat, cores, gpu, events),
+            args=(settings, data, train, n_trials, url, i, heartbeat, cores, gpu, pipes[i][1]),
             daemon=True,
         )
         for i, (cores, gpu) in enumerate(placement)
     ]
-    for p in procs:
+    for p, (_, send_end) in zip(procs, pipes, strict=True):
         p.start()
-    reports: dict[int, WorkerReport] = {}
-    errors: list[str] = []
-    failed: set[int] = set()
+        send_end.close()  # the worker's copy is the only one left
+    pool = _Pool()
     stopped = True  # until the loop ends normally: an interrupt or error stops the workers
     try:
-        with sigterm_interrupts():
-            _gather(procs, events, progress, reports, errors, failed)
+        with stop_signals_interrupt():
+            pool.gather(procs, [r for r, _ in pipes], progress)
         stopped = False
     finally:
         if stopped:
-            # SIGTERM or an error here: the workers must not go on alone (spawned children
-            # outlive their parent). terminate() is SIGTERM: each fails and requeues its trial.
+            # SIGTERM, SIGHUP or an error here: the workers must not go on alone. terminate()
+            # is SIGTERM: each fails and requeues its trial.
             for p in procs:
                 if p.is_alive():
                     p.terminate()
@@ -442,37 +521,117 @@ def run_search(
             p.join(timeout=5 if not stopped else 30)
             if p.is_alive():
                 p.kill()
-    if errors:
-        user = [e for e in errors if not e.startswith("[")]
-        if user:
-            raise ValueError(user[0])
-        raise RuntimeError("; ".join(errors))
-    return [reports[i] for i in sorted(reports)]
+    if pool.errors:
+        raise ValueError(pool.errors[0])
+    if pool.crashes:
+        raise RuntimeError("; ".join(pool.crashes))
+    if pool.lost:
+        trials = optuna.load_study(study_name=settings.study, storage=st).get_trials(deepcopy=False)
+        line = "; ".join(
+            _lost_worker(w, procs[w].pid, code, pool.trial.get(w), trials)
+            for w, code in sorted(pool.lost.items())
+        )
+        if not pool.reports:
+            raise ValueError(f"{line}; no worker is left: run the same command to resume")
+        finished = sorted(pool.reports)
+        who = ", ".join(map(str, finished))
+        sys.stderr.write(
+            f"warning: {line}; worker{'s' * (len(finished) > 1)} {who} finished the study\n"
+        )
+    return [pool.reports[i] for i in sorted(pool.reports)]
 
 
-def _gather(
-    procs: list[Any],
-    events: Any,
-    progress: Progress | None,
-    reports: dict[int, WorkerReport],
-    errors: list[str],
-    failed: set[int],
-) -> None:
-    """Collect the workers' events until each has reported or failed."""
-    workers = len(procs)
-    while len(reports) + len(errors) < workers:
-        try:
-            kind, w, payload = events.get(timeout=1.0)
-        except queue.Empty:
-            for i, p in enumerate(procs):
-                if p.exitcode not in (None, 0) and i not in reports and i not in failed:
-                    failed.add(i)
-                    errors.append(f"[{i}] worker {i} died with exit code {p.exitcode}")
-            continue
+@dataclass
+class _Pool:
+    """What a pool's workers said on their pipes, and which of them died without a word."""
+
+    reports: dict[int, WorkerReport] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # one line a user can act on
+    crashes: list[str] = field(default_factory=list)  # the worker printed its traceback
+    said: set[int] = field(default_factory=set)  # the workers that sent an error or a crash
+    trial: dict[int, int] = field(default_factory=dict)  # the trial each worker started last
+    lost: dict[int, int] = field(default_factory=dict)  # exit code of a worker that said nothing
+
+    def gather(self, procs: list[Any], conns: list[Any], progress: Progress | None) -> None:
+        """Read the workers' events until every worker has exited."""
+        from multiprocessing.connection import wait
+
+        open_ = dict(enumerate(conns))
+        pending = set(range(len(procs)))
+        while pending:
+            wait([*open_.values(), *(procs[w].sentinel for w in pending)])
+            for w in sorted(pending):
+                exited = procs[w].exitcode is not None  # first: all it sent is in the pipe
+                try:
+                    while w in open_ and open_[w].poll():
+                        self._take(open_[w].recv(), progress)
+                except EOFError:  # also the rest of a message cut short by a kill
+                    del open_[w]
+                if exited:
+                    pending.discard(w)
+                    if w not in self.reports and w not in self.said:
+                        self.lost[w] = procs[w].exitcode
+
+    def _take(self, event: tuple[str, int, Any], progress: Progress | None) -> None:
+        kind, w, payload = event
         if kind == "progress" and progress:
             progress(w, payload)
+        elif kind == "trial":
+            self.trial[w] = payload
         elif kind == "done":
-            reports[w] = payload
-        elif kind in ("error", "crash"):
-            failed.add(w)
-            errors.append(f"[{w}] {payload}" if kind == "crash" else payload)
+            self.reports[w] = payload
+        elif kind == "error":
+            self.said.add(w)
+            self.errors.append(payload)
+        elif kind == "crash":
+            self.said.add(w)
+            self.crashes.append(f"[{w}] {payload}")
+
+
+def _how(exitcode: int) -> str:
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    except ValueError:
+        return f"killed by signal {-exitcode}"
+
+
+_FATE = {
+    TrialState.COMPLETE: "completed",
+    TrialState.PRUNED: "was pruned",
+    TrialState.WAITING: "waits in the queue",
+    TrialState.RUNNING: "is still running",
+    TrialState.FAIL: "failed too",
+}
+
+
+def _lost_worker(
+    worker: int, pid: int | None, exitcode: int, number: int | None, trials: list[FrozenTrial]
+) -> str:
+    """One line: how a worker died without a word, and what became of the trial it had.
+
+    ``number`` is the trial it started last, ``trials`` the study's trials once the other
+    workers have ended. A dead worker's trial stops beating: a worker still running fails it
+    after :data:`nas.storage.GRACE_BEATS` heartbeats and queues a retry (up to
+    :data:`nas.storage.MAX_RETRY` times); a later run of the command does, if none was left.
+    """
+    who = f"worker {worker} (pid {pid}) died ({_how(exitcode)})"
+    by_number = {t.number: t for t in trials}
+    t = by_number.get(number) if number is not None else None
+    if t is None:
+        return f"{who} before its first trial"
+    if t.state == TrialState.RUNNING:
+        return (
+            f"{who} during trial {t.number}, still marked running: the next run fails it once "
+            "its heartbeat is stale and retries it"
+        )
+    if t.state != TrialState.FAIL:
+        return f"{who} after its trial {t.number} ended; no trial was lost"
+    retry = next((r for r in trials if retried_from(r) == t.number), None)
+    if retry is None:
+        return f"{who} during trial {t.number}, which failed and is not retried"
+    return (
+        f"{who} during trial {t.number}: its heartbeat stopped, so it was failed and retried as "
+        f"trial {retry.number}, which {_FATE.get(retry.state, retry.state.name.lower())}"
+    )

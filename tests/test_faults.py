@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,13 +21,13 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy.exc
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from nas.objective import claim_seed
 from nas.records import config_key, counts, kind, retried_from, trial_record
 from nas.storage import load, open_storage, storage_error
 from nas.study import STALE, SearchSettings, create_or_load, drop_queue, enqueue_grid, grid_key
-from nas.workers import run_worker
+from nas.workers import ORPHAN_GRACE, Terminated, _lost_worker, run_worker
 from tests.test_search import ROOT, TRAIN, sqlite, tiny_space, toy_data
 
 SETTINGS = {"pruner": "none", "latency": False}
@@ -325,6 +326,182 @@ def test_sigterm_to_one_worker_requeues_its_trial(tmp_path: Path) -> None:
     (retry,) = [t for t in ts.values() if retried_from(t) == victim.number]
     assert retry.state == TrialState.WAITING
     assert retry.user_attrs["seed"] == victim.user_attrs["seed"]
+
+
+# ------------------------------------------------- 4b. a search's processes end together
+
+# 512 images of 16x16, epochs of about 0.3 s a worker on 2 cores, and 1 s heartbeats: a killed
+# worker's trial goes stale 3 s later and is retried.
+CLI_SEARCH = ["search", "--workers", "2", "--train-images", "512", "--resolution", "16"]
+CLI_SEARCH += ["--depths", "1,1,1", "--widths", "16", "--flops", "1e6", "--tolerance", "0.2"]
+CLI_SEARCH += ["--no-latency", "--confirm", "0", "--pruner", "none", "--heartbeat", "1"]
+CLI_SEARCH += ["--no-save-weights", "--quiet", "--study", "t"]
+
+
+def _search(tmp_path: Path, trials: int, epochs: int) -> tuple[subprocess.Popen, str]:
+    """``resnext-nas search`` in a new session (its process group is its own); its storage."""
+    url = sqlite(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(ROOT / "cli.py"), *CLI_SEARCH, "--storage", url]
+    cmd += ["--trials", str(trials), "--epochs", str(epochs)]
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=err, start_new_session=True)
+    return proc, url
+
+
+def _workers(pid: int) -> list[int]:
+    """The pids of the worker processes ``pid`` spawned (its resource tracker left out)."""
+    out = subprocess.run(
+        ["ps", "-A", "-ww", "-o", "pid=,ppid=,args="], capture_output=True, text=True
+    )
+    rows = [line.split(None, 2) for line in out.stdout.splitlines()]
+    return [int(r[0]) for r in rows if len(r) == 3 and int(r[1]) == pid and "spawn_main" in r[2]]
+
+
+def _gone_within(pgid: int, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while group_alive(pgid):
+        if time.time() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_workers_end_with_their_search(sig: signal.Signals, tmp_path: Path) -> None:
+    # kill -9 of the parent, or SIGHUP (a closed terminal) to it alone: no worker trains on.
+    proc, url = _search(tmp_path, trials=40, epochs=40)  # long trials: none ends on its own
+    try:
+        running = _wait_running(url, 2)
+        assert len(_workers(proc.pid)) == 2
+        os.kill(proc.pid, sig)
+        assert _gone_within(proc.pid, 20), "a worker outlived its search"
+        rc = proc.wait(timeout=10)
+    finally:
+        reap(proc)
+    err = (tmp_path / "stderr").read_text()
+    if sig == signal.SIGHUP:
+        assert rc == 128 + signal.SIGHUP and err.split() == ["hung", "up"], err
+    ts = {t.number: t for t in load("t", url).trials}
+    assert not [t for t in ts.values() if t.state == TrialState.RUNNING]
+    assert sum(counts(t) for t in ts.values()) < 40  # stopped, not finished on their own
+    for victim in running:  # each worker failed its trial and queued it again
+        t = ts[victim.number]
+        assert t.state == TrialState.FAIL and trial_record(t, "t")["note"] == "interrupted"
+        retries = [r for r in ts.values() if retried_from(r) == t.number]
+        assert [r.state for r in retries] == [TrialState.WAITING]
+
+
+ORPHAN = """
+import multiprocessing as mp
+import signal
+import time
+
+from nas.workers import _die_with_parent
+
+
+def child():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker stuck on its way out
+    _die_with_parent()
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    p = mp.get_context("spawn").Process(target=child)
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_an_orphan_that_ignores_sigterm_exits_all_the_same(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(script)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout and int(proc.stdout.readline())  # the child is started
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert group_alive(proc.pid)  # the premise: the orphan is still there
+        assert _gone_within(proc.pid, ORPHAN_GRACE + 10), "the orphan never exited"
+    finally:
+        reap(proc)
+
+
+def test_a_killed_worker_is_one_line_and_its_trial_retried(tmp_path: Path) -> None:
+    proc, url = _search(tmp_path, trials=2, epochs=12)
+    try:
+        running = _wait_running(url, 2)
+        assert all(len(t.user_attrs["curve"]) <= 6 for t in running)  # the kill lands mid-trial
+        victim_pid = min(_workers(proc.pid))
+        os.kill(victim_pid, signal.SIGKILL)
+        rc = proc.wait(timeout=120)
+    finally:
+        reap(proc)
+    err = (tmp_path / "stderr").read_text()
+    ts = load("t", url).trials
+    (lost,) = [t for t in ts if t.state == TrialState.FAIL]
+    (retry,) = [t for t in ts if retried_from(t) == lost.number]
+    assert rc == 0, err  # the other worker finished the study: a warning, not an error
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    said = re.match(
+        rf"warning: worker ([01]) \(pid {victim_pid}\) died \(killed by SIGKILL\) ", err
+    )
+    assert said, err
+    assert f"during trial {lost.number}: its heartbeat stopped" in err
+    other = 1 - int(said[1])
+    assert f"retried as trial {retry.number}, which completed; worker {other} finished" in err
+    assert retry.state == TrialState.COMPLETE and retry.params == lost.params
+    assert sum(counts(t) for t in ts) == 2 and len(ts) == 3  # every trial accounted for
+
+
+def _frozen(number: int, state: TrialState, retry_of: int | None = None) -> FrozenTrial:
+    t = optuna.trial.create_trial(
+        state=state,
+        value=0.5 if state == TrialState.COMPLETE else None,
+        system_attrs=None if retry_of is None else {"failed_trial": retry_of},
+    )
+    t.number = number
+    return t
+
+
+F, R, C, W = TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE, TrialState.WAITING
+
+
+@pytest.mark.parametrize(
+    ("number", "trials", "says"),
+    [
+        (None, [], "before its first trial"),
+        (3, [_frozen(3, R)], "during trial 3, still marked running: the next run fails it once"),
+        (3, [_frozen(3, C)], "after its trial 3 ended; no trial was lost"),
+        (3, [_frozen(3, F), _frozen(5, W, 3)], "retried as trial 5, which waits in the queue"),
+        (3, [_frozen(3, F), _frozen(4, F, 2)], "during trial 3, which failed and is not retried"),
+    ],
+)
+def test_a_lost_worker_is_described_by_its_trial_as_stored(
+    number: int | None, trials: list[FrozenTrial], says: str
+) -> None:
+    line = _lost_worker(1, 42, -signal.SIGKILL, number, trials)
+    assert line.startswith("worker 1 (pid 42) died (killed by SIGKILL) ") and says in line
+    assert "(exit code 1)" in _lost_worker(0, 7, 1, None, [])
+
+
+def test_an_interrupt_in_optunas_bookkeeping_stops_the_worker_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM during Optuna's tell, after the trial: Optuna's clean-up then fails on a variable
+    # never set, and the worker died of that UnboundLocalError with a traceback.
+    import optuna.study._optimize as optimize
+
+    def tell(**_kw: object) -> None:
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(optimize, "_tell_with_warning", tell)
+    settings = SearchSettings(tiny_space(), study="b", **SETTINGS)
+    with pytest.raises(Terminated):
+        run_worker(settings, toy_data(), TRAIN, 1, storage=sqlite(tmp_path))
 
 
 # ---------------------------------------------------------------- 5. the database goes away
