@@ -20,6 +20,8 @@ from typing import Any
 
 import optuna
 
+from nas.deadline import not_answering, postgres_engine_kwargs
+
 DEFAULT_STORAGE = "sqlite:///resnext-nas.db"
 STORAGE_ENV = "RESNEXT_NAS_STORAGE"
 # Heartbeat: a running trial writes a beat every HEARTBEAT seconds; one silent for
@@ -233,7 +235,7 @@ def open_storage(
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     elif url.startswith("postgresql"):
-        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+        kwargs = postgres_engine_kwargs(url)  # every call bounded: a frozen server ends it
     deadline = time.monotonic() + SCHEMA_WAIT
     for attempt in itertools.count():
         with warnings.catch_warnings():
@@ -256,6 +258,8 @@ def open_storage(
                     time.sleep(random.uniform(0.05, 0.2) * min(attempt + 1, 5))
                     continue
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if why := not_answering(e):
+                    first = f"the database is not answering ({why})"
                 raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
     if url.startswith("sqlite"):
         _serialise_sqlite_writes(storage.engine)
@@ -263,9 +267,9 @@ def open_storage(
 
 
 def storage_error(e: BaseException) -> str | None:
-    """One line for an error of the database connection (a server stopped, a file gone), else
-    None. The error may be the context of another: Optuna's clean-up after the lost connection
-    raised UnboundLocalError in a 335-line traceback (issue 12).
+    """One line for an error of the database connection (a server stopped, frozen or cut off,
+    a file gone), else None. The error may be the context of another: Optuna's clean-up after
+    the lost connection raised UnboundLocalError in a 335-line traceback (issue 12).
     """
     seen: set[int] = set()
     cur: BaseException | None = e
@@ -278,6 +282,11 @@ def storage_error(e: BaseException) -> str | None:
             "DBAPIError",
         ):
             orig = getattr(cur, "orig", None) or cur
+            if why := not_answering(orig):
+                return (
+                    f"the study database is not answering ({why}); nothing trained is lost: "
+                    "run the same command again once it answers"
+                )
             lines = str(orig).strip().splitlines()
             why = lines[0] if lines else type(orig).__name__
             return (

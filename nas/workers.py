@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas import deadline
 from nas.confirm import CONFIRM, ConfirmSettings, phase, plan
 from nas.data import Dataset
 from nas.objective import Objective
@@ -57,24 +58,35 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, _frame: Any) -> None:
-    raise Terminated(f"signal {signum}")
+    stop = Terminated(f"signal {signum}") if signum == signal.SIGTERM else KeyboardInterrupt()
+    # A database call waiting in this thread raises it itself, at once, even if the server is
+    # frozen (psycopg's own Ctrl-C handling first asks the server to cancel, for seconds); the
+    # clean-up's calls then have a few seconds in all.
+    if not deadline.interrupt(stop):
+        raise stop
 
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Within this block, SIGTERM interrupts the main thread as Ctrl-C does (issue 12).
+    """Within this block, SIGTERM interrupts the main thread as Ctrl-C does (issue 12), and
+    either one ends a wait on the database at once.
 
     Python's default for SIGTERM ends the process at once: no trial is queued again, and a
-    pool's workers are left running on their own.
+    pool's workers are left running on their own. Ctrl-C is taken over only where Python's own
+    handler has it (a background job ignores it).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        deadline.resume()
 
 
 @dataclass
@@ -186,9 +198,12 @@ def _run_worker(
                 gc_after_trial=False,
                 callbacks=[lambda _study, t: ran.append(t)],  # noqa: B023 (called at once)
             )
-        except KeyboardInterrupt:
+        except BaseException as e:
+            stop = _interrupt_in(e)
+            if stop is None:
+                raise
             requeue_interrupted(study, objective.current)
-            raise
+            raise stop from None
         last = ran[-1]
         state = kind(last)
         report.statuses[state] = report.statuses.get(state, 0) + 1
@@ -209,6 +224,22 @@ def _run_worker(
     report.train_seconds = objective.train_seconds
     report.latency_seconds = objective.latency_seconds
     return report
+
+
+def _interrupt_in(e: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt (Ctrl-C, SIGTERM) that ``e`` is or was raised in handling, else None.
+
+    Optuna's clean-up after an interrupt can fail on top of it (UnboundLocalError, when the
+    database did not answer its write of the failed trial): the interrupt is what happened.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _waiting(trials: list[FrozenTrial]) -> bool:
