@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 SPEC_FILE = "spec.json"
-MAX_SPEC_BYTES = 1 << 20  # a spec file is a few hundred bytes; more is not a spec (issue 12)
+MAX_SPEC_BYTES = 1 << 20  # a spec file is a few hundred bytes; more is not a spec
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")

@@ -21,13 +21,15 @@ from typing import Any
 
 import optuna
 
+from nas.deadline import not_answering, postgres_engine_kwargs
+
 DEFAULT_STORAGE = "sqlite:///resnext-nas.db"
 STORAGE_ENV = "RESNEXT_NAS_STORAGE"
 # Heartbeat: a running trial writes a beat every HEARTBEAT seconds; one silent for
 # GRACE_BEATS beats is failed by the next worker that asks for a trial, and queued again.
 HEARTBEAT = 10
 GRACE_BEATS = 3
-MAX_HEARTBEAT = 86_400  # a day; beyond, Python's thread waits overflow (issue 12)
+MAX_HEARTBEAT = 86_400  # a day; beyond, Python's thread waits overflow
 MAX_RETRY = 2  # a trial killed three times is left failed (it may be what kills the worker)
 SQLITE_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before "database is locked"
 # Seconds a process opening a fresh storage retries while others create the same schema.
@@ -225,7 +227,7 @@ class _Storage(optuna.storages.RDBStorage):
         """Beat; a beat lost to the database going away is skipped, not raised.
 
         The beats run in a thread of Optuna's: raised there, the error printed a thread's
-        traceback beside the worker's own one line (issue 12) and stopped the beats for good,
+        traceback beside the worker's own one line and stopped the beats for good,
         so that a trial outliving a short outage would have been failed as stale. The next beat
         tries again; the worker's next write reports the outage.
         """
@@ -279,7 +281,7 @@ def open_storage(
         if read_only and uri is not None:
             kwargs = read_only_engine(uri)
     elif url.startswith("postgresql"):
-        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+        kwargs = postgres_engine_kwargs(url)  # every call bounded: a frozen server ends it
     deadline = time.monotonic() + SCHEMA_WAIT
     for attempt in itertools.count():
         with warnings.catch_warnings():
@@ -300,6 +302,8 @@ def open_storage(
                     time.sleep(random.uniform(0.05, 0.2) * min(attempt + 1, 5))
                     continue
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if why := not_answering(e):
+                    first = f"the database is not answering ({why})"
                 raise ValueError(f"cannot open storage {redact(url)}: {first}") from None
     if url.startswith("sqlite") and not read_only:
         _serialise_sqlite_writes(storage.engine)
@@ -318,9 +322,9 @@ def _heartbeats(heartbeat: int) -> dict[str, Any]:
 
 
 def storage_error(e: BaseException) -> str | None:
-    """One line for an error of the database connection (a server stopped, a file gone), else
-    None. The error may be the context of another: Optuna's clean-up after the lost connection
-    raised UnboundLocalError in a 335-line traceback (issue 12).
+    """One line for an error of the database connection (a server stopped, frozen or cut off,
+    a file gone), else None. The error may be the context of another: Optuna's clean-up after
+    the lost connection raised UnboundLocalError in a 335-line traceback.
     """
     seen: set[int] = set()
     cur: BaseException | None = e
@@ -333,6 +337,11 @@ def storage_error(e: BaseException) -> str | None:
             "DBAPIError",
         ):
             orig = getattr(cur, "orig", None) or cur
+            if why := not_answering(orig):
+                return (
+                    f"the study database is not answering ({why}); nothing trained is lost: "
+                    "run the same command again once it answers"
+                )
             lines = str(orig).strip().splitlines()
             why = lines[0] if lines else type(orig).__name__
             return (

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas import deadline
 from nas.confirm import CONFIRM, ConfirmSettings, phase, plan
 from nas.data import Dataset
 from nas.objective import Objective
@@ -62,7 +63,12 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, _frame: Any) -> None:
-    raise Terminated(signum)
+    stop = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+    # A database call waiting in this thread raises it itself, at once, even if the server is
+    # frozen (psycopg's own Ctrl-C handling first asks the server to cancel, for seconds); the
+    # clean-up's calls then have a few seconds in all.
+    if not deadline.interrupt(stop):
+        raise stop
 
 
 # Closing a terminal hangs up its processes; a pool hung up must stop as one sent SIGTERM does.
@@ -73,11 +79,13 @@ STOP_SIGNALS = tuple(
 
 @contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
-    """Within this block, SIGTERM and SIGHUP interrupt the main thread as Ctrl-C does.
+    """Within this block, SIGTERM and SIGHUP interrupt the main thread as Ctrl-C does, and each
+    of them (Ctrl-C too) ends a wait on the database at once.
 
     Python's default for them ends the process at once: no trial is queued again, and a pool's
     workers are left running on their own. A SIGHUP ignored from the start (``nohup``) stays
-    ignored.
+    ignored; Ctrl-C is taken over only where Python's own handler has it (a background job
+    ignores it).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -87,11 +95,14 @@ def stop_signals_interrupt() -> Iterator[None]:
         for s in STOP_SIGNALS
         if s == signal.SIGTERM or signal.getsignal(s) is not signal.SIG_IGN
     }
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _terminate)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        deadline.resume()
 
 
 @dataclass
@@ -222,16 +233,12 @@ def _run_worker(
                 gc_after_trial=False,
                 callbacks=[lambda _study, t: ran.append(t)],  # noqa: B023 (called at once)
             )
-        except KeyboardInterrupt:
-            requeue_interrupted(study, objective.current)
-            raise
-        except Exception as e:
-            # An interrupt in Optuna's bookkeeping after the trial ends in its clean-up, on a
-            # variable never set (UnboundLocalError): the interrupt is what happened.
-            if not isinstance(e.__context__, KeyboardInterrupt):
+        except BaseException as e:
+            stop = _interrupt_in(e)
+            if stop is None:
                 raise
             requeue_interrupted(study, objective.current)
-            raise e.__context__ from None
+            raise stop from None
         last = ran[-1]
         state = kind(last)
         report.statuses[state] = report.statuses.get(state, 0) + 1
@@ -252,6 +259,22 @@ def _run_worker(
     report.train_seconds = objective.train_seconds
     report.latency_seconds = objective.latency_seconds
     return report
+
+
+def _interrupt_in(e: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt (Ctrl-C, SIGTERM) that ``e`` is or was raised in handling, else None.
+
+    Optuna's clean-up after an interrupt can fail on top of it (UnboundLocalError, when the
+    database did not answer its write of the failed trial): the interrupt is what happened.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _waiting(trials: list[FrozenTrial]) -> bool:

@@ -20,7 +20,7 @@ from resnext.spec import DEFAULT_DEPTHS, LIMITS, Spec
 
 DEFAULT_CARDINALITIES = (1, 2, 4, 8, 16, 32, 64)
 MAX_BOTTLENECK_WIDTH = LIMITS["bottleneck width"]  # beyond: the budget is not a ResNeXt budget
-# Issue 12: a grid is counted in memory at once (about 200 bytes a cell), so its size is capped;
+# A grid is counted in memory at once (about 200 bytes a cell), so its size is capped;
 # 4,096 cardinalities x 5,000 widths took 3.25 GB. The cap is 1,048,576 cells in all.
 MAX_GRID_CELLS = 1 << 20
 INT64_MAX = int(np.iinfo(np.int64).max)  # the grid is counted in int64

@@ -133,7 +133,7 @@ def test_serve_shows_new_trials(stored_study: str) -> None:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()  # never left behind (issue 12)
+            proc.kill()  # never left behind
             proc.wait()
 
 

@@ -1,4 +1,4 @@
-"""What the dashboard claims at each study size (issue 15): n, intervals, and no verdict below
+"""What the dashboard claims at each study size: n, intervals, and no verdict below
 each panel's minimum n; the recommendation panel from fabricated confirmation trials."""
 
 from __future__ import annotations

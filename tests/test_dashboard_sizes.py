@@ -1,4 +1,4 @@
-"""The page in Chromium at 1, 3, 30 and 5,000 trials (issue 15): no script error, no empty
+"""The page in Chromium at 1, 3, 30 and 5,000 trials: no script error, no empty
 axes, the small-n lines at small n and the verdicts at large n.
 
 Studies are fabricated (tests/synthetic.py), not trained. Skipped only where Chromium or

@@ -103,7 +103,7 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
 
 
 def test_val_split_is_capped_by_the_training_subset() -> None:
-    """Issue 11: 300 training images must not be scored on 5,000 validation images."""
+    """300 training images must not be scored on 5,000 validation images."""
     y = np.repeat(np.arange(10), 5000)  # CIFAR-10's training set
     train, val = data.split_indices(y, 0.1, seed=0, train_images=300)
     assert (len(train), len(val)) == (300, 150) and not set(train) & set(val)

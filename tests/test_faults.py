@@ -1,4 +1,4 @@
-"""Issue 12 under faults and concurrency: nothing computed is lost, mislabelled, or left running.
+"""Under faults and concurrency: nothing computed is lost, mislabelled, or left running.
 
 Weights that cannot be written, a stale queue of another --seeds, two processes picking a seed at
 once, SIGTERM to a worker and to a pool, a database that goes away. Processes started here are

@@ -85,7 +85,7 @@ def test_lists_are_disjoint_and_pinned() -> None:
     pins = listed()
     assert pins and all(re.fullmatch(r"[0-9][0-9a-z.]*", v) for v in pins.values())
     assert not set(pins) & present(), "a carried wheel the machine already has"
-    assert {"optuna", "plotly", "fvcore"} <= set(pins)  # issue 14: missing on the GPU machine
+    assert {"optuna", "plotly", "fvcore"} <= set(pins)  # missing on the GPU machine
 
 
 def test_list_covers_the_project_dependencies() -> None:

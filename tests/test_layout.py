@@ -1,4 +1,4 @@
-"""The layout's rules (issue 10) hold for every source file: public Optuna only, a thin CLI,
+"""The layout's rules hold for every source file: public Optuna only, a thin CLI,
 no module that has grown into several jobs, and resnext/ free of Optuna, data and plots."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 12, "nothing hangs or eats the machine": sizes are checked before anything is allocated.
+"""Nothing hangs or eats the machine: sizes are checked before anything is allocated.
 
 Each case was a hang, a traceback or gigabytes of memory before; now it is one line (exit 2 at the
 command line) or the work is sized to what is used.

@@ -1,4 +1,4 @@
-"""Load: many worker processes on one study, trials of a fraction of a second (issue 12).
+"""Load: many worker processes on one study, trials of a fraction of a second.
 
 The real :func:`nas.workers.run_search` with the real objective on a tiny model and 24 training
 images of 8x8, one epoch: every trial is done exactly once, none is lost, the study-wide count is

@@ -1,4 +1,4 @@
-"""Issue 12: outputs under faults and hostile input. Files written whole or not at all, read
+"""Outputs under faults and hostile input. Files written whole or not at all, read
 commands that leave a foreign file alone, names printed literally, a server that refuses other
 hosts, and one line (exit 2) for every bad input. Commands run in-process through ``cli.main``.
 """

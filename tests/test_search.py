@@ -330,7 +330,7 @@ def _stop_worker_mid_trial(url: str, sig: signal.Signals) -> optuna.trial.Frozen
         proc.wait(timeout=60)
     finally:
         # Never leave the worker behind (an orphan of a failed wait trained for 50 minutes
-        # under load, issue 12): whatever happened above, it is killed here.
+        # under load): whatever happened above, it is killed here.
         if proc.poll() is None:
             proc.kill()
             proc.wait()
