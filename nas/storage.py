@@ -295,7 +295,17 @@ def open_storage(
                     **({} if read_only else _heartbeats(heartbeat)),
                 )
                 break
-            except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+            except (
+                sqlalchemy.exc.SQLAlchemyError,
+                optuna.exceptions.StorageInternalError,  # a reader's version check, wrapped
+                ImportError,
+                ValueError,
+                RuntimeError,
+            ) as raised:
+                # Optuna wraps the driver's error of its version check; the cause says why.
+                e = raised
+                if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__:
+                    e = e.__cause__
                 if schema_race(e) and time.monotonic() < deadline:
                     # Another process is creating the same schema: once it has, creation finds
                     # the tables and the version row there and does nothing.

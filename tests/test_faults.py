@@ -370,7 +370,7 @@ def _gone_within(pgid: int, seconds: float) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
 def test_workers_end_with_their_search(sig: signal.Signals, tmp_path: Path) -> None:
     # kill -9 of the parent, or SIGHUP (a closed terminal) to it alone: no worker trains on.
-    proc, url = _search(tmp_path, trials=40, epochs=40)  # long trials: none ends on its own
+    proc, url = _search(tmp_path, trials=40, epochs=400)  # long trials: none ends on its own
     try:
         running = _wait_running(url, 2)
         assert len(_workers(proc.pid)) == 2
