@@ -166,8 +166,10 @@ def test_study_drop_cli(tmp_path: Path) -> None:
     assert [kind(t) for t in load("old", url).trials] == ["surplus"] * 3
     res = cli("old", "--yes")
     assert res.returncode == 0 and "deleted study 'old' and its 3 trials" in res.stdout
-    res = cli("old", "--yes")
-    assert res.returncode == 2 and "no study 'old'" in res.stderr
+    for args in (("old", "--yes"), ("old",)):  # gone: said so, with or without --yes
+        res = cli(*args)
+        assert res.returncode == 2 and "no study 'old' in" in res.stderr, res.stderr
+        assert len(res.stderr.splitlines()) == 1, res.stderr
 
 
 @pytest.mark.parametrize(

@@ -209,8 +209,10 @@ def study_drop(
 ) -> None:
     """Delete a study and its trials, or (--queue-only) withdraw the trials an interrupted run
     left queued."""
+    from nas.storage import load
     from nas.study import drop_study
 
+    load(name, storage, read_only=True)  # a study that is not there is named as such first
     if not queue_only and not yes:
         raise ValueError(
             f"`study drop {name}` deletes the study and every trial of it: add --yes, or "
