@@ -198,10 +198,14 @@ class _Server:
             return 0.0
         return min(self.seconds, WATCH.left())
 
+    def no_reply(self) -> Exception:
+        """The error of a call that got no answer within its deadline."""
+        return _connection_class().NotAnswering(f"no reply in {self.seconds:g} s")
+
     def silent(self) -> Exception:
         """Note that the server gave no answer; the error that says so."""
         self.silent_until = time.monotonic() + SILENT_SECONDS
-        return _connection_class().NotAnswering(f"no reply in {self.seconds:g} s")
+        return self.no_reply()
 
     def failure(self, w: _Wait) -> BaseException:
         """What a wait that was cut, or had no time, raises in place of psycopg's error."""
@@ -211,7 +215,7 @@ class _Server:
             return WATCH.ending  # no database error may take the interrupt's place
         if w.expired:
             return self.silent()
-        return _connection_class().NotAnswering(f"no reply in {self.seconds:g} s")
+        return self.no_reply()
 
     def __call__(self) -> Any:
         import sqlalchemy
@@ -225,10 +229,8 @@ class _Server:
         budget = self.budget()
         try:
             if budget <= 0:
-                raise cls.NotAnswering(f"no reply in {self.seconds:g} s")
-            # libpq counts whole seconds, at least 2
-            connect = max(2, math.ceil(min(CONNECT_TIMEOUT, budget)))
-            conn = cls.connect(**{**self.params, "connect_timeout": connect})
+                raise self.no_reply()
+            conn = cls.connect(**{**self.params, "connect_timeout": _connect_seconds(budget)})
         except Exception as e:
             if budget > 0 and type(e).__name__ == "ConnectionTimeout":
                 self.silent()
@@ -273,6 +275,12 @@ def _connection_class() -> Any:
     return Connection
 
 
+def _connect_seconds(seconds: float) -> int:
+    """libpq's ``connect_timeout`` for a call that may wait ``seconds``: whole seconds, at least
+    2 (libpq's least), at most :data:`CONNECT_TIMEOUT`."""
+    return max(2, math.ceil(min(CONNECT_TIMEOUT, seconds)))
+
+
 def _tcp_params(seconds: float) -> dict[str, Any]:
     """libpq's TCP settings: a partitioned server's connection fails instead of hanging."""
     return {
@@ -295,6 +303,6 @@ def postgres_engine_kwargs(url: str) -> dict[str, Any]:
     seconds = db_timeout()
     kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a server back after an outage reconnects
     if sqlalchemy.engine.make_url(url).get_dialect().driver != "psycopg":
-        connect = max(2, math.ceil(min(CONNECT_TIMEOUT, seconds)))
+        connect = _connect_seconds(seconds)
         return {**kwargs, "connect_args": {**_tcp_params(seconds), "connect_timeout": connect}}
     return {**kwargs, "creator": _Server(url, seconds)}

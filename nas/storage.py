@@ -16,6 +16,7 @@ import random
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,19 @@ def _serialise_sqlite_writes(engine: Any) -> None:
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
 
 
+def _table_names(uri: str, timeout: float) -> set[str]:
+    """The tables of the SQLite database at ``uri`` (a ``file:`` URI, ``mode=ro`` to only read);
+    sqlite3.Error if it cannot be read."""
+    import sqlite3
+
+    con = sqlite3.connect(uri, uri=True, timeout=timeout)
+    try:
+        rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    finally:
+        con.close()
+    return {name for (name,) in rows}
+
+
 def _writable(path: Path) -> bool:
     """Whether this process may write ``path`` and create files beside it (its -wal, -shm)."""
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
@@ -158,12 +172,7 @@ def check_optuna_file(path: Path, url: str) -> str:
         uris.append(uris[0] + "&immutable=1")
     for uri in uris:
         try:
-            con = sqlite3.connect(uri, uri=True, timeout=SQLITE_TIMEOUT)
-            try:
-                rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                names = {name for (name,) in rows}
-            finally:
-                con.close()
+            names = _table_names(uri, SQLITE_TIMEOUT)
             break
         except sqlite3.Error as e:
             if uri == uris[-1]:
@@ -204,14 +213,9 @@ def check_not_foreign(path: Path, url: str) -> None:
     try:
         if not path.is_file() or path.stat().st_size == 0:
             return
-        con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=1)
-        try:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        finally:
-            con.close()
+        names = _table_names(path.resolve().as_uri() + "?mode=ro", timeout=1)
     except (OSError, sqlite3.Error):
         return
-    names = {name for (name,) in rows}
     if names and not names & OPTUNA_TABLES:
         raise ValueError(
             f"{path} is a SQLite database of another application ({len(names)} tables, none "
@@ -336,10 +340,7 @@ def storage_error(e: BaseException) -> str | None:
     a file gone), else None. The error may be the context of another: Optuna's clean-up after
     the lost connection raised UnboundLocalError in a 335-line traceback.
     """
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in causes(e):
         # sqlalchemy.exc's connection-level errors; by module name, so that no import is needed.
         if type(cur).__module__.startswith("sqlalchemy") and type(cur).__name__ in (
             "OperationalError",
@@ -358,8 +359,17 @@ def storage_error(e: BaseException) -> str | None:
                 f"the study database cannot be reached or written ({why}); nothing trained is "
                 "lost: run the same command again once it is back"
             )
-        cur = cur.__cause__ or cur.__context__
     return None
+
+
+def causes(e: BaseException) -> Iterator[BaseException]:
+    """``e``, then the error it was raised from or while handling, and so on down the chain."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

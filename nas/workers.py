@@ -32,6 +32,7 @@ from nas.space import SpecGrid
 from nas.storage import (
     HEARTBEAT,
     MAX_RETRY,
+    causes,
     check_heartbeat,
     open_storage,
     quiet_optuna,
@@ -267,14 +268,7 @@ def _interrupt_in(e: BaseException) -> KeyboardInterrupt | None:
     Optuna's clean-up after an interrupt can fail on top of it (UnboundLocalError, when the
     database did not answer its write of the failed trial): the interrupt is what happened.
     """
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, KeyboardInterrupt):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return None
+    return next((c for c in causes(e) if isinstance(c, KeyboardInterrupt)), None)
 
 
 def _waiting(trials: list[FrozenTrial]) -> bool:

@@ -332,9 +332,10 @@ def scan(
         parts.append(
             (
                 np.full(int(inside.sum()), k, dtype=np.int32),
-                *(np.asarray(a, dtype=np.int64)[inside] for a in (c_arr, d_arr)),
-                *(np.asarray(a, dtype=np.int64)[inside] for a in (cx.flops, cx.params)),
-                np.asarray(cx.activations, dtype=np.int64)[inside],
+                *(
+                    np.asarray(a, dtype=np.int64)[inside]
+                    for a in (c_arr, d_arr, cx.flops, cx.params, cx.activations)
+                ),
                 np.asarray(dev, dtype=np.float64)[inside],
             )
         )
