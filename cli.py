@@ -65,7 +65,7 @@ def _root(
 def _signal_exit(command: Callable[..., Any]) -> Callable[..., Any]:
     """``command``, ending with exit code 128 + N where signal N stopped it.
 
-    SIGTERM and SIGHUP arrive as :class:`nas.workers.Terminated`, a KeyboardInterrupt, which
+    SIGTERM and SIGHUP arrive as :class:`nas.search.workers.Terminated`, a KeyboardInterrupt, which
     Typer would report as Ctrl-C's 130.
     """
 
@@ -128,7 +128,7 @@ def main(args: list[str] | None = None) -> None:
         sys.stderr.write(options.error_line(e.format_message()))
         raise SystemExit(e.exit_code) from None
     except Exception as e:
-        from nas.storage import storage_error
+        from nas.search.storage import storage_error
 
         gone = storage_error(e)  # the database server stopped mid-command: one line
         if gone is None:

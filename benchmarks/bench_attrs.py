@@ -4,7 +4,7 @@ A search trial stores about fifteen user attributes (spec, complexity, latency, 
 ``Trial.set_user_attr`` commits one transaction each; this prints that cost next to one
 transaction carrying all fifteen values (one attribute holding a dict: what a batched write
 would cost at best), per trial and as a share of a 10 s trial, on SQLite (WAL, as
-``nas.storage`` sets it up) and, given a URL, on PostgreSQL.
+``nas.search.storage`` sets it up) and, given a URL, on PostgreSQL.
 
     PYTHONPATH=. python benchmarks/bench_attrs.py
     eval "$(scripts/start_postgres.sh)"
@@ -23,7 +23,7 @@ import warnings
 
 import optuna
 
-from nas.storage import open_storage, quiet_optuna
+from nas.search.storage import open_storage, quiet_optuna
 
 N_ATTRS = 15
 SHORT_TRIAL = 10.0  # seconds: the shortest trials of the 10-60 s range

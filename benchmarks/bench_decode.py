@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nas import folder
-from nas.data import load_dataset
+from nas.data import folder
+from nas.data.loader import load_dataset
 
 
 def _find_tarball() -> Path:

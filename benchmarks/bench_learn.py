@@ -23,8 +23,8 @@ import time
 import torch
 
 import resnext
-from nas.data import load_dataset
-from nas.train import TrainConfig, train
+from nas.data.loader import load_dataset
+from nas.training.loop import TrainConfig, train
 
 # name, spec, batch, lr: the default, then a larger batch, a larger model, and both.
 DEFAULT = resnext.Spec("cifar", (1, 1, 1), 32, 8, 1)

@@ -2,15 +2,17 @@
 
 For the search's default trial model (CIFAR template, depths 1-1-1, width 32, 8x1d), a mid-size
 ResNeXt-29 (4x16d) and ResNeXt-29 8x64d (Sec. 5.3), on the CPU and on CUDA when present: images
-per second of the trainer (``nas.train.Trial``: augmentation, lr schedule, counters) and of the
+per second of the trainer (``nas.training.loop.Trial``: augmentation, lr schedule, counters) and of
+the
 bare forward + backward + SGD step on ready tensors, across memory format (NCHW, NHWC), batch
 size and torch.compile, and MFU = 6 x multiply-adds x images/s over the FLOP/s of a large matrix
-product measured in this run (fp32 on the CPU, bf16 on CUDA; ``nas.perf``).
+product measured in this run (fp32 on the CPU, bf16 on CUDA; ``nas.training.plan``).
 
 Every variant is warmed up (its compile time is reported apart), then all are timed in turns,
 ``--repeats`` times (ABAB...), so that other processes' load falls on all alike; figures are
 medians with the smallest and largest in brackets. After the table: the trainer's own pick
-(``nas.perf.plan``) against the best option measured, compile time against a trial's length,
+(``nas.training.plan.plan``) against the best option measured, compile time against a trial's
+length,
 and on CUDA the issue-14 goals and grouped (C=8) against dense (C=1) convolutions of equal FLOPs.
 
     PYTHONPATH=. python benchmarks/bench_mfu.py --quick                    # ~2 min on 2 cores
@@ -35,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 import resnext
-from nas import perf
-from nas.data import Dataset
-from nas.train import TrainConfig, Trial
+from nas.data.loader import Dataset
+from nas.training import plan as perf
+from nas.training.loop import TrainConfig, Trial
 from resnext.registry import R29
 
 # The search's default trial model (cli.SEARCH_*: 8e6 FLOPs, depths 1-1-1, width 32) at 8x1d.
@@ -148,7 +150,7 @@ def _random_data(spec: resnext.Spec, n: int) -> Dataset:
 
 
 class Trainer:
-    """Epochs of ``nas.train.Trial`` on random images, ``steps`` batches each."""
+    """Epochs of ``nas.training.loop.Trial`` on random images, ``steps`` batches each."""
 
     def __init__(self, v: Variant, device: str, steps: int) -> None:
         cfg = TrainConfig(
@@ -394,7 +396,7 @@ def main() -> None:
     devices = {"auto": ["cpu"] + ["cuda"] * has_cuda, "all": ["cpu", "cuda"]}.get(
         args.device, [args.device]
     )
-    if not os.environ.get("OMP_NUM_THREADS"):  # as the trainer does (nas.train._setup)
+    if not os.environ.get("OMP_NUM_THREADS"):  # as the trainer does (nas.training.loop._setup)
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     name = torch.cuda.get_device_name() if has_cuda else "none"
     print(

@@ -2,8 +2,9 @@
 
 For k configurations with n seeds each, seed noise of SD 1 and the best configuration ``delta``
 SDs above the others (which are equal), draws the accuracies many times, computes
-:func:`nas.recommend.p_best` as the confirmation phase does and counts the draws whose top
-P(best) reaches the tie threshold (``nas.recommend.TIE_BELOW``): a named winner. With ``delta``
+:func:`nas.stats.recommend.p_best` as the confirmation phase does and counts the draws whose top
+P(best) reaches the tie threshold (``nas.stats.recommend.TIE_BELOW``): a named winner. With
+``delta``
 0 every named winner is a false one; with ``delta`` > 0 the table also gives the share of named
 winners that are the truly best configuration.
 
@@ -21,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.recommend import TIE_BELOW, p_best  # noqa: E402
+from nas.stats.recommend import TIE_BELOW, p_best  # noqa: E402
 
 
 def named(k: int, n: int, delta: float, draws: int, seed: int = 0) -> tuple[float, float]:

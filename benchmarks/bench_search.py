@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data import load_dataset
-from nas.records import counts
-from nas.space import SearchSpace
-from nas.storage import load
-from nas.study import SearchSettings
-from nas.train import TrainConfig
-from nas.workers import run_search
+from nas.data.loader import load_dataset
+from nas.search.records import counts
+from nas.search.space import SearchSpace
+from nas.search.storage import load
+from nas.search.study import SearchSettings
+from nas.search.workers import run_search
+from nas.training.loop import TrainConfig
 from resnext.budget import Budget
 
 # The CLI's default space (cli.SEARCH_*): CIFAR template, depths 1-1-1 and 2-2-2, width 32,

@@ -7,9 +7,10 @@ trial its longer schedule's):
 
 - ``random+confirm``, ``tpe+confirm``: an in-memory Optuna study with that sampler runs proxy
   trials, then the confirmation phase, planned and answered by the real
-  :func:`nas.confirm.plan` and :func:`nas.confirm.recommendation` (racing included);
+  :func:`nas.search.confirm.plan` and :func:`nas.search.confirm.recommendation` (racing included);
 - ``tpe+hyperband+confirm`` (what ``search`` does by default) and ``tpe+median+confirm``: the
-  same with the search's pruner (:func:`nas.study.make_pruner`), fed each proxy trial's cached
+  same with the search's pruner (:func:`nas.search.study.make_pruner`), fed each proxy trial's
+  cached
   per-epoch curve as the objective reports it; a pruned trial costs the epochs it ran, and the
   compute it saves buys more proxy trials. Needs a table with curves (format 2);
 - ``grid+confirm``: every configuration of the band in turn, then the same confirmation phase;
@@ -50,9 +51,9 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.confirm import CONFIRM, SEARCH, ConfirmSettings, plan, recommendation  # noqa: E402
-from nas.recommend import mean_interval, paired_difference  # noqa: E402
-from nas.study import ENQUEUED, make_pruner  # noqa: E402
+from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, plan, recommendation  # noqa: E402
+from nas.search.study import ENQUEUED, make_pruner  # noqa: E402
+from nas.stats.recommend import mean_interval, paired_difference  # noqa: E402
 
 PARAMS = ("depths", "width", "cardinality", "bottleneck_width")
 

@@ -4,7 +4,8 @@ Two figures decide how many machines one study can feed:
 
 1. sustained trials per minute of the storage: ``P`` processes each run the storage side of a
    trial as the objective does (ask, draw the spec, claim a seed with
-   :func:`nas.objective.claim_seed`, write the attributes one by one, tell) with no training, so
+   :func:`nas.search.objective.claim_seed`, write the attributes one by one, tell) with no
+   training, so
    the figure is the storage's ceiling, on SQLite (WAL) and, given a URL, on PostgreSQL;
 2. the sampler's seconds per trial (ask and draw the spec) with TPE as the workers use it
    (``constant_liar``), at 1,000 and 5,000 finished trials: TPE reads every trial at each suggest.
@@ -31,10 +32,10 @@ import warnings
 import numpy as np
 import optuna
 
-from nas.objective import claim_seed, set_user_attrs
-from nas.space import OutOfBudget, SearchSpace, suggest_spec
-from nas.storage import open_storage, quiet_optuna
-from nas.study import _sampler
+from nas.search.objective import claim_seed, set_user_attrs
+from nas.search.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.search.storage import open_storage, quiet_optuna
+from nas.search.study import _sampler
 from resnext.budget import Budget
 
 ATTRS = 12  # the attributes a trial writes after its seed (complexity, curve, status, speeds...)

@@ -3,7 +3,7 @@
 Three ways to train the same small CIFAR-template network, in one run, interleaved so that
 noise from other processes falls on all three alike:
 
-1. ``nas.train.train``: whole-batch tensor augmentation, no DataLoader;
+1. ``nas.training.loop.train``: whole-batch tensor augmentation, no DataLoader;
 2. a plain PyTorch loop: a ``torch.utils.data.DataLoader`` (shuffle, batch 128, ``--workers``,
    default 0) over a Dataset that pads, crops, flips and normalises each image on its own,
    and ``loss.item()`` every step, as a tutorial does;
@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 import resnext
-from nas.data import Dataset
-from nas.train import TrainConfig, augment, channel_stats, train
+from nas.data.loader import Dataset
+from nas.training.loop import TrainConfig, augment, channel_stats, train
 
 # The fixed small config: one block per stage of the CIFAR template (Sec. 5.3) at 4x8d.
 DEFAULT = resnext.Spec("cifar", (1, 1, 1), 64, 4, 8, classes=10, resolution=32)
@@ -136,7 +136,7 @@ def bare_steps(
 
 
 def ours(spec: resnext.Spec, data: Dataset, epochs: int) -> tuple[float, float]:
-    """nas.train, timed from the end of one epoch to the end of the next (callback)."""
+    """nas.training.loop, timed from the end of one epoch to the end of the next (callback)."""
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, momentum=MOMENTUM, device="cpu")
     clock = Clock()
     clock.mark()  # includes train()'s setup, but the first interval is not counted
@@ -155,7 +155,7 @@ def per_batch_ms(
     shift, scale = mean.view(1, 3, 1, 1), (1 / std).view(1, 3, 1, 1)
     ready = (x[:BATCH].float() - 127.5) / 64
 
-    def ours_data() -> None:  # what nas.train does before each step on the CPU
+    def ours_data() -> None:  # what nas.training.loop does before each step on the CPU
         idx = torch.randperm(len(x), generator=g)[:BATCH]
         augment(x[idx], "cifar", g).to(torch.float32).sub_(shift).mul_(scale)
 
@@ -199,7 +199,7 @@ def main() -> None:
         bottleneck_width=args.bottleneck_width,
         stem_width=args.stem_width,
     )
-    # What nas.train does on the CPU: all cores, unless OMP_NUM_THREADS says otherwise.
+    # What nas.training.loop does on the CPU: all cores, unless OMP_NUM_THREADS says otherwise.
     threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -241,7 +241,7 @@ def main() -> None:
             v = {k: pick(rate[i] for rate in r) for k, r in runs.items()}
             overhead = v["bare"] / v["ours"] - 1  # extra time per image over the bare step
             print(
-                f"{clock} {name}: (1) nas.train {v['ours']:.1f}, (2) DataLoader per-image "
+                f"{clock} {name}: (1) nas.training.loop {v['ours']:.1f}, (2) DataLoader per-image "
                 f"{v['plain']:.1f}, (3) bare step {v['bare']:.1f} images/s; "
                 f"ours/(2) = {v['ours'] / v['plain']:.3f}, ours/(3) = {v['ours'] / v['bare']:.3f} "
                 f"(time overhead {overhead:+.1%})"

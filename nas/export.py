@@ -1,6 +1,7 @@
 """Export a trained trial of a study: its spec as JSON, its weights, and a checked ONNX model.
 
-A search saves each trial's final weights where it ran (``nas.study.run_folder``); this module
+A search saves each trial's final weights where it ran (``nas.search.study.run_folder``); this
+module
 finds them through the trial's ``weights`` and ``host`` attributes and writes, into one folder:
 
 - ``spec.json``: the spec, its complexity, the trial's identity and accuracy, and the input
@@ -60,7 +61,7 @@ class Exported:
 
 def default_out(study: str, number: int) -> Path:
     """``runs/export-<study>-trial-<number>`` in the working directory."""
-    from nas.study import safe_name
+    from nas.search.study import safe_name
 
     return Path("runs") / f"export-{safe_name(study)}-trial-{number}"
 
@@ -84,8 +85,8 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
     (``recommended``), or its complete trial of lowest error when None."""
     from optuna.trial import TrialState
 
-    from nas.confirm import recommended_trial
-    from nas.records import kind
+    from nas.search.confirm import recommended_trial
+    from nas.search.records import kind
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
@@ -118,10 +119,11 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
 def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
     """spec.json's content but for the normalisation: spec, complexity, identity, accuracy.
 
-    Read from the trial's :func:`nas.records.trial_record`, as ``trials`` and the dashboard do.
+    Read from the trial's :func:`nas.search.records.trial_record`, as ``trials`` and the dashboard
+    do.
     """
-    from nas.records import objectives_of, trial_record
-    from nas.storage import redact
+    from nas.search.records import objectives_of, trial_record
+    from nas.search.storage import redact
     from resnext.complexity import complexity
 
     r = trial_record(trial, study.study_name)
@@ -206,7 +208,7 @@ def export_trial(
     """Write spec.json, weights.pt and (with ``onnx``) model.onnx of a trial into ``out``.
 
     ``number`` None exports the complete trial of lowest error; ``recommended`` the
-    recommended configuration's best confirmation trial (:mod:`nas.confirm`). A trial whose
+    recommended configuration's best confirmation trial (:mod:`nas.search.confirm`). A trial whose
     weights are not on this machine still gets its spec.json, and a ValueError saying where they
     were written.
     :class:`OnnxMismatch` if onnxruntime's outputs differ from PyTorch's beyond ``tolerance``.
@@ -214,7 +216,7 @@ def export_trial(
     import socket
 
     from nas.fileio import ensure_folder
-    from nas.storage import load, storage_url
+    from nas.search.storage import load, storage_url
 
     study = load(study_name, storage, read_only=True)
     trial = pick_trial(study, number, recommended)

@@ -1,7 +1,7 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either.
 
-One writer for every file the tool leaves behind: checkpoints and weights (``nas.train``,
-``nas.objective``), JSON results, exports, dashboard pages and CSV tables.
+One writer for every file the tool leaves behind: checkpoints and weights (``nas.training.loop``,
+``nas.search.objective``), JSON results, exports, dashboard pages and CSV tables.
 """
 
 from __future__ import annotations

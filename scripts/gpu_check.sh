@@ -70,7 +70,7 @@ fi
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm \
     --format=csv
 } 2>&1 | tee -a "$OUTDIR/pytest.log"
-folder=$("$PY" -c "from nas.data import DATASETS; print(int('folder' in DATASETS))")
+folder=$("$PY" -c "from nas.data.loader import DATASETS; print(int('folder' in DATASETS))")
 # The CPU fallback keeps to the synthetic set: decoding 60,000 JPEGs would take minutes there.
 if [[ $mode == gpu && $folder == 1 && -f .data/cifar10-jpg.tar.gz ]]; then
   data=(--dataset folder --data-dir .data/cifar10-jpg.tar.gz)

@@ -35,11 +35,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.confirm import ConfirmSettings  # noqa: E402
 from nas.fileio import write_json  # noqa: E402
-from nas.records import notation  # noqa: E402
-from nas.schedule import DEFAULT_TRIAL, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS  # noqa: E402
-from nas.space import SearchSpace, spec_params  # noqa: E402
+from nas.search.confirm import ConfirmSettings  # noqa: E402
+from nas.search.records import notation  # noqa: E402
+from nas.search.space import SearchSpace, spec_params  # noqa: E402
+from nas.training.config import DEFAULT_TRIAL, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS  # noqa: E402
 from resnext.budget import Budget  # noqa: E402
 
 FORMAT = 2  # 2: per-epoch curves, the "truth" schedule, seed counts outside the identity
@@ -178,8 +178,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     missing run in the file under a lock, so no run is trained twice; a claim of a process that
     died is taken over.
     """
-    from nas.data import load_dataset
-    from nas.train import TrainConfig, train
+    from nas.data.loader import load_dataset
+    from nas.training.loop import TrainConfig, train
 
     args = parse(argv)
     confirm_epochs = args.confirm_epochs or ConfirmSettings().confirm_epochs(args.epochs)

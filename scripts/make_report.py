@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import studies  # noqa: E402
 from nas import dashboard as dash  # noqa: E402
 from nas.dashboard import records_from_study, spec_errors  # noqa: E402
-from nas.records import trial_rows  # noqa: E402
+from nas.search.records import trial_rows  # noqa: E402
 from resnext.complexity import format_count  # noqa: E402
 from resnext.spec import Spec  # noqa: E402
 
@@ -46,7 +46,7 @@ def notation(spec: dict[str, Any]) -> str:
 def spearman(x: list[float], y: list[float]) -> float:
     import numpy as np
 
-    from nas.rank import spearman as rho
+    from nas.stats.rank import spearman as rho
 
     return float(rho(np.array(x, dtype=float), np.array(y, dtype=float)))
 
@@ -287,14 +287,14 @@ def section_search(storage: str, out: Path, lines: list[str], tag: str = "") -> 
 
 def _estimates(cal: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The file's rank correlations, or, for a calibration still running, the same estimates
-    (nas.rank.bootstrap, the file's seed) over the configurations that have both results."""
+    (nas.stats.rank.bootstrap, the file's seed) over the configurations that have both results."""
     keys = ("spearman", "kendall", "params_spearman", "params_kendall")
     keys += ("flops_spearman", "flops_kendall")
     if all(k in cal for k in keys):
         return {k: cal[k] for k in keys}
     import numpy as np
 
-    from nas.rank import bootstrap, kendall, spearman
+    from nas.stats.rank import bootstrap, kendall, spearman
 
     long = np.array([r["long_val_accuracy"] for r in rows])
     by = {

@@ -46,8 +46,8 @@ import sys
 from pathlib import Path
 
 from nas import dashboard as dash
-from nas.recommend import format_p_best
-from nas.records import best_config, trial_rows
+from nas.stats.recommend import format_p_best
+from nas.search.records import best_config, trial_rows
 
 study_name, storage, seconds, search, shot = sys.argv[1:]
 study = dash.load_study(study_name, storage)

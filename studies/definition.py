@@ -2,8 +2,10 @@
 
 A :class:`StudyDefinition` names a paper experiment (or a starting point), cites where it comes
 from, and holds a *design* that turns the dataset's classes and resolution into the study's
-space: a :class:`~nas.space.SpecGrid` for the paper's fixed comparisons (every spec trained with
-every seed, no sampler, no pruning) or a :class:`~nas.space.SearchSpace` for a budgeted search.
+space: a :class:`~nas.search.space.SpecGrid` for the paper's fixed comparisons (every spec trained
+with
+every seed, no sampler, no pruning) or a :class:`~nas.search.space.SearchSpace` for a budgeted
+search.
 Definitions are registered by name (:func:`register`, :func:`get`, :func:`definitions`).
 """
 
@@ -13,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.confirm import ConfirmSettings
-from nas.schedule import Schedule
-from nas.space import SearchSpace, SpecGrid
-from nas.study import MAX_SEEDS, SearchSettings, check_trials
+from nas.search.confirm import ConfirmSettings
+from nas.search.space import SearchSpace, SpecGrid
+from nas.search.study import MAX_SEEDS, SearchSettings, check_trials
+from nas.training.config import Schedule
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
-# The built-in synthetic dataset: 10 classes of 32x32 images (nas.data).
+# The built-in synthetic dataset: 10 classes of 32x32 images (nas.data.loader).
 DEFAULT_CLASSES = 10
 DEFAULT_RESOLUTION = 32
 
@@ -210,7 +212,8 @@ class StudyDefinition:
         latency: bool = True,
         runs_dir: Path | None = None,
     ) -> SearchSettings:
-        """The :class:`nas.study.SearchSettings` of a run; trials save weights in ``runs_dir``.
+        """The :class:`nas.search.study.SearchSettings` of a run; trials save weights in
+        ``runs_dir``.
 
         A search study ends in its confirmation phase; a grid study measures every
         point with its seeds already and has none.

@@ -2,12 +2,13 @@
 
 Scaled for a CPU on the built-in 32x32 synthetic dataset: the CIFAR template (Sec. 5.3) cut to
 one block a stage and first-stage width 32 (stage widths 32, 64, 128 instead of 256, 512, 1024),
-every trial the `search` command's default (``nas.schedule.DEFAULT_TRIAL``, written once there).
+every trial the `search` command's default (``nas.training.config.DEFAULT_TRIAL``, written once
+there).
 """
 
 from __future__ import annotations
 
-from nas.schedule import DEFAULT_TRIAL
+from nas.training.config import DEFAULT_TRIAL
 from studies.definition import (
     BudgetedSpace,
     GrowthSeries,
@@ -16,7 +17,7 @@ from studies.definition import (
     register,
 )
 
-# The `search` command's default trial (nas.schedule), the same for every study.
+# The `search` command's default trial (nas.training.config), the same for every study.
 TRIAL = DEFAULT_TRIAL
 
 CARDINALITY_VS_WIDTH = register(

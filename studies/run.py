@@ -1,7 +1,8 @@
-"""Running a study definition with :func:`nas.workers.run_search` (workers, resume, retries).
+"""Running a study definition with :func:`nas.search.workers.run_search` (workers, resume, retries).
 
 A grid study queues every (spec, seed) point that its storage has not trained, is not running
-and has not queued (:func:`nas.study.enqueue_grid`), then runs until the study-wide count is the
+and has not queued (:func:`nas.search.study.enqueue_grid`), then runs until the study-wide count is
+the
 grid size: a re-run after a crash trains only what is missing, and each point exactly once.
 """
 
@@ -11,13 +12,21 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nas.data import Dataset
-from nas.records import counts
-from nas.schedule import Schedule
-from nas.space import SpecGrid
-from nas.storage import HEARTBEAT, load, open_storage, storage_url
-from nas.study import STALE, Progress, drop_queue, enqueue_grid, grid_key, grid_point, prepare
-from nas.workers import WorkerReport, run_search
+from nas.data.loader import Dataset
+from nas.search.records import counts
+from nas.search.space import SpecGrid
+from nas.search.storage import HEARTBEAT, load, open_storage, storage_url
+from nas.search.study import (
+    STALE,
+    Progress,
+    drop_queue,
+    enqueue_grid,
+    grid_key,
+    grid_point,
+    prepare,
+)
+from nas.search.workers import WorkerReport, run_search
+from nas.training.config import Schedule
 from studies.definition import StudyDefinition
 
 
@@ -62,7 +71,7 @@ def run_study(
 ) -> StudyRun:
     """Run (or resume) ``definition`` on ``data`` until every grid point or trial is trained.
 
-    ``workers`` and ``trials_per_gpu`` are :func:`nas.workers.run_search`'s.
+    ``workers`` and ``trials_per_gpu`` are :func:`nas.search.workers.run_search`'s.
     """
     n = definition.n_trials(seeds, data.classes, data.resolution)
     seeds = seeds or definition.seeds

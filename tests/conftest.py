@@ -28,7 +28,7 @@ def pytest_configure(config) -> None:
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
     """The image files decoded so far, recorded around the real decoder (a fresh cache)."""
-    from nas import folder
+    from nas.data import folder
 
     seen: list[Path] = []
     real = folder.decode

@@ -65,7 +65,9 @@ def test_bench_train_compares_three_loops() -> None:
     out = run(
         "bench_train.py", "--images", "256", "--epochs", "2", "--repeats", "1", "--batches", "2"
     )
-    m = re.search(r"wall median: \(1\) nas.train ([\d.]+), .* \(3\) bare step ([\d.]+)", out)
+    m = re.search(
+        r"wall median: \(1\) nas.training.loop ([\d.]+), .* \(3\) bare step ([\d.]+)", out
+    )
     assert m, out
     assert float(m.group(1)) > 0 and float(m.group(2)) > 0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nas.calibrate import calibrate, pick
-from nas.rank import kendall, spearman
-from nas.train import TrainConfig
+from nas.search.calibrate import calibrate, pick
+from nas.stats.rank import kendall, spearman
+from nas.training.loop import TrainConfig
 from resnext.budget import Budget, generate
 from tests.test_search import RES, toy_data
 

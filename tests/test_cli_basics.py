@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nas.fileio import ensure_parent
-from nas.records import SPEC_COLUMNS
+from nas.search.records import SPEC_COLUMNS
 from tests.conftest import ROOT
 
 CLI = str(ROOT / "cli.py")

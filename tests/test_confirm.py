@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from nas.confirm import (
+from nas.search.confirm import (
     CONFIRM,
     ConfirmSettings,
     config_key,

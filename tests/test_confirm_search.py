@@ -11,11 +11,11 @@ import pytest
 from optuna.trial import TrialState
 
 import cli
-from nas.confirm import CONFIRM, SEARCH, ConfirmSettings, confirmed, plan, recommendation
-from nas.records import counts
-from nas.storage import load
-from nas.study import SearchSettings
-from nas.workers import run_search, run_worker
+from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, confirmed, plan, recommendation
+from nas.search.records import counts
+from nas.search.storage import load
+from nas.search.study import SearchSettings
+from nas.search.workers import run_search, run_worker
 from tests.test_search import RES, TRAIN, sqlite, tiny_space, toy_data
 
 CONFIRM_2 = ConfirmSettings(k=2, seeds=2, max_seeds=2)  # 4 confirmation trials, no racing
@@ -110,10 +110,10 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture) -> dict:
 @pytest.fixture
 def toy_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the CLI in ``tmp_path`` on the toy set; returns the storage URL."""
-    import nas.data
+    import nas.data.loader
 
     # The toy set stands in for the synthetic one: same shape of Dataset, seconds to train.
-    monkeypatch.setattr(nas.data, "load_dataset", lambda *a, **k: toy_data())
+    monkeypatch.setattr(nas.data.loader, "load_dataset", lambda *a, **k: toy_data())
     monkeypatch.chdir(tmp_path)
     return sqlite(tmp_path)
 

@@ -19,7 +19,6 @@ from plotly.offline import get_plotlyjs
 
 import resnext
 from nas import dashboard as dash
-from nas.confirm import CONFIRM
 from nas.dashboard.evidence import (
     MIN_EDF_GROUP,
     MIN_IMPORTANCE,
@@ -27,9 +26,10 @@ from nas.dashboard.evidence import (
     effect_text,
     ks_critical,
 )
-from nas.designspace import ks_statistic
-from nas.records import COUNTED
-from nas.storage import storage_url
+from nas.search.confirm import CONFIRM
+from nas.search.records import COUNTED
+from nas.search.storage import storage_url
+from nas.stats.designspace import ks_statistic
 from tests.conftest import XSS
 from tests.synthetic import synthetic_trials
 from tests.test_confirm import trial

@@ -11,7 +11,6 @@ import optuna
 import pytest
 
 from nas import dashboard as dash
-from nas.confirm import CONFIRM, recommendation
 from nas.dashboard.evidence import (
     MIN_EDF_GROUP,
     MIN_IMPORTANCE,
@@ -21,7 +20,8 @@ from nas.dashboard.evidence import (
     effective_n,
     ks_critical,
 )
-from nas.designspace import edf, ks_statistic
+from nas.search.confirm import CONFIRM, recommendation
+from nas.stats.designspace import edf, ks_statistic
 from tests.synthetic import synthetic_trials
 from tests.test_confirm import proxy, trial
 

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas import data, folder, synthetic
-from nas.data import load_dataset
+from nas.data import folder, synthetic
+from nas.data import loader as data
+from nas.data.loader import load_dataset
 
 if TYPE_CHECKING:
     import torch
@@ -170,7 +171,7 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 def test_importing_nas_data_does_not_import_torch() -> None:
-    code = "import sys, nas.data, nas.synthetic; sys.exit('torch' in sys.modules)"
+    code = "import sys, nas.data.loader, nas.data.synthetic; sys.exit('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
@@ -668,7 +669,7 @@ def test_linear_model_stays_far_below_small_resnext() -> None:
     logistic regressions on raw pixels (chance: 10%), 46.8% for the ResNeXt after 300 SGD steps
     of 32 images. Trained ten times longer on 20k images
     (``python tests/test_data.py 20000 2000 3000 32``), the ResNeXt reaches 95.6%, close to the
-    ceiling of about 96.5% set by the 4% of images that lack their shape (nas/synthetic.py).
+    ceiling of about 96.5% set by the 4% of images that lack their shape (nas/data/synthetic.py).
     """
     ds = _synthetic(5000, 1000)
     linear, cnn = _linear_accuracy(ds), _resnext_accuracy(ds, 300, 32)

@@ -141,7 +141,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(
 
 def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """$RESNEXT_NAS_MAX_IMAGE_PIXELS lowers or raises the limit; a bad value is refused."""
-    from nas import folder
+    from nas.data import folder
 
     big = tmp_path / "big.png"
     Image.new("RGB", (300, 200)).save(big)
@@ -194,7 +194,7 @@ def test_an_archive_bomb_is_refused_and_leaves_nothing(
     """An archive that extracts to more than MAX_RATIO times its size (8 MB of zeros in a few
     KB) is refused in one line naming the setting that raises the cap, with nothing left in the
     cache; raising the ratio lets it through."""
-    from nas import archive
+    from nas.data import archive
 
     monkeypatch.setattr(archive, "RATIO_FREE_BYTES", 1 << 20)  # the bomb stays small and fast
     root = _folder(tmp_path / "tree", classes=2, per_class=10)
@@ -221,7 +221,7 @@ def test_extraction_counts_the_bytes_it_writes_not_the_declared_sizes(tmp_path: 
     """Declared sizes can lie: the copy counts what is read and stops at the cap."""
     import io
 
-    from nas import archive
+    from nas.data import archive
 
     budget = archive._Budget(tmp_path / "a.zip", 1000)
     budget.cap = 3 << 20
@@ -260,8 +260,8 @@ def test_search_ranks_on_enough_validation_images(
     """On 600 images, --val-fraction 0.02 would score every trial on 12 (every trial read
     75.0%): the split is raised to MIN_VAL_IMAGES with a note, and the split sizes are printed
     at the start; where the training subset leaves too few images, one line says how many."""
-    from nas import workers
-    from nas.data import MIN_VAL_IMAGES
+    from nas.data.loader import MIN_VAL_IMAGES
+    from nas.search import workers
 
     seen = []
 
@@ -288,7 +288,7 @@ def test_search_ranks_on_enough_validation_images(
 def test_train_prints_its_split_sizes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nas import train
+    from nas.training import loop as train
 
     def stop(*args: object, **kwargs: object) -> None:
         raise _Stop

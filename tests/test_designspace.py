@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from nas.designspace import complexity_weights, edf, ks_statistic, pareto_front
-from nas.rank import spearman
+from nas.stats.designspace import complexity_weights, edf, ks_statistic, pareto_front
+from nas.stats.rank import spearman
 
 
 def brute_front(cost: list[float], score: list[float]) -> set[int]:

@@ -24,11 +24,11 @@ from optuna.trial import TrialState
 
 import resnext
 from nas.export import ONNX_PACKAGES, load_spec
-from nas.objective import Objective
-from nas.storage import load
-from nas.study import SearchSettings, run_folder, safe_name
-from nas.train import TrainConfig, lr_factor, recipe_config, train
-from nas.workers import run_search
+from nas.search.objective import Objective
+from nas.search.storage import load
+from nas.search.study import SearchSettings, run_folder, safe_name
+from nas.search.workers import run_search
+from nas.training.loop import TrainConfig, lr_factor, recipe_config, train
 from resnext.complexity import complexity
 from resnext.spec import Spec
 from tests.test_search import TRAIN, run_cli, tiny_space, toy_data

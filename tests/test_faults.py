@@ -23,11 +23,18 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.objective import claim_seed
-from nas.records import config_key, counts, kind, retried_from, trial_record
-from nas.storage import load, open_storage, storage_error
-from nas.study import STALE, SearchSettings, create_or_load, drop_queue, enqueue_grid, grid_key
-from nas.workers import ORPHAN_GRACE, Terminated, _lost_worker, run_worker
+from nas.search.objective import claim_seed
+from nas.search.records import config_key, counts, kind, retried_from, trial_record
+from nas.search.storage import load, open_storage, storage_error
+from nas.search.study import (
+    STALE,
+    SearchSettings,
+    create_or_load,
+    drop_queue,
+    enqueue_grid,
+    grid_key,
+)
+from nas.search.workers import ORPHAN_GRACE, Terminated, _lost_worker, run_worker
 from tests.test_search import ROOT, TRAIN, sqlite, tiny_space, toy_data
 
 SETTINGS = {"pruner": "none", "latency": False}
@@ -127,7 +134,7 @@ def test_unwritable_weights_keep_the_trained_trial(
 
 
 def test_stale_queue_of_other_seeds_is_dropped_not_trained(tmp_path: Path) -> None:
-    from nas.space import SpecGrid
+    from nas.search.space import SpecGrid
 
     url = sqlite(tmp_path)
     space = tiny_space()
@@ -258,8 +265,8 @@ def test_processes_never_pick_the_same_seed_on_postgres() -> None:
 POOL = """
 import sys
 from tests.test_search import toy_data, tiny_space, KILL_IMAGES, KILL_TRAIN
-from nas.study import SearchSettings
-from nas.workers import run_search
+from nas.search.study import SearchSettings
+from nas.search.workers import run_search
 settings = SearchSettings(tiny_space(), study="t", pruner="none", latency=False)
 run_search(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 20, storage=sys.argv[1], workers=2,
            heartbeat=1)
@@ -399,7 +406,7 @@ import multiprocessing as mp
 import signal
 import time
 
-from nas.workers import _die_with_parent
+from nas.search.workers import _die_with_parent
 
 
 def child():
@@ -553,7 +560,7 @@ def test_database_lost_mid_search_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     import cli
-    from nas import workers
+    from nas.search import workers
 
     def gone(*_a, **_k):
         raise _lost_connection()

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import resnext
-from nas import perf
-from nas.storage import load
-from nas.study import SearchSettings
-from nas.train import TrainConfig, Trial, train
-from nas.workers import _placement, run_search
+from nas.search.storage import load
+from nas.search.study import SearchSettings
+from nas.search.workers import _placement, run_search
+from nas.training import plan as perf
+from nas.training.loop import TrainConfig, Trial, train
 from tests import numerics
 from tests.test_search import tiny_space
 from tests.test_search import toy_data as search_data

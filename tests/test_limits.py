@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import resnext
-from nas import synthetic
-from nas.data import load_dataset, split_indices
+from nas.data import synthetic
+from nas.data.loader import load_dataset, split_indices
 from nas.export import MAX_SPEC_BYTES, load_spec
 from resnext.budget import INT64_MAX, MAX_GRID_CELLS, Budget, generate
 from resnext.complexity import complexity, training_memory
@@ -226,7 +226,7 @@ def test_training_memory_is_a_lower_bound_of_a_real_step() -> None:
     """One SGD step's peak on the CPU allocator stays above the estimate."""
     import torch
 
-    from nas.train import available_memory
+    from nas.training.loop import available_memory
 
     spec = Spec("cifar", (1, 1, 1), 64, 8, 4, classes=10, resolution=32)
     torch.manual_seed(0)
@@ -259,12 +259,12 @@ def test_a_spec_that_cannot_fit_is_refused_before_any_data_loads(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     import cli
-    import nas.data
+    import nas.data.loader
 
     def no_data(*args: object, **kwargs: object) -> None:
         raise AssertionError("the data loaded before the size check")
 
-    monkeypatch.setattr(nas.data, "load_dataset", no_data)
+    monkeypatch.setattr(nas.data.loader, "load_dataset", no_data)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--template", "imagenet", "--width", "65536",
@@ -276,7 +276,7 @@ def test_a_spec_that_cannot_fit_is_refused_before_any_data_loads(
 
 
 def test_train_refuses_a_spec_too_large_for_memory_before_building_it() -> None:
-    from nas.train import TrainConfig, train
+    from nas.training.loop import TrainConfig, train
     from tests.test_train import toy_data
 
     data = toy_data(64, classes=4, res=16)
@@ -334,7 +334,8 @@ def test_synthetic_dataset_paints_only_the_images_it_keeps(
 
     monkeypatch.setattr(synthetic, "_render", counting)
     ds = load_dataset("synthetic", train_images=300, val_fraction=0.1, seed=5, synthetic_train=4000)
-    # 300 train + a validation split capped at half of them (nas.data.VAL_CAP_RULE): not 4,000
+    # 300 train + a validation split capped at half of them (nas.data.loader.VAL_CAP_RULE): not
+    # 4,000
     assert sum(painted) == 300 + 150
     # The same selection and bytes as painting the whole set and splitting it.
     monkeypatch.setattr(synthetic, "_render", real)
@@ -364,7 +365,7 @@ def test_numbers_out_of_range_name_their_option(args: list[str], message: str) -
 
 
 def test_an_lr_that_overflows_the_weights_ends_the_trial_as_diverged() -> None:
-    from nas.train import FLOAT32_MAX, TrainConfig, train
+    from nas.training.loop import FLOAT32_MAX, TrainConfig, train
     from tests.test_train import toy_data
 
     spec = Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16)
@@ -373,7 +374,7 @@ def test_an_lr_that_overflows_the_weights_ends_the_trial_as_diverged() -> None:
 
 
 def test_heartbeat_limit_in_the_library() -> None:
-    from nas.storage import MAX_HEARTBEAT, check_heartbeat
+    from nas.search.storage import MAX_HEARTBEAT, check_heartbeat
 
     check_heartbeat(MAX_HEARTBEAT)
     for bad in (0, MAX_HEARTBEAT + 1, 1.5):
@@ -387,7 +388,7 @@ def test_heartbeat_limit_in_the_library() -> None:
 def test_workers_beyond_the_machine_are_capped_with_the_reason(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from nas.workers import _local_capacity, cap_workers
+    from nas.search.workers import _local_capacity, cap_workers
 
     limit, why = _local_capacity()
     assert cap_workers(limit) == limit and capsys.readouterr().err == ""
@@ -414,7 +415,7 @@ def test_the_readme_states_the_limits() -> None:
 
 @pytest.mark.parametrize("seed", [-1, 2**63, 1.5])
 def test_search_settings_name_the_seed_option(seed: object) -> None:
-    from nas.study import SearchSettings
+    from nas.search.study import SearchSettings
     from tests.test_search import tiny_space
 
     SearchSettings(tiny_space(), seed=2**63 - 1)

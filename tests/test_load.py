@@ -1,6 +1,7 @@
 """Load: many worker processes on one study, trials of a fraction of a second.
 
-The real :func:`nas.workers.run_search` with the real objective on a tiny model and 24 training
+The real :func:`nas.search.workers.run_search` with the real objective on a tiny model and 24
+training
 images of 8x8, one epoch: every trial is done exactly once, none is lost, the study-wide count is
 exact and no (config, seed) is trained twice. 8 processes on PostgreSQL, 4 on SQLite.
 """
@@ -15,10 +16,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.records import config_key, counts
-from nas.storage import load
-from nas.study import SearchSettings
-from nas.workers import run_search
+from nas.search.records import config_key, counts
+from nas.search.storage import load
+from nas.search.study import SearchSettings
+from nas.search.workers import run_search
 from tests.test_search import TRAIN, sqlite, tiny_space, toy_data
 
 PG = os.environ.get("RESNEXT_NAS_TEST_POSTGRES")

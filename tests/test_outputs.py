@@ -26,11 +26,11 @@ import torch
 import cli
 import resnext
 from nas import dashboard as dash
-from nas.calibrate import CalibrationFile
 from nas.commands.options import command, literal
 from nas.export import export_trial, state_dict_mismatch
 from nas.fileio import OLD_TEMP_AGE, WriteError, remove_stale_temps, write_text
-from nas.records import trial_record
+from nas.search.calibrate import CalibrationFile
+from nas.search.records import trial_record
 from tests.synthetic import synthetic_trials
 
 TINY = resnext.Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16, stem_width=16)
@@ -140,7 +140,7 @@ def test_temps_of_earlier_versions_are_removed_once_an_hour_old(tmp_path: Path) 
 
 
 def test_download_writes_through_a_temp_of_its_own_and_clears_orphans(tmp_path: Path) -> None:
-    from nas.data import download
+    from nas.data.loader import download
 
     src = tmp_path / "src.bin"
     src.write_bytes(b"archive bytes")
@@ -573,7 +573,7 @@ LONG_NAME = "a" * 150 + "é" * 150  # 450 bytes in UTF-8: too long for one file 
 
 def test_default_paths_of_a_long_study_name_fit_a_file_system(tmp_path: Path) -> None:
     from nas.export import default_out as export_out
-    from nas.study import run_folder
+    from nas.search.study import run_folder
 
     paths = [
         dash.default_out(LONG_NAME),

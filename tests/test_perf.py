@@ -1,4 +1,5 @@
-"""How trials run (nas.perf): per-device plans, their config fields, MFU counts, GPU placement."""
+"""How trials run (nas.training.plan): per-device plans, their config fields, MFU counts, GPU
+placement."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 import torch
 
 import resnext
-from nas import perf
-from nas.train import TrainConfig, Trial, train
-from nas.workers import _placement
+from nas.search.workers import _placement
+from nas.training import plan as perf
+from nas.training.loop import TrainConfig, Trial, train
 from tests import numerics
 from tests.test_cli import run as run_cli
 from tests.test_train import FAST, TINY, toy_data

@@ -32,11 +32,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas import deadline
-from nas.records import config_key, counts, study_rows
-from nas.storage import load, open_storage
-from nas.study import SearchSettings
-from nas.workers import run_search
+from nas.search import deadline
+from nas.search.records import config_key, counts, study_rows
+from nas.search.storage import load, open_storage
+from nas.search.study import SearchSettings
+from nas.search.workers import run_search
 from tests.synthetic import synthetic_trials
 from tests.test_faults import reap
 from tests.test_search import ROOT, TRAIN, tiny_space, toy_data
@@ -194,14 +194,14 @@ def test_server_stopped_mid_study_is_one_line_then_the_same_command_resumes(
 
 
 def test_every_call_goes_through_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    # nas.deadline bounds psycopg's Connection.wait, which is not public API: this fails if
+    # nas.search.deadline bounds psycopg's Connection.wait, which is not public API: this fails if
     # psycopg stops routing a query (and the pool's pre-ping) through it.
     assert URL, 'CI must start PostgreSQL: eval "$(scripts/start_postgres.sh)" (see .ci/run)'
     storage = open_storage(URL)
     conn = storage.engine.raw_connection()
     try:
         assert type(conn.driver_connection).__name__ == "Connection"
-        assert hasattr(conn.driver_connection, "server")  # made by nas.deadline
+        assert hasattr(conn.driver_connection, "server")  # made by nas.search.deadline
     finally:
         conn.close()
     armed: list[float] = []

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nas.rank import bootstrap, kendall, ranks, spearman
+from nas.stats.rank import bootstrap, kendall, ranks, spearman
 
 
 def test_ranks_average_ties() -> None:

@@ -24,9 +24,9 @@ import sqlalchemy.exc
 
 import cli
 from nas import dashboard as dash
-from nas.storage import load, open_storage
-from nas.study import SearchSettings
-from nas.workers import run_search
+from nas.search.storage import load, open_storage
+from nas.search.study import SearchSettings
+from nas.search.workers import run_search
 from tests.browser import in_ci
 from tests.conftest import ROOT
 from tests.test_search import TRAIN, tiny_space, toy_data

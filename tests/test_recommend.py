@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from nas.recommend import (
+from nas.stats.recommend import (
     mean_interval,
     p_best,
     paired_difference,

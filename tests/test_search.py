@@ -20,12 +20,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.data import Dataset
-from nas.objective import Objective, Surplus, set_user_attrs
-from nas.records import ATTR, best_config, counts, retried_from, study_rows, trial_rows
-from nas.space import OutOfBudget, SearchSpace, suggest_spec
-from nas.storage import load, open_storage
-from nas.study import (
+from nas.data.loader import Dataset
+from nas.search.objective import Objective, Surplus, set_user_attrs
+from nas.search.records import ATTR, best_config, counts, retried_from, study_rows, trial_rows
+from nas.search.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.search.storage import load, open_storage
+from nas.search.study import (
     DEFAULT_STUDY,
     ENQUEUED,
     SearchSettings,
@@ -33,8 +33,8 @@ from nas.study import (
     create_or_load,
     enqueue,
 )
-from nas.train import TrainConfig
-from nas.workers import run_search, run_worker
+from nas.search.workers import run_search, run_worker
+from nas.training.loop import TrainConfig
 from resnext.budget import Budget, pareto_mask
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -295,8 +295,8 @@ import signal
 import sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from tests.test_search import toy_data, tiny_space, KILL_IMAGES, KILL_TRAIN
-from nas.study import SearchSettings
-from nas.workers import run_worker
+from nas.search.study import SearchSettings
+from nas.search.workers import run_worker
 settings = SearchSettings(tiny_space(), study="k", pruner="none", latency=False)
 run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=sys.argv[1], heartbeat=1)
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas.schedule import DEFAULT_TRIAL
+from nas.training.config import DEFAULT_TRIAL
 from tests.test_search import ROOT, toy_data
 
 
@@ -34,15 +34,15 @@ BAND = [
 def test_ground_truth_resumes_and_the_benchmark_replays_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nas.data
+    import nas.data.loader
 
     calls = []
 
-    def toy(name: str, **kw) -> nas.data.Dataset:
+    def toy(name: str, **kw) -> nas.data.loader.Dataset:
         calls.append((name, kw))
         return toy_data()
 
-    monkeypatch.setattr(nas.data, "load_dataset", toy)
+    monkeypatch.setattr(nas.data.loader, "load_dataset", toy)
     gt = load("scripts/ground_truth.py", "ground_truth")
     out = tmp_path / "gt.json"
     first = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])

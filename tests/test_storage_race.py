@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from nas.confirm import CONFIRM
-from nas.records import counts
-from nas.storage import load, open_storage
+from nas.search.confirm import CONFIRM
+from nas.search.records import counts
+from nas.search.storage import load, open_storage
 from tests.test_search import run_cli
 
 PROCESSES = 4

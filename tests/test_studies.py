@@ -16,12 +16,12 @@ from optuna.trial import TrialState
 
 import studies
 from nas import dashboard as dash
-from nas import train as ntrain
-from nas.confirm import ConfirmSettings
-from nas.records import counts, trial_rows
-from nas.space import SpecGrid
-from nas.storage import load, open_storage
-from nas.study import grid_key
+from nas.search.confirm import ConfirmSettings
+from nas.search.records import counts, trial_rows
+from nas.search.space import SpecGrid
+from nas.search.storage import load, open_storage
+from nas.search.study import grid_key
+from nas.training import loop as ntrain
 from resnext.budget import Budget
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -241,7 +241,7 @@ def test_a_failing_point_is_reported_missing_not_replaced_by_a_sampled_trial(
 def test_a_killed_workers_grid_point_is_retried_after_its_heartbeat(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     d = tiny_table3(seeds=1)
-    from nas.study import enqueue_grid, prepare
+    from nas.search.study import enqueue_grid, prepare
 
     settings = d.settings(classes=10, resolution=RES)
     study, _ = prepare(settings, storage=url)
@@ -263,7 +263,7 @@ def test_a_duplicate_queued_point_is_surplus(tmp_path: Path) -> None:
     # Two `study run` started together may both queue a missing point: it trains once.
     url = sqlite(tmp_path)
     d = tiny_table3(seeds=1)
-    from nas.study import ENQUEUED, enqueue_grid, prepare
+    from nas.search.study import ENQUEUED, enqueue_grid, prepare
 
     settings = d.settings(classes=10, resolution=RES)
     study, _ = prepare(settings, storage=url)

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import resnext
-from nas.data import Dataset
+from nas.data.loader import Dataset
 from nas.fileio import write_atomic
-from nas.train import (
+from nas.training.loop import (
     CHECKPOINT,
     CIFAR_PAD,
     EpochStats,
@@ -65,7 +65,9 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Train on one thread."""
     # Where other processes hold the cores, OpenMP threads that wait for each other spin: on a
     # busy 2-core machine a tiny training took 10x longer with 2 threads than with 1.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # nas.train then leaves the thread count alone
+    monkeypatch.setenv(
+        "OMP_NUM_THREADS", "1"
+    )  # nas.training.loop then leaves the thread count alone
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -445,7 +447,7 @@ def test_cli_trains_end_to_end_on_synthetic(tmp_path: Path) -> None:
 
 def test_trainer_learns_the_synthetic_dataset_well_above_chance() -> None:
     # The README's figures: 8x1d-like small nets leave chance (10%) within ~190 SGD steps.
-    from nas.data import load_dataset
+    from nas.data.loader import load_dataset
 
     data = load_dataset("synthetic", synthetic_train=2500, synthetic_test=10, val_fraction=0.2)
     spec = resnext.Spec("cifar", (1, 1, 1), 32, 4, 2, classes=10, resolution=32)

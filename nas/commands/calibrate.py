@@ -1,4 +1,5 @@
-"""``calibrate``: how far to trust a short trial (the work and the file: :mod:`nas.calibrate`)."""
+"""``calibrate``: how far to trust a short trial (the work and the file:
+:mod:`nas.search.calibrate`)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,14 @@ from nas.commands.options import (
     print_json,
 )
 from nas.commands.search import SearchDepthsOpt, SearchFlopsOpt, SearchWidthsOpt
-from nas.data import DataOptions, default_template
-from nas.schedule import DEFAULT_TRIAL, KNOWN_CLASSES, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from nas.data.loader import DataOptions, default_template
+from nas.training.config import (
+    DEFAULT_TRIAL,
+    KNOWN_CLASSES,
+    SEARCH_DEPTHS,
+    SEARCH_FLOPS,
+    SEARCH_WIDTHS,
+)
 from resnext.budget import Budget, generate
 from resnext.complexity import format_count
 
@@ -85,7 +92,7 @@ def calibrate_command(
     The defaults (all 8 configurations of the `search` default band, 3 and 18 epochs on 4,000
     images) take about twice the 17 minutes that 2,000 images took on 2 idle CPU cores.
     """
-    from nas.calibrate import REFERENCE, CalibrationFile, calibrate, long_schedule, pick
+    from nas.search.calibrate import REFERENCE, CalibrationFile, calibrate, long_schedule, pick
 
     # Every check that needs no data comes first: options, --out, the band's size.
     check_dataset(dataset)

@@ -43,8 +43,14 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
-from nas.data import MIN_VAL_IMAGES, DataOptions, default_template
-from nas.schedule import DEFAULT_TRIAL, KNOWN_CLASSES, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from nas.data.loader import MIN_VAL_IMAGES, DataOptions, default_template
+from nas.training.config import (
+    DEFAULT_TRIAL,
+    KNOWN_CLASSES,
+    SEARCH_DEPTHS,
+    SEARCH_FLOPS,
+    SEARCH_WIDTHS,
+)
 from resnext.budget import Budget
 from resnext.complexity import format_count
 
@@ -118,7 +124,7 @@ def search_space(
     tune_lr: bool,
     tune_wd: bool,
 ) -> Any:
-    from nas.space import SearchSpace
+    from nas.search.space import SearchSpace
 
     if flops is None and params is None:
         flops = SEARCH_FLOPS
@@ -260,11 +266,11 @@ def search(
     proposed), sized for 3-epoch trials of batch 32 on 4,000 32x32 images (1,000 held out),
     about a minute or less each on 2 CPU cores, that reached 35-38% on real CIFAR-10.
     """
-    from nas import study as nstudy
-    from nas.confirm import ConfirmSettings
-    from nas.storage import check_heartbeat
-    from nas.train import TrainConfig, check_device
-    from nas.workers import cap_workers, on_cpu, run_search
+    from nas.search import study as nstudy
+    from nas.search.confirm import ConfirmSettings
+    from nas.search.storage import check_heartbeat
+    from nas.search.workers import cap_workers, on_cpu, run_search
+    from nas.training.loop import TrainConfig, check_device
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
 
@@ -355,8 +361,8 @@ def search(
 
 def confirm_left(study: str, storage: str | None, settings: Any) -> bool:
     """Whether the existing study's confirmation phase has work left."""
-    from nas.confirm import remaining
-    from nas.storage import load
+    from nas.search.confirm import remaining
+    from nas.search.storage import load
 
     return remaining(load(study, storage).get_trials(deepcopy=False), settings)
 
@@ -371,9 +377,9 @@ def search_summary(
 ) -> None:
     """The study's trials by state and its confirmed recommendation, after a search (``extra``
     joins the JSON). The best single trial is a maximum over seeds and never the answer."""
-    from nas.confirm import describe, phase, store_recommendation
-    from nas.records import best_config, study_rows, trial_rows
-    from nas.storage import load
+    from nas.search.confirm import describe, phase, store_recommendation
+    from nas.search.records import best_config, study_rows, trial_rows
+    from nas.search.storage import load
 
     loaded = load(study, storage)
     summary = next(r for r in study_rows(storage) if r["name"] == study)
@@ -431,10 +437,10 @@ def trials(
 
     ``--json`` prints ``{"trials": [...], "recommendation": {...} or null}``.
     """
-    from nas.confirm import describe, recommendation
     from nas.fileio import ensure_parent, write_csv
-    from nas.records import csv_table, trial_rows
-    from nas.storage import load
+    from nas.search.confirm import describe, recommendation
+    from nas.search.records import csv_table, trial_rows
+    from nas.search.storage import load
 
     if csv:
         ensure_parent(csv, "--csv")
@@ -499,7 +505,7 @@ def trials(
 
 def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
     """List the studies of a storage: objectives, trials by state, best trial."""
-    from nas.records import study_rows
+    from nas.search.records import study_rows
 
     rows = study_rows(storage)
     if as_json:

@@ -35,8 +35,8 @@ from nas.commands.options import (
     report_data,
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
-from nas.data import MIN_VAL_IMAGES, DataOptions
-from nas.schedule import KNOWN_CLASSES
+from nas.data.loader import MIN_VAL_IMAGES, DataOptions
+from nas.training.config import KNOWN_CLASSES
 
 app = typer.Typer(
     help="The paper's experiments as ready-made studies: list them, run one.",
@@ -72,7 +72,7 @@ def _unset_option(text: str) -> Any:
 
 
 def _storage_hint(storage: str | None) -> tuple[str, ...]:
-    from nas.storage import redact
+    from nas.search.storage import redact
 
     return ("--storage", redact(storage)) if storage else ()
 
@@ -114,8 +114,8 @@ def study_run(
 ) -> None:
     """Run (or resume) a study definition; re-running trains only what is missing."""
     import studies
-    from nas.study import check_study
-    from nas.train import check_device
+    from nas.search.study import check_study
+    from nas.training.loop import check_device
     from studies.run import with_overrides
 
     definition = studies.get(name)
@@ -125,7 +125,7 @@ def study_run(
     dataset = dataset.value
     if min(workers, trials_per_gpu) < 1:
         raise ValueError("--workers and --trials-per-gpu take positive integers")
-    from nas.workers import cap_workers, on_cpu
+    from nas.search.workers import cap_workers, on_cpu
 
     workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
@@ -209,8 +209,8 @@ def study_drop(
 ) -> None:
     """Delete a study and its trials, or (--queue-only) withdraw the trials an interrupted run
     left queued."""
-    from nas.storage import load
-    from nas.study import drop_study
+    from nas.search.storage import load
+    from nas.search.study import drop_study
 
     load(name, storage, read_only=True)  # a study that is not there is named as such first
     if not queue_only and not yes:

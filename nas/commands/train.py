@@ -1,4 +1,5 @@
-"""``train``: one spec on a dataset, with the paper's augmentation and SGD (:mod:`nas.train`)."""
+"""``train``: one spec on a dataset, with the paper's augmentation and SGD
+(:mod:`nas.training.loop`)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
-from nas.data import default_template
-from nas.schedule import KNOWN_CLASSES
+from nas.data.loader import default_template
+from nas.training.config import KNOWN_CLASSES
 from resnext.complexity import format_count
 from resnext.registry import R29
 
@@ -130,8 +131,8 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
-    from nas.data import image_side
-    from nas.train import RECIPES, TrainConfig, check_memory, recipe_config
+    from nas.data.loader import image_side
+    from nas.training.loop import RECIPES, TrainConfig, check_memory, recipe_config
 
     # Every check that needs no data comes first, so that a typo fails at once.
     base = None
@@ -180,9 +181,9 @@ def train_command(
 
     run_dir = ensure_folder(out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}")
 
-    from nas.data import DataOptions
+    from nas.data.loader import DataOptions
     from nas.fileio import write_json
-    from nas.train import train
+    from nas.training.loop import train
 
     try:
         data = DataOptions(

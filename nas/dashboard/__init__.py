@@ -1,6 +1,7 @@
 """The Pareto dashboard of a study: figures, one self-contained page, a live server, a PNG.
 
-Records are :func:`nas.records.trial_record` dicts, read through :mod:`nas.storage` like every
+Records are :func:`nas.search.records.trial_record` dicts, read through :mod:`nas.search.storage`
+like every
 other reader's. :mod:`~nas.dashboard.figures` (the Pareto front, learning curves, importances, the
 recommendation) and :mod:`~nas.dashboard.distributions` (error EDFs, the paper's Table 3 and
 Fig. 7 views) turn records into plotly figures on the helpers of :mod:`~nas.dashboard.plot`;

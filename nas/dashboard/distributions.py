@@ -1,7 +1,7 @@
 """The design-space figures: error EDFs by group (Radosavovic et al. 2019) and the paper's views,
 Table 3 (error against C at preserved complexity) and Fig. 7 (error against model size).
 
-Each takes :func:`nas.records.trial_record` dicts and returns a plotly Figure.
+Each takes :func:`nas.search.records.trial_record` dicts and returns a plotly Figure.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from nas.dashboard.plot import (
     spec_of,
     waiting,
 )
-from nas.designspace import complexity_weights, edf, ks_statistic
-from nas.recommend import mean_interval
-from nas.records import spec_key
+from nas.search.records import spec_key
+from nas.stats.designspace import complexity_weights, edf, ks_statistic
+from nas.stats.recommend import mean_interval
 
 # ---------------------------------------------------------------------------------------------
 # Design-space EDFs (Radosavovic et al. 2019)

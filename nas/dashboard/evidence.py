@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.rank import Estimate, bootstrap, spearman
+from nas.stats.rank import Estimate, bootstrap, spearman
 
 LEVEL = 0.95
 # Minimum n per panel. Below these the panel states no verdict, only how many more it needs.

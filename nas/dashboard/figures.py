@@ -1,6 +1,6 @@
 """The dashboard's figures: each takes trial records and returns a plotly Figure.
 
-Records are :func:`nas.records.trial_record` dicts. Writing files and serving pages is the
+Records are :func:`nas.search.records.trial_record` dicts. Writing files and serving pages is the
 caller's job (:mod:`nas.dashboard.page`, :mod:`nas.dashboard.server`).
 """
 
@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from nas.confirm import CONFIRM, SEARCH
 from nas.dashboard.distributions import (
     cardinality_figure,
     edf_figure,
@@ -40,9 +39,10 @@ from nas.dashboard.plot import (
     spec_of,
     waiting,
 )
-from nas.designspace import pareto_front
-from nas.recommend import format_p_best, mean_interval
-from nas.records import config_groups
+from nas.search.confirm import CONFIRM, SEARCH
+from nas.search.records import config_groups
+from nas.stats.designspace import pareto_front
+from nas.stats.recommend import format_p_best, mean_interval
 
 # ---------------------------------------------------------------------------------------------
 # Pareto front
@@ -57,7 +57,7 @@ METRICS = {
 def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """Complete trials merged per configuration and phase, as ``trials`` merges them.
 
-    One dict per group of :func:`nas.records.config_groups` with a ``metric``: its ``phase``,
+    One dict per group of :func:`nas.search.records.config_groups` with a ``metric``: its ``phase``,
     ``spec``, ``hparams``, trial ``numbers``, ``n``, ``mean`` accuracy with the 95% t interval
     ``low``/``high`` over its seeds (None with one), and ``x``, the mean ``metric`` of the
     trials that measured it (FLOPs and params are the spec's; latency is measured per trial).
@@ -415,7 +415,7 @@ def importance_figure(importances: Importances | None, records: list[dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------
-# The confirmed recommendation (nas.confirm.recommendation)
+# The confirmed recommendation (nas.search.confirm.recommendation)
 
 
 def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
@@ -497,7 +497,7 @@ def figures(
     importances: Importances | None = None,
     recommendation: dict[str, Any] | None = None,
 ) -> dict[str, go.Figure]:
-    """Every figure of the page, by name; ``recommendation`` is from :mod:`nas.confirm`."""
+    """Every figure of the page, by name; ``recommendation`` is from :mod:`nas.search.confirm`."""
     figs = {f"pareto-{m}": pareto_figure(records, m) for m in METRICS}
     for by in GROUPINGS:
         for norm in (False, True):

@@ -19,22 +19,24 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
-from nas.confirm import recommendation
 from nas.dashboard.figures import METRICS, figures, hover_key
 from nas.dashboard.importance import Importances, param_importances
 from nas.dashboard.plot import FINISHED, format_params, spec_of, waiting_text
 from nas.fileio import ensure_parent, name_part, write_text
-from nas.records import mark_config_means, trial_records
-from nas.storage import UnknownStudy, load
+from nas.search.confirm import recommendation
+from nas.search.records import mark_config_means, trial_records
+from nas.search.storage import UnknownStudy, load
 
 
 def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
-    """The confirmed answer of the study (:func:`nas.confirm.recommendation`), if it has one."""
+    """The confirmed answer of the study (:func:`nas.search.confirm.recommendation`),
+    if it has one."""
     return recommendation(study.get_trials(deepcopy=False))
 
 
 def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
-    """Load a study through :mod:`nas.storage`, turning failures into one-line ValueErrors."""
+    """Load a study through :mod:`nas.search.storage`, turning failures into one-line
+    ValueErrors."""
     try:
         return load(study_name, storage, read_only=True)
     except UnknownStudy as e:
@@ -43,7 +45,7 @@ def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
 
 
 def records_from_study(study: optuna.Study) -> list[dict[str, Any]]:
-    """One :func:`nas.records.trial_record` per trial (what ``trials --json`` reads too)."""
+    """One :func:`nas.search.records.trial_record` per trial (what ``trials --json`` reads too)."""
     return trial_records(study)
 
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 import resnext
-from nas.records import spec_key
+from nas.search.records import spec_key
 from resnext.complexity import format_count
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")

@@ -22,7 +22,7 @@ from nas.dashboard.page import (
     study_recommendation,
     study_state,
 )
-from nas.storage import storage_error
+from nas.search.storage import storage_error
 
 # ---------------------------------------------------------------------------------------------
 # Live server

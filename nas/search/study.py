@@ -1,19 +1,20 @@
-"""Optuna studies over a :class:`~nas.space.SearchSpace`: settings, creation, baselines, grids.
+"""Optuna studies over a :class:`~nas.search.space.SearchSpace`: settings, creation, baselines,
+grids.
 
-Trial states as shown to people (:func:`nas.records.kind`):
+Trial states as shown to people (:func:`nas.search.records.kind`):
 
 - ``COMPLETE``: trained to the end (or stopped early by the trainer);
 - ``PRUNED``: stopped by the pruner after some epochs;
 - ``rejected``: a proposal with no in-band configuration, refused before any model existed;
 - ``surplus``: a trial asked for after the study-wide count was reached by another worker, or,
-  in a grid study (:class:`~nas.space.SpecGrid`), a second copy of a (spec, seed) point or a
+  in a grid study (:class:`~nas.search.space.SpecGrid`), a second copy of a (spec, seed) point or a
   trial that is no grid point; nothing ran (Optuna has no way to take an ask back, so it is
   recorded as pruned);
 - ``FAIL``: a worker died in it (a retry is queued) or it raised.
 
 Only ``COMPLETE`` and ``PRUNED`` trials count towards ``--trials``. Storage lives in
-:mod:`nas.storage`, the objective in :mod:`nas.objective`, the worker pool in
-:mod:`nas.workers`, and the trial records every reader shares in :mod:`nas.records`.
+:mod:`nas.search.storage`, the objective in :mod:`nas.search.objective`, the worker pool in
+:mod:`nas.search.workers`, and the trial records every reader shares in :mod:`nas.search.records`.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.confirm import ConfirmSettings
-from nas.records import ATTR, counts, notation
-from nas.space import SearchSpace, SpecGrid
-from nas.storage import open_storage, quiet_optuna
+from nas.search.confirm import ConfirmSettings
+from nas.search.records import ATTR, counts, notation
+from nas.search.space import SearchSpace, SpecGrid
+from nas.search.storage import open_storage, quiet_optuna
 from resnext.registry import preset
 from resnext.spec import Spec
 
@@ -77,7 +78,7 @@ class SearchSettings:
     latency: bool = True  # measure latency (seconds per image, batch 1) before training
     # Where each trained trial saves its final weights (see run_folder); None: nowhere.
     runs_dir: str | Path | None = None
-    # The confirmation phase after the proxy trials (nas.confirm); None: none.
+    # The confirmation phase after the proxy trials (nas.search.confirm); None: none.
     confirm: ConfirmSettings | None = None
 
     def __post_init__(self) -> None:
@@ -354,7 +355,7 @@ def drop_queue(
 
 def drop_study(name: str, storage: str | None = None, *, queue_only: bool = False) -> str:
     """Delete a study, or only withdraw its queue (:func:`drop_queue`); returns what was done."""
-    from nas.storage import load
+    from nas.search.storage import load
 
     study = load(name, storage)  # UnknownStudy, listing the studies, if there is none
     st = open_storage(storage, must_exist=True)

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas import deadline
-from nas.confirm import CONFIRM, ConfirmSettings, phase, plan
-from nas.data import Dataset
-from nas.objective import Objective
-from nas.records import counts, kind, retried_from, trained
-from nas.space import SpecGrid
-from nas.storage import (
+from nas.data.loader import Dataset
+from nas.search import deadline
+from nas.search.confirm import CONFIRM, ConfirmSettings, phase, plan
+from nas.search.objective import Objective
+from nas.search.records import counts, kind, retried_from, trained
+from nas.search.space import SpecGrid
+from nas.search.storage import (
     HEARTBEAT,
     MAX_RETRY,
     causes,
@@ -39,7 +39,7 @@ from nas.storage import (
     storage_error,
     storage_url,
 )
-from nas.study import (
+from nas.search.study import (
     ENQUEUED,
     Progress,
     SearchSettings,
@@ -49,7 +49,7 @@ from nas.study import (
 )
 
 if TYPE_CHECKING:
-    from nas.train import TrainConfig
+    from nas.training.loop import TrainConfig
 
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
 
@@ -134,7 +134,8 @@ def run_worker(
     started: Callable[[int], None] | None = None,
 ) -> WorkerReport:
     """Take trials of the study until ``n_trials`` trials of the whole study are trained, then
-    run its confirmation phase (``settings.confirm``) until :func:`nas.confirm.plan` has nothing
+    run its confirmation phase (``settings.confirm``) until :func:`nas.search.confirm.plan` has
+    nothing
     left to queue and no confirmation trial runs.
 
     ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
@@ -630,8 +631,8 @@ def _lost_worker(
 
     ``number`` is the trial it started last, ``trials`` the study's trials once the other
     workers have ended. A dead worker's trial stops beating: a worker still running fails it
-    after :data:`nas.storage.GRACE_BEATS` heartbeats and queues a retry (up to
-    :data:`nas.storage.MAX_RETRY` times); a later run of the command does, if none was left.
+    after :data:`nas.search.storage.GRACE_BEATS` heartbeats and queues a retry (up to
+    :data:`nas.search.storage.MAX_RETRY` times); a later run of the command does, if none was left.
     """
     who = f"worker {worker} (pid {pid}) died ({_how(exitcode)})"
     by_number = {t.number: t for t in trials}

@@ -2,7 +2,8 @@
 
 After the proxy trials (phase ``search``), the top ``k`` configurations by mean proxy accuracy over
 their seeds are retrained with a longer schedule and several seeds (phase ``confirm``). Racing
-(:func:`nas.recommend.race`) then gives another seed to every configuration whose interval still
+(:func:`nas.stats.recommend.race`) then gives another seed to every configuration whose interval
+still
 overlaps the leader's, up to ``max_seeds``. The recommendation is computed from the confirmed
 trials alone; the best single proxy trial is never the answer.
 
@@ -23,8 +24,8 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.rank import spearman
-from nas.recommend import TIE_BELOW, format_p_best, mean_interval, race, recommend
+from nas.stats.rank import spearman
+from nas.stats.recommend import TIE_BELOW, format_p_best, mean_interval, race, recommend
 from resnext import Spec, complexity
 
 SEARCH, CONFIRM = "search", "confirm"

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import resnext
-from nas import perf
-from nas.data import Dataset
+from nas.data.loader import Dataset
 from nas.fileio import load_tensors, write_atomic
+from nas.training import plan as perf
 from resnext.complexity import training_memory
 from resnext.spec import Spec
 
@@ -113,7 +113,8 @@ class TrainConfig:
     # trials are a few epochs on small subsets, where such crops mostly cost accuracy, so the
     # default is a gentler 0.35. Set 0.08 for the paper's recipe.
     min_crop_scale: float = 0.35
-    # How the trial runs, not what it computes (nas.perf): None and "auto" follow the device's
+    # How the trial runs, not what it computes (nas.training.plan): None and "auto" follow the
+    # device's
     # rule there, measured by benchmarks/bench_mfu.py; True/False and a compile mode force one.
     channels_last: bool | None = None
     compile: str = "auto"
@@ -386,7 +387,8 @@ def check_memory(spec: Spec, cfg: TrainConfig) -> None:
 def _setup(
     name: str, channels_last: bool | None = None, compile: str = "auto"
 ) -> tuple[torch.device, perf.Plan, torch.memory_format, Any]:
-    """Device, plan (:func:`nas.perf.plan`), memory format and autocast context of a run."""
+    """Device, plan (:func:`nas.training.plan.plan`), memory format and autocast context of a
+    run."""
     import torch
 
     dev = _device(name)

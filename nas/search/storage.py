@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from nas.deadline import not_answering, postgres_engine_kwargs
+from nas.search.deadline import not_answering, postgres_engine_kwargs
 
 DEFAULT_STORAGE = "sqlite:///resnext-nas.db"
 STORAGE_ENV = "RESNEXT_NAS_STORAGE"

@@ -221,7 +221,7 @@ def load_dataset(
     leaves enough to train on, and the returned dataset's ``note`` says so; else DataError.
 
     ``data_dir`` is, for ``folder``, an ImageFolder tree or a ``.tar``/``.tar.gz``/``.zip`` of
-    one (:mod:`nas.folder`); for ``imagenet`` such a tree, by default ``imagenet/`` in
+    one (:mod:`nas.data.folder`); for ``imagenet`` such a tree, by default ``imagenet/`` in
     :func:`default_data_dir`; for CIFAR the folder of its archive (that same folder by default).
     ``resolution`` defaults to the images' own side (folders whose images share one size, and
     CIFAR's 32), else 64. ``augment`` ("cifar" or "imagenet") defaults to
@@ -251,7 +251,7 @@ def load_dataset(
     elif name == "imagenet":
         root = default_data_dir() / "imagenet"
     elif name == "folder":
-        root = None  # nas.folder says what to pass
+        root = None  # nas.data.folder says what to pass
     else:  # the CIFAR archives share the cache folder
         root = default_data_dir()
 
@@ -404,7 +404,7 @@ def split_indices(
 def _load_synthetic(
     classes: int | None, resolution: int, n_train: int, n_test: int, eval_test: bool
 ) -> _Full:
-    from nas import synthetic
+    from nas.data import synthetic
 
     classes = classes or len(synthetic.SHAPES)
 
@@ -729,8 +729,8 @@ def _load_folder(
     resolution: int | None,
     eval_test: bool,
 ) -> _Full:
-    """An ImageFolder tree (:mod:`nas.folder`), decoded once and cached."""
-    from nas import folder
+    """An ImageFolder tree (:mod:`nas.data.folder`), decoded once and cached."""
+    from nas.data import folder
 
     root = folder.open_tree(path)
     try:

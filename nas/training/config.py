@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nas.train import TrainConfig
+    from nas.training.loop import TrainConfig
 
 # The default space, for 32x32 images: CIFAR template (Sec. 5.3) cut to 1 or 2 blocks a stage and
 # width 32, 8 configurations on two skeletons (the `search` help says more).
@@ -31,11 +31,11 @@ class Schedule:
     val_fraction: float = 0.02  # of the 50k synthetic training images: 1,000 held out
 
     def train_config(self, device: str = "auto", seed: int = 0) -> TrainConfig:
-        """The validated :class:`nas.train.TrainConfig` of one trial.
+        """The validated :class:`nas.training.loop.TrainConfig` of one trial.
 
         A search trial's seed is its own (its ``seed`` attribute); ``seed`` is the base.
         """
-        from nas.train import TrainConfig
+        from nas.training.loop import TrainConfig
 
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, device=device

@@ -258,7 +258,7 @@ def suggest_hparams(trial: optuna.Trial, space: SearchSpace | SpecGrid) -> dict[
 class SpecGrid:
     """A fixed list of specs, for a study that trains every one of them (with several seeds).
 
-    The trials of such a study are all enqueued grid points (:func:`nas.study.enqueue_grid`);
+    The trials of such a study are all enqueued grid points (:func:`nas.search.study.enqueue_grid`);
     :func:`suggest_spec` draws the same four parameters as for a :class:`SearchSpace`, so the
     trials read the same in ``trials`` and ``dashboard``. With a ``budget``, every spec must lie
     in its band (a Table 3 style grid at preserved complexity); without one, the specs may lie

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from nas.data import Dataset
+from nas.data.loader import Dataset
 from nas.fileio import ensure_parent, write_json
-from nas.rank import Estimate, bootstrap, kendall, spearman
-from nas.records import spec_key
+from nas.search.records import spec_key
+from nas.stats.rank import Estimate, bootstrap, kendall, spearman
 from resnext.budget import Config
 from resnext.spec import Spec
 
@@ -102,7 +102,7 @@ def calibrate(
     have a result for is not trained again. ``on_progress`` gets the row after each schedule,
     ``on_result`` after both.
     """
-    from nas.train import train
+    from nas.training.loop import train
 
     long_cfg = long_schedule(cfg, factor)
     known = {spec_key(r["spec"]): r for r in done}

@@ -1,7 +1,7 @@
 """One record per trial: what ``trials --json``, the dashboard and ``export`` read.
 
 :func:`trial_record` is the one reader of a trial's state, attributes and values; a new trial
-attribute is added here once. Trial states as shown to people (see :mod:`nas.study`):
+attribute is added here once. Trial states as shown to people (see :mod:`nas.search.study`):
 ``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``, and ``rejected`` or ``surplus`` for
 trials that Optuna records as pruned but that never trained.
 """
@@ -16,10 +16,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.confirm import CONFIRM, SEARCH, phase
-from nas.recommend import mean_interval
-from nas.space import depths_key
-from nas.storage import load, open_storage, quiet_optuna
+from nas.search.confirm import CONFIRM, SEARCH, phase
+from nas.search.space import depths_key
+from nas.search.storage import load, open_storage, quiet_optuna
+from nas.stats.recommend import mean_interval
 from resnext.budget import pareto_mask
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -62,7 +62,7 @@ def trained(t: FrozenTrial) -> bool:
 def counts(t: FrozenTrial) -> bool:
     """Whether a finished trial counts towards ``--trials``: a trained proxy (search) trial.
 
-    Confirmation trials (phase ``confirm``, :mod:`nas.confirm`) are counted apart.
+    Confirmation trials (phase ``confirm``, :mod:`nas.search.confirm`) are counted apart.
     """
     return trained(t) and phase(t) != CONFIRM
 
@@ -246,7 +246,7 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "optuna_params": dict(t.params),
         "seed": a.get("seed"),
         "repeat": a.get("repeat"),
-        "phase": phase(t),  # search (proxy) or confirm (nas.confirm)
+        "phase": phase(t),  # search (proxy) or confirm (nas.search.confirm)
         "weights": a.get("weights"),
         "weights_error": a.get("weights_error"),  # why they were not saved
         "host": a.get("host"),
@@ -323,7 +323,7 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
     A sampler that returns to a config trains it with the next seed; the best single trial is
     then a maximum over seeds, biased upwards, and the mean is the fairer pick. The answer of a
-    search is the confirmed recommendation (:func:`nas.confirm.recommendation`), not this.
+    search is the confirmed recommendation (:func:`nas.search.confirm.recommendation`), not this.
     """
     records = [{**r, "spec": r.get("spec_dict", r["spec"])} for r in rows]
     groups = config_groups(
@@ -354,7 +354,7 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
         by_state: dict[str, int] = {}
         for t in trials:
             by_state[kind(t)] = by_state.get(kind(t), 0) + 1
-        # The best proxy trial: confirmation trials train a longer schedule (nas.confirm).
+        # The best proxy trial: confirmation trials train a longer schedule (nas.search.confirm).
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and counts(t)]
         best = min(done, key=lambda t: t.values[0]) if done else None
         rows.append(
@@ -378,7 +378,7 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
 
 
 def load_records(name: str, storage: str | None = None) -> list[dict[str, Any]]:
-    """The records of an existing study (see :func:`nas.storage.load`)."""
+    """The records of an existing study (see :func:`nas.search.storage.load`)."""
     return trial_records(load(name, storage, read_only=True))
 
 

@@ -1,6 +1,6 @@
 """ImageFolder trees: ``train/<class>/*`` and an optional ``test/<class>/`` or ``val/<class>/``.
 
-The tree may be a folder or an archive of one (:mod:`nas.archive`), with or without one top
+The tree may be a folder or an archive of one (:mod:`nas.data.archive`), with or without one top
 folder. Images are JPEG, PNG, WebP or BMP in any mode Pillow reads (grayscale, palette, RGBA,
 CMYK ...), converted to RGB; hidden files and folders and files of other types are ignored.
 Classes are the sorted names of the class folders of ``train/``, whatever their names.
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from nas import archive
-from nas.data import DataError, default_data_dir, one_line
+from nas.data import archive
+from nas.data.loader import DataError, default_data_dir, one_line
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -314,7 +314,7 @@ def decode_threads(files: Sequence[Path]) -> int:
 
 
 def cache_dir() -> Path:
-    """Where decoded arrays are kept: ``decoded/`` in :func:`nas.data.default_data_dir`."""
+    """Where decoded arrays are kept: ``decoded/`` in :func:`nas.data.loader.default_data_dir`."""
     return default_data_dir() / "decoded"
 
 

@@ -2,8 +2,8 @@
 
 A trial first claims its place in the study-wide count (a trial asked for after the count was
 reached is ``surplus``), draws its spec and hyper-parameters, picks its seed, measures latency,
-trains with the search's :class:`~nas.train.TrainConfig`, and stores everything as user
-attributes (:func:`nas.records.trial_record` reads them back).
+trains with the search's :class:`~nas.training.loop.TrainConfig`, and stores everything as user
+attributes (:func:`nas.search.records.trial_record` reads them back).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.confirm import CONFIRM, SEARCH, ConfirmSettings, phase
-from nas.data import Dataset
-from nas.records import config_key, counts, kind, notation
-from nas.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
-from nas.study import ENQUEUED, Progress, grid_key, run_folder
+from nas.data.loader import Dataset
+from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, phase
+from nas.search.records import config_key, counts, kind, notation
+from nas.search.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
+from nas.search.study import ENQUEUED, Progress, grid_key, run_folder
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
 if TYPE_CHECKING:
-    from nas.train import TrainConfig
+    from nas.training.loop import TrainConfig
 
 WEIGHTS = "weights.pt"  # a trial's final weights, in its run folder
 _WEIGHTS_FORMAT = 1
@@ -207,7 +207,7 @@ class Objective:
         spec: Spec,
         hparams: dict[str, float],
     ) -> float | list[float]:
-        from nas.train import measure_latency, train
+        from nas.training.loop import measure_latency, train
 
         t0 = time.perf_counter()
         cx = complexity(spec).to_dict()

@@ -1,0 +1,1 @@
+"""Images in: the synthetic set, CIFAR-10/100, any image folder or archive, split and cached."""

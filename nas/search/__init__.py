@@ -1,0 +1,1 @@
+"""Optuna searches: the space, the study and its storage, trials, workers, confirmation."""

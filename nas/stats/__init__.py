@@ -1,0 +1,1 @@
+"""Statistics on trial results, free of torch: ranks, the recommendation, design spaces."""

@@ -1,0 +1,1 @@
+"""One network trained once: its settings, augmentation, loop, checkpoints, device plan."""
