@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.data.loader import default_data_dir, user_cache_dir
+from nas.data import default_data_dir
+from nas.data.cache import user_cache_dir
 
 
 def test_cache_folder_follows_each_platform(

@@ -24,9 +24,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.data import folder, synthetic
-from nas.data import loader as data
-from nas.data.loader import load_dataset
+from nas.data import (
+    Dataset,
+    cifar,
+    default_data_dir,
+    describe,
+    folder,
+    load_dataset,
+    loader,
+    splits,
+    synthetic,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -59,9 +67,7 @@ def test_synthetic_dataset_shapes_and_balance() -> None:
     assert np.bincount(ds.test_y).tolist() == [30] * 10
     # Images use the whole range of values, not a constant.
     assert ds.train_x.min() < 30 and ds.train_x.max() > 225 and ds.train_x.std() > 30
-    assert data.describe(ds) == (
-        "synthetic: 10 classes, 32x32 images, 900 train / 100 val / 300 test"
-    )
+    assert describe(ds) == "synthetic: 10 classes, 32x32 images, 900 train / 100 val / 300 test"
 
 
 def test_synthetic_options() -> None:
@@ -89,16 +95,16 @@ def test_mean_colour_carries_no_label() -> None:
 
 def test_split_is_stratified_seeded_and_disjoint() -> None:
     y = np.repeat(np.arange(4), [400, 200, 100, 50])
-    train, val = data.split_indices(y, 0.1, seed=0)
+    train, val = splits.split_indices(y, 0.1, seed=0)
     assert len(val) == 75 and len(train) == 675 and not set(train) & set(val)
     assert np.bincount(y[val]).tolist() == [40, 20, 10, 5]
-    train2, val2 = data.split_indices(y, 0.1, seed=0)
+    train2, val2 = splits.split_indices(y, 0.1, seed=0)
     assert np.array_equal(val, val2) and np.array_equal(train, train2)
-    _, val3 = data.split_indices(y, 0.1, seed=1)
+    _, val3 = splits.split_indices(y, 0.1, seed=1)
     assert not np.array_equal(val, val3)
     # train_images subsets what is left after the val split: val is unchanged while it holds
     # at most half as many images as the training subset.
-    small, val4 = data.split_indices(y, 0.1, seed=0, train_images=150)
+    small, val4 = splits.split_indices(y, 0.1, seed=0, train_images=150)
     assert np.array_equal(val, val4) and set(small) <= set(train)
     assert np.bincount(y[small]).tolist() == [80, 40, 20, 10]
 
@@ -106,21 +112,21 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
 def test_val_split_is_capped_by_the_training_subset() -> None:
     """300 training images must not be scored on 5,000 validation images."""
     y = np.repeat(np.arange(10), 5000)  # CIFAR-10's training set
-    train, val = data.split_indices(y, 0.1, seed=0, train_images=300)
+    train, val = splits.split_indices(y, 0.1, seed=0, train_images=300)
     assert (len(train), len(val)) == (300, 150) and not set(train) & set(val)
     assert np.bincount(y[val]).tolist() == [15] * 10 and np.bincount(y[train]).tolist() == [30] * 10
-    _, again = data.split_indices(y, 0.1, seed=0, train_images=300)
-    _, other = data.split_indices(y, 0.1, seed=1, train_images=300)
+    _, again = splits.split_indices(y, 0.1, seed=0, train_images=300)
+    _, other = splits.split_indices(y, 0.1, seed=1, train_images=300)
     assert np.array_equal(val, again) and not np.array_equal(val, other)
     # At least one image a class; uncapped without train_images or when the share is smaller.
-    assert len(data.split_indices(y, 0.1, seed=0, train_images=12)[1]) == 10
-    assert data.val_size(50_000, 10, 0.1) == 5000
-    assert data.val_size(50_000, 10, 0.02, train_images=2000) == 1000
+    assert len(splits.split_indices(y, 0.1, seed=0, train_images=12)[1]) == 10
+    assert splits.val_size(50_000, 10, 0.1) == 5000
+    assert splits.val_size(50_000, 10, 0.02, train_images=2000) == 1000
 
 
 def test_stratified_pick_rounds_to_exact_total() -> None:
     y = np.repeat(np.arange(3), [5, 5, 5])
-    idx = data.stratified_pick(y, 7, np.random.default_rng(0))
+    idx = splits.stratified_pick(y, 7, np.random.default_rng(0))
     assert len(idx) == 7 and len(set(idx)) == 7
     assert sorted(np.bincount(y[idx], minlength=3).tolist()) == [2, 2, 3]
 
@@ -153,8 +159,8 @@ def test_images_per_class_keeps_the_first_of_each_class() -> None:
     ds = load_dataset("synthetic", synthetic_train=1000, val_fraction=0.1, images_per_class=20)
     assert len(ds.train_y) + len(ds.val_y) == 200
     assert np.bincount(np.concatenate([ds.train_y, ds.val_y])).tolist() == [20] * 10
-    y = synthetic.generate(1000, seed=data.SYNTHETIC_SEED, classes=10, resolution=32)[1]
-    assert data.first_per_class(y, 2).tolist() == sorted(
+    y = synthetic.generate(1000, seed=loader.SYNTHETIC_SEED, classes=10, resolution=32)[1]
+    assert splits.first_per_class(y, 2).tolist() == sorted(
         i for c in range(10) for i in np.flatnonzero(y == c)[:2]
     )
     assert full.train_x.shape[1:] == ds.train_x.shape[1:]
@@ -162,16 +168,16 @@ def test_images_per_class_keeps_the_first_of_each_class() -> None:
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RESNEXT_NAS_DATA", str(tmp_path / "d"))
-    assert data.default_data_dir() == tmp_path / "d"
+    assert default_data_dir() == tmp_path / "d"
     monkeypatch.delenv("RESNEXT_NAS_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert data.default_data_dir() == tmp_path / "xdg" / "resnext-nas"
+    assert default_data_dir() == tmp_path / "xdg" / "resnext-nas"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert data.default_data_dir() == Path.home() / ".cache" / "resnext-nas"
+    assert default_data_dir() == Path.home() / ".cache" / "resnext-nas"
 
 
 def test_importing_nas_data_does_not_import_torch() -> None:
-    code = "import sys, nas.data.loader, nas.data.synthetic; sys.exit('torch' in sys.modules)"
+    code = "import sys, nas.data; sys.exit('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
@@ -211,7 +217,7 @@ def _batch_images(n: int, offset: int) -> np.ndarray:
 
 def _write_cifar(root: Path, name: str, per_batch: int = 30, py2: bool = True) -> Path:
     """A CIFAR folder in the real layout under ``root``, with tiny batches; returns the folder."""
-    fmt = data._CIFAR[name]
+    fmt = cifar.FORMATS[name]
     folder = root / fmt.folder
     folder.mkdir(parents=True)
     dump = _py2_pickle if py2 else functools.partial(pickle.dumps, protocol=2)
@@ -244,16 +250,16 @@ def _tar_gz(dest: Path, folder: Path, extra: dict[str, bytes] | None = None) -> 
 
 def _use_md5(monkeypatch: pytest.MonkeyPatch, name: str, md5: str, url: str = "") -> None:
     """Make the loader expect our tiny archive (and fetch it from ``url``, if given)."""
-    fmt = data._CIFAR[name]
+    fmt = cifar.FORMATS[name]
     changes = {"md5": md5, **({"url": url} if url else {})}
-    monkeypatch.setitem(data._CIFAR, name, dataclasses.replace(fmt, **changes))
+    monkeypatch.setitem(cifar.FORMATS, name, dataclasses.replace(fmt, **changes))
 
 
 def _archive(tmp_path: Path, name: str, extra: dict[str, bytes] | None = None) -> Path:
     """A tiny official-layout archive for ``name``, built outside any data dir."""
     src = tmp_path / "src"
     folder = _write_cifar(src, name)
-    return _tar_gz(src / data._CIFAR[name].archive, folder, extra)
+    return _tar_gz(src / cifar.FORMATS[name].archive, folder, extra)
 
 
 def test_cifar10_from_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,7 +267,7 @@ def test_cifar10_from_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     root = tmp_path / "data"
     root.mkdir()
     (root / archive.name).write_bytes(archive.read_bytes())
-    _use_md5(monkeypatch, "cifar10", data.file_md5(archive))
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(archive))
 
     ds = load_dataset("cifar10", data_dir=root, download=False, val_fraction=0.2)
     assert (ds.classes, ds.kind, ds.resolution) == (10, "cifar", 32)
@@ -350,11 +356,11 @@ def test_truncated_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     root.mkdir()
     raw = archive.read_bytes()
     (root / archive.name).write_bytes(raw[: len(raw) // 2])
-    _use_md5(monkeypatch, "cifar10", data.file_md5(archive))
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(archive))
     with pytest.raises(ValueError, match="has MD5 .*expected"):
         load_dataset("cifar10", data_dir=root, download=False)
     # Even when the checksum is not what catches it, the tar reader's error is one clear line.
-    _use_md5(monkeypatch, "cifar10", data.file_md5(root / archive.name))
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(root / archive.name))
     with pytest.raises(ValueError, match="truncated or corrupt") as info:
         load_dataset("cifar10", data_dir=root, download=False)
     assert "\n" not in str(info.value)
@@ -373,7 +379,7 @@ def test_extraction_ignores_hostile_members(
     root = tmp_path / "a" / "data"
     root.mkdir(parents=True)
     (root / archive.name).write_bytes(archive.read_bytes())
-    _use_md5(monkeypatch, "cifar10", data.file_md5(archive))
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(archive))
     ds = load_dataset("cifar10", data_dir=root, download=False)
     assert len(ds.train_y) + len(ds.val_y) == 150
     assert not (tmp_path / "a" / "escaped").exists() and not (tmp_path / "escaped2").exists()
@@ -389,7 +395,7 @@ def test_unwritable_target_is_one_clear_error(
     root.mkdir()
     (root / archive.name).write_bytes(archive.read_bytes())
     (root / "cifar-10-batches-py").write_text("a file where the folder should go")
-    _use_md5(monkeypatch, "cifar10", data.file_md5(archive))
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(archive))
     with pytest.raises(ValueError, match=r"cannot write .*cifar-10-batches-py/.*writable data_dir"):
         load_dataset("cifar10", data_dir=root, download=False)
 
@@ -399,17 +405,17 @@ def test_archive_without_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     folder = _write_cifar(src, "cifar10")
     (folder / "test_batch").unlink()
     archive = _tar_gz(tmp_path / "cifar-10-python.tar.gz", folder)
-    _use_md5(monkeypatch, "cifar10", data.file_md5(archive))
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(archive))
     with pytest.raises(ValueError, match="lacks cifar-10-batches-py/test_batch"):
         load_dataset("cifar10", data_dir=tmp_path, download=False)
 
 
 def test_file_md5(tmp_path: Path) -> None:
     (tmp_path / "abc").write_bytes(b"abc")
-    assert data.file_md5(tmp_path / "abc") == "900150983cd24fb0d6963f7d28e17f72"  # RFC 1321
+    assert cifar.file_md5(tmp_path / "abc") == "900150983cd24fb0d6963f7d28e17f72"  # RFC 1321
     big = os.urandom(3 << 20)
     (tmp_path / "big").write_bytes(big)
-    assert data.file_md5(tmp_path / "big") == hashlib.md5(big).hexdigest()
+    assert cifar.file_md5(tmp_path / "big") == hashlib.md5(big).hexdigest()
 
 
 @pytest.fixture
@@ -443,13 +449,13 @@ def test_download_checks_md5(
         load_dataset("cifar10", data_dir=root)
     assert list(root.iterdir()) == []  # no half-written or unverified archive is left
 
-    _use_md5(monkeypatch, "cifar10", data.file_md5(archive), url)
+    _use_md5(monkeypatch, "cifar10", cifar.file_md5(archive), url)
     ds = load_dataset("cifar10", data_dir=root, eval_test=True)
     assert len(ds.train_y) + len(ds.val_y) == 150 and ds.test_y is not None
-    assert data.file_md5(root / archive.name) == data.file_md5(archive)
+    assert cifar.file_md5(root / archive.name) == cifar.file_md5(archive)
 
     with pytest.raises(ValueError, match="could not download .*404.*place the archive at"):
-        data.download(f"{base}/nothing-here.tar.gz", tmp_path / "x" / "y.tar.gz", "0" * 32)
+        cifar.download(f"{base}/nothing-here.tar.gz", tmp_path / "x" / "y.tar.gz", "0" * 32)
 
 
 def test_download_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -627,7 +633,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _linear_accuracy(ds: data.Dataset) -> float:
+def _linear_accuracy(ds: Dataset) -> float:
     """Val accuracy of the best of three logistic regressions on raw pixels (10 epochs each)."""
     import torch
 
@@ -641,7 +647,7 @@ def _linear_accuracy(ds: data.Dataset) -> float:
     return best
 
 
-def _resnext_accuracy(ds: data.Dataset, steps: int, batch: int) -> float:
+def _resnext_accuracy(ds: Dataset, steps: int, batch: int) -> float:
     """Val accuracy of a small ResNeXt (C=4, d=4, one block a stage) after ``steps`` SGD steps."""
     import torch
 
@@ -655,7 +661,7 @@ def _resnext_accuracy(ds: data.Dataset, steps: int, batch: int) -> float:
         return _accuracy(model, ds.val_x, ds.val_y)
 
 
-def _synthetic(train: int, val: int) -> data.Dataset:
+def _synthetic(train: int, val: int) -> Dataset:
     return load_dataset("synthetic", synthetic_train=train + val, val_fraction=val / (train + val))
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import resnext
-from nas.data import synthetic
-from nas.data.loader import load_dataset, split_indices
+from nas.data import load_dataset, synthetic
+from nas.data.splits import split_indices
 from nas.export import MAX_SPEC_BYTES, load_spec
 from resnext.budget import INT64_MAX, MAX_GRID_CELLS, Budget, generate
 from resnext.complexity import complexity, training_memory
@@ -334,7 +334,7 @@ def test_synthetic_dataset_paints_only_the_images_it_keeps(
 
     monkeypatch.setattr(synthetic, "_render", counting)
     ds = load_dataset("synthetic", train_images=300, val_fraction=0.1, seed=5, synthetic_train=4000)
-    # 300 train + a validation split capped at half of them (nas.data.loader.VAL_CAP_RULE): not
+    # 300 train + a validation split capped at half of them (nas.data.VAL_CAP_RULE): not
     # 4,000
     assert sum(painted) == 300 + 150
     # The same selection and bytes as painting the whole set and splitting it.

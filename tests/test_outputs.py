@@ -140,7 +140,7 @@ def test_temps_of_earlier_versions_are_removed_once_an_hour_old(tmp_path: Path) 
 
 
 def test_download_writes_through_a_temp_of_its_own_and_clears_orphans(tmp_path: Path) -> None:
-    from nas.data.loader import download
+    from nas.data.cifar import download
 
     src = tmp_path / "src.bin"
     src.write_bytes(b"archive bytes")

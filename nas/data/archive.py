@@ -5,7 +5,7 @@ and modification time, so a second load reuses the extraction and a changed arch
 fresh one. Extraction is
 
 * safe: every member is checked before it is written; an absolute name, a ``..`` component, a
-  link or a device is refused (:class:`~nas.data.loader.DataError`), and files are written to paths
+  link or a device is refused (:class:`~nas.data.errors.DataError`), and files are written to paths
   built here, never where a member says;
 * atomic: members go to a temporary folder that is renamed into place only once all of them
   are written, so an interrupted extraction is never taken for a finished one (a killed one
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from nas.data.loader import DataError, one_line
+from nas.data.errors import DataError, one_line
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 # Caps on what one archive may extract to, against zip and tar bombs (a 455 KB zip held 200 MB):

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from nas.data import archive
-from nas.data.loader import DataError, default_data_dir, one_line
+from nas.data.cache import default_data_dir
+from nas.data.errors import DataError, one_line
+from nas.fileio import write_atomic
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -314,7 +316,7 @@ def decode_threads(files: Sequence[Path]) -> int:
 
 
 def cache_dir() -> Path:
-    """Where decoded arrays are kept: ``decoded/`` in :func:`nas.data.loader.default_data_dir`."""
+    """Where decoded arrays are kept: ``decoded/`` in :func:`nas.data.cache.default_data_dir`."""
     return default_data_dir() / "decoded"
 
 
@@ -347,8 +349,6 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
 
 def _write_cache(path: Path, x: np.ndarray) -> None:
     """Save ``x`` atomically; a failure is a warning, since the cache is only an optimisation."""
-    from nas.fileio import write_atomic
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda f: np.savez(f, x=x))

@@ -11,21 +11,17 @@ it. Every problem a user can fix (a missing or corrupt archive, a bad option) ra
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import os
-import pickle
-import sys
-import tarfile
-import urllib.error
-import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nas.data import cifar, folder, synthetic
+from nas.data.cache import default_data_dir
+from nas.data.errors import DataError
+from nas.data.splits import first_per_class, split_indices, val_size
 
 # "folder": any ImageFolder tree or archive of one; "imagenet": the same loader with ImageNet's
 # defaults (its tree in the cache folder, val/ as the test split, 64 px, Sec. 4's augmentation).
@@ -37,18 +33,6 @@ SYNTHETIC_SEED = 0  # the synthetic set is one fixed dataset, like CIFAR; `seed`
 SMALL_IMAGES = 64
 IMAGENET_RESOLUTION = 64  # the default side of the imagenet dataset (CPU scale)
 MIN_CLASSES = 2  # one class scores 100% whatever the network: nothing is learned or compared
-# Trials are ranked on the validation split: on n images an accuracy moves in steps of 1/n
-# (12 images scored every trial of a search 75.0%); 100 give 1% steps and a binomial standard
-# error of at most 5 points. Searches raise the split to this many, or refuse.
-MIN_VAL_IMAGES = 100
-VAL_CAP_RULE = (
-    "with --train-images N the validation split holds at most N/2 images (at least one a "
-    "class), so that scoring never dominates a short trial; seeded and stratified by class"
-)
-
-
-class DataError(ValueError):
-    """A dataset problem the user can fix; the message is one line that says how."""
 
 
 def default_augment(resolution: int) -> str:
@@ -96,24 +80,6 @@ def describe(ds: Dataset) -> str:
 def image_side(name: str, resolution: int | None = None) -> int:
     """The side of the images :func:`load_dataset` gives ``name`` with ``resolution``."""
     return resolution or (64 if name == "imagenet" else 32)
-
-
-def default_data_dir() -> Path:
-    """Where datasets live unless told: ``$RESNEXT_NAS_DATA``, else the user's cache folder."""
-    if env := os.environ.get("RESNEXT_NAS_DATA"):
-        return Path(env).expanduser()
-    return user_cache_dir() / "resnext-nas"
-
-
-def user_cache_dir(platform: str = sys.platform) -> Path:
-    """The user's cache folder by the platform's convention (platformdirs' ``user_cache_path``
-    roots): ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows, else
-    ``$XDG_CACHE_HOME`` or ``~/.cache`` (the XDG base directory specification)."""
-    if platform == "darwin":
-        return Path.home() / "Library" / "Caches"
-    if platform.startswith("win"):
-        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
 
 
 @dataclass
@@ -259,11 +225,14 @@ def load_dataset(
         full = _load_synthetic(
             classes, image_side(name, resolution), synthetic_train, synthetic_test, eval_test
         )
-    elif name in _CIFAR:
+    elif name in cifar.FORMATS:
         if resolution not in (None, 32):
             raise DataError(f"{name} images are 32x32; leave resolution unset or pass 32")
         assert root is not None
-        full = _load_cifar(_CIFAR[name], root, classes, eval_test, download)
+        names, train_x, train_y, test_x, test_y = cifar.load(
+            cifar.FORMATS[name], root, classes, eval_test, download
+        )
+        full = _Full(len(names), "cifar", names, train_x, train_y, test_x, test_y)
     else:
         if name == "imagenet":
             resolution = resolution or IMAGENET_RESOLUTION
@@ -309,103 +278,12 @@ def load_dataset(
     )
 
 
-# --- splits -------------------------------------------------------------------------------
-
-
-def first_per_class(y: np.ndarray, m: int) -> np.ndarray:
-    """Sorted indices of the first ``m`` items of each class of ``y`` (all of a smaller class)."""
-    keep = [np.flatnonzero(y == c)[:m] for c in np.unique(y)]
-    return np.sort(np.concatenate(keep)) if keep else np.empty(0, np.int64)
-
-
-def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of ``n`` items of ``y``, each class taking its share (largest remainder)."""
-    labels, counts = np.unique(y, return_counts=True)
-    quota = counts * (n / len(y))
-    take = np.floor(quota).astype(np.int64)
-    # The seats left over go to the largest fractional quotas, ties to the lower class.
-    order = np.lexsort((labels, -(quota - take)))
-    take[order[: n - int(take.sum())]] += 1
-    picked = [
-        rng.choice(np.flatnonzero(y == c), k, replace=False)
-        for c, k in zip(labels, take, strict=True)
-    ]
-    return np.sort(np.concatenate(picked)) if picked else np.empty(0, np.int64)
-
-
-def val_size(n: int, classes: int, val_fraction: float, train_images: int | None = None) -> int:
-    """Images of the validation split: ``val_fraction`` of ``n``, capped by :data:`VAL_CAP_RULE`."""
-    size = round(n * val_fraction)
-    if train_images is not None:
-        size = min(size, max(train_images // 2, classes))
-    return size
-
-
-def split_indices(
-    y: np.ndarray,
-    val_fraction: float,
-    seed: int,
-    train_images: int | None = None,
-    name: str = "the dataset",
-    min_val: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train and val indices into ``y``: val carved first, then ``train_images`` of the rest.
-
-    Uncapped, ``train --train-images 300`` would score 5,000 validation images (10% of CIFAR)
-    every epoch, 446 s of a 546-s epoch; the val split is capped by :data:`VAL_CAP_RULE`.
-    """
-    labels, counts = np.unique(y, return_counts=True)
-    n_val = val_size(len(y), len(labels), val_fraction, train_images)
-    if n_val < min_val:
-        # The training subset keeps its size; the validation split takes what is left over.
-        needed = train_images if train_images is not None else len(labels)
-        if len(y) - min_val < needed:
-            fewer = (
-                f"; pass --train-images {len(y) - min_val} or fewer"
-                if train_images is not None and len(y) - min_val >= len(labels)
-                else "; use more images"
-            )
-            raise DataError(
-                f"{name} has {len(y):,} training images, too few to score trials on the "
-                f"{min_val} validation images that ranking them needs (on {n_val} an accuracy "
-                f"moves in steps of {1 / max(n_val, 1):.0%}){fewer}"
-            )
-        n_val = min_val
-    if n_val < 1 or len(y) - n_val < len(labels):
-        raise DataError(
-            f"{name} has only {len(y)} training images for {len(labels)} classes, too few "
-            f"to carve a {val_fraction:.0%} validation split; use more images"
-        )
-    val = stratified_pick(y, n_val, np.random.default_rng([seed, 1]))
-    rest = np.setdiff1d(np.arange(len(y)), val, assume_unique=True)
-    left = np.isin(labels, y[rest])
-    if not left.all():
-        raise DataError(
-            f"class {labels[~left][0]} of {name} has only {counts[~left][0]} image(s), all taken "
-            "by the validation split; use more images or a smaller val_fraction"
-        )
-    if train_images is not None:
-        if train_images > len(rest):
-            raise DataError(
-                f"train_images={train_images} but {name} has only {len(rest)} training images "
-                f"left after carving the {n_val:,}-image validation split"
-            )
-        if train_images < len(labels):
-            raise DataError(
-                f"train_images={train_images} is fewer than the {len(labels)} classes of {name}"
-            )
-        rest = rest[stratified_pick(y[rest], train_images, np.random.default_rng([seed, 2]))]
-    return rest, val
-
-
 # --- synthetic ----------------------------------------------------------------------------
 
 
 def _load_synthetic(
     classes: int | None, resolution: int, n_train: int, n_test: int, eval_test: bool
 ) -> _Full:
-    from nas.data import synthetic
-
     classes = classes or len(synthetic.SHAPES)
 
     def make(n: int, stream: int, indices: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -431,294 +309,6 @@ def _load_synthetic(
     )  # fmt: skip
 
 
-# --- CIFAR --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _CifarFormat:
-    """Where one CIFAR version lives and how its python-pickle batches are laid out."""
-
-    title: str
-    archive: str
-    url: str
-    md5: str
-    folder: str  # what the archive extracts to
-    train: tuple[str, ...]
-    test: str
-    meta: str
-    label_key: bytes
-    names_key: bytes
-    classes: int
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        return (*self.train, self.test, self.meta)
-
-
-# https://www.cs.toronto.edu/~kriz/cifar.html: the "python version" archives and their MD5s.
-_CIFAR = {
-    "cifar10": _CifarFormat(
-        "CIFAR-10",
-        "cifar-10-python.tar.gz",
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "c58f30108f718f92721af3b95e74349a",
-        "cifar-10-batches-py",
-        tuple(f"data_batch_{i}" for i in range(1, 6)),
-        "test_batch",
-        "batches.meta",
-        b"labels",
-        b"label_names",
-        10,
-    ),
-    "cifar100": _CifarFormat(
-        "CIFAR-100",
-        "cifar-100-python.tar.gz",
-        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        "eb9058c3a382ffc7106e4002c42a8d85",
-        "cifar-100-python",
-        ("train",),
-        "test",
-        "meta",
-        b"fine_labels",
-        b"fine_label_names",
-        100,
-    ),
-}
-
-
-def one_line(e: BaseException) -> str:
-    """An exception's text on one line (the CLI prints user errors as one line)."""
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-def file_md5(path: str | Path) -> str:
-    """Hex MD5 of a file, read in 1 MiB blocks."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download(url: str, dest: str | Path, md5: str) -> Path:
-    """Fetch ``url`` to ``dest`` via a temporary file, renamed into place once its MD5 matches."""
-    from nas.fileio import new_temp
-
-    dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = new_temp(dest)  # named for this process: a killed download's is removed
-    except OSError as e:
-        raise DataError(
-            f"cannot write to {dest.parent} ({one_line(e)}); pass a writable data_dir"
-        ) from None
-    sys.stderr.write(f"downloading {url} to {dest}\n")
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
-            while block := response.read(1 << 20):
-                h.update(block)
-                f.write(block)
-        if h.hexdigest() != md5:
-            raise DataError(
-                f"the download of {url} has MD5 {h.hexdigest()}, expected {md5}; "
-                f"place the official archive at {dest} by hand"
-            )
-        os.replace(tmp, dest)
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
-        # URLError carries the cause in .reason; HTTPError's text has the status code.
-        cause = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-        reason = one_line(cause)
-        raise DataError(
-            f"could not download {url} ({reason}); place the archive at {dest}"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles only what a CIFAR batch holds: dicts, lists, bytes, ints and numpy arrays.
-
-    The batches are pickles, and a pickle can call any importable function; this one resolves
-    a short allow-list of globals and refuses every other.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = _safe_globals().get((module, name))
-        if obj is None:
-            raise pickle.UnpicklingError(f"refused to load the global {module}.{name}")
-        return obj
-
-
-def _safe_globals() -> dict[tuple[str, str], Any]:
-    """The globals a CIFAR pickle may name: array and dtype reconstruction, latin-1 bytes."""
-    import codecs
-
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 1.26 has only the old name
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    return {
-        # Python 2 pickles (the official files) name numpy.core; numpy 2 writes numpy._core.
-        ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        # Python 3 writes bytes as _codecs.encode(str, "latin1") under protocol 2.
-        ("_codecs", "encode"): codecs.encode,
-    }
-
-
-def _unpickle(path: Path, what: str) -> dict[bytes, Any]:
-    """The dict pickled in the CIFAR file ``path``, through the restricted unpickler."""
-    try:
-        with open(path, "rb") as f:
-            obj = _CifarUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise DataError(
-            f"{path} is not a valid {what} file ({one_line(e)}); delete it and load again "
-            "to re-extract or re-download it"
-        ) from None
-    except (IndexError, KeyError, OverflowError, MemoryError) as e:
-        raise DataError(
-            f"{path} is corrupt ({type(e).__name__}); delete it and load again to re-extract it"
-        ) from None
-    except OSError as e:
-        raise DataError(f"cannot read {path} ({one_line(e)}); check its permissions") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path} holds a {type(obj).__name__}, not a {what} dict; delete it")
-    return obj
-
-
-def _read_batch(path: Path, fmt: _CifarFormat) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 3, 32, 32]`` and labels of one CIFAR batch file, validated."""
-    batch = _unpickle(path, f"{fmt.title} batch")
-    data, labels = batch.get(b"data"), batch.get(fmt.label_key)
-    fix = "delete it and load again to re-extract it"
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
-        raise DataError(f"{path} has no uint8 image matrix under b'data'; {fix}")
-    if data.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{path} has rows of {data.shape[1]} bytes, not 3072; {fix}")
-    if not isinstance(labels, list | np.ndarray):
-        raise DataError(f"{path} has no label list under {fmt.label_key!r}; {fix}")
-    try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise DataError(f"{path} has labels that are not integers; {fix}") from None
-    if y.shape != (len(data),):
-        raise DataError(f"{path} has {len(y)} labels for {len(data)} images; {fix}")
-    if len(y) and (y.min() < 0 or y.max() >= fmt.classes):
-        raise DataError(f"{path} has labels outside 0..{fmt.classes - 1}; {fix}")
-    # Each row holds the red, green and blue planes of a 32x32 image, row-major.
-    return data.reshape(-1, 3, 32, 32), y
-
-
-def _read_names(path: Path, fmt: _CifarFormat) -> tuple[str, ...]:
-    """The class names in a CIFAR meta file."""
-    names = _unpickle(path, f"{fmt.title} meta").get(fmt.names_key)
-    if (
-        not isinstance(names, list)
-        or len(names) != fmt.classes
-        or not all(isinstance(n, bytes | str) for n in names)
-    ):
-        raise DataError(
-            f"{path} lacks {fmt.classes} class names under {fmt.names_key!r}; delete it and "
-            "load again to re-extract it"
-        )
-    return tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
-
-
-def _write_atomic(dest: Path, payload: bytes) -> None:
-    """Write ``dest`` atomically (:func:`nas.fileio.write_atomic`); a failure is a DataError."""
-    from nas.fileio import write_atomic
-
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(dest, lambda f: f.write(payload))
-    except OSError as e:  # WriteError is an OSError too
-        raise DataError(
-            f"cannot write {dest} ({one_line(e)}); free some space or pass a writable data_dir"
-        ) from None
-
-
-def _extract_cifar(archive: Path, fmt: _CifarFormat, root: Path) -> None:
-    """Extract the batch files of ``archive`` into ``root/fmt.folder``, checking its MD5 first.
-
-    Only regular members with the expected names are read, and they are written to paths this
-    function builds, so a hostile archive cannot write elsewhere (no path traversal).
-    """
-    got = file_md5(archive)
-    if got != fmt.md5:
-        raise DataError(
-            f"{archive} has MD5 {got}, expected {fmt.md5} (truncated or not the official "
-            f"archive); delete it and load again to download it, or place a good copy there"
-        )
-    wanted = {f"{fmt.folder}/{f}": f for f in fmt.files}
-    found: set[str] = set()
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                name = wanted.get(member.name.removeprefix("./"))
-                if name is None or not member.isfile():
-                    continue
-                src = tar.extractfile(member)
-                assert src is not None  # a regular file always has data
-                _write_atomic(root / fmt.folder / name, src.read())  # at most 160 MB
-                found.add(name)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise DataError(
-            f"{archive} is truncated or corrupt ({one_line(e)}); delete it and load again "
-            "to download it, or place a good copy there"
-        ) from None
-    missing = [f for f in fmt.files if f not in found]
-    if missing:
-        raise DataError(
-            f"{archive} lacks {fmt.folder}/{', '.join(missing)}; it is not the official "
-            f"{fmt.title} archive: delete it and place the official one there"
-        )
-
-
-def _cifar_folder(fmt: _CifarFormat, root: Path, download_ok: bool) -> Path:
-    """The extracted folder of ``fmt`` under ``root``: extracted or downloaded if need be."""
-    folder = root / fmt.folder
-    if all((folder / f).is_file() for f in fmt.files):
-        return folder
-    archive = root / fmt.archive
-    if not archive.is_file():
-        if not download_ok:
-            raise DataError(
-                f"{fmt.title} is not in {root}: place {fmt.archive} (from {fmt.url}) or its "
-                f"extracted {fmt.folder}/ there, or allow downloading"
-            )
-        download(fmt.url, archive, fmt.md5)
-    _extract_cifar(archive, fmt, root)
-    return folder
-
-
-def _load_cifar(
-    fmt: _CifarFormat, root: Path, classes: int | None, eval_test: bool, download_ok: bool
-) -> _Full:
-    folder = _cifar_folder(fmt, root, download_ok)
-    names = _read_names(folder / fmt.meta, fmt)
-    parts = [_read_batch(folder / f, fmt) for f in fmt.train]
-    train_x = np.concatenate([x for x, _ in parts])
-    train_y = np.concatenate([y for _, y in parts])
-    test_x, test_y = _read_batch(folder / fmt.test, fmt) if eval_test else (None, None)
-    n = classes or fmt.classes
-    if n > fmt.classes:
-        raise DataError(f"{fmt.title} has {fmt.classes} classes, cannot keep {n}")
-    if n < fmt.classes:  # keep the first n classes, as for ImageNet subsets
-        keep = train_y < n
-        train_x, train_y = train_x[keep], train_y[keep]
-        if test_y is not None and test_x is not None:
-            keep = test_y < n
-            test_x, test_y = test_x[keep], test_y[keep]
-    return _Full(n, "cifar", names[:n], train_x, train_y, test_x, test_y)
-
-
 # --- image folders ------------------------------------------------------------------------
 
 
@@ -730,8 +320,6 @@ def _load_folder(
     eval_test: bool,
 ) -> _Full:
     """An ImageFolder tree (:mod:`nas.data.folder`), decoded once and cached."""
-    from nas.data import folder
-
     root = folder.open_tree(path)
     try:
         tree = folder.scan(root, classes, images_per_class)
