@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nas.data import folder
-from nas.data.loader import load_dataset
+from nas.data import folder, load_dataset
 
 
 def _find_tarball() -> Path:

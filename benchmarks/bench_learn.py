@@ -23,7 +23,7 @@ import time
 import torch
 
 import resnext
-from nas.data.loader import load_dataset
+from nas.data import load_dataset
 from nas.training.loop import TrainConfig, train
 
 # name, spec, batch, lr: the default, then a larger batch, a larger model, and both.

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 import resnext
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.training import plan as perf
 from nas.training.loop import TrainConfig, Trial
 from resnext.registry import R29

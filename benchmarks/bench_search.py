@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data.loader import load_dataset
+from nas.data import load_dataset
 from nas.search.records import counts
 from nas.search.space import SearchSpace
 from nas.search.storage import load

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 import resnext
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.training.loop import TrainConfig, augment, channel_stats, train
 
 # The fixed small config: one block per stage of the CIFAR template (Sec. 5.3) at 4x8d.

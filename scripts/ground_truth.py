@@ -178,7 +178,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     missing run in the file under a lock, so no run is trained twice; a claim of a process that
     died is taken over.
     """
-    from nas.data.loader import load_dataset
+    from nas.data import load_dataset
     from nas.training.loop import TrainConfig, train
 
     args = parse(argv)

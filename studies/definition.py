@@ -23,7 +23,7 @@ from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
-# The built-in synthetic dataset: 10 classes of 32x32 images (nas.data.loader).
+# The built-in synthetic dataset: 10 classes of 32x32 images (nas.data).
 DEFAULT_CLASSES = 10
 DEFAULT_RESOLUTION = 32
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.search.records import counts
 from nas.search.space import SpecGrid
 from nas.search.storage import HEARTBEAT, load, open_storage, storage_url

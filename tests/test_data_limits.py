@@ -260,7 +260,7 @@ def test_search_ranks_on_enough_validation_images(
     """On 600 images, --val-fraction 0.02 would score every trial on 12 (every trial read
     75.0%): the split is raised to MIN_VAL_IMAGES with a note, and the split sizes are printed
     at the start; where the training subset leaves too few images, one line says how many."""
-    from nas.data.loader import MIN_VAL_IMAGES
+    from nas.data import MIN_VAL_IMAGES
     from nas.search import workers
 
     seen = []

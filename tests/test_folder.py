@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 import cli
-from nas.data import archive, folder
-from nas.data.loader import load_dataset
+from nas.data import archive, folder, load_dataset
 
 RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
 # One solid colour per (format, mode): what each decodes to in RGB.

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas.data.loader import load_dataset
+from nas.data import load_dataset
 from tests.conftest import ROOT
 from tests.realdata import cifar_subset
 

@@ -20,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.search.objective import Objective, Surplus, set_user_attrs
 from nas.search.records import ATTR, best_config, counts, retried_from, study_rows, trial_rows
 from nas.search.space import OutOfBudget, SearchSpace, suggest_spec

@@ -34,15 +34,15 @@ BAND = [
 def test_ground_truth_resumes_and_the_benchmark_replays_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nas.data.loader
+    import nas.data
 
     calls = []
 
-    def toy(name: str, **kw) -> nas.data.loader.Dataset:
+    def toy(name: str, **kw) -> nas.data.Dataset:
         calls.append((name, kw))
         return toy_data()
 
-    monkeypatch.setattr(nas.data.loader, "load_dataset", toy)
+    monkeypatch.setattr(nas.data, "load_dataset", toy)
     gt = load("scripts/ground_truth.py", "ground_truth")
     out = tmp_path / "gt.json"
     first = gt.run([*BAND, "--out", str(out), "--data-dir", "/some/where"])

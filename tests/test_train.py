@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import resnext
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.fileio import write_atomic
 from nas.training.loop import (
     CHECKPOINT,
@@ -447,7 +447,7 @@ def test_cli_trains_end_to_end_on_synthetic(tmp_path: Path) -> None:
 
 def test_trainer_learns_the_synthetic_dataset_well_above_chance() -> None:
     # The README's figures: 8x1d-like small nets leave chance (10%) within ~190 SGD steps.
-    from nas.data.loader import load_dataset
+    from nas.data import load_dataset
 
     data = load_dataset("synthetic", synthetic_train=2500, synthetic_test=10, val_fraction=0.2)
     spec = resnext.Spec("cifar", (1, 1, 1), 32, 4, 2, classes=10, resolution=32)

@@ -31,7 +31,7 @@ from nas.commands.options import (
     print_json,
 )
 from nas.commands.search import SearchDepthsOpt, SearchFlopsOpt, SearchWidthsOpt
-from nas.data.loader import DataOptions, default_template
+from nas.data import DataOptions, default_template
 from nas.training.config import (
     DEFAULT_TRIAL,
     KNOWN_CLASSES,

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-# nas.data.loader imports no torch: its DATASETS refuses a typo before torch and the data load.
-from nas.data.loader import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE
+# nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
+from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE
 from resnext.budget import DEFAULT_CARDINALITIES
 
 # C0 controls but newline and tab, DEL, and C1 controls (ESC starts terminal escape sequences;
@@ -242,7 +242,7 @@ SEARCH_VAL_HELP = (
 def report_data(data: Any, quiet: bool) -> None:
     """The dataset's classes and split sizes on stdout (unless ``quiet``), and on stderr a note
     when its validation split is larger than asked."""
-    from nas.data.loader import describe
+    from nas.data import describe
 
     if not quiet:
         out.print(describe(data), highlight=False)

@@ -43,7 +43,7 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
-from nas.data.loader import MIN_VAL_IMAGES, DataOptions, default_template
+from nas.data import MIN_VAL_IMAGES, DataOptions, default_template
 from nas.training.config import (
     DEFAULT_TRIAL,
     KNOWN_CLASSES,

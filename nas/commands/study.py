@@ -35,7 +35,7 @@ from nas.commands.options import (
     report_data,
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
-from nas.data.loader import MIN_VAL_IMAGES, DataOptions
+from nas.data import MIN_VAL_IMAGES, DataOptions
 from nas.training.config import KNOWN_CLASSES
 
 app = typer.Typer(

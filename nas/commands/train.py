@@ -28,7 +28,7 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
-from nas.data.loader import default_template
+from nas.data import default_template
 from nas.training.config import KNOWN_CLASSES
 from resnext.complexity import format_count
 from resnext.registry import R29
@@ -131,7 +131,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
-    from nas.data.loader import image_side
+    from nas.data import image_side
     from nas.training.loop import RECIPES, TrainConfig, check_memory, recipe_config
 
     # Every check that needs no data comes first, so that a typo fails at once.
@@ -181,7 +181,7 @@ def train_command(
 
     run_dir = ensure_folder(out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}")
 
-    from nas.data.loader import DataOptions
+    from nas.data import DataOptions
     from nas.fileio import write_json
     from nas.training.loop import train
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.fileio import ensure_parent, write_json
 from nas.search.records import spec_key
 from nas.stats.rank import Estimate, bootstrap, kendall, spearman

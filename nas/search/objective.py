@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, phase
 from nas.search.records import config_key, counts, kind, notation
 from nas.search.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec

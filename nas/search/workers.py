@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.search import deadline
 from nas.search.confirm import CONFIRM, ConfirmSettings, phase, plan
 from nas.search.objective import Objective

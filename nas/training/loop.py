@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import resnext
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.fileio import load_tensors, write_atomic
 from nas.training import plan as perf
 from resnext.complexity import training_memory
