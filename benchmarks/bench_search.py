@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.data import load_dataset
-from nas.search.records import counts
+from nas.search.attrs import is_trained_proxy
 from nas.search.space import SearchSpace
 from nas.search.storage import load
 from nas.search.study import SearchSettings
@@ -55,7 +55,7 @@ def study(data, tmp: Path, name: str, n: int, train: TrainConfig, **kw) -> dict:
     t0 = time.perf_counter()
     (rep,) = run_search(settings, data, train, n, storage=url)
     wall = time.perf_counter() - t0
-    trials = [t for t in load(name, url).trials if counts(t)]
+    trials = [t for t in load(name, url).trials if is_trained_proxy(t)]
     errors = [1 - max(c["val_accuracy"] for c in t.user_attrs["curve"]) for t in trials]
     complete = [t.values[0] for t in trials if t.values]
     return {

@@ -51,7 +51,8 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, plan, recommendation  # noqa: E402
+from nas.search.attrs import CONFIRM, SEARCH  # noqa: E402
+from nas.search.confirm import ConfirmSettings, plan, recommendation  # noqa: E402
 from nas.search.study import ENQUEUED, make_pruner  # noqa: E402
 from nas.stats.recommend import mean_interval, paired_difference  # noqa: E402
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.commands.options import shell_word
+from nas.text import shell_word
 from resnext.spec import Spec
 
 if TYPE_CHECKING:
@@ -85,8 +85,8 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
     (``recommended``), or its complete trial of lowest error when None."""
     from optuna.trial import TrialState
 
+    from nas.search.attrs import display_state
     from nas.search.confirm import recommended_trial
-    from nas.search.records import kind
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
@@ -110,8 +110,8 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
     t = found[0]
     if t.state != TrialState.COMPLETE:
         raise ValueError(
-            f"trial {number} of study {name!r} is {kind(t)}, not complete; export a complete "
-            f"one (see `resnext-nas trials --study {shell_word(name)}`) or use --best"
+            f"trial {number} of study {name!r} is {display_state(t)}, not complete; export a "
+            f"complete one (see `resnext-nas trials --study {shell_word(name)}`) or use --best"
         )
     return t
 

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nas.fileio import write_json  # noqa: E402
+from nas.search.attrs import notation  # noqa: E402
 from nas.search.confirm import ConfirmSettings  # noqa: E402
-from nas.search.records import notation  # noqa: E402
 from nas.search.space import SearchSpace, spec_params  # noqa: E402
 from nas.training.config import DEFAULT_TRIAL, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS  # noqa: E402
 from resnext.budget import Budget  # noqa: E402

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nas.data import Dataset
-from nas.search.records import counts
+from nas.search.attrs import is_trained_proxy
 from nas.search.space import SpecGrid
 from nas.search.storage import HEARTBEAT, load, open_storage, storage_url
 from nas.search.study import (
@@ -44,7 +44,11 @@ class StudyRun:
 
 def missing_points(study_name: str, storage: str | None, grid: SpecGrid, seeds: int) -> list[str]:
     """The grid points that no counted trial of the study has trained, as "CxDd seed N"."""
-    done = {grid_key(t) for t in load(study_name, storage).get_trials(deepcopy=False) if counts(t)}
+    done = {
+        grid_key(t)
+        for t in load(study_name, storage).get_trials(deepcopy=False)
+        if is_trained_proxy(t)
+    }
     return [
         f"{spec.notation} seed {seed}"
         for spec in grid.specs
@@ -91,7 +95,7 @@ def run_study(
         # dropped, and those already trained stay but do not fill this run's count.
         wanted = {grid_point(grid.params(s), seed) for s in grid.specs for seed in range(seeds)}
         drop_queue(open_storage(url), settings.study, lambda t: grid_key(t) in wanted, STALE)
-        others = sum(counts(t) and grid_key(t) not in wanted for t in handle.get_trials())
+        others = sum(is_trained_proxy(t) and grid_key(t) not in wanted for t in handle.get_trials())
         target = n + others
         run.queued = enqueue_grid(handle, grid, range(seeds))
     run.reports = run_search(

@@ -9,10 +9,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
+from nas.search.attrs import CONFIRM, config_key
 from nas.search.confirm import (
-    CONFIRM,
     ConfirmSettings,
-    config_key,
     confirmed,
     describe,
     plan,

@@ -11,8 +11,8 @@ import pytest
 from optuna.trial import TrialState
 
 import cli
-from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, confirmed, plan, recommendation
-from nas.search.records import counts
+from nas.search.attrs import CONFIRM, SEARCH, is_trained_proxy
+from nas.search.confirm import ConfirmSettings, confirmed, plan, recommendation
 from nas.search.storage import load
 from nas.search.study import SearchSettings
 from nas.search.workers import run_search, run_worker
@@ -36,11 +36,11 @@ def test_search_ends_with_confirmation_trials_apart_from_the_count(tmp_path: Pat
     url = sqlite(tmp_path)
     run_search(settings("s"), toy_data(), TRAIN, 4, storage=url)
     study = load("s", url)
-    proxy = [t for t in study.trials if counts(t)]
+    proxy = [t for t in study.trials if is_trained_proxy(t)]
     assert len(proxy) == 4 and all(t.user_attrs["phase"] == SEARCH for t in proxy)
     done = [t for t in confirm_trials(study) if t.state == TrialState.COMPLETE]
     assert len(done) == 4  # k=2 configurations x 2 seeds
-    assert not any(counts(t) for t in done)
+    assert not any(is_trained_proxy(t) for t in done)
     for t in done:
         # 3 x the trial's 1 epoch, all of them trained: never pruned, no pruner reports.
         assert len(t.user_attrs["curve"]) == CONFIRM_2.confirm_epochs(TRAIN.epochs) == 3
@@ -77,7 +77,7 @@ def test_interrupted_confirmation_resumes_training_each_point_once(tmp_path: Pat
     points = [(t.user_attrs["confirm_of"], t.user_attrs["seed"]) for t in done]
     assert len(points) == len(set(points)) == 4  # every point trained exactly once
     assert (failed.user_attrs["confirm_of"], failed.user_attrs["seed"]) in points
-    assert sum(counts(t) for t in study.trials) == 3
+    assert sum(is_trained_proxy(t) for t in study.trials) == 3
 
 
 def test_a_duplicate_confirmation_point_is_surplus(tmp_path: Path) -> None:

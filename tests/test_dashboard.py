@@ -26,7 +26,7 @@ from nas.dashboard.evidence import (
     effect_text,
     ks_critical,
 )
-from nas.search.confirm import CONFIRM
+from nas.search.attrs import CONFIRM
 from nas.search.records import COUNTED
 from nas.search.storage import storage_url
 from nas.stats.designspace import ks_statistic

@@ -20,7 +20,8 @@ from nas.dashboard.evidence import (
     effective_n,
     ks_critical,
 )
-from nas.search.confirm import CONFIRM, recommendation
+from nas.search.attrs import CONFIRM
+from nas.search.confirm import recommendation
 from nas.stats.designspace import edf, ks_statistic
 from tests.synthetic import synthetic_trials
 from tests.test_confirm import proxy, trial

@@ -23,8 +23,9 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.attrs import config_key, display_state, is_trained_proxy, retried_from
 from nas.search.objective import claim_seed
-from nas.search.records import config_key, counts, kind, retried_from, trial_record
+from nas.search.records import trial_record
 from nas.search.storage import load, open_storage, storage_error
 from nas.search.study import (
     STALE,
@@ -146,12 +147,12 @@ def test_stale_queue_of_other_seeds_is_dropped_not_trained(tmp_path: Path) -> No
     ts = load("g", url).trials
     assert [t.state for t in ts].count(TrialState.WAITING) == 2
     stale = [t for t in ts if t.state != TrialState.WAITING]
-    assert all(kind(t) == "surplus" and not counts(t) for t in stale)
+    assert all(display_state(t) == "surplus" and not is_trained_proxy(t) for t in stale)
     # The next worker trains the current grid only: seed 0 of each spec.
     report = run_worker(
         SearchSettings(grid, study="g", **SETTINGS), toy_data(), TRAIN, 2, storage=url
     )
-    trained = [t for t in load("g", url).trials if counts(t)]
+    trained = [t for t in load("g", url).trials if is_trained_proxy(t)]
     assert report.trials == 2 and sorted(t.user_attrs["seed"] for t in trained) == [0, 0]
 
 
@@ -170,7 +171,7 @@ def test_study_drop_cli(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--yes" in res.stderr and len(res.stderr.splitlines()) == 1
     res = cli("old", "--queue-only")
     assert res.returncode == 0 and "withdrew 3 queued trials" in res.stdout
-    assert [kind(t) for t in load("old", url).trials] == ["surplus"] * 3
+    assert [display_state(t) for t in load("old", url).trials] == ["surplus"] * 3
     res = cli("old", "--yes")
     assert res.returncode == 0 and "deleted study 'old' and its 3 trials" in res.stdout
     for args in (("old", "--yes"), ("old",)):  # gone: said so, with or without --yes
@@ -310,7 +311,7 @@ def test_sigterm_stops_a_pool_and_requeues_its_trials(tmp_path: Path) -> None:
         reap(proc)
     ts = {t.number: t for t in load("t", url).trials}
     assert not [t for t in ts.values() if t.state == TrialState.RUNNING]
-    assert sum(counts(t) for t in ts.values()) < 20  # stopped, not finished on their own
+    assert sum(is_trained_proxy(t) for t in ts.values()) < 20  # stopped, not finished on their own
     for victim in running:
         t = ts[victim.number]
         assert t.state == TrialState.FAIL and trial_record(t, "t")["note"] == "interrupted"
@@ -393,7 +394,7 @@ def test_workers_end_with_their_search(sig: signal.Signals, tmp_path: Path) -> N
         assert rc == 128 + signal.SIGHUP and err.split() == ["hung", "up"], err
     ts = {t.number: t for t in load("t", url).trials}
     assert not [t for t in ts.values() if t.state == TrialState.RUNNING]
-    assert sum(counts(t) for t in ts.values()) < 40  # stopped, not finished on their own
+    assert sum(is_trained_proxy(t) for t in ts.values()) < 40  # stopped, not finished on their own
     for victim in running:  # each worker failed its trial and queued it again
         t = ts[victim.number]
         assert t.state == TrialState.FAIL and trial_record(t, "t")["note"] == "interrupted"
@@ -463,7 +464,7 @@ def test_a_killed_worker_is_one_line_and_its_trial_retried(tmp_path: Path) -> No
     other = 1 - int(said[1])
     assert f"retried as trial {retry.number}, which completed; worker {other} finished" in err
     assert retry.state == TrialState.COMPLETE and retry.params == lost.params
-    assert sum(counts(t) for t in ts) == 2 and len(ts) == 3  # every trial accounted for
+    assert sum(is_trained_proxy(t) for t in ts) == 2 and len(ts) == 3  # every trial accounted for
 
 
 def _frozen(number: int, state: TrialState, retry_of: int | None = None) -> FrozenTrial:

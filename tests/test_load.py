@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.search.records import config_key, counts
+from nas.search.attrs import config_key, is_trained_proxy
 from nas.search.storage import load
 from nas.search.study import SearchSettings
 from nas.search.workers import run_search
@@ -29,7 +29,7 @@ def _check(name: str, url: str, n: int, workers: int) -> None:
     settings = SearchSettings(tiny_space(), study=name, pruner="none", latency=False)
     reports = run_search(settings, toy_data(24), TRAIN, n, storage=url, workers=workers)
     trials = load(name, url).trials
-    trained = [t for t in trials if counts(t)]
+    trained = [t for t in trials if is_trained_proxy(t)]
     assert len(trained) == n and sum(r.trials for r in reports) == n  # exact, study-wide
     assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
     assert all(len(t.user_attrs["curve"]) == TRAIN.epochs for t in trained)  # ran once each

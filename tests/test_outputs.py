@@ -26,11 +26,12 @@ import torch
 import cli
 import resnext
 from nas import dashboard as dash
-from nas.commands.options import command, literal
+from nas.commands.options import command
 from nas.export import export_trial, state_dict_mismatch
 from nas.fileio import OLD_TEMP_AGE, WriteError, remove_stale_temps, write_text
 from nas.search.calibrate import CalibrationFile
 from nas.search.records import trial_record
+from nas.text import literal
 from tests.synthetic import synthetic_trials
 
 TINY = resnext.Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16, stem_width=16)

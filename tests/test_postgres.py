@@ -33,7 +33,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.search import deadline
-from nas.search.records import config_key, counts, study_rows
+from nas.search.attrs import config_key, is_trained_proxy
+from nas.search.records import study_rows
 from nas.search.storage import load, open_storage
 from nas.search.study import SearchSettings
 from nas.search.workers import run_search
@@ -59,7 +60,7 @@ def test_two_workers_share_one_postgres_study() -> None:
         reports = run_search(settings, toy_data(), TRAIN, 6, storage=URL, workers=2)
         study = load(name, URL)
         assert [t.state for t in study.trials].count(TrialState.FAIL) == 0
-        trained = [t for t in study.trials if counts(t)]
+        trained = [t for t in study.trials if is_trained_proxy(t)]
         assert len(trained) == 6  # the study-wide count, not 6 per worker
         assert sum(r.trials for r in reports) == 6
         assert all(r.trials >= 1 for r in reports)
@@ -129,7 +130,7 @@ def _done(
         ts = optuna.load_study(study_name=name, storage=storage).get_trials()
     except KeyError:
         return [], False
-    return [t for t in ts if counts(t)], any(t.state == TrialState.RUNNING for t in ts)
+    return [t for t in ts if is_trained_proxy(t)], any(t.state == TrialState.RUNNING for t in ts)
 
 
 def _snapshot(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple]:
@@ -177,7 +178,7 @@ def test_server_stopped_mid_study_is_one_line_then_the_same_command_resumes(
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stdout + res.stderr
     study = load("outage", url)
-    trained = [t for t in study.trials if counts(t)]
+    trained = [t for t in study.trials if is_trained_proxy(t)]
     assert len(trained) == N_TRIALS  # exact, study-wide
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     after = _snapshot(trained)

@@ -21,8 +21,9 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.data import Dataset
+from nas.search.attrs import ATTR, is_trained_proxy, retried_from
 from nas.search.objective import Objective, Surplus, set_user_attrs
-from nas.search.records import ATTR, best_config, counts, retried_from, study_rows, trial_rows
+from nas.search.records import best_config, study_rows, trial_rows
 from nas.search.space import OutOfBudget, SearchSpace, suggest_spec
 from nas.search.storage import load, open_storage
 from nas.search.study import (
@@ -157,7 +158,7 @@ def test_search_trains_exactly_n_trials_with_attributes_and_resumes(tmp_path: Pa
     settings = SearchSettings(tiny_space(), study="s", enqueue=("family",), pruner="none")
     run_search(settings, data, replace(TRAIN, epochs=2), 2, storage=url)
     study = load("s", url)
-    done = [t for t in study.trials if counts(t)]
+    done = [t for t in study.trials if is_trained_proxy(t)]
     assert len(done) == 2
     # The 7 family members were queued first; 2 ran, 5 still wait.
     assert all(t.user_attrs.get("baseline", "").startswith("family") for t in done)
@@ -175,7 +176,7 @@ def test_search_trains_exactly_n_trials_with_attributes_and_resumes(tmp_path: Pa
     # Resume to 3 trials: the earlier ones are untouched and the family is not queued twice.
     run_search(settings, data, replace(TRAIN, epochs=2), 3, storage=url)
     study = load("s", url)
-    done = [t for t in study.trials if counts(t)]
+    done = [t for t in study.trials if is_trained_proxy(t)]
     assert len(done) == 3
     assert {t.number: t.values for t in done if t.number in before} == before
     baselines = [t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs]
@@ -258,7 +259,7 @@ def test_two_workers_share_one_sqlite_study_without_lock_errors(tmp_path: Path) 
     study = load("w", url)
     states = [t.state for t in study.trials]
     assert TrialState.FAIL not in states
-    assert sum(counts(t) for t in study.trials) == 4
+    assert sum(is_trained_proxy(t) for t in study.trials) == 4
     assert sum(r.trials for r in reports) == 4
     assert all(r.trials >= 1 for r in reports)  # both really worked
 
@@ -277,7 +278,7 @@ def test_a_trial_asked_past_the_study_wide_count_is_surplus(tmp_path: Path) -> N
     study.tell(other, 0.5)
     frozen = study.trials[trial.number]
     assert frozen.user_attrs["surplus"] and "spec" not in frozen.user_attrs
-    assert not counts(frozen)
+    assert not is_trained_proxy(frozen)
     # The baseline went back to the queue: still 7 waiting.
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 7
@@ -356,7 +357,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path: Path) 
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == victim.params
     assert {n: by_number[n].values for n in before} == before
-    assert sum(counts(t) for t in study.trials) == 2
+    assert sum(is_trained_proxy(t) for t in study.trials) == 2
 
 
 def test_interrupted_trial_is_queued_again_at_once(tmp_path: Path) -> None:
@@ -376,7 +377,7 @@ def test_interrupted_trial_is_queued_again_at_once(tmp_path: Path) -> None:
     run_worker(settings, toy_data(KILL_IMAGES), KILL_TRAIN, 2, storage=url, heartbeat=1)
     study = load("k", url)
     assert {t.number: t.state for t in study.trials}[retry.number] == TrialState.COMPLETE
-    assert sum(counts(t) for t in study.trials) == 2
+    assert sum(is_trained_proxy(t) for t in study.trials) == 2
 
 
 # -------------------------------------------------------------------------------------- CLI

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.search.confirm import CONFIRM
-from nas.search.records import counts
+from nas.search.attrs import CONFIRM, is_trained_proxy
 from nas.search.storage import load, open_storage
 from tests.test_search import run_cli
 
@@ -98,7 +97,7 @@ def test_four_searches_started_together_on_a_fresh_file(tmp_path: Path, round_: 
     for p in procs:
         assert p.returncode == 0, p.stderr
     trials = load("shared", url).trials
-    assert sum(counts(t) for t in trials) == 4
+    assert sum(is_trained_proxy(t) for t in trials) == 4
     trained = Counter(
         (t.user_attrs["confirm_of"], t.user_attrs["seed"])
         for t in trials

@@ -16,8 +16,9 @@ from optuna.trial import TrialState
 
 import studies
 from nas import dashboard as dash
+from nas.search.attrs import is_trained_proxy
 from nas.search.confirm import ConfirmSettings
-from nas.search.records import counts, trial_rows
+from nas.search.records import trial_rows
 from nas.search.space import SpecGrid
 from nas.search.storage import load, open_storage
 from nas.search.study import grid_key
@@ -49,7 +50,7 @@ def points(url: str, name: str) -> list[tuple[str, int]]:
     return [
         (Spec.from_dict(t.user_attrs["spec"]).notation, t.user_attrs["seed"])
         for t in study.get_trials(deepcopy=False)
-        if counts(t)
+        if is_trained_proxy(t)
     ]
 
 
@@ -234,7 +235,7 @@ def test_a_failing_point_is_reported_missing_not_replaced_by_a_sampled_trial(
     run = run_study(tiny_table3(), toy_data(), storage=url, latency=False)
     assert run.missing == ["4x3d seed 0", "4x3d seed 1"]
     trials = load("t3", url).trials
-    assert len(trials) == 6 and sum(counts(t) for t in trials) == 4  # no sampled extra
+    assert len(trials) == 6 and sum(is_trained_proxy(t) for t in trials) == 4  # no sampled extra
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the dead worker's ask()
@@ -384,5 +385,5 @@ def test_two_study_runs_started_together_train_each_point_once(tmp_path: Path) -
     for proc in run_cli([args, args], tmp_path):
         assert proc.returncode == 0, proc.stderr
     trials = load("cardinality-vs-width", url).trials
-    trained = [p for t, p in zip(trials, map(grid_key, trials), strict=True) if counts(t)]
+    trained = [p for t, p in zip(trials, map(grid_key, trials), strict=True) if is_trained_proxy(t)]
     assert len(trained) == len(set(trained)) == 5

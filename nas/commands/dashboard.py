@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from nas.commands.options import StorageOpt, literal, out
+from nas.commands.options import StorageOpt, out
 from nas.fileio import ensure_parent
+from nas.text import literal
 
 
 def dashboard(

@@ -377,7 +377,8 @@ def search_summary(
 ) -> None:
     """The study's trials by state and its confirmed recommendation, after a search (``extra``
     joins the JSON). The best single trial is a maximum over seeds and never the answer."""
-    from nas.search.confirm import describe, phase, store_recommendation
+    from nas.search.attrs import phase
+    from nas.search.confirm import describe, store_recommendation
     from nas.search.records import best_config, study_rows, trial_rows
     from nas.search.storage import load
 

@@ -39,7 +39,7 @@ from nas.dashboard.plot import (
     spec_of,
     waiting,
 )
-from nas.search.confirm import CONFIRM, SEARCH
+from nas.search.attrs import CONFIRM, SEARCH
 from nas.search.records import config_groups
 from nas.stats.designspace import pareto_front
 from nas.stats.recommend import format_p_best, mean_interval

@@ -3,19 +3,18 @@
 After the proxy trials (phase ``search``), the top ``k`` configurations by mean proxy accuracy over
 their seeds are retrained with a longer schedule and several seeds (phase ``confirm``). Racing
 (:func:`nas.stats.recommend.race`) then gives another seed to every configuration whose interval
-still
-overlaps the leader's, up to ``max_seeds``. The recommendation is computed from the confirmed
-trials alone; the best single proxy trial is never the answer.
+still overlaps the leader's, up to ``max_seeds``. The recommendation is computed from the
+confirmed trials alone; the best single proxy trial is never the answer.
 
 Everything here reads a list of Optuna ``FrozenTrial`` and their user attributes (``phase``,
-``spec``, ``hparams``, ``seed``, ``val_accuracy``), so that the worker loop, ``trials`` and the
-dashboard compute the same plan and the same answer from the storage.
+``spec``, ``hparams``, ``seed``, ``val_accuracy``, ``confirm_of``: see :mod:`nas.search.attrs`),
+so that the worker loop, ``trials`` and the dashboard compute the same plan and the same answer
+from the storage.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.attrs import CONFIRM, SEARCH, config_key, config_of, notation, phase
 from nas.stats.rank import spearman
 from nas.stats.recommend import TIE_BELOW, format_p_best, mean_interval, race, recommend
 from resnext import Spec, complexity
 
-SEARCH, CONFIRM = "search", "confirm"
 # A confirmation point whose trial failed this many times is given up (it may be what fails).
 GIVE_UP_AFTER = 3
 
@@ -87,16 +86,6 @@ class ConfirmSettings:
             "seeds": self.seeds,
             "max_seeds": self.max_seeds,
         }
-
-
-def phase(t: FrozenTrial) -> str:
-    """A trial's phase: ``confirm`` for a confirmation trial, else ``search``."""
-    return t.user_attrs.get("phase", SEARCH)
-
-
-def config_key(spec: dict[str, Any] | None, hparams: dict[str, Any] | None) -> str:
-    """One configuration's identity: its spec and hyper-parameters, as stored (JSON)."""
-    return json.dumps([spec, hparams or {}], sort_keys=True)
 
 
 def _key(t: FrozenTrial) -> str | None:
@@ -191,11 +180,6 @@ def plan(trials: list[FrozenTrial], settings: ConfirmSettings) -> list[Point]:
     return [Point(key, dict(groups[key][0].params), seed) for key, seed in missing]
 
 
-def _notation(spec: dict[str, Any]) -> str:
-    s = Spec.from_dict(spec)
-    return f"{s.notation} {'-'.join(map(str, s.depths))} w{s.width}"
-
-
 def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] | None:
     """The confirmed answer as a JSON-ready dict (see the README), or None before any confirmation.
 
@@ -210,17 +194,14 @@ def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] |
     groups = proxy_groups(trials)
     probs = rec.probabilities
 
-    def spec_of(key: str) -> dict[str, Any]:
-        return json.loads(key)[0]
-
     def summary(key: str) -> dict[str, Any]:
-        spec = spec_of(key)
+        spec, hparams = config_of(key)
         cx = complexity(Spec.from_dict(spec))
         iv = mean_interval(list(acc[key].values()))
         return {
             "spec": spec,
-            "hparams": json.loads(key)[1],
-            "notation": _notation(spec),
+            "hparams": hparams,
+            "notation": notation(spec),
             "flops": int(cx.flops),
             "params": int(cx.params),
             "mean_accuracy": iv.mean,
@@ -244,7 +225,7 @@ def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] |
     out["runner_up"] = None
     if rec.runner_up is not None and rec.difference is not None:
         out["runner_up"] = {
-            "notation": _notation(spec_of(rec.runner_up)),
+            "notation": notation(config_of(rec.runner_up)[0]),
             "mean_accuracy": rec.runner_up_accuracy.mean if rec.runner_up_accuracy else None,
             "difference": rec.difference.mean,
             "difference_ci95": rec.difference.to_list(),

@@ -21,8 +21,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.data import Dataset
-from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, phase
-from nas.search.records import config_key, counts, kind, notation
+from nas.search.attrs import (
+    CONFIRM,
+    SEARCH,
+    config_key,
+    display_state,
+    is_trained_proxy,
+    notation,
+    phase,
+)
+from nas.search.confirm import ConfirmSettings
 from nas.search.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
 from nas.search.study import ENQUEUED, Progress, grid_key, run_folder
 from resnext.complexity import complexity
@@ -81,11 +89,11 @@ class Objective:
         def key(t: FrozenTrial) -> tuple:
             return (t.datetime_start or mine.datetime_start, t.number)
 
-        done = sum(counts(t) for t in ts)
+        done = sum(is_trained_proxy(t) for t in ts)
         ahead = sum(
             t.state == TrialState.RUNNING
             and key(t) <= key(mine)
-            and kind(t) == "RUNNING"
+            and display_state(t) == "RUNNING"
             and phase(t) != CONFIRM
             for t in ts
         )
@@ -111,7 +119,7 @@ class Objective:
             for t in ts
             if t.number != mine.number
             and grid_key(t) == grid_key(mine)
-            and (counts(t) or (t.state == TrialState.RUNNING and t.number < mine.number))
+            and (is_trained_proxy(t) or (t.state == TrialState.RUNNING and t.number < mine.number))
         ]
         if ENQUEUED not in mine.user_attrs or "seed" not in mine.user_attrs or dup:
             trial.set_user_attr("surplus", True)
@@ -298,21 +306,21 @@ class Objective:
         return values[0] if single else values
 
 
-def _same_config(t: FrozenTrial, me: tuple) -> bool:
+def _same_config(t: FrozenTrial, me: str) -> bool:
     a = t.user_attrs
     return "spec" in a and config_key(a["spec"], a.get("hparams")) == me
 
 
 def _holds_seed(t: FrozenTrial) -> bool:
     """Whether ``t`` holds its ``seed`` attribute: trained, or running (a claim or a fixed seed)."""
-    return "seed" in t.user_attrs and (counts(t) or t.state == TrialState.RUNNING)
+    return "seed" in t.user_attrs and (is_trained_proxy(t) or t.state == TrialState.RUNNING)
 
 
 FIXED = "seed_fixed"  # user attribute: the trial checked its seed claim (see claim_seed)
 
 
 def _fixed(t: FrozenTrial) -> bool:
-    return counts(t) or bool(t.user_attrs.get(FIXED))
+    return is_trained_proxy(t) or bool(t.user_attrs.get(FIXED))
 
 
 def claim_seed(

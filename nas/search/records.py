@@ -1,14 +1,12 @@
 """One record per trial: what ``trials --json``, the dashboard and ``export`` read.
 
 :func:`trial_record` is the one reader of a trial's state, attributes and values; a new trial
-attribute is added here once. Trial states as shown to people (see :mod:`nas.search.study`):
-``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``, and ``rejected`` or ``surplus`` for
-trials that Optuna records as pruned but that never trained.
+attribute is added here once. What the attributes mean (phase, configuration, notation, the
+state shown to people) is :mod:`nas.search.attrs`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,7 +14,16 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.search.confirm import CONFIRM, SEARCH, phase
+from nas.search.attrs import (
+    ATTR,
+    SEARCH,
+    config_key,
+    display_state,
+    is_trained_proxy,
+    notation,
+    phase,
+    retried_from,
+)
 from nas.search.space import depths_key
 from nas.search.storage import load, open_storage, quiet_optuna
 from nas.stats.recommend import mean_interval
@@ -24,7 +31,6 @@ from resnext.budget import pareto_mask
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
-ATTR = "resnext_nas"  # the study user attribute holding the space and objectives
 FRONT_METRICS = ("flops", "params", "latency", "activations")
 COUNTED = ("flops", "params", "activations")  # counted from the spec when not stored
 
@@ -33,45 +39,6 @@ def spec_key(spec: dict[str, Any] | Spec) -> tuple:
     """A hashable key of a spec, the same for a :class:`Spec`, its dict and its JSON round trip."""
     d = spec.to_dict() if isinstance(spec, Spec) else spec
     return tuple((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in sorted(d.items()))
-
-
-def config_key(spec: dict[str, Any] | Spec, hparams: dict[str, Any] | None) -> tuple:
-    """The identity of a trained config: its spec and its tuned hyper-parameters."""
-    return (spec_key(spec), tuple(sorted((hparams or {}).items())))
-
-
-def notation(spec: Spec) -> str:
-    """The paper's notation with the skeleton, e.g. ``8x14d 3-4-6-3 w256``."""
-    return f"{spec.notation} {depths_key(spec.depths)} w{spec.width}"
-
-
-def kind(t: FrozenTrial) -> str:
-    """The state shown to people (see the module docstring)."""
-    if "surplus" in t.user_attrs:
-        return "surplus"
-    if "rejected" in t.user_attrs:
-        return "rejected"
-    return t.state.name
-
-
-def trained(t: FrozenTrial) -> bool:
-    """Whether a finished trial trained, completely or pruned, in either phase."""
-    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) and kind(t) == t.state.name
-
-
-def counts(t: FrozenTrial) -> bool:
-    """Whether a finished trial counts towards ``--trials``: a trained proxy (search) trial.
-
-    Confirmation trials (phase ``confirm``, :mod:`nas.search.confirm`) are counted apart.
-    """
-    return trained(t) and phase(t) != CONFIRM
-
-
-def retried_from(t: FrozenTrial) -> int | None:
-    """The number of the trial that ``t`` retries (a heartbeat or interrupt retry), if any."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "experimental" since Optuna 2.8
-        return optuna.storages.RetryFailedTrialCallback.retried_trial_number(t)
 
 
 def objectives_of(study: optuna.Study) -> list[str]:
@@ -226,9 +193,9 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         }
     return {
         "number": t.number,
-        "state": kind(t),
+        "state": display_state(t),
         "spec": spec,
-        "notation": notation(Spec.from_dict(spec)) if spec else None,
+        "notation": notation(spec) if spec else None,
         **counted,
         "latency": a.get("latency"),
         "val_accuracy": acc,
@@ -276,13 +243,13 @@ def mark_front(records: list[dict[str, Any]], front: str) -> None:
             r["pareto"] = bool(m)
 
 
-def config_groups(records: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+def config_groups(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Records with an accuracy grouped by phase, spec and hyper-parameters (repeats and seeds).
 
     The phases train with different schedules, so a proxy and a confirmation trial of one
     config are two measurements of different things.
     """
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         if r["spec"] is not None and r["val_accuracy"] is not None:
             key = (r.get("phase"), config_key(r["spec"], r["hparams"]))
@@ -353,9 +320,11 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
         trials = st.get_all_trials(st.get_study_id_from_name(s.study_name), deepcopy=False)
         by_state: dict[str, int] = {}
         for t in trials:
-            by_state[kind(t)] = by_state.get(kind(t), 0) + 1
+            by_state[display_state(t)] = by_state.get(display_state(t), 0) + 1
         # The best proxy trial: confirmation trials train a longer schedule (nas.search.confirm).
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and counts(t)]
+        done = [
+            t for t in trials if t.state == TrialState.COMPLETE and t.values and is_trained_proxy(t)
+        ]
         best = min(done, key=lambda t: t.values[0]) if done else None
         rows.append(
             {
@@ -368,7 +337,7 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
                 else {
                     "number": best.number,
                     "error": best.values[0],
-                    "spec": notation(Spec.from_dict(spec))
+                    "spec": notation(spec)
                     if (spec := clean_attrs(best.user_attrs)[0].get("spec"))
                     else None,
                 },

@@ -1,7 +1,7 @@
 """Optuna studies over a :class:`~nas.search.space.SearchSpace`: settings, creation, baselines,
 grids.
 
-Trial states as shown to people (:func:`nas.search.records.kind`):
+Trial states as shown to people (:func:`nas.search.attrs.display_state`):
 
 - ``COMPLETE``: trained to the end (or stopped early by the trainer);
 - ``PRUNED``: stopped by the pruner after some epochs;
@@ -31,8 +31,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.attrs import ATTR, is_trained_proxy, notation
 from nas.search.confirm import ConfirmSettings
-from nas.search.records import ATTR, counts, notation
 from nas.search.space import SearchSpace, SpecGrid
 from nas.search.storage import open_storage, quiet_optuna
 from resnext.registry import preset
@@ -236,7 +236,7 @@ def check_study(
         return 0
     study = optuna.load_study(study_name=settings.study, storage=st)
     _check_objectives(study, settings)
-    return sum(counts(t) for t in study.get_trials(deepcopy=False))
+    return sum(is_trained_proxy(t) for t in study.get_trials(deepcopy=False))
 
 
 def _check_objectives(study: optuna.Study, settings: SearchSettings) -> None:
@@ -307,7 +307,7 @@ def grid_key(t: FrozenTrial) -> tuple:
 
 def _grid_present(t: FrozenTrial) -> bool:
     """Whether a trial holds its grid point: trained, running (a lost one is retried), queued."""
-    return counts(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)
+    return is_trained_proxy(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)
 
 
 def enqueue_grid(study: optuna.Study, grid: SpecGrid, seeds: Iterable[int]) -> int:

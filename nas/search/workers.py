@@ -25,9 +25,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.data import Dataset
 from nas.search import deadline
-from nas.search.confirm import CONFIRM, ConfirmSettings, phase, plan
+from nas.search.attrs import (
+    CONFIRM,
+    display_state,
+    is_trained,
+    is_trained_proxy,
+    phase,
+    retried_from,
+)
+from nas.search.confirm import ConfirmSettings, plan
 from nas.search.objective import Objective
-from nas.search.records import counts, kind, retried_from, trained
 from nas.search.space import SpecGrid
 from nas.search.storage import (
     HEARTBEAT,
@@ -209,7 +216,7 @@ def _run_worker(
             warnings.simplefilter("ignore")
             optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        done = [t for t in trials if counts(t)]
+        done = [t for t in trials if is_trained_proxy(t)]
         errors = [t.values[0] for t in done if t.state == TrialState.COMPLETE and t.values]
         objective.best_error = min([objective.best_error, *errors])
         if len(done) >= n_trials:
@@ -242,11 +249,11 @@ def _run_worker(
             requeue_interrupted(study, objective.current)
             raise stop from None
         last = ran[-1]
-        state = kind(last)
+        state = display_state(last)
         report.statuses[state] = report.statuses.get(state, 0) + 1
-        if counts(last):
+        if is_trained_proxy(last):
             report.trials += 1
-        elif trained(last):
+        elif is_trained(last):
             report.confirm_trials += 1
         if last.state == TrialState.FAIL:
             failures += 1
@@ -307,7 +314,7 @@ def requeue_interrupted(study: optuna.Study, number: int | None) -> None:
     if number is None:
         return
     trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-    if trial is None or trial.state != TrialState.FAIL or counts(trial):
+    if trial is None or trial.state != TrialState.FAIL or is_trained_proxy(trial):
         return
     if "rejected" in trial.user_attrs or "surplus" in trial.user_attrs:
         return
