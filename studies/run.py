@@ -26,7 +26,7 @@ from nas.search.study import (
     prepare,
 )
 from nas.search.workers import WorkerReport, run_search
-from nas.training.config import Schedule
+from nas.training.config import TrialBudget
 from studies.definition import StudyDefinition
 
 
@@ -60,7 +60,7 @@ def run_study(
     study: str | None = None,
     storage: str | None = None,
     seeds: int | None = None,
-    schedule: Schedule | None = None,
+    trial_budget: TrialBudget | None = None,
     workers: int = 1,
     trials_per_gpu: int = 1,
     device: str = "auto",
@@ -75,18 +75,18 @@ def run_study(
     """
     n = definition.n_trials(seeds, data.classes, data.resolution)
     seeds = seeds or definition.seeds
-    schedule = schedule or definition.schedule
+    budget = trial_budget or definition.trial_budget
     url = storage_url(storage)
     settings = definition.settings(
         study, data.classes, data.resolution, latency=latency, runs_dir=runs_dir
     )
-    train = schedule.train_config(device)
+    train = budget.train_config(device)
     t0 = time.perf_counter()
     run = StudyRun(settings.study, n)
     grid = settings.space if isinstance(settings.space, SpecGrid) else None
     target = n
     if grid is not None:
-        handle, _ = prepare(settings, storage=url, n_trials=n, epochs=schedule.epochs)
+        handle, _ = prepare(settings, storage=url, n_trials=n, epochs=budget.epochs)
         # Points of an earlier run with other --seeds are not this run's grid: their queue is
         # dropped, and those already trained stay but do not fill this run's count.
         wanted = {grid_point(grid.params(s), seed) for s in grid.specs for seed in range(seeds)}
@@ -112,17 +112,17 @@ def run_study(
 
 
 def with_overrides(
-    schedule: Schedule,
+    budget: TrialBudget,
     epochs: int | None = None,
     train_images: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
-) -> Schedule:
-    """The schedule with the options given replacing its fields."""
+) -> TrialBudget:
+    """The budget with the options given replacing its fields."""
     given = {
         "epochs": epochs,
         "train_images": train_images,
         "batch_size": batch_size,
         "lr": lr,
     }
-    return replace(schedule, **{k: v for k, v in given.items() if v is not None})
+    return replace(budget, **{k: v for k, v in given.items() if v is not None})

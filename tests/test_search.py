@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from nas.data.loader import Dataset
 from nas.search.objective import Objective, Surplus, set_user_attrs
 from nas.search.records import ATTR, best_config, counts, retried_from, study_rows, trial_rows
-from nas.search.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.search.space import SearchSpace
 from nas.search.storage import load, open_storage
 from nas.search.study import (
     DEFAULT_STUDY,
@@ -33,8 +33,9 @@ from nas.search.study import (
     create_or_load,
     enqueue,
 )
+from nas.search.suggest import OutOfBudget, suggest_spec
 from nas.search.workers import run_search, run_worker
-from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 from resnext.budget import Budget, pareto_mask
 from resnext.complexity import complexity
 from resnext.spec import Spec

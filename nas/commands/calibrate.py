@@ -31,14 +31,10 @@ from nas.commands.options import (
     print_json,
 )
 from nas.commands.search import SearchDepthsOpt, SearchFlopsOpt, SearchWidthsOpt
+from nas.data import KNOWN_CLASSES
 from nas.data.loader import DataOptions, default_template
-from nas.training.config import (
-    DEFAULT_TRIAL,
-    KNOWN_CLASSES,
-    SEARCH_DEPTHS,
-    SEARCH_FLOPS,
-    SEARCH_WIDTHS,
-)
+from nas.search.space import SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from nas.training.config import DEFAULT_TRIAL
 from resnext.budget import Budget, generate
 from resnext.complexity import format_count
 

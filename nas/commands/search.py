@@ -43,14 +43,10 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
+from nas.data import KNOWN_CLASSES
 from nas.data.loader import MIN_VAL_IMAGES, DataOptions, default_template
-from nas.training.config import (
-    DEFAULT_TRIAL,
-    KNOWN_CLASSES,
-    SEARCH_DEPTHS,
-    SEARCH_FLOPS,
-    SEARCH_WIDTHS,
-)
+from nas.search.space import SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from nas.training.config import DEFAULT_TRIAL, TrainConfig
 from resnext.budget import Budget
 from resnext.complexity import format_count
 
@@ -270,7 +266,7 @@ def search(
     from nas.search.confirm import ConfirmSettings
     from nas.search.storage import check_heartbeat
     from nas.search.workers import cap_workers, on_cpu, run_search
-    from nas.training.loop import TrainConfig, check_device
+    from nas.training.device import check_device
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
 

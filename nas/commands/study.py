@@ -35,8 +35,8 @@ from nas.commands.options import (
     report_data,
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
+from nas.data import KNOWN_CLASSES
 from nas.data.loader import MIN_VAL_IMAGES, DataOptions
-from nas.training.config import KNOWN_CLASSES
 
 app = typer.Typer(
     help="The paper's experiments as ready-made studies: list them, run one.",
@@ -115,11 +115,11 @@ def study_run(
     """Run (or resume) a study definition; re-running trains only what is missing."""
     import studies
     from nas.search.study import check_study
-    from nas.training.loop import check_device
+    from nas.training.device import check_device
     from studies.run import with_overrides
 
     definition = studies.get(name)
-    schedule = with_overrides(definition.schedule, epochs, train_images)
+    schedule = with_overrides(definition.trial_budget, epochs, train_images)
     if val_fraction is not None:
         schedule = dataclasses.replace(schedule, val_fraction=val_fraction)
     dataset = dataset.value
@@ -172,7 +172,7 @@ def study_run(
             study=study,
             storage=storage,
             seeds=seeds,
-            schedule=schedule,
+            trial_budget=schedule,
             workers=workers,
             trials_per_gpu=trials_per_gpu,
             device=device,

@@ -1,5 +1,5 @@
 """``train``: one spec on a dataset, with the paper's augmentation and SGD
-(:mod:`nas.training.loop`)."""
+(:mod:`nas.training`)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
+from nas.data import KNOWN_CLASSES
 from nas.data.loader import default_template
-from nas.training.config import KNOWN_CLASSES
+from nas.training.config import RECIPES, TrainConfig, recipe_config
 from resnext.complexity import format_count
 from resnext.registry import R29
 
@@ -132,7 +133,7 @@ def train_command(
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
     from nas.data.loader import image_side
-    from nas.training.loop import RECIPES, TrainConfig, check_memory, recipe_config
+    from nas.training.device import check_memory
 
     # Every check that needs no data comes first, so that a typo fails at once.
     base = None

@@ -2,7 +2,7 @@
 
 A trial first claims its place in the study-wide count (a trial asked for after the count was
 reached is ``surplus``), draws its spec and hyper-parameters, picks its seed, measures latency,
-trains with the search's :class:`~nas.training.loop.TrainConfig`, and stores everything as user
+trains with the search's :class:`~nas.training.config.TrainConfig`, and stores everything as user
 attributes (:func:`nas.search.records.trial_record` reads them back).
 """
 
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,13 +23,12 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.data.loader import Dataset
 from nas.search.confirm import CONFIRM, SEARCH, ConfirmSettings, phase
 from nas.search.records import config_key, counts, kind, notation
-from nas.search.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
+from nas.search.space import SearchSpace, SpecGrid
 from nas.search.study import ENQUEUED, Progress, grid_key, run_folder
+from nas.search.suggest import OutOfBudget, suggest_hparams, suggest_spec
+from nas.training.config import TrainConfig
 from resnext.complexity import complexity
 from resnext.spec import Spec
-
-if TYPE_CHECKING:
-    from nas.training.loop import TrainConfig
 
 WEIGHTS = "weights.pt"  # a trial's final weights, in its run folder
 _WEIGHTS_FORMAT = 1

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -47,9 +47,7 @@ from nas.search.study import (
     create_or_load,
     prepare,
 )
-
-if TYPE_CHECKING:
-    from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
 
