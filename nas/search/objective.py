@@ -65,7 +65,8 @@ class Objective:
     latency_seconds: float = 0.0
     _warm: bool = False  # whether this process has run a forward pass yet
     current: int | None = None  # number of the trial being run, for an interrupt's retry
-    # How a confirmation trial (user attribute phase=confirm) trains; None: the defaults.
+    # How a confirmation trial (user attribute phase=confirm) trains, as the caller's search
+    # settings say; None: the search has no confirmation phase, and refuses such a trial.
     confirm: ConfirmSettings | None = None
     _warned_weights: bool = False  # whether this process has warned of unwritable weights
 
@@ -213,9 +214,13 @@ class Objective:
         cfg = replace(self.train, **hparams)
         confirming = phase(trial) == CONFIRM
         if confirming:
+            if self.confirm is None:
+                raise ValueError(
+                    f"trial {trial.number} is a confirmation trial, and this search has no "
+                    "confirmation settings"
+                )
             # The longer schedule of the confirmation phase, never pruned.
-            epochs = (self.confirm or ConfirmSettings()).confirm_epochs(self.train.epochs)
-            cfg = replace(cfg, epochs=epochs)
+            cfg = replace(cfg, epochs=self.confirm.confirm_epochs(self.train.epochs))
         seed = claim_seed(trial, spec, hparams, cfg.seed)
         cfg = replace(cfg, seed=seed["seed"])
         attrs: dict[str, Any] = {**cx, **seed}

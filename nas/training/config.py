@@ -1,5 +1,6 @@
 """What a training run is told, checked before torch loads: :class:`TrainConfig`, the paper's
-recipe, and the trial budget of a search (:data:`DEFAULT_TRIAL`).
+recipe, the trial budget of a search (:data:`DEFAULT_TRIAL`) and a trial's settings whole
+(:class:`TrialSettings`).
 
 This module imports no torch: building a :class:`TrainConfig`, and so refusing a bad
 ``resnext-nas train`` or ``search`` command line, must not wait the seconds an import of torch
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from nas.data.loader import DataOptions, Dataset
 from nas.training.plan import check_compile
 
 # The shapes of the learning rate over a run (nas.training.loop.lr_factor).
@@ -189,13 +191,20 @@ class TrialBudget:
     train_images: int = 4000
     val_fraction: float = 0.02  # of the 50k synthetic training images: 1,000 held out
 
-    def train_config(self, device: str = "auto", seed: int = 0) -> TrainConfig:
+    def train_config(
+        self, device: str = "auto", seed: int = 0, early_stop_patience: int | None = None
+    ) -> TrainConfig:
         """The validated :class:`TrainConfig` of one trial.
 
         A search trial's seed is its own (its ``seed`` attribute); ``seed`` is the base.
         """
         return TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, device=device
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=seed,
+            device=device,
+            early_stop_patience=early_stop_patience,
         )
 
 
@@ -206,3 +215,22 @@ class TrialBudget:
 # times). The split is the same for every trial; the seed varies the initialisation, the
 # augmentation and the batch order.
 DEFAULT_TRIAL = TrialBudget()
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """A trial whole: its budget, the training config made from it, and the images it sees."""
+
+    budget: TrialBudget
+    train: TrainConfig
+    data: DataOptions
+
+    def load(self, *, min_val: int = 0) -> Dataset:
+        """The trial's dataset: the budget's training subset and validation share, split with
+        the base seed."""
+        return self.data.load(
+            train_images=self.budget.train_images,
+            val_fraction=self.budget.val_fraction,
+            seed=self.train.seed,
+            min_val=min_val,
+        )
