@@ -24,7 +24,8 @@ import torch
 
 import resnext
 from nas.data import load_dataset
-from nas.training.loop import TrainConfig, train
+from nas.training.config import TrainConfig
+from nas.training.loop import train
 
 # name, spec, batch, lr: the default, then a larger batch, a larger model, and both.
 DEFAULT = resnext.Spec("cifar", (1, 1, 1), 32, 8, 1)

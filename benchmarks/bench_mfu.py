@@ -2,7 +2,7 @@
 
 For the search's default trial model (CIFAR template, depths 1-1-1, width 32, 8x1d), a mid-size
 ResNeXt-29 (4x16d) and ResNeXt-29 8x64d (Sec. 5.3), on the CPU and on CUDA when present: images
-per second of the trainer (``nas.training.loop.Trial``: augmentation, lr schedule, counters) and of
+per second of the trainer (``nas.training.loop.Run``: augmentation, lr schedule, counters) and of
 the
 bare forward + backward + SGD step on ready tensors, across memory format (NCHW, NHWC), batch
 size and torch.compile, and MFU = 6 x multiply-adds x images/s over the FLOP/s of a large matrix
@@ -39,7 +39,8 @@ import torch.nn.functional as F
 import resnext
 from nas.data import Dataset
 from nas.training import plan as perf
-from nas.training.loop import TrainConfig, Trial
+from nas.training.config import TrainConfig
+from nas.training.loop import Run
 from resnext.registry import R29
 
 # The search's default trial model (cli.SEARCH_*: 8e6 FLOPs, depths 1-1-1, width 32) at 8x1d.
@@ -150,7 +151,7 @@ def _random_data(spec: resnext.Spec, n: int) -> Dataset:
 
 
 class Trainer:
-    """Epochs of ``nas.training.loop.Trial`` on random images, ``steps`` batches each."""
+    """Epochs of ``nas.training.loop.Run`` on random images, ``steps`` batches each."""
 
     def __init__(self, v: Variant, device: str, steps: int) -> None:
         cfg = TrainConfig(
@@ -161,7 +162,7 @@ class Trainer:
             channels_last=v.channels_last,
             compile=v.compile,
         ).resolved("cifar")
-        self.trial = Trial(v.spec, _random_data(v.spec, steps * v.batch), cfg)
+        self.trial = Run(v.spec, _random_data(v.spec, steps * v.batch), cfg)
 
     def run(self) -> float:
         """Images per second of one epoch (NaN if it diverged)."""
@@ -396,7 +397,7 @@ def main() -> None:
     devices = {"auto": ["cpu"] + ["cuda"] * has_cuda, "all": ["cpu", "cuda"]}.get(
         args.device, [args.device]
     )
-    if not os.environ.get("OMP_NUM_THREADS"):  # as the trainer does (nas.training.loop._setup)
+    if not os.environ.get("OMP_NUM_THREADS"):  # as the trainer does (nas.training.device.setup)
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     name = torch.cuda.get_device_name() if has_cuda else "none"
     print(

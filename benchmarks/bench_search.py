@@ -31,7 +31,7 @@ from nas.search.space import SearchSpace
 from nas.search.storage import load
 from nas.search.study import SearchSettings
 from nas.search.workers import run_search
-from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 from resnext.budget import Budget
 
 # The CLI's default space (cli.SEARCH_*): CIFAR template, depths 1-1-1 and 2-2-2, width 32,

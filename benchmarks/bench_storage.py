@@ -33,9 +33,10 @@ import numpy as np
 import optuna
 
 from nas.search.objective import claim_seed, set_user_attrs
-from nas.search.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.search.space import SearchSpace
 from nas.search.storage import open_storage, quiet_optuna
 from nas.search.study import _sampler
+from nas.search.suggest import OutOfBudget, suggest_spec
 from resnext.budget import Budget
 
 ATTRS = 12  # the attributes a trial writes after its seed (complexity, curve, status, speeds...)

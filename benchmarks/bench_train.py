@@ -36,7 +36,9 @@ import torch.nn.functional as F
 
 import resnext
 from nas.data import Dataset
-from nas.training.loop import TrainConfig, augment, channel_stats, train
+from nas.training.augment import augment, channel_stats
+from nas.training.config import TrainConfig
+from nas.training.loop import train
 
 # The fixed small config: one block per stage of the CIFAR template (Sec. 5.3) at 4x8d.
 DEFAULT = resnext.Spec("cifar", (1, 1, 1), 64, 4, 8, classes=10, resolution=32)

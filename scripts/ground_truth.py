@@ -38,8 +38,14 @@ sys.path.insert(0, str(ROOT))
 from nas.fileio import write_json  # noqa: E402
 from nas.search.attrs import notation  # noqa: E402
 from nas.search.confirm import ConfirmSettings  # noqa: E402
-from nas.search.space import SearchSpace, spec_params  # noqa: E402
-from nas.training.config import DEFAULT_TRIAL, SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS  # noqa: E402
+from nas.search.space import (  # noqa: E402
+    SEARCH_DEPTHS,
+    SEARCH_FLOPS,
+    SEARCH_WIDTHS,
+    SearchSpace,
+    spec_params,
+)
+from nas.training.config import DEFAULT_TRIAL, TrainConfig  # noqa: E402
 from resnext.budget import Budget  # noqa: E402
 
 FORMAT = 2  # 2: per-epoch curves, the "truth" schedule, seed counts outside the identity
@@ -179,7 +185,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     died is taken over.
     """
     from nas.data import load_dataset
-    from nas.training.loop import TrainConfig, train
+    from nas.training.loop import train
 
     args = parse(argv)
     confirm_epochs = args.confirm_epochs or ConfirmSettings().confirm_epochs(args.epochs)

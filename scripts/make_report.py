@@ -476,7 +476,7 @@ def main() -> None:
     figs.mkdir(parents=True, exist_ok=True)
     import torch
 
-    val = studies.get("cardinality-vs-width").schedule.val_fraction
+    val = studies.get("cardinality-vs-width").trial_budget.val_fraction
     lines = [
         "# The paper's studies at proxy scale: what they found",
         "",

@@ -18,7 +18,7 @@ from typing import Any
 from nas.search.confirm import ConfirmSettings
 from nas.search.space import SearchSpace, SpecGrid
 from nas.search.study import MAX_SEEDS, SearchSettings, check_trials
-from nas.training.config import Schedule
+from nas.training.config import TrialBudget
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, generate
 from resnext.complexity import complexity
 from resnext.spec import Spec
@@ -136,7 +136,7 @@ class BudgetedSpace:
 
 @dataclass(frozen=True)
 class StudyDefinition:
-    """A named, cited study: its design, seeds, trial count, schedule and search settings.
+    """A named, cited study: its design, seeds, trial count, trial budget and search settings.
 
     A grid study (the design gives a :class:`SpecGrid`) trains every (spec, seed) once, so its
     trial count is the grid size times ``seeds``; a search study runs ``trials`` trials.
@@ -148,7 +148,7 @@ class StudyDefinition:
     measures: str  # one line: what the study measures
     description: str
     design: PreservedComplexity | GrowthSeries | BudgetedSpace
-    schedule: Schedule = Schedule()
+    trial_budget: TrialBudget = TrialBudget()
     seeds: int = 3  # grid studies: training seeds 0..seeds-1 of every spec
     trials: int | None = None  # search studies: trained trials; None for a grid
     objectives: tuple[str, ...] = ("error",)
@@ -245,11 +245,11 @@ class StudyDefinition:
             "seeds": self.seeds if self.is_grid else None,
             "trials": self.n_trials(),
             "schedule": {
-                "epochs": self.schedule.epochs,
-                "batch_size": self.schedule.batch_size,
-                "lr": self.schedule.lr,
-                "train_images": self.schedule.train_images,
-                "val_fraction": self.schedule.val_fraction,
+                "epochs": self.trial_budget.epochs,
+                "batch_size": self.trial_budget.batch_size,
+                "lr": self.trial_budget.lr,
+                "train_images": self.trial_budget.train_images,
+                "val_fraction": self.trial_budget.val_fraction,
             },
             "objectives": list(self.objectives),
             "sampler": self.sampler,

@@ -36,7 +36,7 @@ CARDINALITY_VS_WIDTH = register(
         ),
         # Table 2: C in 1, 2, 4, 8, 32 at the complexity of the C=1 (ResNet) reference.
         design=PreservedComplexity(reference=(1, 24), cardinalities=(1, 2, 4, 8, 32)),
-        schedule=TRIAL,
+        trial_budget=TRIAL,
         seeds=3,
         sampler="random",  # never consulted: every trial is an enqueued (spec, seed)
     )
@@ -59,7 +59,7 @@ CARDINALITY_VS_WIDTH_GROWTH = register(
         design=GrowthSeries(
             bottleneck_width=4, cardinalities=(1, 2, 4, 8, 16), width_factors=(2, 4, 8)
         ),
-        schedule=TRIAL,
+        trial_budget=TRIAL,
         seeds=3,
         sampler="random",  # never consulted: every trial is an enqueued (spec, seed)
     )
@@ -78,7 +78,7 @@ BUDGETED_SEARCH = register(
             "`search` command's default schedule."
         ),
         design=BudgetedSpace(),
-        schedule=TRIAL,
+        trial_budget=TRIAL,
         seeds=1,
         trials=20,
         sampler="tpe",

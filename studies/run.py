@@ -9,7 +9,7 @@ grid size: a re-run after a crash trains only what is missing, and each point ex
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nas.data import Dataset
@@ -26,7 +26,7 @@ from nas.search.study import (
     prepare,
 )
 from nas.search.workers import WorkerReport, run_search
-from nas.training.config import Schedule
+from nas.training.config import TrainConfig
 from studies.definition import StudyDefinition
 
 
@@ -64,10 +64,9 @@ def run_study(
     study: str | None = None,
     storage: str | None = None,
     seeds: int | None = None,
-    schedule: Schedule | None = None,
+    train: TrainConfig | None = None,
     workers: int = 1,
     trials_per_gpu: int = 1,
-    device: str = "auto",
     latency: bool = True,
     heartbeat: int = HEARTBEAT,
     progress: Progress | None = None,
@@ -75,22 +74,23 @@ def run_study(
 ) -> StudyRun:
     """Run (or resume) ``definition`` on ``data`` until every grid point or trial is trained.
 
-    ``workers`` and ``trials_per_gpu`` are :func:`nas.search.workers.run_search`'s.
+    ``train`` is how every trial trains (None: the definition's trial budget, on the device
+    "auto" stands for); ``workers`` and ``trials_per_gpu`` are
+    :func:`nas.search.workers.run_search`'s.
     """
     n = definition.n_trials(seeds, data.classes, data.resolution)
     seeds = seeds or definition.seeds
-    schedule = schedule or definition.schedule
     url = storage_url(storage)
     settings = definition.settings(
         study, data.classes, data.resolution, latency=latency, runs_dir=runs_dir
     )
-    train = schedule.train_config(device)
+    train = train or definition.trial_budget.train_config()
     t0 = time.perf_counter()
     run = StudyRun(settings.study, n)
     grid = settings.space if isinstance(settings.space, SpecGrid) else None
     target = n
     if grid is not None:
-        handle, _ = prepare(settings, storage=url, n_trials=n, epochs=schedule.epochs)
+        handle, _ = prepare(settings, storage=url, n_trials=n)
         # Points of an earlier run with other --seeds are not this run's grid: their queue is
         # dropped, and those already trained stay but do not fill this run's count.
         wanted = {grid_point(grid.params(s), seed) for s in grid.specs for seed in range(seeds)}
@@ -113,20 +113,3 @@ def run_study(
         run.missing = missing_points(settings.study, url, grid, seeds)
     run.wall_seconds = time.perf_counter() - t0
     return run
-
-
-def with_overrides(
-    schedule: Schedule,
-    epochs: int | None = None,
-    train_images: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-) -> Schedule:
-    """The schedule with the options given replacing its fields."""
-    given = {
-        "epochs": epochs,
-        "train_images": train_images,
-        "batch_size": batch_size,
-        "lr": lr,
-    }
-    return replace(schedule, **{k: v for k, v in given.items() if v is not None})

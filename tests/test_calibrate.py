@@ -6,7 +6,7 @@ import pytest
 
 from nas.search.calibrate import calibrate, pick
 from nas.stats.rank import kendall, spearman
-from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 from resnext.budget import Budget, generate
 from tests.test_search import RES, toy_data
 

@@ -10,7 +10,7 @@ import pytest
 from nas.search.calibrate import calibrate, pick
 from nas.stats.rank import kendall, spearman
 from nas.training import loop as ntrain
-from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 from resnext.spec import Spec
 from tests.test_calibrate import _configs
 from tests.test_search import run_cli, toy_data

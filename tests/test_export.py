@@ -28,7 +28,8 @@ from nas.search.objective import Objective
 from nas.search.storage import load
 from nas.search.study import SearchSettings, run_folder, safe_name
 from nas.search.workers import run_search
-from nas.training.loop import TrainConfig, lr_factor, recipe_config, train
+from nas.training.config import TrainConfig, recipe_config
+from nas.training.loop import lr_factor, train
 from resnext.complexity import complexity
 from resnext.spec import Spec
 from tests.test_search import TRAIN, run_cli, tiny_space, toy_data

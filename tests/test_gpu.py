@@ -17,7 +17,8 @@ from nas.search.storage import load
 from nas.search.study import SearchSettings
 from nas.search.workers import _placement, run_search
 from nas.training import plan as perf
-from nas.training.loop import TrainConfig, Trial, train
+from nas.training.config import TrainConfig
+from nas.training.loop import Run, train
 from tests import numerics
 from tests.test_search import tiny_space
 from tests.test_search import toy_data as search_data
@@ -32,7 +33,7 @@ CUDA = TrainConfig(epochs=4, batch_size=32, lr=0.05, device="cuda")
 
 def test_cuda_trial_runs_bf16_channels_last_on_device_data() -> None:
     data = toy_data(256)
-    trial = Trial(TINY, data, CUDA.resolved("cifar"))
+    trial = Run(TINY, data, CUDA.resolved("cifar"))
     assert trial.plan == perf.plan("cuda") and trial.plan.bf16 and trial.plan.channels_last
     # The whole dataset lives on the GPU: no host-to-device copy in the inner loop.
     assert trial.train_x.device.type == "cuda" and trial.val_y.device.type == "cuda"
@@ -67,7 +68,7 @@ def test_nchw_and_nhwc_agree_on_cuda() -> None:
     logits: dict[bool, torch.Tensor] = {}
     state: dict[str, torch.Tensor] = {}
     for cl in (False, True):
-        trial = Trial(TINY, data, dataclasses.replace(CUDA, channels_last=cl).resolved("cifar"))
+        trial = Run(TINY, data, dataclasses.replace(CUDA, channels_last=cl).resolved("cifar"))
         if logits:
             trial.model.load_state_dict(state)
         state = state or trial.model.state_dict()

@@ -226,7 +226,7 @@ def test_training_memory_is_a_lower_bound_of_a_real_step() -> None:
     """One SGD step's peak on the CPU allocator stays above the estimate."""
     import torch
 
-    from nas.training.loop import available_memory
+    from nas.training.device import available_memory
 
     spec = Spec("cifar", (1, 1, 1), 64, 8, 4, classes=10, resolution=32)
     torch.manual_seed(0)
@@ -276,7 +276,8 @@ def test_a_spec_that_cannot_fit_is_refused_before_any_data_loads(
 
 
 def test_train_refuses_a_spec_too_large_for_memory_before_building_it() -> None:
-    from nas.training.loop import TrainConfig, train
+    from nas.training.config import TrainConfig
+    from nas.training.loop import train
     from tests.test_train import toy_data
 
     data = toy_data(64, classes=4, res=16)
@@ -365,7 +366,8 @@ def test_numbers_out_of_range_name_their_option(args: list[str], message: str) -
 
 
 def test_an_lr_that_overflows_the_weights_ends_the_trial_as_diverged() -> None:
-    from nas.training.loop import FLOAT32_MAX, TrainConfig, train
+    from nas.training.config import FLOAT32_MAX, TrainConfig
+    from nas.training.loop import train
     from tests.test_train import toy_data
 
     spec = Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16)

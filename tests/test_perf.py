@@ -14,7 +14,8 @@ import torch
 import resnext
 from nas.search.workers import _placement
 from nas.training import plan as perf
-from nas.training.loop import TrainConfig, Trial, train
+from nas.training.config import TrainConfig
+from nas.training.loop import Run, train
 from tests import numerics
 from tests.test_cli import run as run_cli
 from tests.test_train import FAST, TINY, toy_data
@@ -61,7 +62,7 @@ def test_trial_follows_its_plan() -> None:
     data = toy_data(64)
     for channels_last in (None, True, False):
         cfg = dataclasses.replace(FAST, channels_last=channels_last).resolved("cifar")
-        trial = Trial(TINY, data, cfg)
+        trial = Run(TINY, data, cfg)
         nhwc = channels_last is not False  # None: the CPU rule, channels_last
         conv = next(m for m in trial.model.modules() if isinstance(m, torch.nn.Conv2d))
         fmt = torch.channels_last if nhwc else torch.contiguous_format
@@ -77,7 +78,7 @@ def test_memory_format_changes_only_rounding() -> None:
     out = {}
     for cl in (False, True):
         cfg = dataclasses.replace(FAST, channels_last=cl).resolved("cifar")
-        trial = Trial(TINY, data, cfg)  # the trainer's model and its input path
+        trial = Run(TINY, data, cfg)  # the trainer's model and its input path
         if out:
             trial.model.load_state_dict(out[False][0])
         trial.model.train()

@@ -24,7 +24,7 @@ from nas.data import Dataset
 from nas.search.attrs import ATTR, is_trained_proxy, retried_from
 from nas.search.objective import Objective, Surplus, set_user_attrs
 from nas.search.records import best_config, study_rows, trial_rows
-from nas.search.space import OutOfBudget, SearchSpace, suggest_spec
+from nas.search.space import SearchSpace
 from nas.search.storage import load, open_storage
 from nas.search.study import (
     DEFAULT_STUDY,
@@ -34,8 +34,9 @@ from nas.search.study import (
     create_or_load,
     enqueue,
 )
+from nas.search.suggest import OutOfBudget, suggest_spec
 from nas.search.workers import run_search, run_worker
-from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 from resnext.budget import Budget, pareto_mask
 from resnext.complexity import complexity
 from resnext.spec import Spec

@@ -26,10 +26,10 @@ from nas.training import loop as ntrain
 from resnext.budget import Budget
 from resnext.complexity import complexity
 from resnext.spec import Spec
-from studies import GrowthSeries, PreservedComplexity, Schedule, StudyDefinition, run_study
+from studies import GrowthSeries, PreservedComplexity, StudyDefinition, TrialBudget, run_study
 from tests.test_search import RES, run_cli, sqlite, toy_data
 
-TINY = Schedule(epochs=1, batch_size=64, train_images=128)
+TINY = TrialBudget(epochs=1, batch_size=64, train_images=128)
 
 
 def tiny_table3(seeds: int = 2) -> StudyDefinition:

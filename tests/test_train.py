@@ -18,17 +18,10 @@ import torch
 import resnext
 from nas.data import Dataset
 from nas.fileio import write_atomic
-from nas.training.loop import (
-    CHECKPOINT,
-    CIFAR_PAD,
-    EpochStats,
-    TrainConfig,
-    augment,
-    channel_stats,
-    lr_factor,
-    measure_latency,
-    train,
-)
+from nas.training.augment import CIFAR_PAD, augment, channel_stats
+from nas.training.checkpoint import CHECKPOINT
+from nas.training.config import TrainConfig
+from nas.training.loop import EpochStats, lr_factor, measure_latency, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = resnext.Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16, stem_width=16)
@@ -67,7 +60,7 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # busy 2-core machine a tiny training took 10x longer with 2 threads than with 1.
     monkeypatch.setenv(
         "OMP_NUM_THREADS", "1"
-    )  # nas.training.loop then leaves the thread count alone
+    )  # nas.training.device then leaves the thread count alone
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -102,6 +95,16 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_config_refuses_bad_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field.split("_")[0]):
         TrainConfig(**{field: value})
+
+
+def test_importing_the_config_does_not_import_torch() -> None:
+    """A bad command line is refused without the seconds an import of torch takes."""
+    code = (
+        "import sys, nas.training.config as c; c.TrainConfig(); c.DEFAULT_TRIAL.train_config(); "
+        "sys.exit('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 
 def test_config_resolves_weight_decay_per_kind() -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from nas.commands.options import (
     ALL_CARDINALITIES,
     VAL_HELP,
     AugmentOpt,
+    BatchSizeOpt,
     CardinalitiesOpt,
     DataDirOpt,
     DataResolutionOpt,
@@ -22,31 +22,31 @@ from nas.commands.options import (
     DeviceOpt,
     ImagesPerClassOpt,
     JsonOpt,
+    ParamsOpt,
+    SearchDepthsOpt,
+    SearchFlopsOpt,
+    SearchWidthsOpt,
     SubsetClassesOpt,
+    ToleranceOpt,
     check_dataset,
     flat_ints,
     int_lists,
     ints,
     out,
     print_json,
+    trial_settings,
 )
-from nas.commands.search import SearchDepthsOpt, SearchFlopsOpt, SearchWidthsOpt
-from nas.data import DataOptions, default_template
-from nas.training.config import (
-    DEFAULT_TRIAL,
-    KNOWN_CLASSES,
-    SEARCH_DEPTHS,
-    SEARCH_FLOPS,
-    SEARCH_WIDTHS,
-)
+from nas.data import known_shape
+from nas.search.space import SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from nas.training.config import DEFAULT_TRIAL
 from resnext.budget import Budget, generate
 from resnext.complexity import format_count
 
 
 def calibrate_command(
     flops: SearchFlopsOpt = None,
-    params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
-    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
+    params: ParamsOpt = None,
+    tolerance: ToleranceOpt = 0.1,
     template: DataTemplateOpt = None,
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
@@ -58,7 +58,7 @@ def calibrate_command(
     epochs: Annotated[
         int, typer.Option(help="Epochs of the short schedule.")
     ] = DEFAULT_TRIAL.epochs,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = DEFAULT_TRIAL.batch_size,
+    batch_size: BatchSizeOpt = DEFAULT_TRIAL.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULT_TRIAL.lr,
     train_images: Annotated[
         int, typer.Option(help="Training images of both schedules.")
@@ -96,15 +96,30 @@ def calibrate_command(
 
     # Every check that needs no data comes first: options, --out, the band's size.
     check_dataset(dataset)
-    cfg = DEFAULT_TRIAL.train_config(device, seed)
-    cfg = dataclasses.replace(cfg, epochs=epochs, batch_size=batch_size, lr=lr)
+    trial = trial_settings(
+        DEFAULT_TRIAL,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        train_images=train_images,
+        val_fraction=val_fraction,
+        dataset=dataset,
+        data_dir=data_dir,
+        classes=classes,
+        images_per_class=images_per_class,
+        resolution=resolution,
+        augment=augment,
+        device=device,
+        seed=seed,
+    )
+    cfg = trial.train
     long_schedule(cfg, factor)
     if flops is None and params is None:
         flops = SEARCH_FLOPS
     bud = Budget(flops, params, tolerance)
     # The template is the data's default unless given; known datasets are 32 px unless resized.
-    known = dataset in KNOWN_CLASSES
-    tpl = template.value if template else default_template(resolution or 32) if known else None
+    known = known_shape(dataset, classes, resolution)
+    tpl = template.value if template else known.template if known else None
     grid = (
         tpl,
         int_lists(depths, "--depths") or list(SEARCH_DEPTHS),
@@ -138,11 +153,8 @@ def calibrate_command(
     options.update({key: v for key, v in subset.items() if v is not None})
     file = CalibrationFile(out_file, options)
     if known:  # refuse a band with fewer than k configs before the data
-        n_classes = classes or KNOWN_CLASSES[dataset]
-        pick(generate(bud, *grid, None, n_classes, resolution or 32), k, seed)
-    data = DataOptions(
-        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
-    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed)
+        pick(generate(bud, *grid, None, *known), k, seed)
+    data = trial.load()
     grid = (grid[0] or data.template, *grid[1:])
     chosen = pick(generate(bud, *grid, None, data.classes, data.resolution), k, seed)
     if not as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,8 +16,10 @@ import typer
 from rich.console import Console
 
 # nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
-from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE
+from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE, DataOptions
+from nas.search.space import SEARCH_FLOPS
 from nas.text import literal, shell_word
+from nas.training.config import TrialBudget, TrialSettings
 from resnext.budget import DEFAULT_CARDINALITIES
 
 # Bidirectional controls: after U+202E a terminal shows the rest of the line reversed.
@@ -123,6 +126,24 @@ TemplateOpt = Annotated[Template, typer.Option(help="Template: ImageNet (4 stage
 ClassesOpt = Annotated[int, typer.Option(help="Classes of the fc layer (0: the template's).")]
 ResolutionOpt = Annotated[int, typer.Option(help="Input side in pixels (0: the template's).")]
 CardinalitiesOpt = Annotated[str, typer.Option(help="Cardinalities C to try.")]
+# The budget band and grid of `search` and `calibrate`.
+SearchFlopsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+        show_default=False,
+    ),
+]
+ParamsOpt = Annotated[float | None, typer.Option(help="Parameter budget.")]
+ToleranceOpt = Annotated[float, typer.Option(help="Relative band around each budget.")]
+SearchDepthsOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+]
+SearchWidthsOpt = Annotated[
+    list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+]
+BatchSizeOpt = Annotated[int, typer.Option(help="Mini-batch size.")]
 ALL_CARDINALITIES = ",".join(map(str, DEFAULT_CARDINALITIES))
 BottleneckWidthsOpt = Annotated[
     str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
@@ -238,3 +259,37 @@ RunsDirOpt = Annotated[
 SaveWeightsOpt = Annotated[
     bool, typer.Option(help="Save every trained trial's final weights (for `export`).")
 ]
+
+
+def trial_settings(
+    base: TrialBudget,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    train_images: int | None = None,
+    val_fraction: float | None = None,
+    dataset: str,
+    data_dir: str | None,
+    classes: int | None,
+    images_per_class: int | None,
+    resolution: int | None,
+    augment: Augment | None,
+    device: str,
+    seed: int = 0,
+    patience: int | None = None,
+) -> TrialSettings:
+    """The trial that a training command's options describe: ``base`` with the options given
+    (not None) in its place, and its training config checked, before any data loads."""
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "train_images": train_images,
+        "val_fraction": val_fraction,
+    }
+    budget = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    data = DataOptions(
+        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
+    )
+    return TrialSettings(budget, budget.train_config(device, seed, patience), data)

@@ -16,6 +16,7 @@ from nas.commands.options import (
     ALL_CARDINALITIES,
     SEARCH_VAL_HELP,
     AugmentOpt,
+    BatchSizeOpt,
     BottleneckWidthsOpt,
     CardinalitiesOpt,
     CreateOpt,
@@ -28,11 +29,16 @@ from nas.commands.options import (
     ImagesPerClassOpt,
     JsonOpt,
     LatencyOpt,
+    ParamsOpt,
     QuietOpt,
     RunsDirOpt,
     SaveWeightsOpt,
+    SearchDepthsOpt,
+    SearchFlopsOpt,
+    SearchWidthsOpt,
     StorageOpt,
     SubsetClassesOpt,
+    ToleranceOpt,
     TrialsPerGpuOpt,
     WorkersOpt,
     command,
@@ -42,34 +48,16 @@ from nas.commands.options import (
     out,
     print_json,
     report_data,
+    trial_settings,
 )
-from nas.data import MIN_VAL_IMAGES, DataOptions, default_template
-from nas.training.config import (
-    DEFAULT_TRIAL,
-    KNOWN_CLASSES,
-    SEARCH_DEPTHS,
-    SEARCH_FLOPS,
-    SEARCH_WIDTHS,
-)
+from nas.data import MIN_VAL_IMAGES, known_shape
+from nas.search.space import SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
+from nas.training.config import DEFAULT_TRIAL
 from resnext.budget import Budget
 from resnext.complexity import format_count
 
 StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
 TrialsStudyOpt = Annotated[str, typer.Option(help="Name of the study to list.")]
-SearchFlopsOpt = Annotated[
-    float | None,
-    typer.Option(
-        help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
-        show_default=False,
-    ),
-]
-SearchDepthsOpt = Annotated[
-    list[str] | None,
-    typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
-]
-SearchWidthsOpt = Annotated[
-    list[str] | None, typer.Option(help="First-stage output widths (default 32).")
-]
 
 
 class LiveProgress:
@@ -166,8 +154,8 @@ def search(
     workers: WorkersOpt = 1,
     trials_per_gpu: TrialsPerGpuOpt = 1,
     flops: SearchFlopsOpt = None,
-    params: Annotated[float | None, typer.Option(help="Parameter budget.")] = None,
-    tolerance: Annotated[float, typer.Option(help="Relative band around each budget.")] = 0.1,
+    params: ParamsOpt = None,
+    tolerance: ToleranceOpt = 0.1,
     template: DataTemplateOpt = None,
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
@@ -222,7 +210,7 @@ def search(
     val_fraction: Annotated[float, typer.Option(help=SEARCH_VAL_HELP)] = DEFAULT_TRIAL.val_fraction,
     resolution: DataResolutionOpt = None,
     augment: AugmentOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = DEFAULT_TRIAL.batch_size,
+    batch_size: BatchSizeOpt = DEFAULT_TRIAL.batch_size,
     lr: Annotated[
         float, typer.Option(help="Peak learning rate (unless --tune-lr).")
     ] = DEFAULT_TRIAL.lr,
@@ -270,7 +258,7 @@ def search(
     from nas.search.confirm import ConfirmSettings
     from nas.search.storage import check_heartbeat
     from nas.search.workers import cap_workers, on_cpu, run_search
-    from nas.training.loop import TrainConfig, check_device
+    from nas.training.device import check_device
 
     objs = tuple(o for o in objectives.replace(" ", "").split(",") if o)
 
@@ -303,32 +291,38 @@ def search(
     if patience is None and len(objs) > 1:
         patience = 2
     # The training settings are checked here, before any data loads.
-    train = TrainConfig(
+    trial = trial_settings(
+        DEFAULT_TRIAL,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        seed=seed,
+        train_images=train_images,
+        val_fraction=val_fraction,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        classes=classes,
+        images_per_class=images_per_class,
+        resolution=resolution,
+        augment=augment,
         device=device,
-        early_stop_patience=patience,
+        seed=seed,
+        patience=patience,
     )
     # A device that is not here is refused before the storage is opened: the study must not
     # hold a failed trial for every attempt to run on it.
     check_device(device)
     # Refuse bad budgets, presets, storage URLs and objectives before the seconds a dataset
     # takes, where its classes and resolution are known beforehand.
-    dataset_name = dataset.value
-    if dataset_name in KNOWN_CLASSES:
-        res = resolution or 32
-        early = settings_for(classes or KNOWN_CLASSES[dataset_name], res, default_template(res))
+    known = known_shape(dataset.value, classes, resolution)
+    if known:
+        early = settings_for(*known, known.template)
         nstudy.enqueue_specs(early.space, early.enqueue)
         if nstudy.check_study(early, storage, create=create) >= trials and not confirm_left(
             study, storage, confirming
         ):
             search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
             return
-    data = DataOptions(
-        dataset_name, data_dir, classes, images_per_class, resolution, augment and augment.value
-    ).load(train_images=train_images, val_fraction=val_fraction, seed=seed, min_val=MIN_VAL_IMAGES)
+    data = trial.load(min_val=MIN_VAL_IMAGES)
     report_data(data, quiet or as_json)
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
     settings = settings_for(data.classes, data.resolution, data.template)
@@ -345,7 +339,7 @@ def search(
         reports = run_search(
             settings,
             data,
-            train,
+            trial.train,
             trials,
             storage=storage,
             workers=workers,

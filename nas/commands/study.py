@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,10 +32,10 @@ from nas.commands.options import (
     out,
     print_json,
     report_data,
+    trial_settings,
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
-from nas.data import MIN_VAL_IMAGES, DataOptions
-from nas.training.config import KNOWN_CLASSES
+from nas.data import MIN_VAL_IMAGES, known_shape
 
 app = typer.Typer(
     help="The paper's experiments as ready-made studies: list them, run one.",
@@ -115,42 +114,44 @@ def study_run(
     """Run (or resume) a study definition; re-running trains only what is missing."""
     import studies
     from nas.search.study import check_study
-    from nas.training.loop import check_device
-    from studies.run import with_overrides
+    from nas.training.device import check_device
 
     definition = studies.get(name)
-    schedule = with_overrides(definition.schedule, epochs, train_images)
-    if val_fraction is not None:
-        schedule = dataclasses.replace(schedule, val_fraction=val_fraction)
-    dataset = dataset.value
     if min(workers, trials_per_gpu) < 1:
         raise ValueError("--workers and --trials-per-gpu take positive integers")
     from nas.search.workers import cap_workers, on_cpu
 
     workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
-    schedule.train_config(device)  # refuses a bad --epochs or --device before the data loads
+    # Refuses a bad --epochs or --device before the data loads.
+    trial = trial_settings(
+        definition.trial_budget,
+        epochs=epochs,
+        train_images=train_images,
+        val_fraction=val_fraction,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        classes=classes,
+        images_per_class=images_per_class,
+        resolution=resolution,
+        augment=augment,
+        device=device,
+    )
     check_device(device)  # and a device that is not here, before the storage opens
     study = study_name or definition.name
     hint = f"see `{command('dashboard', '--study', study, *_storage_hint(storage))}`"
     # As `search`: refuse a bad storage or a finished study before the data load.
-    if dataset in KNOWN_CLASSES:
-        n_classes = classes or KNOWN_CLASSES[dataset]
-        early = definition.settings(study, n_classes, resolution or 32)
-        n = definition.n_trials(seeds, n_classes, resolution or 32)
+    known = known_shape(dataset.value, classes, resolution)
+    if known:
+        early = definition.settings(study, *known)
+        n = definition.n_trials(seeds, *known)
         done = check_study(early, storage, create=create)
         if done >= n and not confirm_left(study, storage, early.confirm):
             search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
             return
-    data = DataOptions(
-        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
-    ).load(
-        train_images=schedule.train_images,
-        val_fraction=schedule.val_fraction,
-        min_val=MIN_VAL_IMAGES,
-    )
+    data = trial.load(min_val=MIN_VAL_IMAGES)
     report_data(data, quiet or as_json)
     settings = definition.settings(study, data.classes, data.resolution)
     if create:  # a dataset of unknown classes: the study is checked, and created, only here
@@ -159,7 +160,7 @@ def study_run(
         out.print(
             f"study {study!r} ({definition.citation}): {settings.space.describe()}; "
             f"{definition.n_trials(seeds, data.classes, data.resolution)} trials of "
-            f"{schedule.epochs} epochs on {len(data.train_y)} images",
+            f"{trial.train.epochs} epochs on {len(data.train_y)} images",
             highlight=False,
         )
     progress = None if quiet or as_json else LiveProgress(workers)
@@ -172,10 +173,9 @@ def study_run(
             study=study,
             storage=storage,
             seeds=seeds,
-            schedule=schedule,
+            train=trial.train,
             workers=workers,
             trials_per_gpu=trials_per_gpu,
-            device=device,
             latency=latency,
             progress=progress,
             runs_dir=runs_dir.resolve() if save_weights else None,

@@ -1,5 +1,5 @@
 """``train``: one spec on a dataset, with the paper's augmentation and SGD
-(:mod:`nas.training.loop`)."""
+(:mod:`nas.training`)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
-from nas.data import default_template
-from nas.training.config import KNOWN_CLASSES
+from nas.data import known_shape
+from nas.training.config import RECIPES, TrainConfig, recipe_config
 from resnext.complexity import format_count
 from resnext.registry import R29
 
@@ -107,19 +107,23 @@ def train_command(
     val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = 0.1,
     resolution: DataResolutionOpt = None,
     augment: AugmentOpt = None,
-    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
-    schedule: Annotated[str, typer.Option(help="cosine, onecycle or step.")] = "cosine",
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="Images per SGD step.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = TrainConfig.lr,
+    schedule: Annotated[str, typer.Option(help="cosine, onecycle or step.")] = TrainConfig.schedule,
     warmup_epochs: Annotated[
         float, typer.Option(help="Linear warm-up (cosine and step schedules).")
-    ] = 1.0,
+    ] = TrainConfig.warmup_epochs,
     weight_decay: Annotated[
         float | None,
         typer.Option(help="Weight decay (default: the paper's for the dataset's kind)."),
-    ] = None,
-    label_smoothing: Annotated[float, typer.Option(help="Label smoothing, 0 for none.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the data split and the training.")] = 0,
+    ] = TrainConfig.weight_decay,
+    label_smoothing: Annotated[
+        float, typer.Option(help="Label smoothing, 0 for none.")
+    ] = TrainConfig.label_smoothing,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the data split and the training.")
+    ] = TrainConfig.seed,
     eval_test: Annotated[
         bool, typer.Option("--eval-test", help="Also score the final weights on the test split.")
     ] = False,
@@ -132,7 +136,7 @@ def train_command(
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
     from nas.data import image_side
-    from nas.training.loop import RECIPES, TrainConfig, check_memory, recipe_config
+    from nas.training.device import check_memory
 
     # Every check that needs no data comes first, so that a typo fails at once.
     base = None
@@ -145,10 +149,10 @@ def train_command(
     # Without a template, preset or spec file the data picks the template; the built-in and
     # CIFAR sets are 32 px unless resized, so their spec is checked before they load.
     from_data = template is None and preset is None and base is None
-    known = dataset in KNOWN_CLASSES
+    known = known_shape(dataset, classes, resolution)
     spec = None
     if not from_data or known:
-        guess = default_template(resolution or 32) if from_data else template
+        guess = known.template if from_data and known else template
         spec = _train_spec_from_options(
             preset, guess, depths, width, cardinality, bottleneck_width, base
         )

@@ -2,6 +2,7 @@
 
 from nas.data.cache import default_data_dir
 from nas.data.errors import DataError
+from nas.data.known import KNOWN_CLASSES, Shape, known_shape
 from nas.data.loader import (
     AUGMENTS,
     DATASETS,
@@ -15,6 +16,9 @@ from nas.data.loader import (
 from nas.data.splits import MIN_VAL_IMAGES, VAL_CAP_RULE
 
 __all__ = [
+    "KNOWN_CLASSES",
+    "Shape",
+    "known_shape",
     "AUGMENTS",
     "DATASETS",
     "MIN_VAL_IMAGES",

@@ -22,6 +22,7 @@ from nas.data import Dataset
 from nas.fileio import ensure_parent, write_json
 from nas.search.records import spec_key
 from nas.stats.rank import Estimate, bootstrap, kendall, spearman
+from nas.training.config import TrainConfig
 from resnext.budget import Config
 from resnext.spec import Spec
 
@@ -76,7 +77,7 @@ class Calibration:
         }
 
 
-def long_schedule(cfg: Any, factor: int) -> Any:
+def long_schedule(cfg: TrainConfig, factor: int) -> TrainConfig:
     """``cfg`` with ``factor`` times its epochs; ValueError unless ``factor`` is at least 2."""
     if factor < 2:
         raise ValueError(
@@ -88,7 +89,7 @@ def long_schedule(cfg: Any, factor: int) -> Any:
 def calibrate(
     configs: Sequence[Config],
     data: Dataset,
-    cfg: Any,
+    cfg: TrainConfig,
     factor: int,
     *,
     seed: int = 0,
@@ -116,10 +117,10 @@ def calibrate(
             "params": c.complexity.params,
         }
         row.update(known.get(spec_key(row["spec"]), {}))
-        for name, schedule in (("short", cfg), ("long", long_cfg)):
+        for name, run_cfg in (("short", cfg), ("long", long_cfg)):
             if row.get(f"{name}_val_accuracy") is not None:
                 continue
-            result = train(spec, data, schedule)
+            result = train(spec, data, run_cfg)
             row[f"{name}_val_accuracy"] = result.val_accuracy
             row[f"{name}_status"] = result.status
             row[f"{name}_wall_seconds"] = result.wall_seconds

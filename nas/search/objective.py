@@ -2,7 +2,7 @@
 
 A trial first claims its place in the study-wide count (a trial asked for after the count was
 reached is ``surplus``), draws its spec and hyper-parameters, picks its seed, measures latency,
-trains with the search's :class:`~nas.training.loop.TrainConfig`, and stores everything as user
+trains with the search's :class:`~nas.training.config.TrainConfig`, and stores everything as user
 attributes (:func:`nas.search.records.trial_record` reads them back).
 """
 
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -31,13 +31,12 @@ from nas.search.attrs import (
     phase,
 )
 from nas.search.confirm import ConfirmSettings
-from nas.search.space import OutOfBudget, SearchSpace, SpecGrid, suggest_hparams, suggest_spec
+from nas.search.space import SearchSpace, SpecGrid
 from nas.search.study import ENQUEUED, Progress, grid_key, run_folder
+from nas.search.suggest import OutOfBudget, suggest_hparams, suggest_spec
+from nas.training.config import TrainConfig
 from resnext.complexity import complexity
 from resnext.spec import Spec
-
-if TYPE_CHECKING:
-    from nas.training.loop import TrainConfig
 
 WEIGHTS = "weights.pt"  # a trial's final weights, in its run folder
 _WEIGHTS_FORMAT = 1
@@ -74,7 +73,8 @@ class Objective:
     latency_seconds: float = 0.0
     _warm: bool = False  # whether this process has run a forward pass yet
     current: int | None = None  # number of the trial being run, for an interrupt's retry
-    # How a confirmation trial (user attribute phase=confirm) trains; None: the defaults.
+    # How a confirmation trial (user attribute phase=confirm) trains, as the caller's search
+    # settings say; None: the search has no confirmation phase, and refuses such a trial.
     confirm: ConfirmSettings | None = None
     _warned_weights: bool = False  # whether this process has warned of unwritable weights
 
@@ -222,9 +222,13 @@ class Objective:
         cfg = replace(self.train, **hparams)
         confirming = phase(trial) == CONFIRM
         if confirming:
+            if self.confirm is None:
+                raise ValueError(
+                    f"trial {trial.number} is a confirmation trial, and this search has no "
+                    "confirmation settings"
+                )
             # The longer schedule of the confirmation phase, never pruned.
-            epochs = (self.confirm or ConfirmSettings()).confirm_epochs(self.train.epochs)
-            cfg = replace(cfg, epochs=epochs)
+            cfg = replace(cfg, epochs=self.confirm.confirm_epochs(self.train.epochs))
         seed = claim_seed(trial, spec, hparams, cfg.seed)
         cfg = replace(cfg, seed=seed["seed"])
         attrs: dict[str, Any] = {**cx, **seed}

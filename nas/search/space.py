@@ -2,12 +2,14 @@
 
 A :class:`SearchSpace` enumerates, once and without building a model, every (depths, width, C, d)
 whose complexity lies inside the budget band (:func:`resnext.budget.generate`).
-:func:`suggest_spec` then draws a spec define-by-run with stable parameter names, so that every
-proposal is in band by construction: ``depths``, ``width`` and ``cardinality`` are categorical
-over the values that occur in band, and ``bottleneck_width`` is drawn from the in-band d of the
-chosen cell only (an integer range, since complexity grows strictly with d at fixed C). A cell
-(depths, width, C) with no in-band d at all is rejected with :class:`OutOfBudget` before any
-model exists; the space marks how many such cells there are (none for the default space).
+:func:`nas.search.suggest.suggest_spec` then draws a spec define-by-run with stable parameter
+names, so that every proposal is in band by construction: ``depths``, ``width`` and
+``cardinality`` are categorical over the values that occur in band, and ``bottleneck_width`` is
+drawn from the in-band d of the chosen cell only (an integer range, since complexity grows
+strictly with d at fixed C). A cell (depths, width, C) with no in-band d at all is rejected
+before any model exists; the space marks how many such cells there are (none for the default
+space, :data:`SEARCH_FLOPS` on :data:`SEARCH_DEPTHS` and :data:`SEARCH_WIDTHS`). No Optuna here:
+the commands read the default space as they start.
 """
 
 from __future__ import annotations
@@ -15,20 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import optuna
-
 from resnext.budget import DEFAULT_CARDINALITIES, Budget, Config, generate
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
-# Log-uniform ranges of --tune-lr / --tune-wd around the paper's values (Sec. 5.3: lr 0.1,
-# weight decay 5e-4 on CIFAR; Sec. 4: 1e-4 on ImageNet).
-LR_RANGE = (1e-3, 1.0)
-WD_RANGE = (1e-5, 1e-2)
-
-
-class OutOfBudget(optuna.TrialPruned):
-    """A proposal with no in-band configuration, rejected before any compute."""
+# The default space, for 32x32 images: CIFAR template (Sec. 5.3) cut to 1 or 2 blocks a stage and
+# width 32, 8 configurations on two skeletons (the `search` help says more).
+SEARCH_FLOPS = 8e6
+SEARCH_DEPTHS = ((1, 1, 1), (2, 2, 2))
+SEARCH_WIDTHS = (32,)
 
 
 def depths_key(depths: tuple[int, ...]) -> str:
@@ -37,7 +34,7 @@ def depths_key(depths: tuple[int, ...]) -> str:
 
 
 def spec_params(spec: Spec) -> dict[str, Any]:
-    """The Optuna parameters of a spec, as :func:`suggest_spec` names them."""
+    """The Optuna parameters of a spec, as :func:`~nas.search.suggest.suggest_spec` names them."""
     return {
         "depths": depths_key(spec.depths),
         "width": spec.width,
@@ -151,7 +148,8 @@ class SearchSpace:
         )
 
     def params(self, spec: Spec) -> dict[str, Any]:
-        """The Optuna parameters that :func:`suggest_spec` turns into ``spec``."""
+        """The Optuna parameters that :func:`nas.search.suggest.suggest_spec` turns into
+        ``spec``."""
         return spec_params(spec)
 
     def family(self) -> list[Config]:
@@ -216,53 +214,15 @@ class SearchSpace:
         )
 
 
-def suggest_spec(trial: optuna.Trial, space: SearchSpace | SpecGrid) -> Spec:
-    """Draw an in-band spec define-by-run: depths, width, cardinality, then bottleneck_width.
-
-    Raises :class:`OutOfBudget` (a ``TrialPruned``) for a cell with no in-band d, before any
-    model is built. A :class:`SpecGrid` gives one of its specs (:func:`suggest_grid_spec`).
-    """
-    if isinstance(space, SpecGrid):
-        return suggest_grid_spec(trial, space)
-    depths = trial.suggest_categorical("depths", space.depth_choices)
-    width = trial.suggest_categorical("width", space.width_choices)
-    cardinality = trial.suggest_categorical("cardinality", space.cardinality_choices)
-    ds = space.cells.get((depths, width, cardinality))
-    if not ds:
-        raise OutOfBudget(
-            f"no in-band bottleneck width for C={cardinality} on depths {depths}, width {width}"
-        )
-    if space.bottleneck_widths is None:
-        # Every integer d: the in-band d of a cell form a contiguous range (monotone complexity).
-        d = trial.suggest_int("bottleneck_width", ds[0], ds[-1])
-    else:
-        d = trial.suggest_categorical("bottleneck_width", space.d_choices)
-        if d not in ds:
-            raise OutOfBudget(
-                f"d={d} is out of band for C={cardinality} on depths {depths}, width {width}"
-            )
-    return space.spec(depths, width, cardinality, d)
-
-
-def suggest_hparams(trial: optuna.Trial, space: SearchSpace | SpecGrid) -> dict[str, float]:
-    """The tuned training hyper-parameters (``lr``, ``weight_decay``), log-uniform, if any."""
-    out = {}
-    if space.tune_lr:
-        out["lr"] = trial.suggest_float("lr", *LR_RANGE, log=True)
-    if space.tune_wd:
-        out["weight_decay"] = trial.suggest_float("weight_decay", *WD_RANGE, log=True)
-    return out
-
-
 @dataclass(frozen=True)
 class SpecGrid:
     """A fixed list of specs, for a study that trains every one of them (with several seeds).
 
     The trials of such a study are all enqueued grid points (:func:`nas.search.study.enqueue_grid`);
-    :func:`suggest_spec` draws the same four parameters as for a :class:`SearchSpace`, so the
-    trials read the same in ``trials`` and ``dashboard``. With a ``budget``, every spec must lie
-    in its band (a Table 3 style grid at preserved complexity); without one, the specs may lie
-    on any complexity (a Fig. 7 style series).
+    :func:`nas.search.suggest.suggest_spec` draws the same four parameters as for a
+    :class:`SearchSpace`, so the trials read the same in ``trials`` and ``dashboard``. With a
+    ``budget``, every spec must lie in its band (a Table 3 style grid at preserved complexity);
+    without one, the specs may lie on any complexity (a Fig. 7 style series).
     """
 
     specs: tuple[Spec, ...]
@@ -326,16 +286,3 @@ class SpecGrid:
             f"{len(self.specs)} {s.template} specs {', '.join(x.notation for x in self.specs)} "
             f"(depths {depths_key(s.depths)}, width {s.width}){band}"
         )
-
-
-def suggest_grid_spec(trial: optuna.Trial, grid: SpecGrid) -> Spec:
-    """One spec of ``grid``, define-by-run with :func:`suggest_spec`'s parameter names.
-
-    The trials of a grid study are enqueued, so the parameters are fixed; a combination that is
-    not a grid spec is rejected with :class:`OutOfBudget` before any compute.
-    """
-    values = {n: trial.suggest_categorical(n, grid.choices(n)) for n in grid.params(grid.specs[0])}
-    for s in grid.specs:
-        if grid.params(s) == values:
-            return s
-    raise OutOfBudget(f"{values} is not a spec of the grid")

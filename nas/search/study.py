@@ -35,6 +35,7 @@ from nas.search.attrs import ATTR, is_trained_proxy, notation
 from nas.search.confirm import ConfirmSettings
 from nas.search.space import SearchSpace, SpecGrid
 from nas.search.storage import open_storage, quiet_optuna
+from nas.training.config import TrainConfig
 from resnext.registry import preset
 from resnext.spec import Spec
 
@@ -174,11 +175,15 @@ def create_or_load(
     settings: SearchSettings,
     *,
     n_trials: int = 50,
-    epochs: int = 1,
+    train: TrainConfig | None = None,
     worker: int = 0,
     shared: bool = True,
 ) -> optuna.Study:
-    """Create the study, or load it after checking it has the same objectives and space."""
+    """Create the study, or load it after checking it has the same objectives and space.
+
+    ``train`` is how this handle's trials train: its epochs size the pruner. Without it the
+    handle only queues, checks or reads trials, and its pruner prunes nothing.
+    """
     directions = ["minimize"] * len(settings.objectives)
     try:
         study = optuna.create_study(
@@ -213,11 +218,15 @@ def create_or_load(
             f"{', '.join(diff)}); use the same budget and grid options or another --study name"
         )
     seed = worker_seed(settings.seed, worker, len(study.trials))
+    if train is None:
+        pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    else:
+        pruner = make_pruner(settings.pruner_name, train.epochs)
     return optuna.load_study(
         study_name=settings.study,
         storage=storage,
         sampler=_sampler(settings.sampler, seed, n_trials, shared),
-        pruner=make_pruner(settings.pruner_name, epochs),
+        pruner=pruner,
     )
 
 
@@ -371,13 +380,13 @@ def prepare(
     *,
     storage: str | optuna.storages.RDBStorage | None = None,
     n_trials: int = 50,
-    epochs: int = 1,
 ) -> tuple[optuna.Study, int]:
     """Create or check the study and queue its baselines; returns it and the number queued.
 
-    ``storage`` is a URL, or a storage :func:`open_storage` opened.
+    ``storage`` is a URL, or a storage :func:`open_storage` opened. The handle returned queues
+    and reads trials; the workers train them (:func:`create_or_load` with their config).
     """
     quiet_optuna()
     st = storage if isinstance(storage, optuna.storages.RDBStorage) else open_storage(storage)
-    study = create_or_load(st, settings, n_trials=n_trials, epochs=epochs)
+    study = create_or_load(st, settings, n_trials=n_trials)
     return study, enqueue(study, settings.space, settings.enqueue)

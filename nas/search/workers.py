@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -40,7 +40,6 @@ from nas.search.storage import (
     HEARTBEAT,
     MAX_RETRY,
     causes,
-    check_heartbeat,
     open_storage,
     quiet_optuna,
     storage_error,
@@ -50,13 +49,10 @@ from nas.search.study import (
     ENQUEUED,
     Progress,
     SearchSettings,
-    check_trials,
     create_or_load,
     prepare,
 )
-
-if TYPE_CHECKING:
-    from nas.training.loop import TrainConfig
+from nas.training.config import TrainConfig
 
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
 
@@ -185,9 +181,8 @@ def _run_worker(
         st = storage
     else:
         st = open_storage(storage, heartbeat=heartbeat)
-    epochs = train.epochs
     study = create_or_load(
-        st, settings, n_trials=n_trials, epochs=epochs, worker=worker, shared=shared
+        st, settings, n_trials=n_trials, train=train, worker=worker, shared=shared
     )
     objective = Objective(
         settings.space,
@@ -487,19 +482,18 @@ def run_search(
 
     On CUDA, ``trials_per_gpu`` workers share each GPU (:func:`_placement`). The commands cap
     ``workers`` at what the machine holds (:func:`cap_workers`); a library caller gets as many
-    processes as it asks for (the load tests run 8 on 2 cores).
+    processes as it asks for (the load tests run 8 on 2 cores). ``n_trials`` and ``heartbeat``
+    come checked (:func:`nas.search.study.check_trials`,
+    :func:`nas.search.storage.check_heartbeat`): the commands check them before any data loads.
     """
-    check_trials(n_trials)
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
-    check_heartbeat(heartbeat)
     cpu = on_cpu(train.device)
     # A CPU run spreads workers over cores even where there are GPUs.
     placement = _placement(workers, trials_per_gpu, 0 if cpu else None)
     url = storage_url(storage)
-    epochs = train.epochs
     st = open_storage(url, heartbeat=heartbeat)
-    prepare(settings, storage=st, n_trials=n_trials, epochs=epochs)
+    prepare(settings, storage=st, n_trials=n_trials)
     if workers == 1:
         # Another machine may share a server's study; a SQLite file is this machine's alone.
         return [

@@ -6,7 +6,8 @@ holding shows up there. MFU (model FLOPs utilisation) counts a training image as
 per multiply-add of the forward pass (forward 2 FLOPs per multiply-add, backward twice that)
 over a matrix-product peak measured on the same device.
 
-torch is imported inside the functions that need it, as in :mod:`nas.training.loop`.
+torch is imported inside the functions that need it, so that :mod:`nas.training.config` checks a
+compile mode without it.
 """
 
 from __future__ import annotations
