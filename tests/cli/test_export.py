@@ -31,7 +31,7 @@ from nas.search.workers import run_search
 from nas.training.loop import TrainConfig, lr_factor, recipe_config, train
 from resnext.complexity import complexity
 from resnext.spec import Spec
-from tests.helpers import TRAIN, run_clis, tiny_space, toy_data
+from tests.helpers import TRAIN, cli_env, run_clis, tiny_space, toy_data
 
 STUDY = "exp ort"  # a name that is not a file name as it is
 EPOCHS = 2
@@ -347,7 +347,7 @@ def test_export_without_the_onnx_packages_says_how_to_get_them(searched, tmp_pat
     )
     out = tmp_path / "x"
     args = ["export", "--study", STUDY, "--storage", url, "--best", "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = cli_env()
     r = subprocess.run(
         [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True
     )

@@ -27,6 +27,7 @@ from PIL import Image
 from nas.data import folder, synthetic
 from nas.data import loader as data
 from nas.data.loader import load_dataset
+from tests.helpers import cli_env
 
 if TYPE_CHECKING:
     import torch
@@ -172,7 +173,7 @@ def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 def test_importing_nas_data_does_not_import_torch() -> None:
     code = "import sys, nas.data.loader, nas.data.synthetic; sys.exit('torch' in sys.modules)"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = cli_env()
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
 
 

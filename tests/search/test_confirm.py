@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 
-import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from nas.search.confirm import (
     CONFIRM,
@@ -20,50 +18,7 @@ from nas.search.confirm import (
     top_configs,
 )
 from resnext import Spec, complexity
-
-
-def spec(c: int, d: int) -> dict:
-    return Spec("cifar", depths=(1, 1, 1), width=32, cardinality=c, bottleneck_width=d).to_dict()
-
-
-def trial(
-    number: int,
-    c: int,
-    d: int,
-    acc: float | None,
-    *,
-    phase: str | None = None,
-    seed: int = 0,
-    state: TrialState = TrialState.COMPLETE,
-) -> optuna.trial.FrozenTrial:
-    attrs = {"spec": spec(c, d), "seed": seed}
-    if acc is not None:
-        attrs["val_accuracy"] = acc
-    if phase:
-        attrs.update(phase=phase, confirm_of=config_key(spec(c, d), None))
-    t = create_trial(
-        state=state,
-        value=None if acc is None or state != TrialState.COMPLETE else 1 - acc,
-        params={"cardinality": c, "bottleneck_width": d},
-        distributions={
-            "cardinality": CategoricalDistribution([1, 2, 4, 8]),
-            "bottleneck_width": CategoricalDistribution([1, 2, 4, 8]),
-        },
-        user_attrs=attrs,
-    )
-    t.number = number
-    return t
-
-
-def proxy() -> list:
-    # means: 8x1d (0.40, 0.30) = 0.35; 4x2d 0.50; 2x4d 0.45; 1x8d 0.20
-    return [
-        trial(0, 8, 1, 0.40),
-        trial(1, 4, 2, 0.50),
-        trial(2, 8, 1, 0.30, seed=1),
-        trial(3, 2, 4, 0.45),
-        trial(4, 1, 8, 0.20),
-    ]
+from tests.helpers import proxy, spec, trial
 
 
 def key(c: int, d: int) -> str:

@@ -9,20 +9,7 @@ import pytest
 
 from nas.stats.designspace import complexity_weights, edf, ks_statistic, pareto_front
 from nas.stats.rank import spearman
-
-
-def brute_front(cost: list[float], score: list[float]) -> set[int]:
-    """The definition: no other point with cost <= and score >=, one of them strictly."""
-    return {
-        i
-        for i in range(len(cost))
-        if not any(
-            cost[j] <= cost[i]
-            and score[j] >= score[i]
-            and (cost[j] < cost[i] or score[j] > score[i])
-            for j in range(len(cost))
-        )
-    }
+from tests.helpers import brute_front
 
 
 @pytest.mark.parametrize("seed", range(6))
