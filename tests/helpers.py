@@ -1,8 +1,9 @@
 """Plain functions and constants the test modules share (fixtures live in tests/conftest.py).
 
-The command line as a real process (:func:`run_cli`, :func:`run_clis`, :func:`start_cli`), the
-tiny search every search test trains (:func:`tiny_space`, :data:`TRAIN`, :func:`toy_data`),
-hand-made trials, and the clean-up of processes a test started (:func:`reap`).
+The command line as a real process (:func:`run_cli`, :func:`run_clis`, :func:`start_cli`) and
+its one-line errors (:func:`one_line`), or in-process (:func:`refused`); the tiny search every
+search test trains (:func:`tiny_space`, :data:`TRAIN`, :func:`toy_data`); hand-made trials; and
+the clean-up of processes a test started (:func:`reap`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
+import cli
 from nas.data.loader import Dataset
 from nas.search.confirm import config_key
 from nas.search.space import SearchSpace
@@ -95,6 +98,20 @@ def one_line(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
+    """Run ``cli.main(args)`` in-process; assert exit 2 and one ``error:`` line on stderr
+    holding each needle; return the line."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for n in needles:
+        assert n in lines[0], lines[0]
     return lines[0]
 
 

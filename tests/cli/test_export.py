@@ -31,7 +31,7 @@ from nas.search.workers import run_search
 from nas.training.loop import TrainConfig, lr_factor, recipe_config, train
 from resnext.complexity import complexity
 from resnext.spec import Spec
-from tests.helpers import TRAIN, cli_env, run_clis, tiny_space, toy_data
+from tests.helpers import TRAIN, cli_env, one_line, run_clis, tiny_space, toy_data
 
 STUDY = "exp ort"  # a name that is not a file name as it is
 EPOCHS = 2
@@ -283,14 +283,6 @@ def test_onnx_metadata_carries_the_spec_and_the_normalisation(exported) -> None:
     assert meta["trial"] == exported["other"].number and meta["input"]["name"] == "images"
 
 
-def one_line(r, code: int, *needles: str) -> None:
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None:
     url, _, cwd = searched
     study = load(STUDY, url)
@@ -324,15 +316,15 @@ def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None
         "both": [*base, "--study", STUDY, "--best", "--trial", "0"],
     }
     r = dict(zip(calls, run_clis(list(calls.values()), cwd), strict=True))
-    one_line(r["unknown"], 2, "no study 'nope'")
-    one_line(r["no trial"], 2, "no trial 99", "trials: 0..2")
-    one_line(r["pruned"], 2, "trial 0", "PRUNED, not complete", "--best")
-    one_line(r["none complete"], 2, "no complete trial")
-    one_line(r["moved"], 2, "/elsewhere/weights.pt", "gpu-box-7", "resnext-nas train --spec")
-    one_line(r["unsaved"], 2, "saved no weights", "resnext-nas train --spec")
-    one_line(r["diverged"], 2, "trial 1", "diverged", "resnext-nas train --spec", "lower --lr")
-    one_line(r["neither"], 2, "exactly one of --trial N, --best and --recommended")
-    one_line(r["both"], 2, "exactly one of --trial N, --best and --recommended")
+    one_line(r["unknown"], "no study 'nope'")
+    one_line(r["no trial"], "no trial 99", "trials: 0..2")
+    one_line(r["pruned"], "trial 0", "PRUNED, not complete", "--best")
+    one_line(r["none complete"], "no complete trial")
+    one_line(r["moved"], "/elsewhere/weights.pt", "gpu-box-7", "resnext-nas train --spec")
+    one_line(r["unsaved"], "saved no weights", "resnext-nas train --spec")
+    one_line(r["diverged"], "trial 1", "diverged", "resnext-nas train --spec", "lower --lr")
+    one_line(r["neither"], "exactly one of --trial N, --best and --recommended")
+    one_line(r["both"], "exactly one of --trial N, --best and --recommended")
     # Where the weights are missing, the spec is still written, for `train --spec`.
     assert load_spec(tmp_path / "moved" / "spec.json") == Spec.from_dict(best.user_attrs["spec"])
     assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["spec.json"]
@@ -351,7 +343,7 @@ def test_export_without_the_onnx_packages_says_how_to_get_them(searched, tmp_pat
     r = subprocess.run(
         [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True
     )
-    one_line(r, 2, "missing: onnxscript", "pip install -e '.[onnx]'", "--no-onnx")
+    one_line(r, "missing: onnxscript", "pip install -e '.[onnx]'", "--no-onnx")
     assert not out.exists()  # refused before writing anything
     ok = subprocess.run(
         [sys.executable, "-c", code, *args, "--no-onnx"],
@@ -407,9 +399,9 @@ def test_weights_that_give_nan_are_refused_before_anything_is_written(
         for name in cases
     ]  # fmt: skip
     for (name, (_, *needles)), r in zip(cases.items(), run_clis(calls, cwd), strict=True):
-        one_line(r, 2, *needles, "resnext-nas train --spec")
+        one_line(r, *needles, "resnext-nas train --spec")
         if name != "nannorm":
-            one_line(r, 2, "NaN or inf in", "logits on a random batch", "nothing is exported")
+            one_line(r, "NaN or inf in", "logits on a random batch", "nothing is exported")
         assert not (tmp_path / f"out-{name}").exists()
 
 
@@ -422,7 +414,7 @@ def test_an_onnx_export_of_nan_weights_fails_before_the_graph_is_written(
     (tmp_path / "out").mkdir()  # a folder the user made stays, empty
     args = ["export", "--storage", url, "--study", "negvar-onnx", "--best", "--out"]
     (r,) = run_clis([[*args, str(tmp_path / "out")]], cwd)
-    one_line(r, 2, "NaN or inf in", "negative variance")
+    one_line(r, "NaN or inf in", "negative variance")
     assert "max abs difference" not in r.stdout
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -511,7 +503,7 @@ def test_train_spec_retrains_an_export_with_the_paper_recipe(exported, tmp_path:
     assert (cfg["schedule"], cfg["warmup_epochs"], cfg["weight_decay"]) == ("step", 0.0, 5e-4)
     assert (cfg["batch_size"], cfg["lr"], cfg["momentum"]) == (128, 0.1, 0.9)
 
-    one_line(r[2], 2, "bad.json", "cardinality must be a positive integer")
-    one_line(r[3], 2, "no spec file")
-    one_line(r[4], 2, "a preset or --spec, not both")
-    one_line(r[5], 2, "unknown recipe 'fast'")
+    one_line(r[2], "bad.json", "cardinality must be a positive integer")
+    one_line(r[3], "no spec file")
+    one_line(r[4], "a preset or --spec, not both")
+    one_line(r[5], "unknown recipe 'fast'")

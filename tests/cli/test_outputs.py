@@ -31,22 +31,8 @@ from nas.export import export_trial, state_dict_mismatch
 from nas.fileio import OLD_TEMP_AGE, WriteError, remove_stale_temps, write_text
 from nas.search.calibrate import CalibrationFile
 from nas.search.records import trial_record
+from tests.helpers import TINY, refused
 from tests.synthetic import synthetic_trials
-
-TINY = resnext.Spec("cifar", (1, 1, 1), 16, 2, 2, classes=4, resolution=16, stem_width=16)
-
-
-def one_line(capsys: pytest.CaptureFixture, args: list[str], *needles: str) -> str:
-    """Run the CLI; assert exit code 2 and one error line holding each needle; the line."""
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(args)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def no_space(*_args: object) -> None:
@@ -187,7 +173,7 @@ def test_dashboard_on_a_full_disk_is_one_line_and_writes_nothing(
     page = tmp_path / "page.html"
     monkeypatch.setattr("nas.fileio.os.fsync", no_space)
     base = ["dashboard", "--study", "synthetic", "--storage", stored_study]
-    one_line(capsys, [*base, "--out", str(page)], f"--out {page}", "No space left on device")
+    refused(capsys, [*base, "--out", str(page)], f"--out {page}", "No space left on device")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -196,12 +182,12 @@ def test_bad_output_paths_are_one_line(
     stored_study: str, tmp_path: Path, capsys: pytest.CaptureFixture, where: str
 ) -> None:
     target = str(tmp_path) if where == "folder" else "/proc/resnext-nas-test"
-    one_line(
+    refused(
         capsys,
         ["dashboard", "--study", "synthetic", "--storage", stored_study, "--out", target],
         f"--out {target}",
     )
-    one_line(
+    refused(
         capsys,
         ["trials", "--study", "synthetic", "--storage", stored_study, "--csv", target],
         f"--csv {target}",
@@ -213,13 +199,13 @@ def test_train_and_export_out_that_is_a_file_is_one_line(
 ) -> None:
     taken = tmp_path / "taken"
     taken.write_text("mine")
-    one_line(
+    refused(
         capsys,
         ["train", "--dataset", "synthetic", "--out", str(taken)],
         "--out",
         "is a file, not a folder",
     )
-    one_line(
+    refused(
         capsys,
         [
             "export",
@@ -261,9 +247,9 @@ def test_read_commands_leave_a_file_that_is_no_study_database_alone(
         db.write_bytes(b"not a database at all\n" * 40)
     before = sha(db)
     url = f"sqlite:///{db}"
-    one_line(capsys, ["studies", "--storage", url], str(db))
-    one_line(capsys, ["trials", "--study", "s", "--storage", url], str(db))
-    one_line(
+    refused(capsys, ["studies", "--storage", url], str(db))
+    refused(capsys, ["trials", "--study", "s", "--storage", url], str(db))
+    refused(
         capsys,
         ["dashboard", "--study", "s", "--storage", url, "--out", str(tmp_path / "p.html")],
         str(db),
@@ -276,8 +262,8 @@ def test_read_commands_leave_a_file_that_is_no_study_database_alone(
 def test_read_commands_on_an_in_memory_database_are_one_line(
     url: str, capsys: pytest.CaptureFixture
 ) -> None:
-    one_line(capsys, ["studies", "--storage", url], "in-memory")
-    one_line(capsys, ["trials", "--study", "s", "--storage", url], "in-memory")
+    refused(capsys, ["studies", "--storage", url], "in-memory")
+    refused(capsys, ["trials", "--study", "s", "--storage", url], "in-memory")
 
 
 # ------------------------------------------------------------------------------ export weights
@@ -408,7 +394,7 @@ def test_hostile_study_names_are_printed_literally(
 def test_an_unknown_hostile_name_is_one_literal_line(
     stored_study: str, capsys: pytest.CaptureFixture
 ) -> None:
-    line = one_line(
+    line = refused(
         capsys,
         ["trials", "--study", "\x1b]8;;http://x\x07[/x]", "--storage", stored_study],
         "no study",
@@ -473,8 +459,8 @@ def test_server_bounds_connections_and_closes_idle_ones(server) -> None:
 
 def test_bad_port_and_exposed_host(stored_study: str, capsys: pytest.CaptureFixture) -> None:
     base = ["dashboard", "--study", "synthetic", "--storage", stored_study, "--serve"]
-    one_line(capsys, [*base, "--port", "70000"], "--port")
-    one_line(capsys, [*base, "--port", "-1"], "--port")
+    refused(capsys, [*base, "--port", "70000"], "--port")
+    refused(capsys, [*base, "--port", "-1"], "--port")
     with pytest.raises(ValueError, match="--port"):
         dash.make_server("synthetic", stored_study, port=65536)
     assert dash.is_loopback("127.0.0.1") and dash.is_loopback("::1")
@@ -534,7 +520,7 @@ def test_hand_edited_trial_attributes_are_coerced_or_left_out(
     page = tmp_path / "p.html"
     dash.write_dashboard("edited", url, page)
     assert page.stat().st_size > 0
-    one_line(
+    refused(
         capsys,
         [
             "export",

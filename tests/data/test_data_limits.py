@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import cli
+from tests.helpers import refused
 
 
 @pytest.fixture(autouse=True)
@@ -30,16 +31,6 @@ def _folder(root: Path, classes: int, per_class: int, side: int = 8) -> Path:
     return root
 
 
-def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The one error line of a command that must exit 2."""
-    with pytest.raises(SystemExit) as info:
-        cli.main(args)
-    err = capsys.readouterr().err
-    assert info.value.code == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-    return err
-
-
 SEARCH = ["search", "--trials", "1", "--epochs", "1", "--no-latency", "--no-save-weights"]
 
 
@@ -52,11 +43,11 @@ def test_one_class_is_refused(
     base = ["train", "--epochs", "1"] if command == "train" else SEARCH
     db = f"sqlite:///{tmp_path / 's.db'}"
     extra = ["--storage", db] if command == "search" else ["--out", str(tmp_path / "run")]
-    err = _refused([*base, *extra, "--classes", "1", "--quiet"], capsys)
+    err = refused(capsys, [*base, *extra, "--classes", "1", "--quiet"])
     assert "at least 2 classes" in err
     one = _folder(tmp_path / "one", classes=1, per_class=40)
     data = ["--dataset", "folder", "--data-dir", str(one), "--train-images", "20"]
-    err = _refused([*base, *extra, *data, "--quiet"], capsys)
+    err = refused(capsys, [*base, *extra, *data, "--quiet"])
     assert "has 1 class" in err and "at least 2 classes" in err
 
 
@@ -71,7 +62,7 @@ def test_a_missing_device_leaves_no_failed_trials(
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     db = tmp_path / "s.db"
     args = [*SEARCH, "--storage", f"sqlite:///{db}", "--train-images", "64", "--quiet"]
-    err = _refused([*args, "--device", "cuda:5"], capsys)
+    err = refused(capsys, [*args, "--device", "cuda:5"])
     assert "cuda:5" in err and "not available" in err
     if db.exists():
         with sqlite3.connect(db) as con:
@@ -133,7 +124,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(
     if how == "resolution":
         data += ["--resolution", "8"]
     t0 = time.perf_counter()
-    err = _refused([*base, *extra, *data, "--quiet"], capsys)
+    err = refused(capsys, [*base, *extra, *data, "--quiet"])
     assert time.perf_counter() - t0 < 5
     assert "0007.png declares 16000x16000 = 256,000,000 pixels" in err, err
     assert "150,000,000" in err and "RESNEXT_NAS_MAX_IMAGE_PIXELS" in err
@@ -202,14 +193,14 @@ def test_an_archive_bomb_is_refused_and_leaves_nothing(
     assert bomb.stat().st_size < 100_000
     args = ["train", "--epochs", "1", "--dataset", "folder", "--data-dir", str(bomb)]
     args += ["--out", str(tmp_path / "run"), "--quiet", "--train-images", "10"]
-    err = _refused(args, capsys)
+    err = refused(capsys, args)
     assert f"{bomb} extracts to more than 100 times its own size" in err
     assert "RESNEXT_NAS_MAX_ARCHIVE_RATIO" in err
     assert list(cache.rglob("*")) in ([], [cache / "extracted"])
     # The total cap, whatever the ratio.
     monkeypatch.setenv("RESNEXT_NAS_MAX_ARCHIVE_RATIO", "100000")
     monkeypatch.setenv("RESNEXT_NAS_MAX_EXTRACTED_BYTES", str(4 << 20))
-    err = _refused(args, capsys)
+    err = refused(capsys, args)
     assert f"more than {4 << 20:,} bytes" in err and "RESNEXT_NAS_MAX_EXTRACTED_BYTES" in err
     assert list(cache.rglob("*")) in ([], [cache / "extracted"])
     monkeypatch.delenv("RESNEXT_NAS_MAX_EXTRACTED_BYTES")
@@ -245,7 +236,7 @@ def test_a_bad_image_in_an_archive_removes_its_extraction(
         for p in sorted(root.rglob("*.png")):
             z.write(p, p.relative_to(root).as_posix())
     args = ["train", "--epochs", "1", "--dataset", "folder", "--data-dir", str(packed)]
-    err = _refused([*args, "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    err = refused(capsys, [*args, "--out", str(tmp_path / "run"), "--quiet"])
     assert "0003.png declares 16000x16000" in err
     assert list((cache / "extracted").iterdir()) == []
 
@@ -280,7 +271,7 @@ def test_search_ranks_on_enough_validation_images(
     assert (len(data.train_y), len(data.val_y)) == (400, 100) == (400, MIN_VAL_IMAGES)
     assert "folder: 4 classes, 8x8 images, 400 train / 100 val" in out
     assert "note: the validation split holds 100 images instead of 12" in err
-    err = _refused([*args, "--train-images", "550", "--quiet"], capsys)
+    err = refused(capsys, [*args, "--train-images", "550", "--quiet"])
     assert "600 training images, too few to score trials on the 100 validation images" in err
     assert "pass --train-images 500 or fewer" in err
 
