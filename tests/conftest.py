@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The project importable however pytest was started (tests/helpers.py names it ROOT).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def pytest_report_header(config) -> str:

@@ -1,6 +1,7 @@
 """The layout's rules hold for every source file: public Optuna only, a thin CLI, no module that
 has grown into several jobs, resnext/ free of Optuna, data and plots, no import circle, layers
-that import downwards only, and no issue numbers, session numbers or dates in the code.
+that import downwards only, no issue numbers, session numbers or dates in the code, and tests/
+in folders that mirror the packages.
 
 Each rule has a test that it catches a bad example, so that none passes vacuously."""
 
@@ -346,3 +347,45 @@ def test_the_history_pattern_catches_what_it_should() -> None:
         "torch==2.13.0",
     ):
         assert not history(line), line
+
+
+# ----------------------------------------------------------------------------- tests/ itself
+
+
+def misplaced_tests(tests: Path, root: Path = ROOT) -> list[str]:
+    """Sub-folders of ``tests`` that name no package of the code (resnext/, studies/, a package
+    under nas/, or cli/ for the commands end to end) or lack an ``__init__.py``; and test
+    files whose name another test file has too."""
+    packages = {"resnext", "studies", "cli"} | {
+        p.parent.name for p in (root / "nas").glob("*/__init__.py")
+    }
+    found = []
+    for folder in sorted(p for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        if folder.name not in packages:
+            found.append(f"{folder.name}/ names no package of the code")
+        if not (folder / "__init__.py").is_file():
+            found.append(f"{folder.name}/ has no __init__.py")
+    names = sorted(p.name for p in tests.rglob("test_*.py"))
+    found += [f"{n} twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    return found
+
+
+def test_tests_mirror_the_packages() -> None:
+    """A test of nas/search/ lives in tests/search/, of resnext/ in tests/resnext/, a command
+    end to end in tests/cli/; suites across packages stay at the top of tests/."""
+    assert not misplaced_tests(ROOT / "tests")
+
+
+def test_the_tests_layout_catches_what_it_should(tmp_path: Path) -> None:
+    """The guard above would pass vacuously if it looked at nothing."""
+    for folder in ("search", "utils", "cli"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "search" / "__init__.py").write_text("")
+    (tmp_path / "utils" / "__init__.py").write_text("")
+    (tmp_path / "search" / "test_x.py").write_text("")
+    (tmp_path / "cli" / "test_x.py").write_text("")
+    assert misplaced_tests(tmp_path) == [
+        "cli/ has no __init__.py",
+        "utils/ names no package of the code",
+        "test_x.py twice",
+    ]
