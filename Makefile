@@ -29,11 +29,14 @@ demo: setup
 	$(BIN)/resnext-nas trials $(DEMO)
 	$(BIN)/resnext-nas dashboard $(DEMO) --out runs/demo-dashboard.html
 
+# One folder of tests/ (mirroring the packages) at a time: e.g. `make test TESTS=tests/search`.
+TESTS ?= tests
+
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(TESTS)
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow $(TESTS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_complexity.py

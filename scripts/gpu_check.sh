@@ -83,7 +83,7 @@ study=(--study gpu-check --storage "sqlite:///$WORK/check.db")
 # 1-4, sized for a minute or two each on an H100/H200 (gpu) or for seconds (cpu).
 if [[ $mode == gpu ]]; then
   step tests 120 "$OUTDIR/pytest.log" "$PY" -m pytest -q -m gpu -p no:cacheprovider \
-    tests/test_gpu.py tests/test_train.py
+    tests/training/test_gpu.py tests/training/test_train.py
   step bench 210 "$OUTDIR/bench_mfu.log" "$PY" benchmarks/bench_mfu.py --device cuda \
     --repeats 5 --seconds 0.2 --json "$OUTDIR/mfu.json"
   step search 120 "$OUTDIR/search.log" "$PY" cli.py search "${study[@]}" "${data[@]}" \
@@ -91,7 +91,7 @@ if [[ $mode == gpu ]]; then
     --batch-size 256 --lr 0.1 --device cuda --runs-dir "$WORK/runs" --quiet --json
 else
   step tests 150 "$OUTDIR/pytest.log" "$PY" -m pytest -q -m gpu -p no:cacheprovider \
-    tests/test_gpu.py tests/test_train.py
+    tests/training/test_gpu.py tests/training/test_train.py
   # One thread: on a shared CPU, OpenMP threads that wait for each other cost 10x or more.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   step bench 240 "$OUTDIR/bench_mfu.log" "$PY" benchmarks/bench_mfu.py --device cpu \

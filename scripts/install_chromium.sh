@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install Debian's headless-capable Chromium for the browser tests (tests/test_dashboard_browser.py)
-# and the dashboard screenshot. Idempotent: does nothing when /usr/bin/chromium is already there.
+# Install Debian's headless-capable Chromium for the browser tests
+# (tests/dashboard/test_dashboard_browser.py) and the dashboard screenshot. Idempotent: does
+# nothing when /usr/bin/chromium is already there.
 # Needs root (or sudo) and the Debian package mirror; no browser download from elsewhere.
 set -euo pipefail
 if [ -x /usr/bin/chromium ]; then

@@ -1,4 +1,6 @@
-"""Shared test set-up: a few CPU threads, so that the suite behaves the same on 2 cores."""
+"""Shared test set-up and fixtures: a few CPU threads, so that the suite behaves the same on 2
+cores; a stored study, a browser, a counter of decoded images. Plain functions are in
+tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The project importable however pytest was started (tests/helpers.py names it ROOT).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def pytest_report_header(config) -> str:
@@ -42,14 +44,12 @@ def decodes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
     return seen
 
 
-XSS = "<script>alert(1)</script>"
-
-
 @pytest.fixture(scope="session")
 def stored_study(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite storage with studies "synthetic" (36 trials), "empty" and one named XSS."""
     import optuna
 
+    from tests.helpers import XSS
     from tests.synthetic import synthetic_study, synthetic_trials
 
     url = f"sqlite:///{tmp_path_factory.mktemp('storage') / 'studies.db'}"

@@ -473,15 +473,10 @@ def run_process(argv: list[str], cwd: Path, env: dict[str, str]) -> Timing:
     import selectors
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    from tests.helpers import start_cli
+
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, str(root / "cli.py"), *argv],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_cli(*argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ, "out")

@@ -13,7 +13,9 @@ import pytest
 import typer
 
 import cli
-from tests.conftest import ROOT
+from resnext.budget import MAX_GRID_CELLS
+from resnext.spec import LIMITS
+from tests.helpers import ROOT
 
 # Commands that answer at once, with no data, storage or training: run them for real.
 RUN = ("budget", "show", "presets", "study list")
@@ -94,3 +96,11 @@ def test_the_demo_runs_a_search_with_a_confirmation() -> None:
 @pytest.mark.parametrize("args", MAKE_COMMANDS, ids=[" ".join(a)[:60] for a in MAKE_COMMANDS])
 def test_makefile_command_parses(args: list[str]) -> None:
     parse(args)
+
+
+def test_the_readme_states_the_limits() -> None:
+    """The README states every limit that the spec enforces."""
+    readme = (ROOT / "README.md").read_text()
+    for name, limit in LIMITS.items():
+        assert f"{limit:,}" in readme, (name, limit)
+    assert f"{MAX_GRID_CELLS:,}" in readme

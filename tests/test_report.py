@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _report():  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nas.training.config import DEFAULT_TRIAL
-from tests.test_search import ROOT, toy_data
+from tests.helpers import ROOT, toy_data
 
 
 def load(path: str, name: str):

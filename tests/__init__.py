@@ -1,0 +1,1 @@
+"""The test suite: one sub-folder a package of the code, cross-cutting suites at the top."""

@@ -1,0 +1,1 @@
+"""Tests of nas.data: the synthetic set, archives, image folders, splits and the data cache."""

@@ -1,0 +1,1 @@
+"""Tests of resnext/: specs, the built model, complexity counts and the template generator."""

@@ -1,0 +1,1 @@
+"""Tests of nas.search: the design space, studies, workers, storage, confirmation, faults."""

@@ -1,0 +1,151 @@
+"""The confirmation phase's plan and answer, on hand-made trials."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from optuna.trial import TrialState
+
+from nas.search.attrs import CONFIRM, config_key
+from nas.search.confirm import (
+    ConfirmSettings,
+    confirmed,
+    describe,
+    plan,
+    recommendation,
+    top_configs,
+)
+from resnext import Spec, complexity
+from tests.helpers import proxy, spec, trial
+
+
+def key(c: int, d: int) -> str:
+    return config_key(spec(c, d), None)
+
+
+def test_top_configs_rank_by_mean_over_seeds() -> None:
+    assert top_configs(proxy(), 3) == [key(4, 2), key(2, 4), key(8, 1)]
+
+
+def test_plan_queues_first_seeds_then_nothing_while_busy() -> None:
+    settings = ConfirmSettings(k=2, seeds=2, max_seeds=4)
+    points = plan(proxy(), settings)
+    assert [(p.key, p.seed) for p in points] == [
+        (key(4, 2), 0),
+        (key(4, 2), 1),
+        (key(2, 4), 0),
+        (key(2, 4), 1),
+    ]
+    assert points[0].params == {"cardinality": 4, "bottleneck_width": 2}
+    assert points[0].user_attrs()["phase"] == CONFIRM
+    running = [
+        *proxy(),
+        trial(5, 4, 2, 0.6, phase=CONFIRM, seed=0),
+        trial(6, 4, 2, None, phase=CONFIRM, seed=1, state=TrialState.RUNNING),
+        trial(7, 2, 4, 0.5, phase=CONFIRM, seed=0),
+        trial(8, 2, 4, None, phase=CONFIRM, seed=1, state=TrialState.WAITING),
+    ]
+    assert plan(running, settings) == []
+    assert plan(proxy(), ConfirmSettings(k=0)) == []
+
+
+def test_racing_adds_seeds_to_contenders_only() -> None:
+    settings = ConfirmSettings(k=3, seeds=2, max_seeds=3)
+    done = [
+        *proxy(),
+        trial(5, 4, 2, 0.60, phase=CONFIRM, seed=0),
+        trial(6, 4, 2, 0.62, phase=CONFIRM, seed=1),
+        trial(7, 2, 4, 0.59, phase=CONFIRM, seed=0),
+        trial(8, 2, 4, 0.63, phase=CONFIRM, seed=1),
+        trial(9, 8, 1, 0.20, phase=CONFIRM, seed=0),
+        trial(10, 8, 1, 0.21, phase=CONFIRM, seed=1),
+    ]
+    # 4x2d and 2x4d overlap; 8x1d is clearly behind and stops
+    assert [(p.key, p.seed) for p in plan(done, settings)] == [(key(4, 2), 2), (key(2, 4), 2)]
+
+
+def test_a_failing_point_is_retried_then_given_up() -> None:
+    settings = ConfirmSettings(k=1, seeds=1, max_seeds=1)
+    failed = [trial(9 + i, 4, 2, None, phase=CONFIRM, state=TrialState.FAIL) for i in range(2)]
+    assert len(plan([*proxy(), *failed], settings)) == 1
+    failed.append(trial(11, 4, 2, None, phase=CONFIRM, state=TrialState.FAIL))
+    assert plan([*proxy(), *failed], settings) == []
+
+
+def test_confirm_settings_refuse_bad_values() -> None:
+    with pytest.raises(ValueError, match="--confirm-max-seeds"):
+        ConfirmSettings(seeds=3, max_seeds=2)
+    with pytest.raises(ValueError, match="--confirm must be"):
+        ConfirmSettings(k=-1)
+    assert ConfirmSettings(factor=4).confirm_epochs(3) == 12
+    assert ConfirmSettings(epochs=7).confirm_epochs(3) == 7
+
+
+def test_recommendation_record_by_hand() -> None:
+    trials = [
+        *proxy(),
+        trial(5, 4, 2, 0.60, phase=CONFIRM, seed=0),
+        trial(6, 4, 2, 0.64, phase=CONFIRM, seed=1),
+        trial(7, 4, 2, 0.62, phase=CONFIRM, seed=2),
+        trial(8, 2, 4, 0.50, phase=CONFIRM, seed=0),
+        trial(9, 2, 4, 0.55, phase=CONFIRM, seed=1),
+        trial(10, 2, 4, 0.51, phase=CONFIRM, seed=2),
+        trial(11, 8, 1, 0.40, phase=CONFIRM, seed=0),
+    ]
+    assert confirmed(trials)[key(2, 4)] == {0: 0.50, 1: 0.55, 2: 0.51}
+    rec = recommendation(trials)
+    assert rec is not None
+    assert rec["notation"] == "4x2d 1-1-1 w32" and rec["seeds"] == 3
+    cx = complexity(Spec.from_dict(spec(4, 2)))
+    assert (rec["flops"], rec["params"]) == (cx.flops, cx.params)
+    assert rec["mean_accuracy"] == pytest.approx(0.62)
+    half = 4.302653 * 0.02 / math.sqrt(3)  # sd of 0.60, 0.64, 0.62 is 0.02
+    assert rec["ci95"] == pytest.approx([0.62 - half, 0.62 + half], abs=1e-6)
+    # pooled sd 0.0235 on 4 df, t = 0.10 / (0.0235 * sqrt(2/3)) = 5.2: P(best) = F_4(5.2) = 0.997
+    assert 0.99 < rec["p_best"] < 1.0 and rec["tie"] is False
+    ru = rec["runner_up"]
+    # paired differences 0.10, 0.09, 0.11: mean 0.10
+    assert ru["notation"] == "2x4d 1-1-1 w32" and ru["difference"] == pytest.approx(0.10)
+    assert ru["difference_ci95"][0] > 0
+    # proxy means 0.50, 0.45, 0.35 and confirmed means 0.62, 0.52, 0.40: the same order
+    assert rec["proxy_fidelity"] == pytest.approx(1.0)
+    assert [r["notation"][:4] for r in rec["confirmed"]] == ["4x2d", "2x4d", "8x1d"]
+    assert recommendation(proxy()) is None
+
+
+def test_one_seed_each_has_no_p_best_and_says_why() -> None:
+    trials = [
+        *proxy(),
+        trial(5, 4, 2, 0.60, phase=CONFIRM, seed=0),
+        trial(6, 2, 4, 0.50, phase=CONFIRM, seed=0),
+    ]
+    rec = recommendation(trials)
+    assert rec is not None and rec["p_best"] is None and rec["tie"] is True
+    assert all(r["p_best"] is None for r in rec["confirmed"])
+    text = "\n".join(describe(rec))
+    assert (
+        "P(best of the confirmed) unknown (needs seeds that differ: no spread measured yet)" in text
+    )
+    assert "a tie between 4x2d 1-1-1 w32 and 2x4d 1-1-1 w32" in text
+
+
+def _confirmed(a: tuple[float, ...], b: tuple[float, ...]) -> list:
+    """The proxy trials, then 4x2d and 2x4d confirmed on seeds 0, 1, 2 with these accuracies."""
+    return [
+        *proxy(),
+        *(trial(5 + s, 4, 2, acc, phase=CONFIRM, seed=s) for s, acc in enumerate(a)),
+        *(trial(8 + s, 2, 4, acc, phase=CONFIRM, seed=s) for s, acc in enumerate(b)),
+    ]
+
+
+def test_a_winner_whose_paired_interval_spans_zero_is_not_settled() -> None:
+    """P(best) >= 0.8 names a winner; when the paired difference to the runner-up still
+    includes zero, the answer says it is not settled (and says nothing when it excludes zero)."""
+    rec = recommendation(_confirmed((0.60, 0.70, 0.62), (0.58, 0.55, 0.61)))
+    assert rec is not None and rec["tie"] is False
+    low, high = rec["runner_up"]["difference_ci95"]
+    assert low < 0 < high
+    assert any(line.startswith("not settled: the paired difference") for line in describe(rec))
+    settled = recommendation(_confirmed((0.60, 0.64, 0.62), (0.50, 0.55, 0.51)))
+    assert not any(line.startswith("not settled") for line in describe(settled))

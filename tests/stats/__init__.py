@@ -1,0 +1,1 @@
+"""Tests of nas.stats: rank correlations, the recommendation and design-space statistics."""

@@ -1,0 +1,1 @@
+"""Tests of studies/: the study definitions and their runs."""

@@ -1,0 +1,164 @@
+"""How trials run (nas.training.plan): per-device plans, their config fields, MFU counts, GPU
+placement."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import resnext
+from nas.search.workers import _placement
+from nas.training import plan as perf
+from nas.training.config import TrainConfig
+from nas.training.loop import Run, train
+from tests import numerics
+from tests.helpers import FAST, TINY, run_cli, toy_data
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Train on one thread (see tests/training/test_train.py)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_plans_follow_the_device_rules_unless_forced() -> None:
+    cpu, cuda = perf.plan("cpu"), perf.plan("cuda")
+    # The CPU rule (bench_mfu): channels_last, eager, fp32; CUDA: channels_last, eager, bf16.
+    assert (cpu.channels_last, cpu.compile_mode, cpu.bf16) == (True, None, False)
+    assert (cuda.channels_last, cuda.compile_mode, cuda.bf16) == (True, None, True)
+    forced = perf.plan("cpu", channels_last=False, compile="reduce-overhead")
+    assert (forced.channels_last, forced.compile_mode) == (False, "reduce-overhead")
+    assert perf.plan("cuda", compile="off").compile_mode is None
+    assert not perf.plan("mps").channels_last  # unmeasured there: the old NCHW
+    assert cpu.describe() == "NHWC, eager, fp32"
+    assert forced.describe() == "NCHW, compile reduce-overhead, fp32"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("channels_last", 1, "channels_last must be true, false or None"),
+        ("channels_last", "yes", "channels_last must be true, false or None"),
+        ("compile", "fast", "compile must be one of auto, off, default"),
+        ("compile", None, "compile must be one of"),
+    ],
+)
+def test_config_refuses_bad_run_settings(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_trial_follows_its_plan() -> None:
+    data = toy_data(64, classes=4, res=16, pattern="stripes")
+    for channels_last in (None, True, False):
+        cfg = dataclasses.replace(FAST, channels_last=channels_last).resolved("cifar")
+        trial = Run(TINY, data, cfg)
+        nhwc = channels_last is not False  # None: the CPU rule, channels_last
+        conv = next(m for m in trial.model.modules() if isinstance(m, torch.nn.Conv2d))
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        assert conv.weight.is_contiguous(memory_format=fmt)
+        assert trial.prepare(trial.train_x[:4]).is_contiguous(memory_format=fmt)
+        assert trial.forward is trial.model  # eager: no compiled wrapper
+
+
+def test_memory_format_changes_only_rounding() -> None:
+    """NCHW and NHWC compute the same loss, logits and gradients from the same weights, to
+    float32 rounding of the reductions on the path (tests/numerics.py)."""
+    data = toy_data(64, classes=4, res=16, pattern="stripes")
+    out = {}
+    for cl in (False, True):
+        cfg = dataclasses.replace(FAST, channels_last=cl).resolved("cifar")
+        trial = Run(TINY, data, cfg)  # the trainer's model and its input path
+        if out:
+            trial.model.load_state_dict(out[False][0])
+        trial.model.train()
+        x = trial.prepare(trial.train_x[:32])
+        logits = trial.model(x)
+        loss = torch.nn.functional.cross_entropy(logits, trial.train_y[:32])
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trial.model.named_parameters()}
+        state = {k: v.clone() for k, v in trial.model.state_dict().items()}
+        out[cl] = (state, logits.detach(), loss.detach(), grads)
+    forward, backward, layers = numerics.reductions(trial.model, 32, TINY.resolution)
+    fwd = numerics.rounding_bound(torch.float32, forward, layers)
+    bwd = numerics.rounding_bound(torch.float32, backward, 2 * layers)
+    assert fwd < 1e-3  # tight enough that a layout bug (channels read as rows) cannot pass
+    (_, l0, s0, g0), (_, l1, s1, g1) = out[False], out[True]
+    numerics.assert_close("logits", l1, l0, fwd)
+    numerics.assert_close("loss", s1, s0, fwd)
+    for name in g0:
+        numerics.assert_close(f"gradient of {name}", g1[name], g0[name], bwd)
+
+
+def test_checkpoint_resumes_across_memory_formats(tmp_path: Path) -> None:
+    """A run checkpointed in NCHW resumes in NHWC with its first epochs kept as they were."""
+    data = toy_data(256, classes=4, res=16, pattern="stripes")
+    first = train(
+        TINY, data, dataclasses.replace(FAST, channels_last=False), checkpoint_dir=tmp_path
+    )
+    more = train(
+        TINY,
+        data,
+        dataclasses.replace(FAST, epochs=3, channels_last=True),
+        checkpoint_dir=tmp_path,
+    )
+    assert len(more.history) == 3 and more.history[:2] == first.history
+
+
+def test_train_flops_count_six_per_multiply_add() -> None:
+    spec = resnext.preset("resnext29_8x64d")
+    # Sec. 5.3 / Table 7: ResNeXt-29 8x64d is about 5.4 GFLOPs (multiply-adds) per image.
+    assert perf.train_flops(spec) == 6 * resnext.complexity(spec).flops
+    assert 5.3e9 < resnext.complexity(spec).flops < 5.5e9
+
+
+def test_matmul_peak_is_a_plausible_rate() -> None:
+    rates = perf.matmul_peak(torch.device("cpu"), n=128, repeats=3, seconds=0.01)
+    assert len(rates) == 3 and all(1e6 < r < 1e14 for r in rates)  # 1 MFLOP/s .. 100 TFLOP/s
+    assert perf.spread([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+
+
+# --- placement of workers ----------------------------------------------------------------
+
+
+def test_placement_puts_trials_per_gpu_workers_on_each_gpu() -> None:
+    assert _placement(4, 2, gpus=2) == [(None, 0), (None, 0), (None, 1), (None, 1)]
+    assert _placement(2, 1, gpus=2) == [(None, 0), (None, 1)]  # --workers: one GPU each
+    assert _placement(2, 2, gpus=1) == [(None, 0), (None, 0)]
+    assert _placement(1, 3, gpus=4) == [(None, 0)]
+
+
+def test_placement_refuses_more_workers_than_gpus_hold() -> None:
+    with pytest.raises(ValueError, match="--workers 3 needs 3 GPUs at --trials-per-gpu 1"):
+        _placement(3, 1, gpus=2)
+    with pytest.raises(ValueError, match="needs 2 GPUs at --trials-per-gpu 2, and 1 is visible"):
+        _placement(3, 2, gpus=1)
+    with pytest.raises(ValueError, match="--trials-per-gpu must be a positive integer"):
+        _placement(1, 0, gpus=1)
+
+
+def test_placement_without_gpus_splits_the_cores() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    placed = _placement(2, 2, gpus=0)
+    assert [gpu for _, gpu in placed] == [None, None]
+    per = max(1, len(cores) // 2)
+    assert all(len(c) == per and set(c) <= set(cores) for c, _ in placed)
+    if len(cores) >= 2:
+        assert not set(placed[0][0]) & set(placed[1][0])  # disjoint shares
+
+
+@pytest.mark.parametrize("command", [("search",), ("study", "run", "cardinality-vs-width")])
+def test_a_bad_trials_per_gpu_is_refused_in_one_line(command: tuple[str, ...]) -> None:
+    res = run_cli(*command, "--trials-per-gpu", "0")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--trials-per-gpu take positive integers" in lines[0]
