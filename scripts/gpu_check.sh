@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prove and measure the GPU path in one go (issue 14), with no network: install the wheels of
+# Prove and measure the GPU path in one go, with no network: install the wheels of
 # .whl/ (scripts/gpu_wheels.sh), run the `gpu` tests, benchmarks/bench_mfu.py on CUDA, a 6-trial
 # search on the CIFAR-10 tarball of .data/ with 2 workers sharing the one GPU, and an export.
 # Logs and figures go to OUTDIR (6 files, for a device tool that returns at most 8); the study,
@@ -10,7 +10,7 @@
 #     GPU_CHECK_CPU=1 scripts/gpu_check.sh OUTDIR   # the CPU fallback: tiny sizes, same steps
 #
 # Without CUDA the fallback is taken by itself. On the GPU the search uses the `folder` dataset
-# (issue 11) on .data/cifar10-jpg.tar.gz where this checkout has it, else the synthetic set.
+# on .data/cifar10-jpg.tar.gz where this checkout has it, else the synthetic set.
 set -uo pipefail
 if [[ $# -ne 1 ]]; then
   echo "usage: scripts/gpu_check.sh OUTDIR" >&2

@@ -22,8 +22,8 @@ WHEELS=(
 SDISTS=(fvcore==0.1.5.post20221221 iopath==0.1.10)
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64
   manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
-# What the GPU machine's image already holds (KINDS.md, "Python packages already there",
-# read on 2026-11-17): tests/test_gpu_scripts.py takes these as present.
+# What the GPU machine's image already holds (KINDS.md, "Python packages already there"):
+# tests/test_gpu_scripts.py takes these as present.
 PRESENT=(
   absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs
   botorch build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy

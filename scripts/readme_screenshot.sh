@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the README's screenshot (docs/dashboard.png) from a real search on the CIFAR-10
 # JPEG tarball, then write the README caption between its markers with the exact commands run
-# and the numbers read back from the study (issue 15). Prints the caption too.
+# and the numbers read back from the study. Prints the caption too.
 #
 #   scripts/readme_screenshot.sh                  # 12 trials, about 15-20 min on 2 CPU cores
 #   TRIALS=30 scripts/readme_screenshot.sh --confirm 3   # extra arguments go to `search`

@@ -8,7 +8,7 @@
 #   PARTS=real scripts/report_runs.sh # real CIFAR-10 only; the synthetic sections are kept from
 #                                     # the current docs/report.md
 #
-# The real-data sizes fit a 2-core CPU session (issue 11): the studies' trials on 2,000 images
+# The real-data sizes fit a 2-core CPU session: the studies' trials on 2,000 images
 # (REAL_TRAIN_IMAGES; the default trial has 4,000), the calibration of 12 configurations of the
 # ±15% band at 1 epoch against 6 (REAL_CAL_EPOCHS, REAL_FACTOR) on 2,000 images; the 3-epoch
 # trial against 9 epochs is measured over the whole band by scripts/ground_truth.py. WORKERS (studies) and CAL_THREADS (calibration) share the cores out when another job

@@ -38,7 +38,7 @@ SHAPES = (
 
 _CHUNK = 1024  # images per independently seeded chunk: the bytes do not depend on threads
 # Difficulty, tuned so that a linear model stays near chance while a small ResNeXt learns
-# quickly, though far from 100% (figures in the docstring of tests/test_data.py::
+# quickly, though far from 100% (figures in the docstring of tests/data/test_data.py::
 # test_linear_model_stays_far_below_small_resnext).
 _SCALE = (0.3, 0.45)  # radius of the labelled shape, as a fraction of the side
 _MIN_LUMA = 0.25  # least difference of mean intensity between the shape and the background

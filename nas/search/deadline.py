@@ -21,8 +21,8 @@ all; a database call of the main thread that fails within that clean-up raises t
 again, so that no database error takes its place.
 
 psycopg's ``Connection.wait`` is not public API, but every exchange with the server (execute,
-commit, rollback, pre-ping) goes through it; ``tests/test_postgres.py`` fails if it stops doing
-so.
+commit, rollback, pre-ping) goes through it; ``tests/search/test_postgres.py`` fails if it stops
+doing so.
 """
 
 from __future__ import annotations

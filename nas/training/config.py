@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nas.data.loader import DataOptions, Dataset
-from nas.training.plan import check_compile
+from nas.training.plan import check_compile, torch_device
 
 # The shapes of the learning rate over a run (nas.training.loop.lr_factor).
 SCHEDULES = ("cosine", "onecycle", "step")
@@ -141,12 +141,9 @@ class TrainConfig:
 
     def resolved(self, family: str) -> TrainConfig:
         """A copy with the weight decay of ``family``'s recipe and the device "auto" stands for."""
-        # Which device "auto" is asks torch: imported here, so that a config is checked without.
-        from nas.training.device import resolve_device
-
         check_family(family)
         wd = WEIGHT_DECAY[family] if self.weight_decay is None else self.weight_decay
-        return replace(self, weight_decay=wd, device=str(resolve_device(self.device)))
+        return replace(self, weight_decay=wd, device=str(torch_device(self.device)))
 
 
 def recipe_config(name: str | None, family: str, given: dict[str, Any]) -> TrainConfig:

@@ -23,19 +23,7 @@ def check_device(name: str) -> None:
 def resolve_device(name: str) -> torch.device:
     """The torch device ``name`` stands for; "auto" is cuda when there is one, else cpu."""
     check_device_name(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} asked for, but CUDA is not available here")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        raise ValueError(
-            f"--device {name} asked for, but this machine has {n} GPUs (cuda:0 to cuda:{n - 1})"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps asked for, but MPS is not available here")
-    return dev
+    return perf.torch_device(name)
 
 
 def available_memory(dev: torch.device) -> int:

@@ -66,7 +66,7 @@ def plan(device_type: str, channels_last: bool | None = None, compile: str = "au
         fmt = True if channels_last is None else channels_last
         return Plan(fmt, mode, bf16=True)
     # CPU rule, from `OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_mfu.py --quick` on 2
-    # shared cores (load 14-17; 2026-11-28, torch 2.13): the search's trial model (8x1d, width
+    # shared cores (load 14-17, torch 2.13): the search's trial model (8x1d, width
     # 32, depths 1-1-1) at batch 32 trained at 82.7 images/s in channels_last against 53.5 in
     # NCHW (1.55x, medians of 5 interleaved turns; a separate A/B of the bare step, 20 turns:
     # 161 against 102, 1.58x); the pick was 0.99x the best option measured (its compiled twin).
@@ -76,6 +76,26 @@ def plan(device_type: str, channels_last: bool | None = None, compile: str = "au
     # Other devices (mps) keep NCHW: nothing here has measured them.
     fmt = (device_type == "cpu") if channels_last is None else channels_last
     return Plan(fmt, mode, bf16=False)
+
+
+def torch_device(name: str) -> Any:
+    """The torch device a checked device name stands for; "auto" is cuda when there is one,
+    else cpu. Refuses a device this machine lacks."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(
+            f"--device {name} asked for, but this machine has {n} GPUs (cuda:0 to cuda:{n - 1})"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps asked for, but MPS is not available here")
+    return dev
 
 
 def check_compile(compile: Any) -> None:
