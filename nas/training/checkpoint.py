@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas.data.loader import Dataset
+from nas.data import Dataset
 from nas.fileio import load_tensors, write_atomic
 from nas.training.config import TrainConfig
 from resnext.spec import Spec

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.data.loader import DataOptions, Dataset
+from nas.data import DataOptions, Dataset
 from nas.training.plan import check_compile, torch_device
 
 # The shapes of the learning rate over a run (nas.training.loop.lr_factor).
