@@ -114,7 +114,7 @@ def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | Non
             yield path, None if info.is_dir() else zf.open(info), info.file_size
 
 
-def _limit(env: str, default: int) -> int:
+def env_limit(env: str, default: int) -> int:
     """A positive integer from ``$env``, else ``default``."""
     text = os.environ.get(env, "").replace("_", "").strip()
     if not text:
@@ -135,8 +135,8 @@ class _Budget:
 
     def __init__(self, archive: Path, size: int) -> None:
         self.archive = archive
-        self.max_bytes = _limit(BYTES_ENV, MAX_EXTRACTED_BYTES)
-        self.max_ratio = _limit(RATIO_ENV, MAX_RATIO)
+        self.max_bytes = env_limit(BYTES_ENV, MAX_EXTRACTED_BYTES)
+        self.max_ratio = env_limit(RATIO_ENV, MAX_RATIO)
         self.cap = min(self.max_bytes, max(RATIO_FREE_BYTES, self.max_ratio * size))
         self.written = 0
 

@@ -208,16 +208,7 @@ def _image_error(path: Path, e: BaseException) -> DataError:
 
 def max_image_pixels() -> int:
     """The pixel limit of one image: ``$RESNEXT_NAS_MAX_IMAGE_PIXELS``, else the default."""
-    text = os.environ.get(MAX_PIXELS_ENV, "").replace("_", "").strip()
-    if not text:
-        return MAX_IMAGE_PIXELS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise DataError(f"{MAX_PIXELS_ENV} must be a positive integer, got {text!r}")
-    return value
+    return archive.env_limit(MAX_PIXELS_ENV, MAX_IMAGE_PIXELS)
 
 
 def _open(path: Path) -> PIL.Image.Image:
