@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from nas.search.attrs import CONFIRM, SEARCH  # noqa: E402
 from nas.search.confirm import ConfirmSettings, plan, recommendation  # noqa: E402
 from nas.search.study import ENQUEUED, make_pruner  # noqa: E402
-from nas.stats.recommend import mean_interval, paired_difference  # noqa: E402
+from nas.stats.recommend import mean_interval  # noqa: E402
 
 PARAMS = ("depths", "width", "cardinality", "bottleneck_width")
 
@@ -110,7 +110,7 @@ class Replay:
     cycled: int = 0
     pruned: int = 0
     proxies: int = 0  # proxy trials trained, pruned ones included
-    tie: bool = False  # the confirmed answer was a tie (P(best) under the threshold)
+    tie: bool = False  # the confirmed verdict was not ``best`` (equivalent or no-signal)
 
     def _run(self, i: int, schedule: str, n: int) -> dict[str, Any]:
         cached = self.truth.configs[i][schedule]
@@ -187,7 +187,7 @@ def _confirm(study: optuna.Study, replay: Replay, settings: ConfirmSettings) -> 
     rec = recommendation(study.trials)
     if rec is None:
         return None
-    replay.tie = bool(rec["tie"])
+    replay.tie = rec["verdict"] != "best"
     return replay.truth.index(
         next(c["params"] for c in replay.truth.configs if c["spec"] == rec["spec"])
     )
@@ -417,9 +417,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     base = "tpe+confirm"
     for name in (n for n in results if n in PRUNED):
-        d = paired_difference(
-            dict(enumerate(results[name]["regrets"])), dict(enumerate(results[base]["regrets"]))
-        )
+        pairs = zip(results[name]["regrets"], results[base]["regrets"], strict=True)
+        d = mean_interval([a - b for a, b in pairs])
         print(
             f"{name} minus {base}, paired over {d.n} search seeds: {d.mean:+.2f} pt regret "
             f"[95% CI {d.low:+.2f}, {d.high:+.2f}]"

@@ -86,12 +86,12 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
     from optuna.trial import TrialState
 
     from nas.search.attrs import display_state
-    from nas.search.confirm import recommended_trial
+    from nas.search.confirm import recommended_trial, study_prefer
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
     if recommended:
-        found = recommended_trial(trials)
+        found = recommended_trial(trials, study_prefer(study))
         if found is None:
             raise ValueError(
                 f"study {name!r} has no confirmed configuration yet; run its confirmation "

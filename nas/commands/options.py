@@ -119,6 +119,24 @@ class Template(StrEnum):
     cifar = "cifar"
 
 
+class Prefer(StrEnum):
+    """The secondary criterion among configurations the accuracies cannot tell apart."""
+
+    flops = "flops"
+    params = "params"
+    latency = "latency"
+    throughput = "throughput"
+
+
+PreferOpt = Annotated[
+    Prefer,
+    typer.Option(
+        help="Among configurations the confirmation cannot tell apart ('equivalent'), "
+        "recommend the one with the fewest FLOPs or params, the lowest measured latency, or "
+        "the highest measured training throughput."
+    ),
+]
+
 DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})  # type: ignore[misc]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

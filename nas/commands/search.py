@@ -30,6 +30,8 @@ from nas.commands.options import (
     JsonOpt,
     LatencyOpt,
     ParamsOpt,
+    Prefer,
+    PreferOpt,
     QuietOpt,
     RunsDirOpt,
     SaveWeightsOpt,
@@ -237,10 +239,11 @@ def search(
     confirm_max_seeds: Annotated[
         int,
         typer.Option(
-            help="Racing gives a configuration still overlapping the leader more seeds, up "
-            "to this many."
+            help="Racing gives the leader and its closest rival more seeds while the verdict "
+            "is open and their gap can be resolved, up to this many."
         ),
     ] = 5,
+    prefer: PreferOpt = Prefer.flops,
     heartbeat: Annotated[
         int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
     ] = 10,
@@ -286,7 +289,11 @@ def search(
     check_heartbeat(heartbeat)
     workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
     confirming = ConfirmSettings(
-        k=confirm, epochs=confirm_epochs, seeds=confirm_seeds, max_seeds=confirm_max_seeds
+        k=confirm,
+        epochs=confirm_epochs,
+        seeds=confirm_seeds,
+        max_seeds=confirm_max_seeds,
+        prefer=prefer.value,
     )
     if patience is None and len(objs) > 1:
         patience = 2
@@ -426,6 +433,14 @@ def trials(
     csv: Annotated[
         str | None, typer.Option("--csv", help="Also write the rows to this CSV file.")
     ] = None,
+    prefer: Annotated[
+        Prefer | None,
+        typer.Option(
+            help="The secondary criterion of an 'equivalent' verdict (default: the study's, "
+            "from search --prefer).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a study's trials (phase, spec, complexity, accuracy, throughput) and its answer.
@@ -433,7 +448,7 @@ def trials(
     ``--json`` prints ``{"trials": [...], "recommendation": {...} or null}``.
     """
     from nas.fileio import ensure_parent, write_csv
-    from nas.search.confirm import describe, recommendation
+    from nas.search.confirm import describe, recommendation, study_prefer
     from nas.search.records import csv_table, trial_rows
     from nas.search.storage import load
 
@@ -441,7 +456,9 @@ def trials(
         ensure_parent(csv, "--csv")
     loaded = load(study, storage, read_only=True)
     rows = trial_rows(loaded, front)
-    rec = recommendation(loaded.get_trials(deepcopy=False))
+    rec = recommendation(
+        loaded.get_trials(deepcopy=False), prefer.value if prefer else study_prefer(loaded)
+    )
     if csv:
         write_csv(csv, *csv_table(rows), "--csv")
     if as_json:
@@ -451,7 +468,8 @@ def trials(
         title=f"study {study!r}: {len(rows)} trials",
         caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
         "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
-        "the n complete trials of the same config and phase (seeds), [its 95% t interval]. "
+        "the n complete trials of the same config and phase (seeds), [its 95% interval, seed "
+        "noise pooled over the phase]. "
         "phase: search (proxy trial) or confirm (the longer confirmation schedule).",
     )
     for col in (

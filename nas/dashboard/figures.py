@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import statistics
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,9 +41,9 @@ from nas.dashboard.plot import (
     waiting,
 )
 from nas.search.attrs import CONFIRM, SEARCH
-from nas.search.records import config_groups
+from nas.search.records import config_groups, config_intervals
 from nas.stats.designspace import pareto_front
-from nas.stats.recommend import format_p_best, mean_interval
+from nas.stats.recommend import format_p_best
 
 # ---------------------------------------------------------------------------------------------
 # Pareto front
@@ -58,16 +59,21 @@ def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, 
     """Complete trials merged per configuration and phase, as ``trials`` merges them.
 
     One dict per group of :func:`nas.search.records.config_groups` with a ``metric``: its ``phase``,
-    ``spec``, ``hparams``, trial ``numbers``, ``n``, ``mean`` accuracy with the 95% t interval
-    ``low``/``high`` over its seeds (None with one), and ``x``, the mean ``metric`` of the
-    trials that measured it (FLOPs and params are the spec's; latency is measured per trial).
+    ``spec``, ``hparams``, trial ``numbers``, ``n``, ``mean`` accuracy with the 95% interval
+    ``low``/``high`` of its phase's model (None with one seed: ``config_intervals``), and ``x``,
+    the mean ``metric`` of the trials that measured it (FLOPs and params are the spec's; latency
+    is measured per trial).
     """
     points = []
-    for (ph, _), group in config_groups(complete_trials(records)).items():
+    groups = config_groups(complete_trials(records))
+    cis = config_intervals(groups)
+    for key, group in groups.items():
+        ph = key[0]
         measured = [r[metric] for r in group if r.get(metric) is not None]
         if not measured:
             continue
-        iv = mean_interval([r["val_accuracy"] for r in group])
+        accs = [r["val_accuracy"] for r in group]
+        ci = cis[key]
         latencies = [r["latency"] for r in group if r.get("latency") is not None]
         first = group[0]
         points.append(
@@ -76,10 +82,10 @@ def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, 
                 "spec": first["spec"],
                 "hparams": first.get("hparams") or {},
                 "numbers": [r["number"] for r in group],
-                "n": iv.n,
-                "mean": iv.mean,
-                "low": iv.low if iv.defined else None,
-                "high": iv.high if iv.defined else None,
+                "n": len(accs),
+                "mean": statistics.fmean(accs),
+                "low": None if ci is None else ci[0],
+                "high": None if ci is None else ci[1],
                 "x": statistics.fmean(measured),
                 "flops": first.get("flops"),
                 "params": first.get("params"),
@@ -91,7 +97,7 @@ def config_points(records: list[dict[str, Any]], metric: str) -> list[dict[str, 
 
 def config_hover_text(p: dict[str, Any]) -> str:
     """A configuration point in one hover label: its trials, the paper's notation, its mean
-    accuracy with n and the 95% t interval, then its complexity and mean latency."""
+    accuracy with n and the phase model's 95% interval, then its complexity and mean latency."""
     spec = spec_of(p)
     nums = p["numbers"]
     ids = " ".join(f"#{n}" for n in nums[:6]) + (f" +{len(nums) - 6}" if len(nums) > 6 else "")
@@ -103,7 +109,7 @@ def config_hover_text(p: dict[str, Any]) -> str:
     else:
         acc = (
             f"mean acc {100 * p['mean']:.2f}% over n={p['n']} seeds, "
-            f"95% t interval [{100 * p['low']:.2f}, {100 * p['high']:.2f}]%"
+            f"95% interval [{100 * p['low']:.2f}, {100 * p['high']:.2f}]%"
         )
     lat = "n/a" if p["latency"] is None else f"{1e3 * p['latency']:.2f} ms"
     return (
@@ -124,14 +130,14 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
     """Accuracy against FLOPs, params or latency: one point per configuration and phase.
 
     Seeds are merged as ``trials`` merges them (:func:`config_points`): each point is the mean
-    accuracy of a configuration's complete trials with its 95% t interval as an error bar
-    (none with n=1), coloured by C; confirmation-phase configurations (longer schedule) are
-    diamonds in a trace of their own, never averaged with their proxy trials. The front is a
-    step line over the search-phase configuration means. Every configuration point carries the
-    list of its trial numbers as ``customdata`` (``meta.role`` "trials", or "front"), so that
-    picking it selects all its trials. Pruned and failed trials with an accuracy stay one point
-    per trial (``meta.role`` "pruned"/"failed", customdata the number); an empty last trace
-    (``meta.role`` "selected") is there for the page's highlight.
+    accuracy of a configuration's complete trials with its phase model's 95% interval as an
+    error bar (none with n=1), coloured by C; confirmation-phase configurations (longer
+    schedule) are diamonds in a trace of their own, never averaged with their proxy trials. The
+    front is a step line over the search-phase configuration means. Every configuration point
+    carries the list of its trial numbers as ``customdata`` (``meta.role`` "trials", or
+    "front"), so that picking it selects all its trials. Pruned and failed trials with an
+    accuracy stay one point per trial (``meta.role`` "pruned"/"failed", customdata the number);
+    an empty last trace (``meta.role`` "selected") is there for the page's highlight.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -249,7 +255,7 @@ def pareto_figure(records: list[dict[str, Any]], metric: str = "flops") -> go.Fi
     layout(
         fig,
         f"Accuracy against {label}: {len(points)} configuration means over {trials} complete "
-        "trials (bars: 95% t interval over seeds)",
+        "trials (bars: 95% interval, seed noise pooled over the phase)",
         xaxis={"title": label, "type": "log"},
         yaxis={"title": "validation accuracy, mean over seeds", "tickformat": ".1%"},
         dragmode="select",
@@ -419,34 +425,37 @@ def importance_figure(importances: Importances | None, records: list[dict[str, A
 
 
 def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
-    """The confirmed configurations' mean accuracy with 95% t intervals over seeds; the title
-    names the recommended one with its P(best), or states the tie."""
+    """The confirmed configurations' accuracy with the study model's 95% intervals (inside
+    [0, 100]%); the title gives the verdict, the recommended configuration and the reason.
+
+    Only a ``best`` verdict is starred; under ``equivalent`` the contenders are diamonds and the
+    pick (by the secondary criterion) is coloured; under ``no-signal`` nothing is marked as won.
+    """
     fig = go.Figure()
     if rec is None:
         layout(fig, "Recommendation")
         return waiting(fig, "Recommendation: waiting for the confirmation phase")
     rows = list(reversed(rec["confirmed"]))  # best on top
-    if rec["tie"] and rec.get("runner_up"):
-        title = (
-            f"tie between {rec['notation']} and {rec['runner_up']['notation']} "
-            f"(P(best) {format_p_best(rec['p_best'])} < {rec['tie_below']:.2f})"
-        )
-    elif rec["tie"]:
-        title = f"tie: {rec['notation']} has P(best) {format_p_best(rec['p_best'])} only"
-    else:
-        title = f"recommended: {rec['notation']} (P(best) {format_p_best(rec['p_best'])})"
+    verdict = rec["verdict"]
+    reason = "<br>".join(html.escape(x) for x in textwrap.wrap(rec["reason"], 110))
+    title = f"{verdict}: {html.escape(rec['notation'])}<br><sup>{reason}</sup>"
 
     def bound(r: dict[str, Any], i: int) -> float:
         return r["mean_accuracy"] if r["ci95"][i] is None else r["ci95"][i]
 
     def label(r: dict[str, Any]) -> str:
         ci = (
-            "no interval"
+            "one seed: no interval of its own"
             if r["ci95"][0] is None
-            else f"95% CI [{100 * r['ci95'][0]:.2f}, {100 * r['ci95'][1]:.2f}]%"
+            else f"95% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]%"
         )
         p = format_p_best(r["p_best"])
-        return f"{100 * r['mean_accuracy']:.2f}% ({ci}, {r['seeds']} seeds, P(best) {p})"
+        return f"{100 * r['mean_accuracy']:.1f}% ({ci}, {r['seeds']} seeds, P(best) {p})"
+
+    def symbol(r: dict[str, Any]) -> str:
+        if r["notation"] == picked and verdict == "best":
+            return "star"
+        return "diamond" if verdict == "equivalent" and r.get("contender") else "circle"
 
     picked = rec["notation"]
     fig.add_trace(
@@ -464,23 +473,29 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
             text=[html.escape(label(r)) for r in rows],
             textposition="top center",
             marker={
-                "size": [16 if r["notation"] == picked and not rec["tie"] else 9 for r in rows],
-                "symbol": [
-                    "star" if r["notation"] == picked and not rec["tie"] else "circle" for r in rows
+                "size": [16 if symbol(r) == "star" else 11 for r in rows],
+                "symbol": [symbol(r) for r in rows],
+                "color": [
+                    "#e76f51" if r["notation"] == picked and verdict != "no-signal" else "#264653"
+                    for r in rows
                 ],
-                "color": ["#e76f51" if r["notation"] == picked else "#264653" for r in rows],
             },
             hovertemplate="%{y}: %{text}<extra></extra>",
             showlegend=False,
             meta={"role": "confirmed"},
         )
     )
+    low = min(bound(r, 0) for r in rows)
+    high = max(bound(r, 1) for r in rows)
+    pad = max(0.01, (high - low) * 0.15)
     layout(
         fig,
-        html.escape(title),
+        title,
         xaxis={
-            "title": "confirmed validation accuracy, mean and 95% t interval over seeds",
+            "title": "confirmed validation accuracy: mean, 95% interval of the study model",
             "tickformat": ".1%",
+            # An accuracy lives in [0, 100]%; so does the axis.
+            "range": [max(0.0, low - pad), min(1.0, high + pad)],
         },
         # Headroom above the top row for its label.
         yaxis={"range": [-0.5, len(rows) - 0.2]},

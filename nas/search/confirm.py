@@ -2,9 +2,9 @@
 
 After the proxy trials (phase ``search``), the top ``k`` configurations by mean proxy accuracy over
 their seeds are retrained with a longer schedule and several seeds (phase ``confirm``). Racing
-(:func:`nas.stats.recommend.race`) then gives another seed to every configuration whose interval
-still overlaps the leader's, up to ``max_seeds``. The recommendation is computed from the
-confirmed trials alone; the best single proxy trial is never the answer.
+(:func:`nas.stats.recommend.race`) then gives more seeds to the leader and its closest rival while
+the verdict is open and the gap can still be resolved, up to ``max_seeds``. The recommendation is
+computed from the confirmed trials alone; the best single proxy trial is never the answer.
 
 Everything here reads a list of Optuna ``FrozenTrial`` and their user attributes (``phase``,
 ``spec``, ``hparams``, ``seed``, ``val_accuracy``, ``confirm_of``: see :mod:`nas.search.attrs`),
@@ -25,7 +25,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.attrs import CONFIRM, SEARCH, config_key, config_of, notation, phase
 from nas.stats.rank import spearman
-from nas.stats.recommend import TIE_BELOW, format_p_best, mean_interval, race, recommend
+from nas.stats.recommend import (
+    PREFER,
+    Criterion,
+    Recommendation,
+    format_p_best,
+    race,
+    recommend,
+)
 from resnext import Spec, complexity
 
 # A confirmation point whose trial failed this many times is given up (it may be what fails).
@@ -49,6 +56,7 @@ class ConfirmSettings:
     epochs: int | None = None  # explicit confirmation epochs; None: ``factor`` x trial epochs
     seeds: int = 3  # seeds every confirmed configuration starts with
     max_seeds: int = 5  # racing gives a contender more seeds, up to this many
+    prefer: str = "flops"  # the secondary criterion of an ``equivalent`` verdict
 
     def __post_init__(self) -> None:
         for name, value, low, high in (
@@ -67,6 +75,8 @@ class ConfirmSettings:
             raise ValueError(
                 f"--confirm-epochs must be at most {MAX_CONFIRM_EPOCHS:,}, got {self.epochs:,}"
             )
+        if self.prefer not in PREFER:
+            raise ValueError(f"--prefer must be one of {', '.join(PREFER)}, got {self.prefer!r}")
         if self.max_seeds < self.seeds:
             raise ValueError(
                 f"--confirm-max-seeds ({self.max_seeds}) must be at least --confirm-seeds "
@@ -85,6 +95,7 @@ class ConfirmSettings:
             "epochs": self.epochs,
             "seeds": self.seeds,
             "max_seeds": self.max_seeds,
+            "prefer": self.prefer,
         }
 
 
@@ -174,45 +185,93 @@ def plan(trials: list[FrozenTrial], settings: ConfirmSettings) -> list[Point]:
     if not missing and not busy:
         done = confirmed(trials)
         racing = {k: done[k] for k in top if k in done}
-        for key in race(racing, settings.max_seeds):
+        for key in race(racing, settings.max_seeds, chance_of(trials)):
             taken = {s for k, s in present if k == key}
             missing.append((key, next(s for s in itertools.count() if s not in taken)))
     return [Point(key, dict(groups[key][0].params), seed) for key, seed in missing]
 
 
-def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] | None:
+def chance_of(trials: Iterable[FrozenTrial]) -> float | None:
+    """Chance accuracy of the study's task, 1 / classes (None when no trial has a spec)."""
+    for t in trials:
+        spec = t.user_attrs.get("spec")
+        if isinstance(spec, dict) and spec.get("classes"):
+            return 1 / int(spec["classes"])
+    return None
+
+
+def criterion(trials: list[FrozenTrial], keys: Iterable[str], prefer: str = "flops") -> Criterion:
+    """The secondary criterion ``prefer`` of an ``equivalent`` verdict over configurations
+    ``keys``: counted FLOPs and params, or every measured latency and training throughput of
+    the configuration's complete trials (both phases: they measure the same network)."""
+    keys = list(keys)
+    flops = {k: float(complexity(Spec.from_dict(config_of(k)[0])).flops) for k in keys}
+    if prefer == "flops":
+        return Criterion(prefer, {k: [flops[k]] for k in keys}, flops)
+    if prefer == "params":
+        params = {k: [float(complexity(Spec.from_dict(config_of(k)[0])).params)] for k in keys}
+        return Criterion(prefer, params, flops)
+    attr = "latency" if prefer == "latency" else "images_per_second"
+    values: dict[str, list[float]] = {k: [] for k in keys}
+    for t in trials:
+        k = _key(t)
+        v = t.user_attrs.get(attr)
+        if k in values and t.state == TrialState.COMPLETE and isinstance(v, (int, float)) and v > 0:
+            values[k].append(float(v))
+    return Criterion(prefer, values, flops)
+
+
+def answer(
+    trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0
+) -> Recommendation | None:
+    """The model, verdict and P(best) of the confirmed accuracies (None before any)."""
+    acc = confirmed(trials)
+    if not acc:
+        return None
+    return recommend(acc, chance_of(trials), criterion(trials, acc, prefer), seed=seed)
+
+
+def recommendation(
+    trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0
+) -> dict[str, Any] | None:
     """The confirmed answer as a JSON-ready dict (see the README), or None before any confirmation.
 
-    Besides the recommended configuration it lists every confirmed configuration (``confirmed``)
-    and the proxy's fidelity: Spearman's rho between the proxy means and the confirmed means over
+    The verdict (``best``, ``equivalent`` or ``no-signal``), its one-line ``reason`` and the
+    model it rests on (``noise_sd``, ``tau``, ``margin``: :mod:`nas.stats.recommend`) come with
+    the recommended configuration; ``confirmed`` lists every confirmed configuration, and
+    ``proxy_fidelity`` is Spearman's rho between the proxy means and the confirmed means over
     the confirmed configurations (None with fewer than three).
     """
-    acc = confirmed(trials)
-    rec = recommend(acc, seed=seed)
+    rec = answer(trials, prefer, seed)
     if rec is None:
         return None
+    acc = confirmed(trials)
     groups = proxy_groups(trials)
     probs = rec.probabilities
+    model, verdict = rec.model, rec.verdict
+    shrunk = dict(zip(model.names, model.shrunk, strict=True))
 
     def summary(key: str) -> dict[str, Any]:
         spec, hparams = config_of(key)
         cx = complexity(Spec.from_dict(spec))
-        iv = mean_interval(list(acc[key].values()))
+        iv = model.interval(key)
         return {
             "spec": spec,
             "hparams": hparams,
             "notation": notation(spec),
             "flops": int(cx.flops),
             "params": int(cx.params),
-            "mean_accuracy": iv.mean,
-            "ci95": iv.to_list(),
-            "seeds": iv.n,
+            "mean_accuracy": float(np.mean(list(acc[key].values()))),
+            "estimate": float(shrunk[key]),  # shrunken: what the ranking uses
+            "ci95": [None, None] if iv is None else list(iv),
+            "seeds": len(acc[key]),
             "p_best": None if math.isnan(probs[key]) else probs[key],
+            "contender": key in verdict.contenders,
             "proxy_mean_accuracy": _proxy_mean(groups[key]) if key in groups else None,
             "proxy_trials": len(groups.get(key, [])),
         }
 
-    rows = sorted((summary(k) for k in acc), key=lambda r: -r["mean_accuracy"])
+    rows = sorted((summary(k) for k in acc), key=lambda r: -r["estimate"])
     with_proxy = [k for k in acc if k in groups]
     fidelity = None
     if len(with_proxy) >= 3:
@@ -221,15 +280,38 @@ def recommendation(trials: list[FrozenTrial], seed: int = 0) -> dict[str, Any] |
             np.array([np.mean(list(acc[k].values())) for k in with_proxy]),
         )
         fidelity = None if np.isnan(rho) else float(rho)
-    out = {**summary(rec.name), "tie": rec.is_tie, "tie_below": TIE_BELOW}
+
+    def number(x: float | None) -> float | None:
+        return None if x is None or not math.isfinite(x) else float(x)
+
+    out = {
+        **summary(rec.name),
+        "verdict": verdict.kind,
+        "reason": verdict.reason,
+        "prefer": prefer,
+        "noise_sd": number(model.noise_sd),
+        "noise_df": model.noise_df,
+        "tau": number(model.tau),
+        "margin": number(verdict.margin),
+        "lead_low": number(verdict.lead_low),
+        "shortfall_high": number(verdict.shortfall_high),
+        "seeds_needed": None
+        if verdict.seeds_needed is None or not math.isfinite(verdict.seeds_needed)
+        else math.ceil(verdict.seeds_needed),
+        "chance": verdict.chance,
+        "leader": notation(config_of(verdict.leader)[0]),
+        "contenders": [notation(config_of(k)[0]) for k in verdict.contenders],
+    }
+    others = [k for k in model.names if k != rec.name]
     out["runner_up"] = None
-    if rec.runner_up is not None and rec.difference is not None:
+    if others and model.measured:
+        up = max(others, key=lambda k: (shrunk[k], k))
+        d = model.difference(rec.name, up)
         out["runner_up"] = {
-            "notation": notation(config_of(rec.runner_up)[0]),
-            "mean_accuracy": rec.runner_up_accuracy.mean if rec.runner_up_accuracy else None,
-            "difference": rec.difference.mean,
-            "difference_ci95": rec.difference.to_list(),
-            "paired_seeds": rec.difference.n,
+            "notation": notation(config_of(up)[0]),
+            "mean_accuracy": float(np.mean(list(acc[up].values()))),
+            "difference": float(d.mean()),
+            "difference_ci95": [float(q) for q in np.quantile(d, [0.025, 0.975])],
         }
     out["confirmed"] = rows
     out["proxy_fidelity"] = fidelity
@@ -251,42 +333,33 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     if rec is None:
         return ["no confirmed configuration yet: the answer comes from the confirmation phase"]
 
-    def interval(iv: list[float | None], n: int) -> str:
+    def accuracy(r: dict[str, Any]) -> str:
+        iv, n = r["ci95"], r["seeds"]
+        seeds = f"{n} seed{'s' * (n != 1)}"
         if None not in iv:
-            return f"95% CI [{iv[0]:.1%}, {iv[1]:.1%}]"
-        return "no interval (one seed)" if n < 2 else f"no interval (the {n} seeds agree exactly)"
+            return f"{r['mean_accuracy']:.1%} (95% [{iv[0]:.1%}, {iv[1]:.1%}], {seeds})"
+        if rec["noise_sd"] is not None:
+            return f"{r['mean_accuracy']:.1%} ({seeds}; seed SD {100 * rec['noise_sd']:.1f} points)"
+        return f"{r['mean_accuracy']:.1%} ({seeds}; seed noise not measured)"
 
     lines = [
+        f"verdict: {rec['verdict']}: {rec['reason']}",
         f"recommended: {rec['notation']} ({rec['flops']:,} FLOPs, {rec['params']:,} params): "
-        f"confirmed val acc {rec['mean_accuracy']:.1%}, {interval(rec['ci95'], rec['seeds'])} over "
-        f"{rec['seeds']} seed{'s' * (rec['seeds'] != 1)}; P(best of the confirmed) "
-        f"{format_p_best(rec['p_best'])}"
+        f"confirmed val acc {accuracy(rec)}; P(best of the confirmed) "
+        f"{format_p_best(rec['p_best'])}",
     ]
     up = rec["runner_up"]
     if up is not None:
-        d = up["difference_ci95"]
-        if None not in d:
-            diff = f"{up['difference']:+.1%} (paired, {interval(d, up['paired_seeds'])})"
-        elif up["paired_seeds"] >= 2:
-            diff = (
-                f"{up['difference']:+.1%} (paired, the same on all {up['paired_seeds']} seeds: "
-                "no spread measured, no interval)"
-            )
-        else:
-            diff = f"{up['difference']:+.1%} (difference of means, no paired interval)"
-        lines.append(f"runner-up: {up['notation']} at {up['mean_accuracy']:.1%}; difference {diff}")
-        if rec["tie"]:
-            lines.append(
-                f"a tie between {rec['notation']} and {up['notation']} at this budget "
-                f"(P(best) {format_p_best(rec['p_best'])} < {rec['tie_below']})"
-            )
-        elif None not in d and d[0] <= 0 <= d[1]:
-            # P(best) under a flat prior names a winner often when there is none
-            # (benchmarks/bench_p_best.py); the paired interval is the stricter reading.
-            lines.append(
-                f"not settled: the paired difference to {up['notation']} is within its 95% "
-                "interval of zero; more --confirm-seeds narrow it"
-            )
+        lo, hi = up["difference_ci95"]
+        lines.append(
+            f"next: {up['notation']} at {up['mean_accuracy']:.1%}; {rec['notation']} minus it "
+            f"{100 * up['difference']:+.1f} points (95% [{100 * lo:+.1f}, {100 * hi:+.1f}])"
+        )
+    if rec["noise_sd"] is not None:
+        lines.append(
+            f"model: seed SD {100 * rec['noise_sd']:.2f} points (pooled, {rec['noise_df']} df), "
+            f"spread of the configurations tau {100 * rec['tau']:.2f} points (REML)"
+        )
     fid = rec.get("proxy_fidelity")
     lines.append(
         "proxy fidelity: "
@@ -300,20 +373,29 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def store_recommendation(study: Any) -> dict[str, Any] | None:
-    """The study's recommendation; stores its proxy fidelity on the study (``proxy_fidelity``)."""
-    rec = recommendation(study.get_trials(deepcopy=False))
+def store_recommendation(study: Any, prefer: str | None = None) -> dict[str, Any] | None:
+    """The study's recommendation; stores its proxy fidelity on the study (``proxy_fidelity``).
+
+    ``prefer`` None reads the study's own (:func:`study_prefer`)."""
+    rec = recommendation(study.get_trials(deepcopy=False), prefer or study_prefer(study))
     fidelity = None if rec is None else rec["proxy_fidelity"]
     if study.user_attrs.get("proxy_fidelity", "unset") != fidelity:
         study.set_user_attr("proxy_fidelity", fidelity)
     return rec
 
 
-def recommended_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+def study_prefer(study: Any) -> str:
+    """The secondary criterion a study's answer uses: the one its confirmation settings were
+    stored with (``search --prefer``), else FLOPs."""
+    stored = study.user_attrs.get("confirm")
+    prefer = stored.get("prefer") if isinstance(stored, dict) else None
+    return prefer if prefer in PREFER else "flops"
+
+
+def recommended_trial(trials: list[FrozenTrial], prefer: str = "flops") -> FrozenTrial | None:
     """The recommended configuration's best complete confirmation trial (what ``export
     --recommended`` writes), or None while there is no confirmed configuration."""
-    acc = confirmed(trials)
-    rec = recommend(acc)
+    rec = answer(trials, prefer)
     if rec is None:
         return None
     mine = [

@@ -26,6 +26,7 @@ from nas.search.attrs import (
 )
 from nas.search.space import depths_key
 from nas.search.storage import load, open_storage, quiet_optuna
+from nas.stats.model import intervals
 from nas.stats.recommend import mean_interval
 from resnext.budget import pareto_mask
 from resnext.complexity import complexity
@@ -257,16 +258,36 @@ def config_groups(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], li
     return groups
 
 
+def config_intervals(
+    groups: dict[tuple[str, str], list[dict[str, Any]]],
+) -> dict[tuple[str, str], tuple[float, float] | None]:
+    """Each group's 95% interval of its true accuracy, from one model of its phase
+    (:func:`nas.stats.model.intervals`: the seed noise pooled over the phase's configurations,
+    inside [0, 1]); None for a group of one trial or a phase without measured noise."""
+    out: dict[tuple[str, str], tuple[float, float] | None] = {}
+    for ph in {key[0] for key in groups}:
+        mine = {key: [r["val_accuracy"] for r in g] for key, g in groups.items() if key[0] == ph}
+        named = intervals({key[1]: v for key, v in mine.items()})
+        out.update({key: named[key[1]] for key in mine})
+    return out
+
+
 def mark_config_means(records: list[dict[str, Any]]) -> None:
-    """Set ``spec_trials``, ``spec_mean_accuracy`` and ``spec_ci95`` (95% t interval, None with
-    one seed or seeds that agree): over the complete trials of the same config and phase."""
+    """Set ``spec_trials``, ``spec_mean_accuracy`` and ``spec_ci95`` over the complete trials of
+    the same config and phase; the interval is the phase model's (:func:`config_intervals`)."""
     for r in records:
         r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = 0, None, None
-    for group in config_groups(r for r in records if r["state"] == "COMPLETE").values():
-        iv = mean_interval([r["val_accuracy"] for r in group])
-        ci = iv.to_list() if iv.defined else None
+    groups = config_groups(r for r in records if r["state"] == "COMPLETE")
+    cis = config_intervals(groups)
+    for key, group in groups.items():
+        accs = [r["val_accuracy"] for r in group]
+        ci = None if cis[key] is None else list(cis[key])
         for r in group:
-            r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = iv.n, iv.mean, ci
+            r["spec_trials"], r["spec_mean_accuracy"], r["spec_ci95"] = (
+                len(accs),
+                sum(accs) / len(accs),
+                ci,
+            )
 
 
 def trial_rows(study: optuna.Study, front: str | None = None) -> list[dict[str, Any]]:
@@ -306,7 +327,7 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "trials": [r["number"] for r in g],
         "mean_accuracy": sum(accs) / len(accs),
         "std_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-        "ci95": mean_interval(accs).to_list(),
+        "ci95": mean_interval(accs, bounds=(0.0, 1.0)).to_list(),
     }
 
 

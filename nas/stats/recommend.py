@@ -1,84 +1,49 @@
-"""The statistics of a confirmed recommendation: intervals over seeds, racing, P(best).
+"""The answer a phase's accuracies support: a verdict (best, equivalent, no-signal) with its reason.
 
-A search's proxy trials rank configurations cheaply but noisily; the confirmation phase retrains
-the top few with a longer schedule and several seeds. This module turns those confirmed
-accuracies (one per configuration and seed) into the answer a user can act on:
+The accuracies (configuration -> seed -> accuracy) are fitted by one model of the phase
+(:mod:`nas.stats.model`: configuration effect plus pooled seed noise, shrunk by REML's tau), and
+judged on its posterior draws:
 
-- each configuration's mean accuracy with a 95% Student-t interval over its seeds;
-- the paired difference between the recommended configuration and the runner-up, over the seeds
-  both were trained with (a seed fixes the data split, order and augmentation draws, so pairing
-  removes that share of the noise), with its own t interval;
-- the probability that each configuration is the best of the confirmed set: the share of
-  parametric-bootstrap replicates (Student-t posterior of each mean, one pooled seed-to-seed
-  variance) in which its mean is the highest (ties split evenly);
-- the racing rule that decides which configuration gets another seed.
+- ``best``: the leader (highest shrunken estimate) beats every rival. For each rival the
+  posterior probability that the leader is not ahead acts as a one-sided p-value, and Holm's
+  step-down method keeps the family-wise error at ``ALPHA`` / 2 over the rivals; every rival must
+  be rejected, i.e. every Holm-adjusted lower bound of leader-minus-rival lies above zero. The
+  smallest of those bounds is the verdict's margin.
+- ``equivalent``: the leader and the rivals it cannot be told from (the contenders) are picked
+  among by an explicit secondary criterion (fewest FLOPs by default; params, latency or
+  throughput on request). The margin is the 95% upper bound of the pick's shortfall: how far
+  behind the best of the contenders it may be.
+- ``no-signal``: the seed noise is unmeasured, or the leader does not clear chance (1 / classes)
+  at 95%, or the pick's possible shortfall is larger than the leader's lead over chance (the
+  noise swamps what was learnt). The reason says what to change, with an estimate of the seeds
+  that would separate the top two at their current gap.
 
-Pure numpy and the standard library: no Optuna, no torch.
+Racing (:func:`race`) uses the same verdict: the next seeds go to the leader and its closest
+rival (the comparison that decides ``best``), and racing stops once the verdict is ``best``, the
+leader sits at chance, or the current gap could not be resolved within the seed budget.
+
+numpy and scipy only; no Optuna, no torch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 
-# Below this probability of being best, the answer is reported as a tie.
-TIE_BELOW = 0.8
+from nas.stats.model import DRAWS, Fit, fit
 
-
-def _t_cdf(t: float, df: int) -> float:
-    """Student t CDF, by the regularised incomplete beta function's continued fraction."""
-    x = df / (df + t * t)
-    tail = 0.5 * _betainc(df / 2, 0.5, x)
-    return 1 - tail if t > 0 else tail
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b) (Numerical Recipes' Lentz continued fraction)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x > (a + 1) / (a + b + 2):
-        return 1 - _betainc(b, a, 1 - x)
-    tiny = 1e-300
-    c, d = 1.0, 1 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    f = d
-    for m in range(1, 500):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1 + num * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + num / c
-            c = c if abs(c) > tiny else tiny
-            f *= c * d
-        if abs(c * d - 1) < 1e-15:
-            break
-    return front * f / a
-
-
-@lru_cache(maxsize=1024)  # a bisection of 200 steps; the dashboard asks for the same few df
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on the CDF)."""
-    if not 0 < p < 1 or df < 1:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and df >= 1, got p={p}, df={df}")
-    lo, hi = -1e6, 1e6
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+# Two-sided error of the verdicts: a ``best`` verdict claims the leader's lead at 95%.
+ALPHA = 0.05
+LEVEL = 1 - ALPHA
+# The power the "seeds needed" estimate is quoted at (the usual 80%).
+POWER = 0.8
+# The secondary criteria of an ``equivalent`` verdict and whether more is better.
+PREFER = {"flops": False, "params": False, "latency": False, "throughput": True}
+VERDICTS = ("best", "equivalent", "no-signal")
 
 
 @dataclass(frozen=True)
@@ -110,8 +75,13 @@ class Interval:
         return [None if math.isnan(v) else v for v in (self.low, self.high)]
 
 
-def mean_interval(values: list[float] | np.ndarray, level: float = 0.95) -> Interval:
-    """The mean of ``values`` with its t interval; one value, or equal values, have none."""
+def mean_interval(
+    values: Sequence[float] | np.ndarray,
+    level: float = LEVEL,
+    bounds: tuple[float, float] | None = None,
+) -> Interval:
+    """The mean of ``values`` with its t interval, cut to ``bounds`` (an accuracy: (0, 1));
+    one value, or equal values, have none."""
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
         raise ValueError("mean_interval needs at least one value")
@@ -119,65 +89,11 @@ def mean_interval(values: list[float] | np.ndarray, level: float = 0.95) -> Inte
     sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
     if len(v) < 2 or sd == 0:
         return Interval(mean, math.nan, math.nan, len(v))
-    half = t_quantile((1 + level) / 2, len(v) - 1) * sd / math.sqrt(len(v))
-    return Interval(mean, mean - half, mean + half, len(v))
-
-
-def paired_difference(
-    a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95
-) -> Interval:
-    """Mean of ``a[s] - b[s]`` over the seeds both have, with its t interval.
-
-    Without two shared seeds the difference of the two means is returned with no interval.
-    """
-    shared = sorted(set(a) & set(b))
-    if len(shared) >= 2:
-        return mean_interval([a[s] - b[s] for s in shared], level)
-    diff = float(np.mean(list(a.values())) - np.mean(list(b.values())))
-    return Interval(diff, math.nan, math.nan, len(shared))
-
-
-def p_best(
-    accuracies: Mapping[str, Mapping[int, float]], n: int = 4000, seed: int = 0
-) -> dict[str, float]:
-    """P(each configuration has the highest true mean), by a parametric bootstrap (seeded).
-
-    The model is the one-way normal model with one seed-to-seed variance shared by the
-    configurations (they train on the same schedule), and its standard posterior: each replicate
-    draws the common standard deviation ``sigma = s_p * sqrt(df / chi2_df)`` from the pooled
-    within-configuration SD ``s_p`` (``df`` = the sum of seeds - 1), then every configuration's
-    mean as ``mean_j + sigma * z_j / sqrt(n_j)``, and credits the highest (a tie shares the
-    credit). For two configurations this is exactly Student's t: P(A best) = F_df((mean_A -
-    mean_B) / (s_p sqrt(1/n_A + 1/n_B))).
-
-    A plain bootstrap of the seeds claims too much at few seeds (two seeds give three possible
-    means, never anything outside them); the t posterior widens as the seeds get fewer. With no
-    configuration trained on two seeds there is no spread to go on: every value is NaN (a single
-    configuration is the best of its set, 1.0). Seeds that all agree measure no spread either:
-    NaN too, rather than a certainty drawn from a zero variance.
-    """
-    names = sorted(accuracies)
-    if not names:
-        return {}
-    if len(names) == 1:
-        return {names[0]: 1.0}
-    values = [
-        np.asarray([accuracies[k][s] for s in sorted(accuracies[k])], dtype=float) for k in names
-    ]
-    df = sum(len(v) - 1 for v in values)
-    if df == 0:
-        return dict.fromkeys(names, math.nan)
-    pooled = math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in values) / df)
-    if pooled == 0:
-        return dict.fromkeys(names, math.nan)
-    rng = np.random.default_rng(seed)
-    sigma = pooled * np.sqrt(df / rng.chisquare(df, size=(n, 1)))
-    centre = np.array([v.mean() for v in values])
-    scale = np.array([1 / math.sqrt(len(v)) for v in values])
-    means = centre + sigma * rng.standard_normal((n, len(names))) * scale
-    top = means == means.max(axis=1, keepdims=True)
-    credit = (top / top.sum(axis=1, keepdims=True)).sum(axis=0) / n
-    return {name: float(c) for name, c in zip(names, credit, strict=True)}
+    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1)) * sd / math.sqrt(len(v))
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, len(v))
 
 
 def format_p_best(p: float | None) -> str:
@@ -185,83 +101,303 @@ def format_p_best(p: float | None) -> str:
     return "unknown (needs seeds that differ: no spread measured yet)" if p is None else f"{p:.2f}"
 
 
-def leader(accuracies: Mapping[str, Mapping[int, float]]) -> str:
-    """The configuration with the highest mean accuracy (first in order on a tie)."""
-    return max(accuracies, key=lambda k: float(np.mean(list(accuracies[k].values()))))
+def seeds_needed(gap: float, noise_sd: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Seeds per configuration for a two-sided ``alpha`` test of a ``gap`` to have ``power``:
+    ``2 (z_{1-alpha/2} + z_power)^2 sigma^2 / gap^2`` (inf at no gap)."""
+    if gap <= 0 or not math.isfinite(noise_sd):
+        return math.inf
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(2 * (z * noise_sd / gap) ** 2)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The secondary criterion of an ``equivalent`` verdict: measurements per configuration.
+
+    ``values`` holds one number per configuration for counted quantities (FLOPs, params) and one
+    per trial for measured ones (latency, throughput), whose noise is then taken into account:
+    configurations within it of the best are tied and broken by ``flops``.
+    """
+
+    name: str
+    values: Mapping[str, Sequence[float]]
+    flops: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        if self.name not in PREFER:
+            raise ValueError(f"--prefer must be one of {', '.join(PREFER)}, got {self.name!r}")
+
+    def pick(self, names: Sequence[str]) -> tuple[str, str]:
+        """The preferred configuration of ``names`` and why, in a few words."""
+        flops_first = sorted(names, key=lambda k: (self.flops.get(k, math.inf), k))
+        have = [k for k in names if self.values.get(k)]
+        if self.name == "flops" or len(have) < len(names):
+            why = "fewest FLOPs"
+            if self.name != "flops":
+                why += f" ({self.name} not measured for every contender)"
+            return flops_first[0], why
+        sign = -1 if PREFER[self.name] else 1
+        mean = {k: float(np.mean(self.values[k])) for k in names}
+        order = sorted(names, key=lambda k: (sign * mean[k], self.flops.get(k, math.inf), k))
+        top = order[0]
+        word = {"params": "fewest params", "latency": "lowest latency"}.get(
+            self.name, "highest throughput"
+        )
+        if self.name == "params":
+            return top, word
+        # Measured: the rivals the top one is not clearly better than (one-sided Welch test at
+        # 5%) share the place, and the fewest FLOPs among them wins.
+        tied = [top]
+        for k in order[1:]:
+            a, b = self.values[top], self.values[k]
+            if len(a) < 2 or len(b) < 2:
+                tied.append(k)
+                continue
+            test = stats.ttest_ind(
+                a, b, equal_var=False, alternative="less" if sign > 0 else "greater"
+            )
+            if not test.pvalue < 0.05:
+                tied.append(k)
+        if len(tied) == 1:
+            return top, word
+        pick = min(tied, key=lambda k: (self.flops.get(k, math.inf), k))
+        return pick, f"{word} within its measurement noise, then fewest FLOPs"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the accuracies support, the configuration to use, and why in one line."""
+
+    kind: str  # best | equivalent | no-signal
+    pick: str  # the recommended configuration
+    leader: str  # highest shrunken estimate
+    contenders: tuple[str, ...]  # the leader and the rivals it cannot be told from
+    reason: str
+    lead_low: float | None  # best: smallest Holm-adjusted lower bound of leader - rival
+    shortfall_high: float | None  # 95% upper bound of (best contender - pick)
+    seeds_needed: float | None  # seeds a configuration to separate the top two at their gap
+    chance: float | None
+    closest: str | None = None  # the rival whose comparison decides ``best``
+    holm_p: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def margin(self) -> float | None:
+        """The margin the verdict used: the lead's lower bound (best) or the shortfall's
+        upper bound (equivalent, no-signal)."""
+        return self.lead_low if self.kind == "best" else self.shortfall_high
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:.1f} points"
+
+
+def _holm(model: Fit, leader: str) -> tuple[dict[str, float], dict[str, float], list[str]]:
+    """Per rival: posterior P(leader not ahead), Holm-adjusted lower bound; unrejected rivals."""
+    rivals = [k for k in model.names if k != leader]
+    p = {k: float(np.mean(model.difference(leader, k) <= 0)) for k in rivals}
+    order = sorted(rivals, key=lambda k: (p[k], k))
+    m = len(order)
+    low: dict[str, float] = {}
+    kept: list[str] = []
+    rejecting = True
+    for i, k in enumerate(order):
+        level = (ALPHA / 2) / (m - i)
+        low[k] = float(np.quantile(model.difference(leader, k), level))
+        rejecting = rejecting and p[k] < level
+        if not rejecting:
+            kept.append(k)
+    return p, low, kept
+
+
+def judge(
+    model: Fit, chance: float | None = None, criterion: Criterion | None = None
+) -> Verdict | None:
+    """The verdict on a fitted phase; None with no configuration."""
+    if not model.names:
+        return None
+    shrunk = model.shrunk
+    order = sorted(model.names, key=lambda k: (-shrunk[model.index(k)], k))
+    leader = order[0]
+    runner = order[1] if len(order) > 1 else None
+    gap = (
+        None
+        if runner is None
+        else float(model.means[model.index(leader)] - model.means[model.index(runner)])
+    )
+    need = None if gap is None or not model.measured else seeds_needed(gap, model.noise_sd)
+    base = {"leader": leader, "chance": chance, "seeds_needed": need}
+    if not model.measured:
+        why = (
+            "no configuration has two seeds"
+            if model.noise_df == 0
+            else "every configuration's seeds gave the same accuracy"
+        )
+        return Verdict(
+            "no-signal",
+            leader,
+            contenders=tuple(order),
+            reason=f"the seed noise is unmeasured ({why}): confirm with --confirm-seeds 2 or more",
+            lead_low=None,
+            shortfall_high=None,
+            **base,
+        )
+    low_l, hi_l = model.bounds(leader, LEVEL)
+    if chance is not None and not low_l > chance:
+        return Verdict(
+            "no-signal",
+            leader,
+            contenders=tuple(order),
+            reason=(
+                f"no configuration clears chance ({_pct(chance)}): the leader's estimate is "
+                f"{_pct(float(shrunk[model.index(leader)]))} (95% [{_pct(low_l)}, {_pct(hi_l)}]); "
+                "train on more images or for more epochs"
+            ),
+            lead_low=None,
+            shortfall_high=None,
+            **base,
+        )
+    if runner is None:
+        return Verdict(
+            "best",
+            leader,
+            contenders=(leader,),
+            reason="the only configuration confirmed",
+            lead_low=None,
+            shortfall_high=0.0,
+            **base,
+        )
+    p, low, kept = _holm(model, leader)
+    closest = max(p, key=lambda k: (p[k], shrunk[model.index(k)]))  # ties: the nearest
+    m = len(p)
+    if not kept:
+        lead_low = min(low.values())
+        return Verdict(
+            "best",
+            leader,
+            contenders=(leader,),
+            reason=(
+                f"ahead of every rival: at least {_pts(lead_low)} ahead of the closest, "
+                f"{closest} (95%, Holm-adjusted over {m} rival{'s' * (m != 1)})"
+            ),
+            lead_low=lead_low,
+            shortfall_high=0.0,
+            closest=closest,
+            holm_p=p,
+            **base,
+        )
+    contenders = tuple(k for k in order if k == leader or k in kept)
+    crit = criterion or Criterion("flops", {}, {})
+    pick, why = crit.pick(contenders)
+    idx = [model.index(k) for k in contenders]
+    inside = np.clip(model.draws, 0, 1)
+    short = inside[:, idx].max(axis=1) - inside[:, model.index(pick)]
+    shortfall = float(np.quantile(short, LEVEL))
+    lift = float(shrunk[model.index(leader)]) - (chance or 0.0)
+    n_more = (
+        "more seeds than can be estimated"
+        if need is None or not math.isfinite(need)
+        else f"about {math.ceil(need)} seeds a configuration"
+    )
+    if chance is not None and shortfall >= lift:
+        return Verdict(
+            "no-signal",
+            pick,
+            contenders=contenders,
+            reason=(
+                f"the noise swamps the signal: the pick may be {_pts(shortfall)} behind the best "
+                f"of {len(contenders)} contenders, more than the leader's lead over chance "
+                f"({_pts(lift)}); {n_more} would separate the top two at their current gap"
+            ),
+            lead_low=None,
+            shortfall_high=shortfall,
+            closest=closest,
+            holm_p=p,
+            **base,
+        )
+    return Verdict(
+        "equivalent",
+        pick,
+        contenders=contenders,
+        reason=(
+            f"{len(contenders)} configurations cannot be told apart; the pick is within "
+            f"{_pts(shortfall)} of the best of them (95% upper bound), chosen by {why}; "
+            f"{n_more} would separate the top two at their current gap"
+        ),
+        lead_low=None,
+        shortfall_high=shortfall,
+        closest=closest,
+        holm_p=p,
+        **base,
+    )
 
 
 def race(
-    accuracies: Mapping[str, Mapping[int, float]], max_seeds: int, level: float = 0.95
+    accuracies: Mapping[str, Mapping[int, float]],
+    max_seeds: int,
+    chance: float | None = None,
+    draws: int = DRAWS,
 ) -> list[str]:
-    """The configurations that should get another seed, racing against the leader.
+    """The configurations that should get another seed now, by the verdict's model.
 
-    A configuration keeps racing while it has fewer than ``max_seeds`` seeds and its interval
-    overlaps the leader's (the leader races too while anyone is still in contention). One whose
-    upper bound lies below the leader's lower bound is clearly behind and stops. With fewer than
-    two seeds there is no interval yet, so such a configuration always gets another.
+    Until the noise is measured every configuration below two seeds gets one. Then racing stops
+    when the verdict is ``best``, when the leader sits at chance (seeds cannot lift it), or when
+    the gap between the leader and its closest rival could not be resolved within ``max_seeds``
+    (the seeds at which, if the gap held, the one-sided test would just pass); otherwise the
+    leader and its closest rival, the comparison that decides ``best``, each get one below
+    ``max_seeds``.
     """
+    accuracies = {k: v for k, v in accuracies.items() if v}
     if not accuracies:
         return []
-    best = leader(accuracies)
-    ivs = {k: mean_interval(list(v.values()), level) for k, v in accuracies.items()}
-    lead = ivs[best]
-
-    def in_contention(k: str) -> bool:
-        iv = ivs[k]
-        if iv.n < 2 or lead.n < 2:
-            return True
-        return iv.high >= lead.low
-
-    rivals = [k for k in accuracies if k != best and in_contention(k)]
-    chosen = [k for k in rivals if ivs[k].n < max_seeds]
-    if (rivals or lead.n < 2) and lead.n < max_seeds:
-        chosen.insert(0, best)
-    return chosen
+    model = fit(accuracies, draws=draws)
+    if not model.measured:
+        return [k for k in sorted(accuracies) if len(accuracies[k]) < min(2, max_seeds)]
+    verdict = judge(model, chance)
+    if verdict is None or verdict.kind == "best" or verdict.closest is None:
+        return []
+    leader, rival = verdict.leader, verdict.closest
+    mean = dict(zip(model.names, model.means, strict=True))
+    if chance is not None and mean[leader] <= chance:
+        return []
+    gap = mean[leader] - mean[rival]
+    if seeds_needed(gap, model.noise_sd, alpha=ALPHA, power=0.5) > max_seeds:
+        return []
+    return [k for k in (leader, rival) if len(accuracies[k]) < max_seeds]
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The confirmed answer: the best configuration, its interval, the runner-up and P(best)."""
+    """The answer of a phase: the model, its verdict and P(best) of every configuration."""
 
-    name: str
-    accuracy: Interval
-    probabilities: Mapping[str, float]  # P(best) of every configuration (:func:`p_best`)
-    runner_up: str | None
-    runner_up_accuracy: Interval | None
-    difference: Interval | None
+    model: Fit
+    verdict: Verdict
+    probabilities: Mapping[str, float]
+
+    @property
+    def name(self) -> str:
+        """The recommended configuration."""
+        return self.verdict.pick
 
     @property
     def p_best(self) -> float:
         """P(best) of the recommended configuration."""
         return self.probabilities[self.name]
 
-    @property
-    def is_tie(self) -> bool:
-        """True when the evidence does not single out the recommended configuration (or, with
-        no configuration on two seeds, cannot: P(best) is NaN then)."""
-        return not self.p_best >= TIE_BELOW
-
 
 def recommend(
-    accuracies: Mapping[str, Mapping[int, float]], n_boot: int = 4000, seed: int = 0
+    accuracies: Mapping[str, Mapping[int, float]],
+    chance: float | None = None,
+    criterion: Criterion | None = None,
+    draws: int = DRAWS,
+    seed: int = 0,
 ) -> Recommendation | None:
-    """The recommendation from confirmed accuracies (configuration -> seed -> accuracy)."""
-    accuracies = {k: v for k, v in accuracies.items() if v}
-    if not accuracies:
+    """The recommendation from accuracies (configuration -> seed -> accuracy); None if empty."""
+    model = fit(accuracies, draws=draws, seed=seed)
+    verdict = judge(model, chance, criterion)
+    if verdict is None:
         return None
-    probs = p_best(accuracies, n_boot, seed)
-    ranked = sorted(accuracies, key=lambda k: -float(np.mean(list(accuracies[k].values()))))
-    best = ranked[0]
-    second = ranked[1] if len(ranked) > 1 else None
-    return Recommendation(
-        name=best,
-        accuracy=mean_interval(list(accuracies[best].values())),
-        probabilities=probs,
-        runner_up=second,
-        runner_up_accuracy=None
-        if second is None
-        else mean_interval(list(accuracies[second].values())),
-        difference=None
-        if second is None
-        else paired_difference(accuracies[best], accuracies[second]),
-    )
+    return Recommendation(model, verdict, model.p_best())

@@ -200,25 +200,30 @@ def confirm_study(tie: bool) -> optuna.Study:
 def test_recommendation_panel_shows_means_intervals_and_p_best(tie: bool) -> None:
     study = confirm_study(tie)
     rec = recommendation(study.get_trials())
-    assert rec is not None and rec["tie"] is tie
+    assert rec is not None and rec["verdict"] == ("equivalent" if tie else "best")
     fig = dash.recommendation_figure(dash.study_recommendation(study))
     (t,) = fig.data
     accs = confirm_accuracies(tie)
     names = [y.split()[0] for y in t.y]
     assert names == sorted(accs, key=lambda k: statistics.fmean(accs[k]))  # best on top
     assert list(t.x) == pytest.approx([statistics.fmean(accs[k]) for k in names])
-    # Error bars: t intervals over 3 seeds, by hand; t(0.975, 2) = 4.302653 (t tables).
-    for k, plus, minus in zip(names, t.error_x.array, t.error_x.arrayminus, strict=True):
-        half = 4.302653 * statistics.stdev(accs[k]) / math.sqrt(3)
-        assert plus == pytest.approx(half, rel=1e-5) and minus == pytest.approx(half, rel=1e-5)
+    # Error bars: the study model's intervals (pooled over 6 df), narrower than each
+    # configuration's own t interval over 3 seeds (t(0.975, 2) = 4.302653), inside [0, 1].
+    by_name = {r["notation"].split()[0]: r for r in rec["confirmed"]}
+    for k, plus, minus, x in zip(names, t.error_x.array, t.error_x.arrayminus, t.x, strict=True):
+        own = 4.302653 * statistics.stdev(accs[k]) / math.sqrt(3)
+        low, high = by_name[k]["ci95"]
+        assert x + plus == pytest.approx(high) and x - minus == pytest.approx(low)
+        assert 0 <= low and high <= 1 and high - low < 2 * own
     assert all("3 seeds" in x and "P(best)" in x for x in t.text)
+    assert 0 <= fig.layout.xaxis.range[0] < fig.layout.xaxis.range[1] <= 1
     title = fig.layout.title.text
+    assert title.startswith(f"{rec['verdict']}: {rec['notation']}<br><sup>")
     if tie:
-        assert title.startswith(f"tie between {rec['notation']} and ")
-        assert "star" not in list(t.marker.symbol)
+        assert "star" not in list(t.marker.symbol) and "cannot be told apart" in title
+        assert list(t.marker.symbol).count("diamond") == 2  # the two contenders
     else:
-        assert title == f"recommended: {rec['notation']} (P(best) {rec['p_best']:.2f})"
-        assert rec["notation"].startswith("4x2d")
+        assert rec["notation"].startswith("4x2d") and "ahead of every rival" in title
         assert t.marker.symbol[names.index("4x2d")] == "star"
         assert list(t.marker.symbol).count("star") == 1
 
@@ -227,7 +232,7 @@ def test_the_page_carries_the_recommendation_or_its_waiting_line() -> None:
     study = confirm_study(False)
     rec = dash.study_recommendation(study)
     page = dash.build_page(dash.records_from_study(study), "c", recommendation=rec)
-    assert "recommended: 4x2d" in page and "waiting for the confirmation phase" not in page
+    assert "best: 4x2d" in page and "waiting for the confirmation phase" not in page
     page = dash.build_page(dash.records_from_study(study_of(3)), "c")
     assert "Recommendation: waiting for the confirmation phase" in page
 

@@ -50,19 +50,25 @@ def test_plan_queues_first_seeds_then_nothing_while_busy() -> None:
     assert plan(proxy(), ConfirmSettings(k=0)) == []
 
 
-def test_racing_adds_seeds_to_contenders_only() -> None:
+def test_racing_adds_seeds_to_the_open_comparison_only() -> None:
     settings = ConfirmSettings(k=3, seeds=2, max_seeds=3)
-    done = [
-        *proxy(),
-        trial(5, 4, 2, 0.60, phase=CONFIRM, seed=0),
-        trial(6, 4, 2, 0.62, phase=CONFIRM, seed=1),
-        trial(7, 2, 4, 0.59, phase=CONFIRM, seed=0),
-        trial(8, 2, 4, 0.63, phase=CONFIRM, seed=1),
-        trial(9, 8, 1, 0.20, phase=CONFIRM, seed=0),
-        trial(10, 8, 1, 0.21, phase=CONFIRM, seed=1),
-    ]
-    # 4x2d and 2x4d overlap; 8x1d is clearly behind and stops
-    assert [(p.key, p.seed) for p in plan(done, settings)] == [(key(4, 2), 2), (key(2, 4), 2)]
+
+    def done(a: tuple[float, float], b: tuple[float, float]) -> list:
+        return [
+            *proxy(),
+            trial(5, 4, 2, a[0], phase=CONFIRM, seed=0),
+            trial(6, 4, 2, a[1], phase=CONFIRM, seed=1),
+            trial(7, 2, 4, b[0], phase=CONFIRM, seed=0),
+            trial(8, 2, 4, b[1], phase=CONFIRM, seed=1),
+            trial(9, 8, 1, 0.20, phase=CONFIRM, seed=0),
+            trial(10, 8, 1, 0.21, phase=CONFIRM, seed=1),
+        ]
+
+    # 4x2d leads 2x4d by 4 points, not yet settled but resolvable: both race; 8x1d is behind
+    points = plan(done((0.60, 0.64), (0.57, 0.59)), settings)
+    assert [(p.key, p.seed) for p in points] == [(key(4, 2), 2), (key(2, 4), 2)]
+    # equal means: no number of seeds within the budget would separate them, so racing stops
+    assert plan(done((0.60, 0.62), (0.59, 0.63)), settings) == []
 
 
 def test_a_failing_point_is_retried_then_given_up() -> None:
@@ -100,14 +106,16 @@ def test_recommendation_record_by_hand() -> None:
     cx = complexity(Spec.from_dict(spec(4, 2)))
     assert (rec["flops"], rec["params"]) == (cx.flops, cx.params)
     assert rec["mean_accuracy"] == pytest.approx(0.62)
-    half = 4.302653 * 0.02 / math.sqrt(3)  # sd of 0.60, 0.64, 0.62 is 0.02
-    assert rec["ci95"] == pytest.approx([0.62 - half, 0.62 + half], abs=1e-6)
-    # pooled sd 0.0235 on 4 df, t = 0.10 / (0.0235 * sqrt(2/3)) = 5.2: P(best) = F_4(5.2) = 0.997
-    assert 0.99 < rec["p_best"] < 1.0 and rec["tie"] is False
+    # within SS 8e-4 + 1.4e-3 on 4 df (8x1d has one seed): pooled sd sqrt(5.5e-4) = 2.35 points
+    assert rec["noise_sd"] == pytest.approx(math.sqrt(2.2e-3 / 4)) and rec["noise_df"] == 4
+    # its own t interval would be +-4.97 points; the pooled noise (4 df) narrows it
+    low, high = rec["ci95"]
+    assert low < 0.62 < high and 0 < high - low < 2 * 4.302653 * 0.02 / math.sqrt(3)
+    assert rec["verdict"] == "best" and 0 < rec["margin"] < 0.10 and rec["p_best"] > 0.99
+    assert rec["chance"] == pytest.approx(0.1) and rec["tau"] > 0.05
     ru = rec["runner_up"]
-    # paired differences 0.10, 0.09, 0.11: mean 0.10
-    assert ru["notation"] == "2x4d 1-1-1 w32" and ru["difference"] == pytest.approx(0.10)
-    assert ru["difference_ci95"][0] > 0
+    assert ru["notation"] == "2x4d 1-1-1 w32" and ru["mean_accuracy"] == pytest.approx(0.52)
+    assert 0 < ru["difference_ci95"][0] < ru["difference"] < ru["difference_ci95"][1]
     # proxy means 0.50, 0.45, 0.35 and confirmed means 0.62, 0.52, 0.40: the same order
     assert rec["proxy_fidelity"] == pytest.approx(1.0)
     assert [r["notation"][:4] for r in rec["confirmed"]] == ["4x2d", "2x4d", "8x1d"]
@@ -121,13 +129,14 @@ def test_one_seed_each_has_no_p_best_and_says_why() -> None:
         trial(6, 2, 4, 0.50, phase=CONFIRM, seed=0),
     ]
     rec = recommendation(trials)
-    assert rec is not None and rec["p_best"] is None and rec["tie"] is True
+    assert rec is not None and rec["p_best"] is None and rec["verdict"] == "no-signal"
+    assert rec["noise_sd"] is None and rec["tau"] is None and rec["runner_up"] is None
     assert all(r["p_best"] is None for r in rec["confirmed"])
     text = "\n".join(describe(rec))
     assert (
         "P(best of the confirmed) unknown (needs seeds that differ: no spread measured yet)" in text
     )
-    assert "a tie between 4x2d 1-1-1 w32 and 2x4d 1-1-1 w32" in text
+    assert "verdict: no-signal: the seed noise is unmeasured" in text
 
 
 def _confirmed(a: tuple[float, ...], b: tuple[float, ...]) -> list:
@@ -139,13 +148,22 @@ def _confirmed(a: tuple[float, ...], b: tuple[float, ...]) -> list:
     ]
 
 
-def test_a_winner_whose_paired_interval_spans_zero_is_not_settled() -> None:
-    """P(best) >= 0.8 names a winner; when the paired difference to the runner-up still
-    includes zero, the answer says it is not settled (and says nothing when it excludes zero)."""
-    rec = recommendation(_confirmed((0.60, 0.70, 0.62), (0.58, 0.55, 0.61)))
-    assert rec is not None and rec["tie"] is False
-    low, high = rec["runner_up"]["difference_ci95"]
-    assert low < 0 < high
-    assert any(line.startswith("not settled: the paired difference") for line in describe(rec))
+def test_close_configurations_are_equivalent_and_the_cheaper_is_picked() -> None:
+    """Close means on noisy seeds: the verdict is equivalent, the pick has the fewer FLOPs (or
+    the lower params/latency asked for), and every line says so."""
+    trials = _confirmed((0.60, 0.70, 0.62), (0.58, 0.65, 0.61))
+    rec = recommendation(trials)
+    assert rec is not None and rec["verdict"] == "equivalent"
+    flops = {r["notation"]: r["flops"] for r in rec["confirmed"]}
+    assert rec["flops"] == min(flops.values()) and set(rec["contenders"]) == set(flops)
+    assert rec["leader"] == "4x2d 1-1-1 w32" and rec["prefer"] == "flops"
+    assert rec["margin"] == rec["shortfall_high"] and 0 < rec["margin"] < 1
+    assert rec["seeds_needed"] > 3
+    lines = describe(rec)
+    assert lines[0].startswith("verdict: equivalent: 2 configurations cannot be told apart")
+    assert any(line.startswith("model: seed SD ") for line in lines)
+    by_params = recommendation(trials, prefer="params")
+    params = {r["notation"]: r["params"] for r in rec["confirmed"]}
+    assert by_params["params"] == min(params.values())
     settled = recommendation(_confirmed((0.60, 0.64, 0.62), (0.50, 0.55, 0.51)))
-    assert not any(line.startswith("not settled") for line in describe(settled))
+    assert settled["verdict"] == "best" and settled["notation"] == "4x2d 1-1-1 w32"

@@ -129,10 +129,23 @@ def test_search_json_trials_json_and_export_recommended(
     assert rec == recommendation(study.trials)  # the same answer `trials` and the dashboard read
     acc = confirmed(study.trials)
     assert len(acc) == 2 and all(len(v) == 2 for v in acc.values())
-    means = sorted((sum(v.values()) / 2 for v in acc.values()), reverse=True)
-    assert rec["mean_accuracy"] == pytest.approx(means[0])
-    assert rec["runner_up"]["mean_accuracy"] == pytest.approx(means[1])
-    assert rec["seeds"] == 2 and 0 <= rec["p_best"] <= 1 and len(rec["ci95"]) == 2
+    means = {k: sum(v.values()) / 2 for k, v in acc.items()}
+    assert sorted([rec["mean_accuracy"], rec["runner_up"]["mean_accuracy"]]) == pytest.approx(
+        sorted(means.values())
+    )
+    # The pooled seed SD by hand: each pair's within SS is (a - b)^2 / 2, one df a pair.
+    ss = sum((v[0] - v[1]) ** 2 / 2 for v in acc.values())
+    if ss > 0:
+        assert rec["noise_sd"] == pytest.approx((ss / 2) ** 0.5) and rec["noise_df"] == 2
+    assert rec["verdict"] in ("best", "equivalent", "no-signal") and rec["reason"]
+    assert rec["chance"] == pytest.approx(1 / 10)
+    low, high = rec["ci95"]
+    assert low is None or 0 <= low <= high <= 1
+    if rec["verdict"] == "best":
+        assert rec["lead_low"] > 0 and rec["p_best"] > 0.5
+    elif rec["verdict"] == "equivalent":  # the cheaper of the contenders
+        assert rec["flops"] == min(r["flops"] for r in rec["confirmed"] if r["contender"])
+    assert rec["seeds"] == 2
     assert {"spec", "notation", "flops", "params"} <= rec.keys()
     assert summary["phases"] == {SEARCH: 3, CONFIRM: 4}
     cli.main(["trials", "--study", "c", "--storage", url, "--json"])
