@@ -276,14 +276,13 @@ def axis_effect_text(e: AxisEffect, fit: AxisFit) -> str:
 
 
 def axis_effect_lines(fit: AxisFit, names: Sequence[str] | None = None) -> list[str]:
-    """The fit as lines for people: the effects of ``names`` (all by default), then what the
-    model holds fixed and left out; or the one reason there is no estimate."""
+    """The fit as lines for people: the effects of ``names`` (all by default), then the fit and
+    the axes it left out; or the one reason there is no estimate."""
     head = f"axis effects on accuracy, pooled over {fit.n} complete {fit.phase}-phase trials"
     left = "; ".join(f"{name} left out ({why})" for name, why in fit.left_out)
     if fit.reason:
         return [f"{head}: no estimate, {fit.reason}" + (f"; {left}" if left else "")]
     shown = [e for e in fit.effects if names is None or e.name in names]
-    lines = [axis_effect_text(e, fit) for e in shown]
-    lines += [name + " is not in the model" for name in (names or ()) if not fit.effect(name)]
+    lines = [axis_effect_text(e, fit) for e in shown]  # the others are named in ``left``
     tail = f"{head} (least squares, residual SD {fit.residual_sd:.2f} points, df {fit.df})"
     return [*lines, tail + (f"; {left}" if left else "")]
