@@ -114,7 +114,8 @@ def complexity_weights(
 # ---------------------------------------------------------------------------------------------
 # Pooled axis effects: one least-squares fit over every trial of a phase
 
-SEARCH_PHASE = "search"  # the proxy trials' phase (nas.search.attrs.SEARCH)
+# The proxy trials' phase: nas.search.attrs.SEARCH, spelt out since statistics sit below search.
+SEARCH_PHASE = "search"
 # Each design axis: its name, what one unit of it is, and its value from a trial record. The
 # complexity control comes first, so that an axis it already explains is the one left out.
 AXES: tuple[tuple[str, str, Callable[[dict[str, Any]], float]], ...] = (
@@ -192,7 +193,7 @@ def _usable(r: dict[str, Any], phase: str) -> bool:
         r.get("state") == "COMPLETE"
         and (r.get("phase") or SEARCH_PHASE) == phase
         and r.get("val_accuracy") is not None
-        and r.get("flops")
+        and bool(r.get("flops"))
         and bool(r.get("spec"))
     )
 
@@ -233,9 +234,8 @@ def axis_effects(
     # Centred columns: the slopes are those of the model with an intercept.
     kept: list[str] = []
     for name in varying:
-        trial = np.column_stack([columns[k] - columns[k].mean() for k in (*kept, name)])
-        scaled = trial / trial.std(axis=0)
-        if np.linalg.matrix_rank(scaled) == len(kept) + 1:
+        cols = np.column_stack([columns[k] - columns[k].mean() for k in (*kept, name)])
+        if np.linalg.matrix_rank(cols / cols.std(axis=0)) == len(kept) + 1:
             kept.append(name)
         else:
             left_out.append((name, "a linear combination of the other axes in these trials"))

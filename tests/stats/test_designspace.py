@@ -10,7 +10,9 @@ import pytest
 from scipy import stats
 
 import resnext
+from nas.search.attrs import SEARCH
 from nas.stats.designspace import (
+    SEARCH_PHASE,
     axis_effect_lines,
     axis_effects,
     complexity_weights,
@@ -161,6 +163,7 @@ def test_axis_effects_recover_the_planted_effects() -> None:
         r["val_accuracy"] += 0.3
     assert axis_effects(_simulated(specs, seed=1) + confirm) == fit
     assert axis_effects(confirm, phase="confirm").n == 20
+    assert SEARCH_PHASE == SEARCH  # the default is the search's own name for the proxy phase
 
 
 def test_axis_effect_intervals_cover_at_their_level() -> None:
