@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -37,6 +37,9 @@ from nas.commands.options import (
 from nas.commands.search import LiveProgress, confirm_left, search_summary
 from nas.data import MIN_VAL_IMAGES, known_shape
 
+if TYPE_CHECKING:
+    from nas.stats.designspace import AxisFit
+
 app = typer.Typer(
     help="The paper's experiments as ready-made studies: list them, run one.",
     no_args_is_help=True,
@@ -68,6 +71,36 @@ def study_list(as_json: JsonOpt = False) -> None:
 def _unset_option(text: str) -> Any:
     """An option whose default (None) means "the study definition's value"."""
     return typer.Option(help=text, show_default=False)
+
+
+def _axis_effects(study: str, storage: str | None) -> AxisFit:
+    """The pooled axis effects over the study's search-phase trials."""
+    from nas.search.records import trial_records
+    from nas.search.storage import load
+    from nas.stats.designspace import axis_effects
+
+    return axis_effects(trial_records(load(study, storage, read_only=True)))
+
+
+def _summary(
+    study: str,
+    storage: str | None,
+    reports: list[Any],
+    wall: float,
+    as_json: bool,
+    extra: dict[str, Any],
+) -> None:
+    """search_summary, with the pooled axis effects: under ``axis_effects`` in the JSON, as
+    lines after the summary for people."""
+    from nas.stats.designspace import axis_effect_lines
+
+    fit = _axis_effects(study, storage)
+    if as_json:
+        extra = {**extra, "axis_effects": fit.to_dict()}
+    search_summary(study, storage, reports, wall, as_json, extra)
+    if not as_json:
+        for line in axis_effect_lines(fit):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _storage_hint(storage: str | None) -> tuple[str, ...]:
@@ -147,7 +180,7 @@ def study_run(
         n = definition.n_trials(seeds, *known)
         done = check_study(early, storage, create=create)
         if done >= n and not confirm_left(study, storage, early.confirm):
-            search_summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
+            _summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
             return
@@ -184,7 +217,7 @@ def study_run(
         if progress:
             progress.stop()
     extra = {"missing": run.missing, "queued": run.queued, "dashboard": hint}
-    search_summary(study, storage, run.reports, run.wall_seconds, as_json, extra)
+    _summary(study, storage, run.reports, run.wall_seconds, as_json, extra)
     if not as_json:
         out.print(hint, soft_wrap=True)
     if run.missing:

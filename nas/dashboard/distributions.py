@@ -1,5 +1,7 @@
 """The design-space figures: error EDFs by group (Radosavovic et al. 2019) and the paper's views,
-Table 3 (error against C at preserved complexity) and Fig. 7 (error against model size).
+Table 3 (error against C at preserved complexity) and Fig. 7 (error against model size), each
+view with the pooled effect of its axes over every search-phase trial
+(:func:`nas.stats.designspace.axis_effects`).
 
 Each takes :func:`nas.search.records.trial_record` dicts and returns a plotly Figure.
 """
@@ -35,7 +37,13 @@ from nas.dashboard.plot import (
     waiting,
 )
 from nas.search.records import spec_key
-from nas.stats.designspace import complexity_weights, edf, ks_statistic
+from nas.stats.designspace import (
+    axis_effect_lines,
+    axis_effects,
+    complexity_weights,
+    edf,
+    ks_statistic,
+)
 from nas.stats.recommend import mean_interval
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +230,8 @@ def edf_figure(
 
 
 def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Complete trials merged per spec: mean, std and 95% t interval of the error over seeds (%)."""
+    """Complete trials merged per spec: mean, std and 95% t interval of the error over seeds (%),
+    the interval's bounds clipped to [0, 100]% (a t interval of a few seeds can leave it)."""
     by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in complete_trials(records):
         by_spec[spec_key(r["spec"])].append(r)
@@ -240,8 +249,8 @@ def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
                 # 95% Student-t interval over seeds; one seed, or seeds that agree, have none
                 # (drawn without a bar).
-                "low": iv.low if iv.defined else iv.mean,
-                "high": iv.high if iv.defined else iv.mean,
+                "low": max(0.0, iv.low) if iv.defined else iv.mean,
+                "high": min(100.0, iv.high) if iv.defined else iv.mean,
                 "n": len(errs),
                 "numbers": [r["number"] for r in trials],
             }
@@ -328,13 +337,39 @@ def _error_trace(
     )
 
 
+def _pooled(
+    fig: go.Figure, records: list[dict[str, Any]], names: list[str], empty: str
+) -> go.Figure:
+    """The pooled effects of ``names`` over every search-phase trial: a note in the corner, or,
+    on a figure with nothing to draw, after the ``empty`` line the page shows instead."""
+    lines = axis_effect_lines(axis_effects(records), names)
+    if not fig.data:
+        return waiting(fig, f"{empty}; pooled over every trial, " + "; ".join(lines))
+    fig.add_annotation(
+        text="<br>".join(html.escape(line) for line in lines),
+        xref="paper",
+        yref="paper",
+        x=0.01,
+        y=0.99,
+        xanchor="left",
+        yanchor="top",
+        align="left",
+        showarrow=False,
+        font_size=11,
+        bgcolor="rgba(255,255,255,0.8)",
+        name="axis effects",
+    )
+    return fig
+
+
 def cardinality_figure(
     records: list[dict[str, Any]], tolerance: float = 0.1, max_lines: int = 6
 ) -> go.Figure:
     """Table 3 style: error against C among specs of one family within ``tolerance`` of FLOPs.
 
     Each line is one family (template, depths, width...) and one set of
-    :func:`equal_complexity_sets`; the ``max_lines`` sets spanning the most C are drawn.
+    :func:`equal_complexity_sets`; the ``max_lines`` sets spanning the most C are drawn. The
+    note holds the log2 C effect at fixed FLOPs pooled over every search-phase trial.
     """
     lines = [
         pts
@@ -355,13 +390,13 @@ def cardinality_figure(
         xaxis={"title": "cardinality C", "type": "log", "dtick": math.log10(2)},
         yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
     )
-    if not fig.data:
-        waiting(
-            fig,
-            f"Table 3 view: needs two cardinalities within {tolerance:.0%} of the same FLOPs "
-            "(same depths and width); this study has none",
-        )
-    return fig
+    return _pooled(
+        fig,
+        records,
+        ["log2 C"],
+        f"Table 3 view: needs two cardinalities within {tolerance:.0%} of the same FLOPs "
+        "(same depths and width); this study has none",
+    )
 
 
 def _families(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -375,7 +410,8 @@ def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.
     """Fig. 7 style: error against params, cardinality series (d fixed) and width series (C=1).
 
     Per family, the ``max_series`` values of d with the most cardinalities make the
-    cardinality series; the C=1 specs make the width series.
+    cardinality series; the C=1 specs make the width series. The note holds the log2 C and
+    log2 width effects at fixed FLOPs pooled over every search-phase trial.
     """
     fig = go.Figure()
     for fam_rows in _families(spec_errors(records)):
@@ -398,10 +434,10 @@ def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.
         xaxis={"title": "parameters", "type": "log"},
         yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
     )
-    if not fig.data:
-        waiting(
-            fig,
-            "Fig. 7 view: needs a series of two or more model sizes (one d across C, or C=1 "
-            "across widths); this study has none",
-        )
-    return fig
+    return _pooled(
+        fig,
+        records,
+        ["log2 C", "log2 width"],
+        "Fig. 7 view: needs a series of two or more model sizes (one d across C, or C=1 "
+        "across widths); this study has none",
+    )

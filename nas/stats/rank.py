@@ -1,45 +1,47 @@
-"""Rank correlations with bootstrap intervals, in numpy (scipy is not a dependency).
+"""Rank correlations with bootstrap intervals, from scipy.stats.
 
 Used by ``resnext-nas calibrate`` to say how well a short trial ranks architectures the way a
-longer one does.
+longer one does, and by the dashboard's evidence lines. The names and signatures are this
+project's; the statistics are scipy's (``rankdata``, ``spearmanr``, ``kendalltau`` as tau-b,
+``bootstrap`` with the percentile method).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n, ties sharing their average rank (as in Spearman's rho)."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    r = np.empty(len(x))
-    r[order] = np.arange(1, len(x) + 1)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=r)
-    return sums[inverse] / counts[inverse]
+    return stats.rankdata(np.asarray(x, dtype=float), method="average")
+
+
+def _constant(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether either side has fewer than two distinct values (no ranking to correlate)."""
+    return len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's rho: the Pearson correlation of the (tie-averaged) ranks; nan if constant."""
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    return float((rx * ry).sum() / den) if den > 0 else float("nan")
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    # Checked here, not left to scipy: a bootstrap meets constant resamples often, and scipy
+    # warns on each of them.
+    if _constant(x, y):
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
 
 
 def kendall(x: np.ndarray, y: np.ndarray) -> float:
     """Kendall's tau-b, which corrects for ties; nan if either side is constant."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    i, j = np.triu_indices(len(x), k=1)
-    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    n0 = len(i)
-    n1, n2 = (sx == 0).sum(), (sy == 0).sum()
-    den = np.sqrt(float(n0 - n1) * float(n0 - n2))
-    return float((sx * sy).sum() / den) if den > 0 else float("nan")
+    if _constant(x, y):
+        return float("nan")
+    return float(stats.kendalltau(x, y, variant="b").statistic)
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,37 @@ def bootstrap(
     level: float = 0.95,
     seed: int = 0,
 ) -> Estimate:
-    """``stat(x, y)`` with a percentile interval over ``n`` paired resamples (seeded)."""
+    """``stat(x, y)`` with a percentile interval over ``n`` paired resamples (seeded).
+
+    Resamples whose statistic is not finite (one distinct value: no ranking) are left out of
+    the percentiles; with none left, or under two pairs, the bounds are nan.
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n, len(x)))
-    samples = np.array([stat(x[k], y[k]) for k in idx])
-    samples = samples[np.isfinite(samples)]  # a resample with one distinct value has no rank
-    lo, hi = (
-        np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
-        if len(samples)
-        else (float("nan"), float("nan"))
-    )
-    return Estimate(stat(x, y), float(lo), float(hi))
+    value = stat(x, y)
+    if len(x) < 2:
+        return Estimate(value, float("nan"), float("nan"))
+    with warnings.catch_warnings():
+        # scipy warns when a bound is nan, which a resample without a ranking makes it; those
+        # resamples are left out below instead.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap(
+            (x, y),
+            stat,
+            paired=True,
+            vectorized=False,
+            n_resamples=n,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    samples = np.asarray(res.bootstrap_distribution, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if len(samples) == n:
+        lo, hi = res.confidence_interval
+    elif len(samples):
+        # scipy's percentile method would give nan for all of them; this is the same
+        # percentile (numpy's linear interpolation) over the resamples that have a value.
+        lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)])
+    else:
+        lo = hi = float("nan")
+    return Estimate(value, float(lo), float(hi))

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import pytest
 from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
+from scipy import stats
 
 import resnext
 from nas import dashboard as dash
@@ -362,6 +363,81 @@ def test_model_size_figure_has_figure7_series(records: list[dict]) -> None:
     assert list(card.text) == ["1x64d", "2x64d", "4x64d", "8x64d", "16x64d"]
     params = [resnext.complexity(resnext.preset(f"resnext29_{c}x64d")).params for c in (1, 2)]
     assert list(card.x[:2]) == params
+
+
+def _axis_note(fig: go.Figure) -> str:
+    (note,) = [a for a in fig.layout.annotations if a.name == "axis effects"]
+    return html.unescape(note.text)
+
+
+def test_table3_and_fig7_views_state_the_pooled_axis_effects(records: list[dict]) -> None:
+    done = [r for r in records if r["state"] == "COMPLETE" and r["phase"] == "search"]
+    n = len(done)
+    # By hand: least squares of accuracy (points) on log10 FLOPs, log2 C and log2 d (the
+    # fixture's depths and width never vary), the residual variance as the noise.
+    x = np.column_stack(
+        [
+            np.ones(n),
+            [math.log10(r["flops"]) for r in done],
+            [math.log2(r["spec"]["cardinality"]) for r in done],
+            [math.log2(r["spec"]["bottleneck_width"]) for r in done],
+        ]
+    )
+    y = np.array([100 * r["val_accuracy"] for r in done])
+    beta = np.linalg.solve(x.T @ x, x.T @ y)
+    df = n - 4
+    s2 = float(((y - x @ beta) ** 2).sum()) / df
+    half = stats.t.ppf(0.975, df) * math.sqrt(s2 * np.linalg.inv(x.T @ x)[2, 2])
+    b = beta[2]
+    text = _axis_note(dash.cardinality_figure(records))
+    assert text.startswith(
+        f"log2 C effect at fixed FLOPs: {b:+.2f} points per doubling of C, "
+        f"95% CI [{b - half:+.2f}, {b + half:+.2f}], p="
+    ), text
+    assert f"n={n} trials (search phase)" in text
+    # A direction only where the interval excludes zero.
+    verdict = "higher C -> higher accuracy" if b - half > 0 else "no direction shown"
+    assert verdict in text and (b - half > 0 or b + half < 0) == ("no direction" not in text)
+    assert f"residual SD {math.sqrt(s2):.2f} points, df {df}" in text
+    size = _axis_note(dash.model_size_figure(records))
+    assert size.split("<br>")[0] == text.split("<br>")[0]  # the same C line, from the same fit
+    assert "log2 width left out (does not vary)" in size
+    # Confirmation trials train longer: they never join the pooled fit.
+    confirm = [{**r, "phase": CONFIRM, "val_accuracy": 0.99} for r in done[:6]]
+    assert _axis_note(dash.cardinality_figure(records + confirm)) == text
+
+
+def _spec_rec(c: int, d: int, flops: float, acc: float, number: int = 0) -> dict:
+    """A complete trial record with a whole spec, as spec_errors needs."""
+    spec = resnext.Spec("cifar", cardinality=c, bottleneck_width=d).to_dict()
+    return {**_rec(c, d, flops, acc), "spec": spec, "params": 10**6, "number": number}
+
+
+def test_table3_view_without_equal_flops_sets_still_says_what_the_fit_can() -> None:
+    recs = [_spec_rec(1, 64, 1e9, 0.5), _spec_rec(2, 4, 5e9, 0.6, number=1)]
+    fig = dash.cardinality_figure(recs)
+    assert not fig.data
+    assert dash.waiting_text(fig) == (
+        "Table 3 view: needs two cardinalities within 10% of the same FLOPs (same depths and "
+        "width); this study has none; pooled over every trial, axis effects on accuracy, pooled "
+        "over 2 complete search-phase trials: no estimate, too few trials for 3 varying axes: "
+        "n=2, needs at least 5; depth left out (does not vary); log2 width left out (does not "
+        "vary)"
+    )
+
+
+def test_spec_errors_keep_the_interval_of_a_mean_error_within_0_and_100() -> None:
+    def seeds(c: int, accs: tuple[float, ...]) -> list[dict]:
+        return [{**_rec(c, 4, 1e9, a), "params": 10**6, "number": i} for i, a in enumerate(accs)]
+
+    # Errors 0.5% and 5%: mean 2.75, t(0.975, 1) = 12.7062 times sd / sqrt(2) reaches -25.8.
+    low_side, high_side = dash.spec_errors(seeds(4, (0.995, 0.95)) + seeds(8, (0.01, 0.2)))
+    half = 12.7062 * statistics.stdev([0.5, 5.0]) / math.sqrt(2)
+    assert low_side["mean"] == pytest.approx(2.75)
+    assert low_side["low"] == 0.0 and low_side["high"] == pytest.approx(2.75 + half, rel=1e-5)
+    # Errors 99% and 80%: the upper bound would be 209%.
+    assert high_side["high"] == 100.0 and high_side["low"] == 0.0
+    assert high_side["mean"] == pytest.approx(89.5)
 
 
 def test_learning_curves_are_one_trace_with_gaps(records: list[dict]) -> None:

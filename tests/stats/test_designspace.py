@@ -1,4 +1,5 @@
-"""Pareto fronts, EDFs, KS statistics, normalisation weights and ranks against hand-made answers."""
+"""Pareto fronts, EDFs, KS statistics, normalisation weights and ranks against hand-made answers;
+pooled axis effects against planted effects and scipy's linregress."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ import random
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from nas.stats.designspace import complexity_weights, edf, ks_statistic, pareto_front
+import resnext
+from nas.search.attrs import SEARCH
+from nas.stats.designspace import (
+    SEARCH_PHASE,
+    axis_effect_lines,
+    axis_effects,
+    complexity_weights,
+    edf,
+    ks_statistic,
+    pareto_front,
+)
 from nas.stats.rank import spearman
 from tests.helpers import brute_front
 
@@ -87,3 +99,141 @@ def test_spearman_by_hand() -> None:
     # Ties: ranks of x are 0.5, 0.5, 2, 3 and of y 0, 1, 2, 3; Pearson of those is 0.9487.
     assert spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486832980505138)
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+# --------------------------------------------------------------------------- axis effects
+
+# Planted, in accuracy points: +1.5 per doubling of C and +4 per tenfold FLOPs; d and width
+# have no effect of their own, depth +0.2 per block.
+PLANTED = {"log2 C": 1.5, "log2 d": 0.0, "depth": 0.2, "log2 width": 0.0, "log10 FLOPs": 4.0}
+
+
+def _specs(n: int, seed: int = 0) -> list[resnext.Spec]:
+    rng = random.Random(seed)
+    return [
+        resnext.Spec(
+            "cifar",
+            depths=rng.choice([(1, 1, 1), (2, 2, 2), (3, 3, 3), (2, 3, 4)]),
+            width=rng.choice([64, 128, 256]),
+            cardinality=rng.choice([1, 2, 4, 8, 16]),
+            bottleneck_width=rng.choice([4, 8, 16, 32, 64]),
+        )
+        for _ in range(n)
+    ]
+
+
+def _simulated(specs: list[resnext.Spec], seed: int, phase: str = "search") -> list[dict]:
+    """Trial records as trial_record makes them, accuracy = planted effects + N(0, 1) points."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for s in specs:
+        flops = resnext.complexity(s).flops
+        points = (
+            40
+            + PLANTED["log2 C"] * np.log2(s.cardinality)
+            + PLANTED["depth"] * sum(s.depths)
+            + PLANTED["log10 FLOPs"] * np.log10(flops)
+            + rng.normal()
+        )
+        recs.append(
+            {"spec": s.to_dict(), "flops": flops, "val_accuracy": points / 100,
+             "state": "COMPLETE", "phase": phase}
+        )  # fmt: skip
+    return recs
+
+
+def test_axis_effects_recover_the_planted_effects() -> None:
+    specs = _specs(80)
+    # One noise draw; that 95% intervals cover 95% of draws is the next test's.
+    fit = axis_effects(_simulated(specs, seed=1))
+    assert fit.n == 80 and fit.df == 80 - 6 and fit.reason is None
+    assert [e.name for e in fit.effects] == [
+        "log10 FLOPs", "log2 C", "log2 d", "depth", "log2 width"
+    ]  # fmt: skip
+    for e in fit.effects:
+        assert e.low < PLANTED[e.name] < e.high, e
+        assert e.n == 80 and e.low < e.estimate < e.high
+    c = fit.effect("log2 C")
+    assert c.low > 0 and c.direction == "higher" and c.p < 0.001
+    assert fit.effect("log2 d").direction is None  # its interval covers 0
+    assert fit.residual_sd == pytest.approx(1.0, abs=0.25)
+    # Confirmation trials (another schedule, far higher accuracy) are never pooled in.
+    confirm = _simulated(specs[:20], seed=2, phase="confirm")
+    for r in confirm:
+        r["val_accuracy"] += 0.3
+    assert axis_effects(_simulated(specs, seed=1) + confirm) == fit
+    assert axis_effects(confirm, phase="confirm").n == 20
+    assert SEARCH_PHASE == SEARCH  # the default is the search's own name for the proxy phase
+
+
+def test_axis_effect_intervals_cover_at_their_level() -> None:
+    """Over 60 noise draws every axis's 95% interval, planted effect or null, covers the truth
+    at least 51 times (a true 95% interval falls below that with P < 0.1%), and a 50% interval
+    about half the time (18..42 of 60), so the intervals are neither too wide nor too narrow."""
+    specs = _specs(40, seed=1)
+    hits = dict.fromkeys(PLANTED, 0)
+    narrow = 0
+    for seed in range(60):
+        recs = _simulated(specs, seed)
+        for e in axis_effects(recs).effects:
+            hits[e.name] += e.low < PLANTED[e.name] < e.high
+        e = axis_effects(recs, level=0.5).effect("log2 C")
+        narrow += e.low < PLANTED["log2 C"] < e.high
+    assert min(hits.values()) >= 51, hits
+    assert 18 <= narrow <= 42, narrow
+
+
+def test_one_axis_is_scipys_linregress() -> None:
+    # Only C varies (FLOPs stored constant): the fit is a simple regression on log2 C.
+    rng = np.random.default_rng(2)
+    cs = rng.choice([1, 2, 4, 8, 16, 32], size=25)
+    acc = 0.5 + 0.01 * np.log2(cs) + rng.normal(0, 0.02, 25)
+    spec = resnext.Spec("cifar").to_dict()
+    recs = [
+        {"spec": {**spec, "cardinality": int(c)}, "flops": 1e9, "val_accuracy": float(a),
+         "state": "COMPLETE", "phase": "search"}
+        for c, a in zip(cs, acc, strict=True)
+    ]  # fmt: skip
+    fit = axis_effects(recs)
+    (e,) = fit.effects
+    ref = stats.linregress(np.log2(cs), 100 * acc)
+    t975 = stats.t.ppf(0.975, 23)
+    assert e.name == "log2 C" and fit.df == 23
+    assert e.estimate == pytest.approx(ref.slope)
+    assert (e.low, e.high) == pytest.approx(
+        (ref.slope - t975 * ref.stderr, ref.slope + t975 * ref.stderr)
+    )
+    assert e.p == pytest.approx(ref.pvalue)
+    assert dict(fit.left_out) == {
+        "log10 FLOPs": "does not vary", "log2 d": "does not vary",
+        "depth": "does not vary", "log2 width": "does not vary",
+    }  # fmt: skip
+    lines = axis_effect_lines(fit)
+    assert lines[0].startswith(f"log2 C effect: {ref.slope:+.2f} points per doubling of C, 95% CI")
+    assert "n=25 trials (search phase)" in lines[0]
+    assert "log10 FLOPs left out (does not vary)" in lines[-1]
+
+
+def test_axis_effects_say_why_there_is_no_estimate() -> None:
+    recs = _simulated(_specs(6), seed=0)
+    fit = axis_effects(recs)  # 5 varying axes need 7 trials
+    assert fit.effects == () and fit.n == 6
+    assert fit.reason == "too few trials for 5 varying axes: n=6, needs at least 7"
+    assert "no estimate, too few trials" in axis_effect_lines(fit)[0]
+    assert axis_effects(recs + _simulated(_specs(1, seed=9), seed=1)).reason is None
+    assert axis_effects([]).reason == "no complete search-phase trial"
+    pruned = [{**r, "state": "PRUNED"} for r in recs]
+    assert axis_effects(pruned).n == 0
+    same = [recs[0]] * 4
+    assert axis_effects(same).reason == "no axis varies"
+
+
+def test_a_collinear_axis_is_left_out() -> None:
+    # width = 16 C exactly: log2 width = log2 C + 4 carries nothing more.
+    recs = _simulated(_specs(30), seed=0)
+    for r in recs:
+        r["spec"] = {**r["spec"], "width": 16 * r["spec"]["cardinality"]}
+    fit = axis_effects(recs)
+    assert fit.effect("log2 width") is None and fit.effect("log2 C") is not None
+    assert dict(fit.left_out)["log2 width"].startswith("a linear combination")
+    assert fit.df == 30 - 5

@@ -1,11 +1,13 @@
-"""Rank correlations against hand-computed values."""
+"""Rank correlations against hand-computed values and scipy; the bootstrap against theory."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from nas.stats.rank import bootstrap, kendall, ranks, spearman
 
@@ -28,11 +30,44 @@ def test_kendall_known_values() -> None:
     assert kendall(x, np.array([1, 2, 4, 3])) == pytest.approx(4 / 6)
     # tau-b with a tie in y: pairs 6, concordant 5, discordant 0, ties in y 1 -> 5 / sqrt(6 * 5)
     assert kendall(x, np.array([1, 2, 3, 3])) == pytest.approx(5 / math.sqrt(30))
+    # tau-a would be 5 / 6 here: the tie correction is what makes it tau-b.
+    assert kendall(x, np.array([1, 2, 3, 3])) != pytest.approx(5 / 6)
 
 
-def test_constant_side_is_nan() -> None:
-    assert math.isnan(spearman(np.array([1, 2, 3]), np.array([4, 4, 4])))
-    assert math.isnan(kendall(np.array([1, 2, 3]), np.array([4, 4, 4])))
+def _pearson_of_ranks(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's definition, by hand: Pearson of tie-averaged ranks (argsort twice + means)."""
+
+    def avg_ranks(v: np.ndarray) -> np.ndarray:
+        return np.array([(v < a).sum() + ((v == a).sum() + 1) / 2 for a in v])
+
+    return float(np.corrcoef(avg_ranks(x), avg_ranks(y))[0, 1])
+
+
+def _tau_b_by_pairs(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b from its definition over all pairs."""
+    i, j = np.triu_indices(len(x), k=1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    n0 = len(i)
+    return float((sx * sy).sum() / math.sqrt((n0 - (sx == 0).sum()) * (n0 - (sy == 0).sum())))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_correlations_match_their_definitions_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 60))
+    x = rng.integers(0, 6, n).astype(float)  # coarse, so ties occur on both sides
+    y = x + rng.integers(-3, 4, n)
+    assert spearman(x, y) == pytest.approx(_pearson_of_ranks(x, y), abs=1e-12)
+    assert kendall(x, y) == pytest.approx(_tau_b_by_pairs(x, y), abs=1e-12)
+    assert ranks(x) == pytest.approx([(x < a).sum() + ((x == a).sum() + 1) / 2 for a in x])
+
+
+def test_constant_side_is_nan_without_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a bootstrap meets constant resamples often: no noise
+        assert math.isnan(spearman(np.array([1, 2, 3]), np.array([4, 4, 4])))
+        assert math.isnan(kendall(np.array([1, 2, 3]), np.array([4, 4, 4])))
+        assert math.isnan(spearman(np.array([1.0]), np.array([2.0])))
 
 
 def test_bootstrap_interval_contains_estimate_and_is_seeded() -> None:
@@ -42,6 +77,65 @@ def test_bootstrap_interval_contains_estimate_and_is_seeded() -> None:
     a = bootstrap(spearman, x, y, n=500, seed=1)
     b = bootstrap(spearman, x, y, n=500, seed=1)
     assert a == b
+    assert a != bootstrap(spearman, x, y, n=500, seed=2)
     assert a.low <= a.value <= a.high and 0.5 < a.value < 1.0
     noisy = bootstrap(spearman, x, rng.normal(size=30), n=500, seed=1)
     assert noisy.low < 0.2 < a.low  # an unrelated ranking has an interval reaching to 0
+
+
+def test_bootstrap_is_scipys_percentile_interval() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=25)
+    y = x + rng.normal(size=25)
+    ours = bootstrap(kendall, x, y, n=300, level=0.9, seed=4)
+    ref = stats.bootstrap(
+        (x, y),
+        kendall,
+        paired=True,
+        vectorized=False,
+        n_resamples=300,
+        confidence_level=0.9,
+        method="percentile",
+        rng=np.random.default_rng(4),
+    ).confidence_interval
+    assert (ours.low, ours.high) == pytest.approx((ref.low, ref.high))
+    assert ours.value == pytest.approx(stats.kendalltau(x, y).statistic)
+
+
+def test_bootstrap_of_a_mean_matches_the_normal_interval() -> None:
+    """For a mean of n=400 normal draws the percentile interval is mean +- 1.96 s/sqrt(n), to
+    within its Monte-Carlo noise (a few % of the width at 4,000 resamples)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(10.0, 2.0, size=400)
+    est = bootstrap(lambda a, b: float(a.mean()), x, x, n=4000, seed=0)
+    half = 1.959964 * x.std(ddof=0) / math.sqrt(len(x))
+    assert est.low == pytest.approx(x.mean() - half, abs=0.08 * half)
+    assert est.high == pytest.approx(x.mean() + half, abs=0.08 * half)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.DegenerateDataWarning")  # the reference's nan
+def test_bootstrap_leaves_out_resamples_without_a_ranking() -> None:
+    # One 1 among nine 0s: (9/10)^10, about a third, of the resamples miss it and have no
+    # ranking; the interval is the percentiles of the others.
+    x = np.array([0.0] * 9 + [1.0])
+    y = np.arange(10.0)
+    values = stats.bootstrap(
+        (x, y),
+        spearman,
+        paired=True,
+        vectorized=False,
+        n_resamples=400,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).bootstrap_distribution
+    assert 0.2 < np.isnan(values).mean() < 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = bootstrap(spearman, x, y, n=400, seed=0)
+    assert math.isfinite(est.low) and math.isfinite(est.high) and est.low < est.high
+    # The percentiles of the same (seeded) resamples' values, nan left out.
+    assert (est.low, est.high) == pytest.approx(tuple(np.nanpercentile(values, [2.5, 97.5])))
+    none = bootstrap(spearman, np.ones(5), y[:5], n=100)
+    assert math.isnan(none.value) and math.isnan(none.low) and math.isnan(none.high)
+    one = bootstrap(spearman, x[:1], y[:1], n=100)
+    assert math.isnan(one.low) and math.isnan(one.high)
