@@ -23,15 +23,15 @@ from nas.dashboard.figures import METRICS, figures, hover_key
 from nas.dashboard.importance import Importances, param_importances
 from nas.dashboard.plot import FINISHED, format_params, spec_of, waiting_text
 from nas.fileio import ensure_parent, name_part, write_text
-from nas.search.confirm import recommendation
+from nas.search.confirm import recommendation, study_prefer
 from nas.search.records import mark_config_means, trial_records
 from nas.search.storage import UnknownStudy, load
 
 
 def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
-    """The confirmed answer of the study (:func:`nas.search.confirm.recommendation`),
-    if it has one."""
-    return recommendation(study.get_trials(deepcopy=False))
+    """The confirmed answer of the study (:func:`nas.search.confirm.recommendation`, with the
+    study's own ``--prefer``), if it has one."""
+    return recommendation(study.get_trials(deepcopy=False), study_prefer(study))
 
 
 def load_study(study_name: str, storage: str | None = None) -> optuna.Study:

@@ -256,3 +256,15 @@ def test_table_rows_carry_their_configs_mean_over_seeds() -> None:
         else:
             assert row["config_mean"] is None
     assert any(row["config_trials"] == 2 for row in rows)
+
+
+def test_the_panel_follows_the_studys_own_prefer() -> None:
+    """`search --prefer` is stored with the confirmation settings; every reader uses it."""
+    study = confirm_study(True)
+    assert dash.study_recommendation(study)["prefer"] == "flops"
+    study.set_user_attr("confirm", {"k": 3, "prefer": "params"})
+    rec = dash.study_recommendation(study)
+    assert rec["prefer"] == "params" and rec["verdict"] == "equivalent"
+    contenders = [r for r in rec["confirmed"] if r["contender"]]
+    assert rec["params"] == min(r["params"] for r in contenders)
+    assert "fewest params" in rec["reason"]
