@@ -1,4 +1,4 @@
-"""Real CIFAR-10 as an image folder: extraction, parallel decoding and the cached load.
+"""Real photos as an image folder: extraction, parallel decoding and the cached load.
 
 Loads the shared tarball (``../shared/data/cifar10-jpg.tar.gz``: 60,000 JPEGs of 32x32) with
 ``--dataset folder`` into a fresh cache, three times, and prints what each step took:
@@ -7,12 +7,15 @@ Loads the shared tarball (``../shared/data/cifar10-jpg.tar.gz``: 60,000 JPEGs of
    test images decoded on ``min(8, cores)`` threads and cached as arrays;
 2. second load: the extraction and the decoded arrays read back from the cache;
 3. for the ratio, a serial decode (one thread) of ``--sample`` of the images against the
-   thread pool on the same files, interleaved.
+   thread pool on the same files, interleaved, at each side of ``--sides`` (default 32).
+
+``--tarball ../shared/data/imagenette10.tar.gz --sides 64,224`` measures the 224x224 ImageNet
+photos decoded to a 64-px trial's side and to their own.
 
 Wall and CPU seconds of this process are printed; on a machine others share, wall time swings
 with their load, so the ratios of one run are the figures to compare. Run from the root:
 
-    PYTHONPATH=. python benchmarks/bench_decode.py [--tarball PATH] [--sample 5000]
+    PYTHONPATH=. python benchmarks/bench_decode.py [--tarball PATH] [--sample 5000] [--sides 32]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tarball", type=Path, default=None)
     ap.add_argument("--sample", type=int, default=5000, help="images of the serial comparison")
+    ap.add_argument("--sides", default="32", help="sides decoded to in the comparison, e.g. 64,224")
     args = ap.parse_args()
     tarball = args.tarball or _find_tarball()
     print(f"{tarball} ({tarball.stat().st_size / 1e6:.1f} MB), {os.cpu_count()} cores")
@@ -65,18 +69,20 @@ def main() -> None:
         print(f"cached load:    {w2:7.1f} s wall {c2:7.1f} s CPU   ({w1 / w2:.0f}x faster)")
 
         files = folder.scan(root).train[0][: args.sample]
-        serial = parallel = 0.0
-        for _ in range(2):  # interleaved, so that load from others falls on both
-            _, w, _ = _timed(lambda: [folder.decode(p, 32) for p in files])
-            serial += w
-            _, w, _ = _timed(folder.parallel_map, lambda p: folder.decode(p, 32), files)
-            parallel += w
         pick = "one thread" if folder.decode_threads(files) == 1 else "the thread pool"
-        print(
-            f"decode {len(files):,} images x2: serial {serial:.1f} s, thread pool "
-            f"{parallel:.1f} s: {serial / parallel:.2f}x; the loader picks {pick} for these "
-            f"(pool from a {folder.POOL_MIN_SIDE}-pixel side)"
-        )
+        w, h = folder.image_size(files[0])
+        for side in (int(v) for v in args.sides.split(",")):
+            serial = parallel = 0.0
+            for _ in range(2):  # interleaved, so that load from others falls on both
+                _, t, _ = _timed(lambda s=side: [folder.decode(p, s) for p in files])
+                serial += t
+                _, t, _ = _timed(folder.parallel_map, lambda p, s=side: folder.decode(p, s), files)
+                parallel += t
+            print(
+                f"decode {len(files):,} {w}x{h} images to {side} px x2: serial {serial:.1f} s, "
+                f"thread pool {parallel:.1f} s: {serial / parallel:.2f}x"
+            )
+        print(f"the loader picks {pick} for these (pool from a {folder.POOL_MIN_SIDE}-pixel side)")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ cardinalities and bottleneck widths at once (numpy int64 arrays).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from resnext.spec import Spec
+from resnext.spec import TEMPLATES, Spec
 from resnext.template import conv_out, stages, stem
 
 
@@ -161,6 +161,15 @@ def complexity(spec: Spec) -> Complexity:
     """Exact FLOPs (multiply-adds), parameters and activations of ``spec``."""
     cx = _count(spec)
     return Complexity(int(cx.flops), int(cx.params), int(cx.activations))
+
+
+def imagenet_side_flops(spec: Spec) -> tuple[int, float] | None:
+    """(224, FLOPs at 224 px) of an ImageNet-template ``spec`` counted at another input side (a
+    CPU trial at 64 px), to compare with the paper's networks; None for any other spec."""
+    side = TEMPLATES["imagenet"]["resolution"]
+    if spec.template != "imagenet" or spec.resolution == side:
+        return None
+    return side, complexity(replace(spec, resolution=side)).flops
 
 
 def complexity_grid(spec: Spec, cardinality: Any, bottleneck_width: Any) -> Complexity:

@@ -307,7 +307,8 @@ def trial_settings(
         "val_fraction": val_fraction,
     }
     budget = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    side = resolution or budget.resolution
     data = DataOptions(
-        dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
+        dataset, data_dir, classes, images_per_class, side, augment and augment.value
     )
     return TrialSettings(budget, budget.train_config(device, seed, patience), data)

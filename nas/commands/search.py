@@ -16,12 +16,10 @@ from nas.commands.options import (
     ALL_CARDINALITIES,
     SEARCH_VAL_HELP,
     AugmentOpt,
-    BatchSizeOpt,
     BottleneckWidthsOpt,
     CardinalitiesOpt,
     CreateOpt,
     DataDirOpt,
-    DataResolutionOpt,
     DatasetName,
     DatasetOpt,
     DataTemplateOpt,
@@ -52,11 +50,18 @@ from nas.commands.options import (
     report_data,
     trial_settings,
 )
-from nas.data import MIN_VAL_IMAGES, known_shape
-from nas.search.space import SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
-from nas.training.config import DEFAULT_TRIAL
+from nas.data import MIN_VAL_IMAGES, data_template, known_shape
+from nas.search.space import SEARCH_DEFAULTS
+from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL, TRIALS
 from resnext.budget import Budget
 from resnext.complexity import format_count
+
+
+def _by_template(field: str) -> str:
+    """The defaults of a trial option, from each template's trial (nas.training.config.TRIALS)."""
+    cifar, imagenet = getattr(DEFAULT_TRIAL, field), getattr(IMAGENET_TRIAL, field)
+    return f" (default {cifar:g} for the CIFAR template, {imagenet:g} for the ImageNet one)."
+
 
 StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
 TrialsStudyOpt = Annotated[str, typer.Option(help="Name of the study to list.")]
@@ -116,13 +121,14 @@ def search_space(
 ) -> Any:
     from nas.search.space import SearchSpace
 
+    default = SEARCH_DEFAULTS[template]
     if flops is None and params is None:
-        flops = SEARCH_FLOPS
+        flops = default.flops
     return SearchSpace(
         Budget(flops, params, tolerance),
         template,
-        tuple(int_lists(depths, "--depths") or SEARCH_DEPTHS),
-        flat_ints(widths, "--widths") or SEARCH_WIDTHS,
+        tuple(int_lists(depths, "--depths") or default.depths),
+        flat_ints(widths, "--widths") or default.widths,
         ints(cardinalities, "--cardinalities"),
         ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
         classes,
@@ -201,21 +207,44 @@ def search(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = DEFAULT_TRIAL.epochs,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Epochs per trial{_by_template('epochs')}")
+    ] = None,
     dataset: DatasetOpt = DatasetName.synthetic,
     data_dir: DataDirOpt = None,
     classes: SubsetClassesOpt = None,
     images_per_class: ImagesPerClassOpt = None,
     train_images: Annotated[
-        int | None, typer.Option(help="Training images per trial.")
-    ] = DEFAULT_TRIAL.train_images,
-    val_fraction: Annotated[float, typer.Option(help=SEARCH_VAL_HELP)] = DEFAULT_TRIAL.val_fraction,
-    resolution: DataResolutionOpt = None,
+        int | None,
+        typer.Option(
+            help=f"Training images per trial (default {DEFAULT_TRIAL.train_images:,} for the "
+            "CIFAR template, all for the ImageNet one).",
+            show_default=False,
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(help=f"{SEARCH_VAL_HELP}{_by_template('val_fraction')}", show_default=False),
+    ] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            help="Resize images to this side (default: the images' own, else 64; "
+            f"{IMAGENET_TRIAL.resolution} for the ImageNet template).",
+            show_default=False,
+        ),
+    ] = None,
     augment: AugmentOpt = None,
-    batch_size: BatchSizeOpt = DEFAULT_TRIAL.batch_size,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help=f"Mini-batch size{_by_template('batch_size')}", show_default=False),
+    ] = None,
     lr: Annotated[
-        float, typer.Option(help="Peak learning rate (unless --tune-lr).")
-    ] = DEFAULT_TRIAL.lr,
+        float | None,
+        typer.Option(
+            help=f"Peak learning rate (unless --tune-lr){_by_template('lr')}", show_default=False
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     latency: LatencyOpt = True,
     runs_dir: RunsDirOpt = Path("runs"),
@@ -256,6 +285,10 @@ def search(
     and d: 8 configurations (two cells, 2-2-2 with C=4 or 8, are empty and rejected if
     proposed), sized for 3-epoch trials of batch 32 on 4,000 32x32 images (1,000 held out),
     about a minute or less each on 2 CPU cores, that reached 35-38% on real CIFAR-10.
+
+    Larger images (an ImageNet subset: --dataset folder of 224-px photos, or imagenet) take the
+    ImageNet template, its augmentation and its CPU defaults: 64-px trials of 8 epochs on every
+    training image, depths 1-1-1-1, width 64, 1.8e7 FLOPs ±10% (docs/imagenet.md).
     """
     from nas.search import study as nstudy
     from nas.search.confirm import ConfirmSettings
@@ -297,9 +330,11 @@ def search(
     )
     if patience is None and len(objs) > 1:
         patience = 2
+    # The template picks the trial's defaults; a folder's is judged from its first image.
+    tpl = template.value if template else data_template(dataset.value, data_dir, resolution)
     # The training settings are checked here, before any data loads.
     trial = trial_settings(
-        DEFAULT_TRIAL,
+        TRIALS[tpl],
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -315,6 +350,7 @@ def search(
         seed=seed,
         patience=patience,
     )
+    resolution = trial.data.resolution
     # A device that is not here is refused before the storage is opened: the study must not
     # hold a failed trial for every attempt to run on it.
     check_device(device)
@@ -472,6 +508,9 @@ def trials(
         "noise pooled over the phase]. "
         "phase: search (proxy trial) or confirm (the longer confirmation schedule).",
     )
+    # ImageNet-template trials at a small side (64 px on a CPU) also show FLOPs at 224 px.
+    full = [_imagenet_flops(r["spec_dict"]) for r in rows]
+    at = sorted({f"FLOPs @{f[0]}" for f in full if f is not None})
     for col in (
         "#",
         "state",
@@ -479,6 +518,7 @@ def trials(
         "spec",
         "params",
         "FLOPs",
+        *at,
         "latency",
         "val acc",
         "mean (n)",
@@ -493,7 +533,7 @@ def trials(
             justify="left" if col in ("state", "phase", "spec", "", "note") else "right",
             no_wrap=col != "note",
         )
-    for r in rows:
+    for r, f in zip(rows, full, strict=True):
         table.add_row(
             str(r["number"]),
             r["state"],
@@ -501,6 +541,7 @@ def trials(
             r["spec"] or "",
             format_count(r["params"]) if r["params"] is not None else "",
             format_count(r["flops"]) if r["flops"] is not None else "",
+            *(["" if f is None else format_count(f[1])] if at else []),
             "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
             _fmt_opt(r["val_accuracy"], ".1%"),
             _config_mean(r),
@@ -514,6 +555,14 @@ def trials(
     out.print(table)
     for line in describe(rec):
         out.print(line, highlight=False)
+
+
+def _imagenet_flops(spec: dict[str, Any] | None) -> tuple[int, float] | None:
+    """:func:`resnext.complexity.imagenet_side_flops` of a trial's stored spec, if it has one."""
+    from resnext.complexity import imagenet_side_flops
+    from resnext.spec import Spec
+
+    return None if spec is None else imagenet_side_flops(Spec.from_dict(spec))
 
 
 def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:

@@ -27,7 +27,7 @@ from nas.commands.options import (
     stream_json,
 )
 from resnext.budget import Budget, Config, scan
-from resnext.complexity import format_count
+from resnext.complexity import format_count, imagenet_side_flops
 
 # The table shows the configurations closest to the budget, this many unless --limit says;
 # rich lays a table out all at once (500 rows took 0.4 s, 134,249 rows 2 min), so a long one
@@ -103,11 +103,16 @@ def _budget_table(configs: Iterable[Config], title: str, last: bool) -> Table:
         "Pareto front.  FLOPs are multiply-adds of conv and fc layers."
     )
     table = Table(title=title, caption=caption if last else None)
-    for col in ("C x d", "C·d", "depths", "width", "params", "FLOPs", "off budget", ""):
+    configs = list(configs)
+    # A small side (a CPU trial's 64 px) also shows the FLOPs at the template's own side.
+    full = [imagenet_side_flops(c.spec) for c in configs]
+    at = [f"FLOPs @{f[0]}" for f in full[:1] if f is not None]
+    cols = ("C x d", "C·d", "depths", "width", "params", "FLOPs", *at, "off budget", "")
+    for col in cols:
         table.add_column(
             col, justify="left" if col in ("C x d", "depths", "") else "right", no_wrap=True
         )
-    for c in configs:
+    for c, f in zip(configs, full, strict=True):
         s, cx = c.spec, c.complexity
         table.add_row(
             s.notation,
@@ -116,6 +121,7 @@ def _budget_table(configs: Iterable[Config], title: str, last: bool) -> Table:
             str(s.width),
             format_count(cx.params),
             format_count(cx.flops),
+            *([format_count(f[1])] if at and f is not None else []),
             f"{c.deviation:.1%}",
             ("★" if c.closest else "") + ("◆" if c.pareto else ""),
             style="bold" if c.closest else None,

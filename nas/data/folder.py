@@ -41,6 +41,7 @@ MIXED_RESOLUTION = 64  # the default side when the images do not share one size
 # Python's share of each image. benchmarks/bench_decode.py and a sweep on 2 idle cores
 #: the pool ran at 0.72x one thread on 32x32 CIFAR JPEGs, 0.82x at 128x128,
 # 0.88x at 160x160, 1.32x at 256x256 and 1.50x at 500x375 (decoded to 64).
+# On 224x224 Imagenette photos: 1.15x decoded to 224 px, 0.93x to 64 (docs/imagenet.md).
 POOL_MIN_SIDE = 224
 # An image's header declares its size before a byte is decoded; past this many pixels it is
 # refused unread (a 16000x16000 PNG of a few KB decodes to 768 MB). 150 MP admits the largest
@@ -298,6 +299,12 @@ def common_resolution(files: Sequence[Path]) -> int:
     """The side the images share (the shorter side if they all share one size), else 64."""
     sizes = set(parallel_map(image_size, files, threads=1))  # a header each: Python's work
     return min(next(iter(sizes))) if len(sizes) == 1 else MIXED_RESOLUTION
+
+
+def source_side(files: Sequence[Path]) -> int:
+    """The shorter side of the first image as stored: the template and augmentation follow it
+    whatever side the images are resized to (0 for no files)."""
+    return min(image_size(files[0])) if files else 0
 
 
 def decode_threads(files: Sequence[Path]) -> int:

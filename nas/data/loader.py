@@ -77,6 +77,19 @@ def describe(ds: Dataset) -> str:
     return f"{ds.name}: {ds.classes} classes, {r}x{r} images, {sizes}"
 
 
+def data_template(name: str, data_dir: str | Path | None, resolution: int | None = None) -> str:
+    """The template a network for dataset ``name`` defaults to, judged before the data loads:
+    from the first training image's stored side for a folder (its tree is opened, and an
+    archive extracted, once), ImageNet's for ``imagenet``, else from the side it is seen at."""
+    if name == "imagenet":
+        return "imagenet"
+    if name != "folder":
+        return default_template(image_side(name, resolution))
+    root = folder.open_tree(data_dir)
+    files = folder.scan(root, images_per_class=1).train[0]
+    return default_template(max(resolution or 0, folder.source_side(files)))
+
+
 def image_side(name: str, resolution: int | None = None) -> int:
     """The side of the images :func:`load_dataset` gives ``name`` with ``resolution``."""
     return resolution or (64 if name == "imagenet" else 32)
@@ -341,6 +354,9 @@ def _load_folder(
         folder.discard_extraction(root)
         raise
     y = np.asarray(labels, dtype=np.int64)
-    kind, template = default_augment(side), default_template(side)
+    # Photos trained at a reduced side keep their template and augmentation: a 224-px photo at
+    # 64 px is an ImageNet image seen small, not a CIFAR one.
+    source = max(side, folder.source_side(files))
+    kind, template = default_augment(source), default_template(source)
     names = tree.class_names
     return _Full(len(names), kind, names, train_x, y, test_x, test_y, template)

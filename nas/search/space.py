@@ -26,6 +26,30 @@ from resnext.spec import Spec
 SEARCH_FLOPS = 8e6
 SEARCH_DEPTHS = ((1, 1, 1), (2, 2, 2))
 SEARCH_WIDTHS = (32,)
+# The default space of the ImageNet template at its CPU trial side (64 px, nas.training.config
+# IMAGENET_TRIAL): one block a stage and width 64, 18M FLOPs (1-1-1-1 w64 8x4d has 18.2M at
+# 64 px and 221M at 224 px). docs/imagenet.md gives sizes for a GPU at 224 px.
+IMAGENET_SEARCH_FLOPS = 18e6
+IMAGENET_SEARCH_DEPTHS = ((1, 1, 1, 1),)
+IMAGENET_SEARCH_WIDTHS = (64,)
+
+
+@dataclass(frozen=True)
+class SpaceDefaults:
+    """The budget and grid a search takes unless told: FLOPs, skeletons, widths."""
+
+    flops: float
+    depths: tuple[tuple[int, ...], ...]
+    widths: tuple[int, ...]
+
+
+# The default space of each template.
+SEARCH_DEFAULTS = {
+    "cifar": SpaceDefaults(SEARCH_FLOPS, SEARCH_DEPTHS, SEARCH_WIDTHS),
+    "imagenet": SpaceDefaults(
+        IMAGENET_SEARCH_FLOPS, IMAGENET_SEARCH_DEPTHS, IMAGENET_SEARCH_WIDTHS
+    ),
+}
 
 
 def depths_key(depths: tuple[int, ...]) -> str:

@@ -1,4 +1,13 @@
-"""The paper's augmentation on whole uint8 batches on the device, and the input normalisation."""
+"""The paper's augmentation on whole uint8 batches on the device, and the input normalisation.
+
+The ImageNet family follows torchvision's reference recipe (``RandomResizedCrop`` and
+``RandomHorizontalFlip`` for training; ``Resize(R / 0.875)`` and ``CenterCrop(R)`` for
+evaluation) with torch ops on whole batches, and differs from it in three ways: crops are taken
+from the stored ``R x R`` image, not from the full-size photo, so a crop is upsampled (blurrier)
+rather than downsampled; a crop that does not fit is clamped to the image instead of being drawn
+again (torchvision retries ten times, then falls back to a centre crop); and the smallest crop
+area is ``TrainConfig.min_crop_scale`` (0.35 by default, torchvision's 0.08 on request).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,8 @@ from nas.training.config import check_family
 
 CIFAR_PAD = 4  # Sec. 5.3: 32x32 crops of a zero-padded 40x40 image
 ASPECT_RATIOS = (3 / 4, 4 / 3)  # Sec. 4's aspect-ratio augmentation, in Inception's range
+# torchvision's reference evaluation: resize to 256, centre-crop 224, i.e. the central 0.875.
+CENTER_CROP = 0.875
 
 
 def augment(
@@ -58,6 +69,23 @@ def augment(
     return F.grid_sample(
         x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
+
+
+def evaluation_view(x: torch.Tensor, family: str) -> torch.Tensor:
+    """What a network is scored on: the batch itself (family "cifar"), or its central
+    :data:`CENTER_CROP` resized back to the batch's side (family "imagenet", float32 0..255).
+
+    torchvision resizes the photo so that the crop lands at the side; here the stored image is
+    cropped and upsampled by 1/0.875 (bilinear): the same view, slightly blurred.
+    """
+    check_family(family)
+    if family == "cifar":
+        return x
+    h, w = x.shape[-2:]
+    ch, cw = round(h * CENTER_CROP), round(w * CENTER_CROP)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = x[..., top : top + ch, left : left + cw].float()
+    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import resnext
 from nas.data import Dataset
 from nas.training import plan as perf
-from nas.training.augment import augment, channel_stats
+from nas.training.augment import augment, channel_stats, evaluation_view
 from nas.training.checkpoint import CHECKPOINT, identity, load_checkpoint, save_checkpoint
 from nas.training.config import WEIGHT_DECAY, TrainConfig, check_number
 from nas.training.device import check_memory, setup
@@ -253,7 +253,8 @@ class Run:
         with torch.inference_mode():
             for i in range(0, len(xs), step):
                 with self.autocast():
-                    logits = self.model(self.prepare(xs[i : i + step])).float()
+                    view = evaluation_view(xs[i : i + step], self.family)
+                    logits = self.model(self.prepare(view)).float()
                 loss += F.cross_entropy(logits, ys[i : i + step], reduction="sum")
                 correct += (logits.argmax(1) == ys[i : i + step]).sum()
         loss_v, correct_v = loss.item(), correct.item()

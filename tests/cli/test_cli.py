@@ -63,6 +63,19 @@ def test_budget_table_marks_closest() -> None:
     assert "★" in line and "4.23G" in line
 
 
+def test_budget_at_a_small_side_also_counts_224_px() -> None:
+    """The ImageNet template at 64 px (a CPU trial) shows its FLOPs at 224 px too; at 224 it
+    does not repeat them."""
+    args = ("budget", "--tolerance", "0.1", "--depths", "1,1,1,1", "--widths", "64")
+    small = run_cli(*args, "--flops", "18e6", "--classes", "10", "--resolution", "64")
+    assert small.returncode == 0, small.stderr
+    line = next(ln for ln in small.stdout.splitlines() if "8x4d" in ln)
+    assert "FLOPs @224" in small.stdout and "18.16M" in line and "222.39M" in line
+    full = run_cli(*args, "--flops", "222e6", "--classes", "10")
+    assert full.returncode == 0, full.stderr
+    assert "@224" not in full.stdout and "FLOPs" in full.stdout
+
+
 GRID = ("--flops", "4.1e9", "--tolerance", "0.5", "--depths", "3,4,6,3", "--depths", "2,2,2,2")
 GRID += ("--widths", "128,256")
 

@@ -83,7 +83,8 @@ def test_default_resolution_and_augmentation_follow_the_images(tmp_path: Path) -
     ds = load_dataset("folder", data_dir=big)
     assert (ds.resolution, ds.kind, ds.template) == (80, "imagenet", "imagenet")
     ds = load_dataset("folder", data_dir=big, resolution=40, augment="imagenet")
-    assert (ds.resolution, ds.kind, ds.template) == (40, "imagenet", "cifar")
+    # Resized smaller, they keep the template of the images they are (80 px: ImageNet).
+    assert (ds.resolution, ds.kind, ds.template) == (40, "imagenet", "imagenet")
     # Images of several sizes: 64 px; one shared non-square size: its shorter side.
     _image(big / "train" / "zèbre" / "wide.png", "PNG", "RGB", RED, (90, 70))
     assert load_dataset("folder", data_dir=big).resolution == folder.MIXED_RESOLUTION

@@ -242,3 +242,15 @@ def test_grid_over_c_and_d_and_a_clear_error_for_unpaired_arrays() -> None:
             assert (grid.flops[i, j], grid.params[i, j]) == (one.flops, one.params)
     with pytest.raises(ValueError, match="meshgrid"):
         resnext.complexity_grid(spec, cs, ds)
+
+
+def test_imagenet_side_flops_count_the_same_network_at_224() -> None:
+    from resnext.complexity import complexity, imagenet_side_flops
+
+    small = Spec("imagenet", (1, 1, 1, 1), 64, 8, 4, 10, 64)  # the default CPU trial's space
+    side, flops = imagenet_side_flops(small)  # type: ignore[misc]
+    assert (side, flops) == (224, complexity(replace(small, resolution=224)).flops)
+    # Convolutions scale with the pixels, (224/64)^2 = 12.25, the fc layer does not.
+    assert 11 < flops / complexity(small).flops < 12.25
+    assert imagenet_side_flops(replace(small, resolution=224)) is None
+    assert imagenet_side_flops(Spec("cifar", (1, 1, 1), 32, 4, 2, 10, 64)) is None

@@ -18,7 +18,7 @@ import torch
 import resnext
 from nas.data import Dataset
 from nas.fileio import write_atomic
-from nas.training.augment import CIFAR_PAD, augment, channel_stats
+from nas.training.augment import CENTER_CROP, CIFAR_PAD, augment, channel_stats, evaluation_view
 from nas.training.checkpoint import CHECKPOINT
 from nas.training.config import FLOAT32_MAX, TrainConfig
 from nas.training.loop import EpochStats, lr_factor, measure_latency, train
@@ -186,6 +186,23 @@ def test_imagenet_augmentation_crops_at_least_min_scale_and_flips() -> None:
     assert (slope.abs() > 0.5 * 255 * (res - 1) / res - 8).all()
     assert (slope > 0).any() and (slope < 0).any()
     assert out.std(0).mean() > 1, "all crops are alike"
+
+
+def test_imagenet_evaluation_is_the_central_crop_resized_back() -> None:
+    res = 64
+    ramp = torch.arange(res, dtype=torch.uint8)  # column j holds j
+    x = torch.stack([ramp.expand(res, res), ramp.expand(res, res).T, ramp.expand(res, res)])[None]
+    assert evaluation_view(x, "cifar") is x  # scored as stored
+    out = evaluation_view(x, "imagenet")
+    assert out.shape == x.shape and out.dtype == torch.float32
+    # torchvision's Resize(R / 0.875) + CenterCrop(R) sees columns 4..59.5 of 0..63 across R.
+    margin = (1 - CENTER_CROP) * res / 2
+    for axis, profile in ((3, out[0, 0, 0]), (2, out[0, 1, :, 0])):
+        assert profile[0].item() == pytest.approx(margin, abs=0.6), axis
+        assert profile[-1].item() == pytest.approx(res - 1 - margin, abs=0.6), axis
+        assert (profile.diff() > 0).all() and (profile.diff() < 1).all()  # stretched by 1/0.875
+    with pytest.raises(ValueError, match="unknown dataset kind"):
+        evaluation_view(x, "mnist")
 
 
 def test_channel_stats_match_numpy() -> None:
