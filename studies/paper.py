@@ -8,7 +8,7 @@ there).
 
 from __future__ import annotations
 
-from nas.training.config import DEFAULT_TRIAL
+from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL
 from studies.definition import (
     BudgetedSpace,
     GrowthSeries,
@@ -37,6 +37,33 @@ CARDINALITY_VS_WIDTH = register(
         # Table 2: C in 1, 2, 4, 8, 32 at the complexity of the C=1 (ResNet) reference.
         design=PreservedComplexity(reference=(1, 24), cardinalities=(1, 2, 4, 8, 32)),
         trial_budget=TRIAL,
+        seeds=3,
+        sampler="random",  # never consulted: every trial is an enqueued (spec, seed)
+    )
+)
+
+CARDINALITY_VS_WIDTH_IMAGENET = register(
+    StudyDefinition(
+        name="cardinality-vs-width-imagenet",
+        title="Cardinality vs width at preserved complexity, ImageNet template",
+        citation="Table 3 (ImageNet)",
+        measures="error against C at equal FLOPs on photos (1x24d ... 16x3d)",
+        description=(
+            "Table 3 on the ImageNet template (7x7 stem, max-pool, four stages) cut to one block "
+            "a stage and first-stage width 64, for photos at the ImageNet trial's side (64 px on "
+            "a CPU): C = 1, 2, 4, 8, 16 with the d the template generator finds closest to the "
+            "FLOPs of 1x24d, all within 5%: 1x24d, 2x15d, 4x9d, 8x5d, 16x3d (C = 32 has no d in "
+            "the band at this width). Run it on an ImageNet subset, e.g. --dataset folder "
+            "--data-dir imagenette10.tar.gz; every spec is trained with every seed."
+        ),
+        design=PreservedComplexity(
+            reference=(1, 24),
+            cardinalities=(1, 2, 4, 8, 16),
+            template="imagenet",
+            depths=(1, 1, 1, 1),
+            width=64,
+        ),
+        trial_budget=IMAGENET_TRIAL,
         seeds=3,
         sampler="random",  # never consulted: every trial is an enqueued (spec, seed)
     )

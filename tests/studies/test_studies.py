@@ -57,9 +57,10 @@ def points(url: str, name: str) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------------------- definitions
 
 
-def test_registry_holds_three_valid_definitions() -> None:
+def test_registry_holds_four_valid_definitions() -> None:
     assert studies.names() == [
         "cardinality-vs-width",
+        "cardinality-vs-width-imagenet",
         "cardinality-vs-width-growth",
         "budgeted-search",
     ]
@@ -118,6 +119,19 @@ def test_cardinality_vs_width_is_table2_at_preserved_complexity(res: int) -> Non
     assert widths == sorted(widths) and len(set(widths)) == 5
     params = [complexity(s).params for s in grid.specs]
     assert params == sorted(params, reverse=True)
+
+
+def test_imagenet_table3_study_preserves_complexity_on_the_imagenet_template() -> None:
+    d = studies.get("cardinality-vs-width-imagenet")
+    grid = d.space(10, 64)
+    reference = Spec("imagenet", (1, 1, 1, 1), 64, 1, 24, 10, 64)
+    budget = complexity(reference).flops
+    assert [s.cardinality for s in grid.specs] == [1, 2, 4, 8, 16]
+    for s in grid.specs:
+        assert (s.template, s.depths, s.width) == ("imagenet", (1, 1, 1, 1), 64)
+        assert s.bottleneck_width == closest_d(s.cardinality, budget, reference)
+        assert abs(complexity(s).flops - budget) <= 0.05 * budget
+    assert d.trial_budget.resolution == 64 and d.n_trials() == 15
 
 
 def test_growth_study_is_figure7_cardinality_and_width_series() -> None:
