@@ -336,8 +336,8 @@ def test_study_list_and_unknown_names(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [r["name"] for r in rows] == studies.names()
-    assert [r["trials"] for r in rows] == [15, 24, 20]
-    assert rows[0]["citation"] == "Table 2 / Table 3" and rows[1]["citation"].startswith("Fig. 7")
+    assert [r["trials"] for r in rows] == [15, 15, 24, 20]
+    assert rows[0]["citation"] == "Table 2 / Table 3" and rows[2]["citation"].startswith("Fig. 7")
     for r, msg in ((unknown, "choose one of cardinality-vs-width"), (bad_seeds, "grid studies")):
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert msg in r.stderr and "Traceback" not in r.stderr
