@@ -13,7 +13,6 @@ from nas.commands.options import (
     ALL_CARDINALITIES,
     VAL_HELP,
     AugmentOpt,
-    BatchSizeOpt,
     CardinalitiesOpt,
     DataDirOpt,
     DataResolutionOpt,
@@ -28,6 +27,7 @@ from nas.commands.options import (
     SearchWidthsOpt,
     SubsetClassesOpt,
     ToleranceOpt,
+    by_template,
     check_dataset,
     flat_ints,
     int_lists,
@@ -36,9 +36,9 @@ from nas.commands.options import (
     print_json,
     trial_settings,
 )
-from nas.data import known_shape
-from nas.search.space import SEARCH_DEPTHS, SEARCH_FLOPS, SEARCH_WIDTHS
-from nas.training.config import DEFAULT_TRIAL
+from nas.data import data_template, known_shape
+from nas.search.space import SEARCH_DEFAULTS
+from nas.training.config import DEFAULT_TRIAL, TRIALS
 from resnext.budget import Budget, generate
 from resnext.complexity import format_count
 
@@ -56,14 +56,31 @@ def calibrate_command(
         int, typer.Option(help="R: the long schedule has R times the short one's epochs.")
     ] = 6,
     epochs: Annotated[
-        int, typer.Option(help="Epochs of the short schedule.")
-    ] = DEFAULT_TRIAL.epochs,
-    batch_size: BatchSizeOpt = DEFAULT_TRIAL.batch_size,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULT_TRIAL.lr,
+        int | None,
+        typer.Option(
+            help=f"Epochs of the short schedule{by_template('epochs')}", show_default=False
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help=f"Mini-batch size{by_template('batch_size')}", show_default=False),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help=f"Peak learning rate{by_template('lr')}", show_default=False),
+    ] = None,
     train_images: Annotated[
-        int, typer.Option(help="Training images of both schedules.")
-    ] = DEFAULT_TRIAL.train_images,
-    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = DEFAULT_TRIAL.val_fraction,
+        int | None,
+        typer.Option(
+            help=f"Training images of both schedules (default {DEFAULT_TRIAL.train_images:,} "
+            "for the CIFAR template, all for the ImageNet one).",
+            show_default=False,
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(help=f"{VAL_HELP}{by_template('val_fraction')}", show_default=False),
+    ] = None,
     dataset: DatasetNameOpt = "synthetic",
     data_dir: DataDirOpt = None,
     classes: SubsetClassesOpt = None,
@@ -96,8 +113,11 @@ def calibrate_command(
 
     # Every check that needs no data comes first: options, --out, the band's size.
     check_dataset(dataset)
+    # The template picks the trial's and the band's defaults; a folder's is judged from its
+    # first image, as `search` does.
+    tpl = template.value if template else data_template(dataset, data_dir, resolution)
     trial = trial_settings(
-        DEFAULT_TRIAL,
+        TRIALS[tpl],
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -114,18 +134,20 @@ def calibrate_command(
     )
     cfg = trial.train
     long_schedule(cfg, factor)
+    space = SEARCH_DEFAULTS[tpl]
     if flops is None and params is None:
-        flops = SEARCH_FLOPS
+        flops = space.flops
     bud = Budget(flops, params, tolerance)
-    # The template is the data's default unless given; known datasets are 32 px unless resized.
     known = known_shape(dataset, classes, resolution)
-    tpl = template.value if template else known.template if known else None
     grid = (
         tpl,
-        int_lists(depths, "--depths") or list(SEARCH_DEPTHS),
-        flat_ints(widths, "--widths") or SEARCH_WIDTHS,
+        int_lists(depths, "--depths") or list(space.depths),
+        flat_ints(widths, "--widths") or space.widths,
         ints(cardinalities, "--cardinalities"),
     )
+    budget = trial.budget
+    epochs, batch_size, lr = budget.epochs, budget.batch_size, budget.lr
+    train_images, val_fraction = budget.train_images, budget.val_fraction
     options = {
         "budget": bud.to_dict(),
         "template": tpl,

@@ -19,7 +19,7 @@ from rich.console import Console
 from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE, DataOptions
 from nas.search.space import SEARCH_FLOPS
 from nas.text import literal, shell_word
-from nas.training.config import TrialBudget, TrialSettings
+from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL, TrialBudget, TrialSettings
 from resnext.budget import DEFAULT_CARDINALITIES
 
 # Bidirectional controls: after U+202E a terminal shows the rest of the line reversed.
@@ -277,6 +277,12 @@ RunsDirOpt = Annotated[
 SaveWeightsOpt = Annotated[
     bool, typer.Option(help="Save every trained trial's final weights (for `export`).")
 ]
+
+
+def by_template(field: str) -> str:
+    """The defaults of a trial option, from each template's trial (nas.training.config.TRIALS)."""
+    cifar, imagenet = getattr(DEFAULT_TRIAL, field), getattr(IMAGENET_TRIAL, field)
+    return f" (default {cifar:g} for the CIFAR template, {imagenet:g} for the ImageNet one)."
 
 
 def trial_settings(

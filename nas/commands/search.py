@@ -41,6 +41,7 @@ from nas.commands.options import (
     ToleranceOpt,
     TrialsPerGpuOpt,
     WorkersOpt,
+    by_template,
     command,
     flat_ints,
     int_lists,
@@ -55,13 +56,6 @@ from nas.search.space import SEARCH_DEFAULTS
 from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL, TRIALS
 from resnext.budget import Budget
 from resnext.complexity import format_count
-
-
-def _by_template(field: str) -> str:
-    """The defaults of a trial option, from each template's trial (nas.training.config.TRIALS)."""
-    cifar, imagenet = getattr(DEFAULT_TRIAL, field), getattr(IMAGENET_TRIAL, field)
-    return f" (default {cifar:g} for the CIFAR template, {imagenet:g} for the ImageNet one)."
-
 
 StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
 TrialsStudyOpt = Annotated[str, typer.Option(help="Name of the study to list.")]
@@ -208,7 +202,7 @@ def search(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
     epochs: Annotated[
-        int | None, typer.Option(help=f"Epochs per trial{_by_template('epochs')}")
+        int | None, typer.Option(help=f"Epochs per trial{by_template('epochs')}")
     ] = None,
     dataset: DatasetOpt = DatasetName.synthetic,
     data_dir: DataDirOpt = None,
@@ -224,7 +218,7 @@ def search(
     ] = None,
     val_fraction: Annotated[
         float | None,
-        typer.Option(help=f"{SEARCH_VAL_HELP}{_by_template('val_fraction')}", show_default=False),
+        typer.Option(help=f"{SEARCH_VAL_HELP}{by_template('val_fraction')}", show_default=False),
     ] = None,
     resolution: Annotated[
         int | None,
@@ -237,12 +231,12 @@ def search(
     augment: AugmentOpt = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(help=f"Mini-batch size{_by_template('batch_size')}", show_default=False),
+        typer.Option(help=f"Mini-batch size{by_template('batch_size')}", show_default=False),
     ] = None,
     lr: Annotated[
         float | None,
         typer.Option(
-            help=f"Peak learning rate (unless --tune-lr){_by_template('lr')}", show_default=False
+            help=f"Peak learning rate (unless --tune-lr){by_template('lr')}", show_default=False
         ),
     ] = None,
     device: DeviceOpt = "auto",

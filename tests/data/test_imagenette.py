@@ -93,3 +93,20 @@ def test_a_search_takes_the_imagenet_defaults_and_resumes(sample: Path, tmp_path
     assert res.returncode == 0, res.stderr
     head = next(ln for ln in res.stdout.splitlines() if "FLOPs @224" in ln)
     assert head.index("FLOPs @224") > head.index("FLOPs ")
+
+
+def test_calibrate_takes_the_imagenet_defaults(sample: Path, tmp_path: Path) -> None:
+    """`calibrate` on the photos picks the ImageNet template's band and trial, as `search` does."""
+    env = cli_env(RESNEXT_NAS_DATA=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    out = tmp_path / "cal.json"
+    res = run_cli(
+        "calibrate", "--dataset", "folder", "--data-dir", str(sample), "--k", "3",
+        "--epochs", "1", "--factor", "2", "--out", str(out), "--json", env=env, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    options = json.loads(out.read_text())["options"]
+    assert options["budget"]["flops"] == IMAGENET_SEARCH_FLOPS
+    assert [tuple(d) for d in options["depths"]] == list(IMAGENET_SEARCH_DEPTHS)
+    assert options["template"] == "imagenet"
+    assert (options["batch_size"], options["lr"]) == (IMAGENET_TRIAL.batch_size, IMAGENET_TRIAL.lr)
+    assert options["val_fraction"] == IMAGENET_TRIAL.val_fraction
