@@ -405,9 +405,11 @@ def search_summary(
     wall: float,
     as_json: bool,
     extra: dict[str, Any] | None = None,
+    answer_phase: str = "confirm",
 ) -> None:
-    """The study's trials by state and its confirmed recommendation, after a search (``extra``
-    joins the JSON). The best single trial is a maximum over seeds and never the answer."""
+    """The study's trials by state and its answer, after a search (``extra`` joins the JSON):
+    the confirmed recommendation, or the search phase's for a grid study (``answer_phase``). The
+    best single trial is a maximum over seeds and never the answer."""
     from nas.search.attrs import phase
     from nas.search.confirm import describe, store_recommendation
     from nas.search.records import best_config, study_rows, trial_rows
@@ -422,7 +424,7 @@ def search_summary(
     for t in loaded.get_trials(deepcopy=False):
         by_phase[phase(t)] = by_phase.get(phase(t), 0) + 1
     summary["phases"] = by_phase
-    summary["recommendation"] = store_recommendation(loaded)
+    summary["recommendation"] = store_recommendation(loaded, ph=answer_phase)
     summary.update(extra or {})
     if as_json:
         print_json(summary)

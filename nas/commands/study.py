@@ -36,6 +36,7 @@ from nas.commands.options import (
 )
 from nas.commands.search import LiveProgress, confirm_left, search_summary
 from nas.data import MIN_VAL_IMAGES, known_shape
+from nas.search.attrs import CONFIRM, SEARCH
 
 if TYPE_CHECKING:
     from nas.stats.designspace import AxisFit
@@ -89,15 +90,18 @@ def _summary(
     wall: float,
     as_json: bool,
     extra: dict[str, Any],
+    grid: bool = False,
 ) -> None:
     """search_summary, with the pooled axis effects: under ``axis_effects`` in the JSON, as
-    lines after the summary for people."""
+    lines after the summary for people. A grid study trains every spec on every seed and has no
+    confirmation phase: its answer is its search phase's verdict."""
     from nas.stats.designspace import axis_effect_lines
 
     fit = _axis_effects(study, storage)
     if as_json:
         extra = {**extra, "axis_effects": fit.to_dict()}
-    search_summary(study, storage, reports, wall, as_json, extra)
+    phase = SEARCH if grid else CONFIRM
+    search_summary(study, storage, reports, wall, as_json, extra, answer_phase=phase)
     if not as_json:
         for line in axis_effect_lines(fit):
             out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -180,7 +184,8 @@ def study_run(
         n = definition.n_trials(seeds, *known)
         done = check_study(early, storage, create=create)
         if done >= n and not confirm_left(study, storage, early.confirm):
-            _summary(study, storage, [], 0.0, as_json, {"missing": [], "dashboard": hint})
+            extra = {"missing": [], "dashboard": hint}
+            _summary(study, storage, [], 0.0, as_json, extra, definition.is_grid)
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
             return
@@ -217,7 +222,7 @@ def study_run(
         if progress:
             progress.stop()
     extra = {"missing": run.missing, "queued": run.queued, "dashboard": hint}
-    _summary(study, storage, run.reports, run.wall_seconds, as_json, extra)
+    _summary(study, storage, run.reports, run.wall_seconds, as_json, extra, definition.is_grid)
     if not as_json:
         out.print(hint, soft_wrap=True)
     if run.missing:

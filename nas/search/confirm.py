@@ -221,18 +221,31 @@ def criterion(trials: list[FrozenTrial], keys: Iterable[str], prefer: str = "flo
     return Criterion(prefer, values, flops)
 
 
+def phase_accuracies(trials: Iterable[FrozenTrial], ph: str) -> dict[str, dict[int, float]]:
+    """Configuration -> seed -> accuracy of the complete trials of phase ``ph``: the confirmed
+    ones (:func:`confirmed`), or the search phase's, which a grid study trains on every seed."""
+    if ph == CONFIRM:
+        return confirmed(trials)
+    out: dict[str, dict[int, float]] = {}
+    for key, group in proxy_groups(trials).items():
+        for i, t in enumerate(group):
+            out.setdefault(key, {})[int(t.user_attrs.get("seed", i))] = _accuracy(t)
+    return out
+
+
 def answer(
-    trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0
+    trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0, ph: str = CONFIRM
 ) -> Recommendation | None:
-    """The model, verdict and P(best) of the confirmed accuracies (None before any)."""
-    acc = confirmed(trials)
+    """The model, verdict and P(best) of one phase's accuracies, the confirmed ones by default
+    (None before any)."""
+    acc = phase_accuracies(trials, ph)
     if not acc:
         return None
     return recommend(acc, chance_of(trials), criterion(trials, acc, prefer), seed=seed)
 
 
 def recommendation(
-    trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0
+    trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0, ph: str = CONFIRM
 ) -> dict[str, Any] | None:
     """The confirmed answer as a JSON-ready dict (see the README), or None before any confirmation.
 
@@ -242,10 +255,10 @@ def recommendation(
     ``proxy_fidelity`` is Spearman's rho between the proxy means and the confirmed means over
     the confirmed configurations (None with fewer than three).
     """
-    rec = answer(trials, prefer, seed)
+    rec = answer(trials, prefer, seed, ph)
     if rec is None:
         return None
-    acc = confirmed(trials)
+    acc = phase_accuracies(trials, ph)
     groups = proxy_groups(trials)
     probs = rec.probabilities
     model, verdict = rec.model, rec.verdict
@@ -274,7 +287,7 @@ def recommendation(
     rows = sorted((summary(k) for k in acc), key=lambda r: -r["estimate"])
     with_proxy = [k for k in acc if k in groups]
     fidelity = None
-    if len(with_proxy) >= 3:
+    if ph == CONFIRM and len(with_proxy) >= 3:
         rho = spearman(
             np.array([_proxy_mean(groups[k]) for k in with_proxy]),
             np.array([np.mean(list(acc[k].values())) for k in with_proxy]),
@@ -286,6 +299,7 @@ def recommendation(
 
     out = {
         **summary(rec.name),
+        "phase": ph,
         "verdict": verdict.kind,
         "reason": verdict.reason,
         "prefer": prefer,
@@ -333,6 +347,8 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     if rec is None:
         return ["no confirmed configuration yet: the answer comes from the confirmation phase"]
 
+    judged = "confirmed" if rec.get("phase", CONFIRM) == CONFIRM else "search-phase"
+
     def accuracy(r: dict[str, Any]) -> str:
         iv, n = r["ci95"], r["seeds"]
         seeds = f"{n} seed{'s' * (n != 1)}"
@@ -345,7 +361,7 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     lines = [
         f"verdict: {rec['verdict']}: {rec['reason']}",
         f"recommended: {rec['notation']} ({rec['flops']:,} FLOPs, {rec['params']:,} params): "
-        f"confirmed val acc {accuracy(rec)}; P(best of the confirmed) "
+        f"{judged} val acc {accuracy(rec)}; P(best of the {judged}) "
         f"{format_p_best(rec['p_best'])}",
     ]
     up = rec["runner_up"]
@@ -361,6 +377,8 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
             f"spread of the configurations tau {100 * rec['tau']:.2f} points (REML)"
         )
     fid = rec.get("proxy_fidelity")
+    if judged != "confirmed":
+        return lines
     lines.append(
         "proxy fidelity: "
         + (
@@ -373,11 +391,15 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def store_recommendation(study: Any, prefer: str | None = None) -> dict[str, Any] | None:
+def store_recommendation(
+    study: Any, prefer: str | None = None, ph: str = CONFIRM
+) -> dict[str, Any] | None:
     """The study's recommendation; stores its proxy fidelity on the study (``proxy_fidelity``).
 
     ``prefer`` None reads the study's own (:func:`study_prefer`)."""
-    rec = recommendation(study.get_trials(deepcopy=False), prefer or study_prefer(study))
+    rec = recommendation(study.get_trials(deepcopy=False), prefer or study_prefer(study), ph=ph)
+    if ph != CONFIRM:
+        return rec
     fidelity = None if rec is None else rec["proxy_fidelity"]
     if study.user_attrs.get("proxy_fidelity", "unset") != fidelity:
         study.set_user_attr("proxy_fidelity", fidelity)

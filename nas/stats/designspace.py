@@ -126,6 +126,9 @@ AXES: tuple[tuple[str, str, Callable[[dict[str, Any]], float]], ...] = (
     ("log2 width", "doubling of width", lambda r: math.log2(r["spec"]["width"])),
 )
 CONTROL = AXES[0][0]
+# An axis whose variation the axes before it explain beyond this share (a variance inflation
+# factor of 20) is left out of the fit.
+COLLINEAR = 0.95
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class AxisFit:
     """The pooled fit of accuracy on the design axes over the complete trials of one phase.
 
     ``effects`` is empty when ``reason`` says why there is no estimate; ``left_out`` names the
-    axes not in the model and why (constant, or a linear combination of the others).
+    axes not in the model and why (constant, or nearly determined by the others).
     """
 
     phase: str
@@ -209,8 +212,8 @@ def axis_effects(
     of the others; the residual variance is the pooled noise, so the intervals are Student-t
     intervals on ``n - p - 1`` degrees of freedom. Only one phase at a time: a 3-epoch proxy
     and a longer confirmation trial measure different things. Axes that do not vary, or that
-    are a linear combination of the axes before them, are left out and named; with ``n <= p +
-    1`` trials for ``p`` axes there is no estimate and ``reason`` says so.
+    the axes before them nearly determine (R^2 above ``COLLINEAR``), are left out and named;
+    with ``n <= p + 1`` trials for ``p`` axes there is no estimate and ``reason`` says so.
     """
     rows = [r for r in records if _usable(r, phase)]
     n = len(rows)
@@ -231,14 +234,21 @@ def axis_effects(
             left_out=tuple(left_out),
             reason=f"too few trials for {len(varying)} varying axes: n={n}, needs at least {need}",
         )
-    # Centred columns: the slopes are those of the model with an intercept.
+    # Centred columns: the slopes are those of the model with an intercept. An axis the ones
+    # before it nearly determine (R^2 above COLLINEAR: at fixed FLOPs, d once C is known) is
+    # left out: its slope and theirs would trade off, with intervals as wide as the axis.
     kept: list[str] = []
     for name in varying:
-        cols = np.column_stack([columns[k] - columns[k].mean() for k in (*kept, name)])
-        if np.linalg.matrix_rank(cols / cols.std(axis=0)) == len(kept) + 1:
+        y = columns[name] - columns[name].mean()
+        r2 = 0.0
+        if kept:
+            xk = np.column_stack([columns[k] - columns[k].mean() for k in kept])
+            fitted = xk @ np.linalg.lstsq(xk, y, rcond=None)[0]
+            r2 = float(fitted @ fitted / (y @ y))
+        if r2 <= COLLINEAR:
             kept.append(name)
         else:
-            left_out.append((name, "a linear combination of the other axes in these trials"))
+            left_out.append((name, f"{r2:.0%} explained by {', '.join(kept)} in these trials"))
     x = np.column_stack([np.ones(n), *(columns[k] - columns[k].mean() for k in kept)])
     beta, *_ = np.linalg.lstsq(x, acc, rcond=None)
     df = n - x.shape[1]

@@ -25,11 +25,18 @@ def test_study_run_summary_states_the_axis_effects(tmp_path: Path) -> None:
     fit = axis_effects(trial_records(load("cardinality-vs-width", url)))
     got = summary["axis_effects"]
     assert got["n"] == fit.n == 5 and got["phase"] == "search"
-    # C, d and FLOPs vary over the five specs (3 axes + intercept on 5 trials: df 1); the
-    # depths and the width are those of the template.
-    assert [e["name"] for e in got["effects"]] == ["log10 FLOPs", "log2 C", "log2 d"]
-    assert got["df"] == 1 and got["reason"] is None
-    assert got["left_out"] == {"depth": "does not vary", "log2 width": "does not vary"}
+    # C and FLOPs vary over the five specs (2 axes + intercept on 5 trials: df 2); at preserved
+    # complexity d follows from them, and the depths and the width are the template's.
+    assert [e["name"] for e in got["effects"]] == ["log10 FLOPs", "log2 C"]
+    assert got["df"] == 2 and got["reason"] is None
+    # A grid study has no confirmation phase: its answer is the search phase's verdict, here
+    # on one seed a spec, so the seed noise is unmeasured.
+    rec = summary["recommendation"]
+    assert rec["phase"] == "search" and rec["verdict"] == "no-signal"
+    assert "seed noise is unmeasured" in rec["reason"] and rec["proxy_fidelity"] is None
+    assert got["left_out"]["depth"] == "does not vary"
+    assert got["left_out"]["log2 width"] == "does not vary"
+    assert "explained by log10 FLOPs, log2 C" in got["left_out"]["log2 d"]
     for e, ref in zip(got["effects"], fit.effects, strict=True):
         assert e["estimate"] == pytest.approx(ref.estimate)
         assert (e["low"], e["high"]) == pytest.approx((ref.low, ref.high))
@@ -43,3 +50,5 @@ def test_study_run_summary_states_the_axis_effects(tmp_path: Path) -> None:
     start = lines.index(expected[0])
     assert lines[start : start + len(expected)] == expected
     assert "axis_effects" not in again.stdout
+    assert any(ln.startswith("verdict: no-signal: the seed noise is unmeasured") for ln in lines)
+    assert not any("no confirmed configuration yet" in ln for ln in lines)

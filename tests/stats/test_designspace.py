@@ -3,6 +3,7 @@ pooled axis effects against planted effects and scipy's linregress."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -235,5 +236,26 @@ def test_a_collinear_axis_is_left_out() -> None:
         r["spec"] = {**r["spec"], "width": 16 * r["spec"]["cardinality"]}
     fit = axis_effects(recs)
     assert fit.effect("log2 width") is None and fit.effect("log2 C") is not None
-    assert dict(fit.left_out)["log2 width"].startswith("a linear combination")
+    assert dict(fit.left_out)["log2 width"].startswith("100% explained by log10 FLOPs, log2 C")
     assert fit.df == 30 - 5
+
+
+def test_at_preserved_complexity_d_is_left_out_and_c_is_judged() -> None:
+    """Table 3's design: at equal FLOPs d follows from C, so the fit keeps log2 C (the trade of
+    C against d at fixed FLOPs) with a usable interval instead of two slopes that cancel."""
+    from resnext import Spec, complexity
+
+    rng = np.random.default_rng(3)
+    recs = []
+    for c, d in ((1, 24), (2, 16), (4, 10), (8, 6), (32, 2)):
+        spec = Spec("cifar", (1, 1, 1), 32, c, d, 10, 32)
+        for _ in range(3):
+            acc = 0.40 + 0.01 * math.log2(c) + rng.normal(0, 0.005)  # +1 point a doubling
+            recs.append(
+                {"spec": spec.to_dict(), "flops": complexity(spec).flops, "val_accuracy": acc,
+                 "state": "COMPLETE", "phase": "search"}
+            )  # fmt: skip
+    fit = axis_effects(recs)
+    assert "log2 d" in dict(fit.left_out) and "explained by" in dict(fit.left_out)["log2 d"]
+    c = fit.effect("log2 C")
+    assert c.low < 1.0 < c.high and c.high - c.low < 1.0 and c.direction == "higher"
