@@ -240,7 +240,10 @@ def judge(
             "no-signal",
             leader,
             contenders=tuple(order),
-            reason=f"the seed noise is unmeasured ({why}): confirm with --confirm-seeds 2 or more",
+            reason=(
+                f"the seed noise is unmeasured ({why}): train configurations on 2 or more seeds "
+                "(search --confirm-seeds, or --seeds of a grid study)"
+            ),
             lead_low=None,
             shortfall_high=None,
             **base,
