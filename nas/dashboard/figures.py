@@ -44,6 +44,7 @@ from nas.search.attrs import CONFIRM, SEARCH
 from nas.search.records import config_groups, config_intervals
 from nas.stats.designspace import pareto_front
 from nas.stats.recommend import format_p_best
+from resnext.complexity import imagenet_side_flops
 
 # ---------------------------------------------------------------------------------------------
 # Pareto front
@@ -112,9 +113,12 @@ def config_hover_text(p: dict[str, Any]) -> str:
             f"95% interval [{100 * p['low']:.2f}, {100 * p['high']:.2f}]%"
         )
     lat = "n/a" if p["latency"] is None else f"{1e3 * p['latency']:.2f} ms"
+    # An ImageNet-template trial at a CPU side: its FLOPs at the paper's 224 px too.
+    at = imagenet_side_flops(spec)
+    full = "" if at is None else f" ({si(at[1])} at {at[0]} px)"
     return (
         f"{ids} {html.escape(name)}{phase}<br>{acc}<br>"
-        f"{si(p['params'])} params · {si(p['flops'])} FLOPs · latency {lat}"
+        f"{si(p['params'])} params · {si(p['flops'])} FLOPs{full} · latency {lat}"
     )
 
 

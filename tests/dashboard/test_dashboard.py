@@ -658,3 +658,19 @@ def test_default_storage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESNEXT_NAS_STORAGE", "sqlite:///other.db")
     assert storage_url(None) == "sqlite:///other.db"
     assert storage_url("sqlite:///given.db") == "sqlite:///given.db"
+
+
+def test_hover_of_a_small_imagenet_trial_gives_its_flops_at_224() -> None:
+    """An ImageNet-template trial at 64 px also shows its FLOPs at the paper's 224 px, counted
+    by building the 224-px spec's complexity here."""
+    spec = resnext.Spec("imagenet", (1, 1, 1, 1), 64, 8, 4, 10, 64)
+    at64 = resnext.complexity(spec).flops
+    at224 = resnext.complexity(dataclasses.replace(spec, resolution=224)).flops
+    point = {
+        "spec": spec.to_dict(), "numbers": [3], "hparams": {}, "phase": "search", "n": 1,
+        "mean": 0.6, "low": None, "high": None, "params": 1, "flops": at64, "latency": None,
+    }  # fmt: skip
+    text = dash.config_hover_text(point)
+    assert f"{at64 / 1e6:.2f}M FLOPs ({at224 / 1e6:.2f}M at 224 px)" in text
+    cifar = {**point, "spec": resnext.Spec("cifar", (1, 1, 1), 32, 8, 4, 10, 32).to_dict()}
+    assert "at 224 px" not in dash.config_hover_text(cifar)
