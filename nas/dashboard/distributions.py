@@ -36,6 +36,7 @@ from nas.dashboard.plot import (
     spec_of,
     waiting,
 )
+from nas.search.attrs import SEARCH
 from nas.search.records import spec_key
 from nas.stats.designspace import (
     axis_effect_lines,
@@ -48,6 +49,12 @@ from nas.stats.recommend import mean_interval
 
 # ---------------------------------------------------------------------------------------------
 # Design-space EDFs (Radosavovic et al. 2019)
+
+
+def search_phase(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The complete trials of the search phase: the design-space views compare trials of one
+    schedule, so a confirmation trial (a longer one) is never pooled with them."""
+    return [r for r in complete_trials(records) if r.get("phase", SEARCH) == SEARCH]
 
 
 def group_key(r: dict[str, Any], by: str) -> Any:
@@ -108,7 +115,7 @@ def edf_groups(
     distribution in every group), after leaving out the smallest groups, one at a time, while
     the groups share no FLOPs range; otherwise each trial weighs 1.
     """
-    done = complete_trials(records)
+    done = search_phase(records)
     keys = group_keys(done, by)
     if normalise:
         done, keys, weights = _normalised(done, keys)
@@ -230,10 +237,11 @@ def edf_figure(
 
 
 def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Complete trials merged per spec: mean, std and 95% t interval of the error over seeds (%),
-    the interval's bounds clipped to [0, 100]% (a t interval of a few seeds can leave it)."""
+    """Complete search-phase trials merged per spec: mean, std and 95% t interval of the error
+    over seeds (%), the interval's bounds clipped to [0, 100]% (a t interval of a few seeds can
+    leave it). Confirmation trials train longer and are never averaged in."""
     by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in complete_trials(records):
+    for r in search_phase(records):
         by_spec[spec_key(r["spec"])].append(r)
     rows = []
     for trials in by_spec.values():

@@ -674,3 +674,26 @@ def test_hover_of_a_small_imagenet_trial_gives_its_flops_at_224() -> None:
     assert f"{at64 / 1e6:.2f}M FLOPs ({at224 / 1e6:.2f}M at 224 px)" in text
     cifar = {**point, "spec": resnext.Spec("cifar", (1, 1, 1), 32, 8, 4, 10, 32).to_dict()}
     assert "at 224 px" not in dash.config_hover_text(cifar)
+
+
+def test_design_space_views_never_pool_the_confirmation_phase() -> None:
+    """Table 3, Fig. 7 and the EDFs compare trials of one schedule: a confirmation trial of a
+    spec (a longer schedule) is not averaged with its proxy trials."""
+    from nas.dashboard.distributions import edf_groups, spec_errors
+
+    s = optuna.create_study(direction="minimize")
+    s.add_trials(
+        [
+            trial(0, 4, 2, 0.70),
+            trial(1, 4, 2, 0.74, seed=1),
+            trial(2, 4, 2, 0.90, phase=CONFIRM),
+            trial(3, 8, 1, 0.60),
+        ]
+    )
+    recs = dash.records_from_study(s)
+    (row,) = [r for r in spec_errors(recs) if r["spec"]["cardinality"] == 4]
+    assert row["n"] == 2 and row["numbers"] == [0, 1]
+    assert row["mean"] == pytest.approx(100 * (1 - 0.72))
+    errors = {k: sorted(v[0]) for k, v in edf_groups(recs).items()}
+    assert sum(len(v) for v in errors.values()) == 3  # the confirmation trial is left out
+    assert not any(e == pytest.approx(10.0) for v in errors.values() for e in v)
