@@ -27,6 +27,7 @@ from nas.commands.options import (
     SearchWidthsOpt,
     SubsetClassesOpt,
     ToleranceOpt,
+    TrialBatchSizeOpt,
     by_template,
     check_dataset,
     flat_ints,
@@ -38,7 +39,7 @@ from nas.commands.options import (
 )
 from nas.data import data_template, known_shape
 from nas.search.space import SEARCH_DEFAULTS
-from nas.training.config import DEFAULT_TRIAL, TRIALS
+from nas.training.config import TRIALS
 from resnext.budget import Budget, generate
 from resnext.complexity import format_count
 
@@ -61,10 +62,7 @@ def calibrate_command(
             help=f"Epochs of the short schedule{by_template('epochs')}", show_default=False
         ),
     ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help=f"Mini-batch size{by_template('batch_size')}", show_default=False),
-    ] = None,
+    batch_size: TrialBatchSizeOpt = None,
     lr: Annotated[
         float | None,
         typer.Option(help=f"Peak learning rate{by_template('lr')}", show_default=False),
@@ -72,8 +70,7 @@ def calibrate_command(
     train_images: Annotated[
         int | None,
         typer.Option(
-            help=f"Training images of both schedules (default {DEFAULT_TRIAL.train_images:,} "
-            "for the CIFAR template, all for the ImageNet one).",
+            help=f"Training images of both schedules{by_template('train_images')}",
             show_default=False,
         ),
     ] = None,

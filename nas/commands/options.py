@@ -281,8 +281,19 @@ SaveWeightsOpt = Annotated[
 
 def by_template(field: str) -> str:
     """The defaults of a trial option, from each template's trial (nas.training.config.TRIALS)."""
-    cifar, imagenet = getattr(DEFAULT_TRIAL, field), getattr(IMAGENET_TRIAL, field)
-    return f" (default {cifar:g} for the CIFAR template, {imagenet:g} for the ImageNet one)."
+
+    def shown(v: float | None) -> str:  # None: every training image (train_images)
+        return "all" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:g}"
+
+    cifar, imagenet = (shown(getattr(t, field)) for t in (DEFAULT_TRIAL, IMAGENET_TRIAL))
+    return f" (default {cifar} for the CIFAR template, {imagenet} for the ImageNet one)."
+
+
+# --batch-size of the commands whose trial follows the data's template (search, calibrate).
+TrialBatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(help=f"Mini-batch size{by_template('batch_size')}", show_default=False),
+]
 
 
 def trial_settings(

@@ -39,6 +39,7 @@ from nas.commands.options import (
     StorageOpt,
     SubsetClassesOpt,
     ToleranceOpt,
+    TrialBatchSizeOpt,
     TrialsPerGpuOpt,
     WorkersOpt,
     by_template,
@@ -53,7 +54,7 @@ from nas.commands.options import (
 )
 from nas.data import MIN_VAL_IMAGES, data_template, known_shape
 from nas.search.space import SEARCH_DEFAULTS
-from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL, TRIALS
+from nas.training.config import IMAGENET_TRIAL, TRIALS
 from resnext.budget import Budget
 from resnext.complexity import format_count
 
@@ -211,8 +212,7 @@ def search(
     train_images: Annotated[
         int | None,
         typer.Option(
-            help=f"Training images per trial (default {DEFAULT_TRIAL.train_images:,} for the "
-            "CIFAR template, all for the ImageNet one).",
+            help=f"Training images per trial{by_template('train_images')}",
             show_default=False,
         ),
     ] = None,
@@ -229,10 +229,7 @@ def search(
         ),
     ] = None,
     augment: AugmentOpt = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help=f"Mini-batch size{by_template('batch_size')}", show_default=False),
-    ] = None,
+    batch_size: TrialBatchSizeOpt = None,
     lr: Annotated[
         float | None,
         typer.Option(

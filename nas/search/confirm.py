@@ -204,15 +204,13 @@ def criterion(trials: list[FrozenTrial], keys: Iterable[str], prefer: str = "flo
     """The secondary criterion ``prefer`` of an ``equivalent`` verdict over configurations
     ``keys``: counted FLOPs and params, or every measured latency and training throughput of
     the configuration's complete trials (both phases: they measure the same network)."""
-    keys = list(keys)
-    flops = {k: float(complexity(Spec.from_dict(config_of(k)[0])).flops) for k in keys}
-    if prefer == "flops":
-        return Criterion(prefer, {k: [flops[k]] for k in keys}, flops)
-    if prefer == "params":
-        params = {k: [float(complexity(Spec.from_dict(config_of(k)[0])).params)] for k in keys}
-        return Criterion(prefer, params, flops)
+    counted = {k: complexity(Spec.from_dict(config_of(k)[0])) for k in keys}
+    flops = {k: float(cx.flops) for k, cx in counted.items()}
+    if prefer in ("flops", "params"):
+        counts = {k: [float(getattr(cx, prefer))] for k, cx in counted.items()}
+        return Criterion(prefer, counts, flops)
     attr = "latency" if prefer == "latency" else "images_per_second"
-    values: dict[str, list[float]] = {k: [] for k in keys}
+    values: dict[str, list[float]] = {k: [] for k in counted}
     for t in trials:
         k = _key(t)
         v = t.user_attrs.get(attr)
@@ -258,11 +256,12 @@ def recommendation(
     rec = answer(trials, prefer, seed, ph)
     if rec is None:
         return None
-    acc = phase_accuracies(trials, ph)
     groups = proxy_groups(trials)
     probs = rec.probabilities
     model, verdict = rec.model, rec.verdict
     shrunk = dict(zip(model.names, model.shrunk, strict=True))
+    mean = dict(zip(model.names, model.means.tolist(), strict=True))
+    seeds = dict(zip(model.names, model.counts.tolist(), strict=True))
 
     def summary(key: str) -> dict[str, Any]:
         spec, hparams = config_of(key)
@@ -274,23 +273,23 @@ def recommendation(
             "notation": notation(spec),
             "flops": int(cx.flops),
             "params": int(cx.params),
-            "mean_accuracy": float(np.mean(list(acc[key].values()))),
+            "mean_accuracy": mean[key],
             "estimate": float(shrunk[key]),  # shrunken: what the ranking uses
             "ci95": [None, None] if iv is None else list(iv),
-            "seeds": len(acc[key]),
+            "seeds": seeds[key],
             "p_best": None if math.isnan(probs[key]) else probs[key],
             "contender": key in verdict.contenders,
             "proxy_mean_accuracy": _proxy_mean(groups[key]) if key in groups else None,
             "proxy_trials": len(groups.get(key, [])),
         }
 
-    rows = sorted((summary(k) for k in acc), key=lambda r: -r["estimate"])
-    with_proxy = [k for k in acc if k in groups]
+    rows = sorted((summary(k) for k in model.names), key=lambda r: -r["estimate"])
+    with_proxy = [k for k in model.names if k in groups]
     fidelity = None
     if ph == CONFIRM and len(with_proxy) >= 3:
         rho = spearman(
             np.array([_proxy_mean(groups[k]) for k in with_proxy]),
-            np.array([np.mean(list(acc[k].values())) for k in with_proxy]),
+            np.array([mean[k] for k in with_proxy]),
         )
         fidelity = None if np.isnan(rho) else float(rho)
 
@@ -323,7 +322,7 @@ def recommendation(
         d = model.difference(rec.name, up)
         out["runner_up"] = {
             "notation": notation(config_of(up)[0]),
-            "mean_accuracy": float(np.mean(list(acc[up].values()))),
+            "mean_accuracy": mean[up],
             "difference": float(d.mean()),
             "difference_ci95": [float(q) for q in np.quantile(d, [0.025, 0.975])],
         }

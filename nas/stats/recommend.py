@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -178,7 +178,6 @@ class Verdict:
     seeds_needed: float | None  # seeds a configuration to separate the top two at their gap
     chance: float | None
     closest: str | None = None  # the rival whose comparison decides ``best``
-    holm_p: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def margin(self) -> float | None:
@@ -198,7 +197,8 @@ def _pts(x: float) -> str:
 def _holm(model: Fit, leader: str) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """Per rival: posterior P(leader not ahead), Holm-adjusted lower bound; unrejected rivals."""
     rivals = [k for k in model.names if k != leader]
-    p = {k: float(np.mean(model.difference(leader, k) <= 0)) for k in rivals}
+    diff = {k: model.difference(leader, k) for k in rivals}
+    p = {k: float(np.mean(diff[k] <= 0)) for k in rivals}
     order = sorted(rivals, key=lambda k: (p[k], k))
     m = len(order)
     low: dict[str, float] = {}
@@ -206,7 +206,7 @@ def _holm(model: Fit, leader: str) -> tuple[dict[str, float], dict[str, float], 
     rejecting = True
     for i, k in enumerate(order):
         level = (ALPHA / 2) / (m - i)
-        low[k] = float(np.quantile(model.difference(leader, k), level))
+        low[k] = float(np.quantile(diff[k], level))
         rejecting = rejecting and p[k] < level
         if not rejecting:
             kept.append(k)
@@ -289,7 +289,6 @@ def judge(
             lead_low=lead_low,
             shortfall_high=0.0,
             closest=closest,
-            holm_p=p,
             **base,
         )
     contenders = tuple(k for k in order if k == leader or k in kept)
@@ -318,7 +317,6 @@ def judge(
             lead_low=None,
             shortfall_high=shortfall,
             closest=closest,
-            holm_p=p,
             **base,
         )
     return Verdict(
@@ -333,7 +331,6 @@ def judge(
         lead_low=None,
         shortfall_high=shortfall,
         closest=closest,
-        holm_p=p,
         **base,
     )
 
