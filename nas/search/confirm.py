@@ -231,6 +231,18 @@ def phase_accuracies(trials: Iterable[FrozenTrial], ph: str) -> dict[str, dict[i
     return out
 
 
+def scoring_images(trials: Iterable[FrozenTrial], ph: str) -> list[int]:
+    """The distinct numbers of held-out images that scored phase ``ph``'s complete trials
+    (empty for trials stored before they recorded it)."""
+    return sorted(
+        {
+            int(t.user_attrs["val_images"])
+            for t in trials
+            if phase(t) == ph and _accuracy(t) is not None and "val_images" in t.user_attrs
+        }
+    )
+
+
 def answer(
     trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0, ph: str = CONFIRM
 ) -> Recommendation | None:
@@ -299,6 +311,8 @@ def recommendation(
     out = {
         **summary(rec.name),
         "phase": ph,
+        "runs": int(model.counts.sum()),
+        "val_images": scoring_images(trials, ph),
         "verdict": verdict.kind,
         "reason": verdict.reason,
         "prefer": prefer,
@@ -341,6 +355,15 @@ def remaining(trials: list[FrozenTrial], settings: ConfirmSettings | None) -> bo
     )
 
 
+def evidence(rec: dict[str, Any]) -> str:
+    """What a verdict rests on, for people: ``[9 runs of 3 configurations, each scored on 1,000
+    held-out images]``."""
+    n = len(rec["confirmed"])
+    scored = "/".join(f"{v:,}" for v in rec.get("val_images") or [])
+    on = f", each scored on {scored} held-out images" if scored else ""
+    return f" [{rec['runs']} runs of {n} configuration{'s' * (n != 1)}{on}]"
+
+
 def describe(rec: dict[str, Any] | None) -> list[str]:
     """The recommendation as lines for people (``search`` and ``trials`` print them)."""
     if rec is None:
@@ -358,7 +381,7 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
         return f"{r['mean_accuracy']:.1%} ({seeds}; seed noise not measured)"
 
     lines = [
-        f"verdict: {rec['verdict']}: {rec['reason']}",
+        f"verdict: {rec['verdict']}: {rec['reason']}{evidence(rec)}",
         f"recommended: {rec['notation']} ({rec['flops']:,} FLOPs, {rec['params']:,} params): "
         f"{judged} val acc {accuracy(rec)}; P(best of the {judged}) "
         f"{format_p_best(rec['p_best'])}",

@@ -231,7 +231,8 @@ class Objective:
             cfg = replace(cfg, epochs=self.confirm.confirm_epochs(self.train.epochs))
         seed = claim_seed(trial, spec, hparams, cfg.seed)
         cfg = replace(cfg, seed=seed["seed"])
-        attrs: dict[str, Any] = {**cx, **seed}
+        # The held-out images that score it: what a verdict on its accuracy rests on.
+        attrs: dict[str, Any] = {**cx, **seed, "val_images": len(self.data.val_y)}
         metrics: dict[str, float] = dict(cx)
         if self.latency:
             t = time.perf_counter()

@@ -167,3 +167,18 @@ def test_close_configurations_are_equivalent_and_the_cheaper_is_picked() -> None
     assert by_params["params"] == min(params.values())
     settled = recommendation(_confirmed((0.60, 0.64, 0.62), (0.50, 0.55, 0.51)))
     assert settled["verdict"] == "best" and settled["notation"] == "4x2d 1-1-1 w32"
+
+
+def test_the_verdict_says_the_runs_and_scoring_images_it_rests_on() -> None:
+    trials = _confirmed((0.60, 0.64, 0.62), (0.50, 0.55, 0.51))
+    for t in trials:
+        if t.user_attrs.get("phase") == CONFIRM:
+            t.user_attrs["val_images"] = 1000
+    rec = recommendation(trials)
+    assert rec["runs"] == 6 and rec["val_images"] == [1000]
+    assert describe(rec)[0].endswith(
+        "[6 runs of 2 configurations, each scored on 1,000 held-out images]"
+    )
+    # Trials stored before they recorded their scoring images: the runs alone.
+    older = recommendation(_confirmed((0.60, 0.64, 0.62), (0.50, 0.55, 0.51)))
+    assert older["val_images"] == [] and describe(older)[0].endswith("[6 runs of 2 configurations]")

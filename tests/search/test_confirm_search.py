@@ -146,6 +146,12 @@ def test_search_json_trials_json_and_export_recommended(
     elif rec["verdict"] == "equivalent":  # the cheaper of the contenders
         assert rec["flops"] == min(r["flops"] for r in rec["confirmed"] if r["contender"])
     assert rec["seeds"] == 2
+    # Every trial records the held-out images that scored it; the answer says them.
+    scored = {
+        t.user_attrs["val_images"] for t in study.trials if t.user_attrs.get("phase") == CONFIRM
+    }
+    assert len(scored) == 1 and rec["val_images"] == sorted(scored) and min(scored) > 0
+    assert rec["runs"] == 4
     assert {"spec", "notation", "flops", "params"} <= rec.keys()
     assert summary["phases"] == {SEARCH: 3, CONFIRM: 4}
     cli.main(["trials", "--study", "c", "--storage", url, "--json"])
