@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nas.commands import calibrate, dashboard, export, options, search, spec, study, train
+from nas.commands import calibrate, dashboard, export, options, plan, search, spec, study, train
 
 app = typer.Typer(
     help="Explore the ResNeXt design space: budgets, searches and Pareto dashboards.",
@@ -90,6 +90,7 @@ for name, command in (
     ("studies", search.studies),
     ("calibrate", calibrate.calibrate_command),
     ("train", train.train_command),
+    ("plan", plan.plan_command),
     ("export", export.export_command),
     ("dashboard", dashboard.dashboard),
 ):

@@ -14,6 +14,7 @@ from nas.commands.options import (
     VAL_HELP,
     AugmentOpt,
     CardinalitiesOpt,
+    ChannelsLastOpt,
     DataDirOpt,
     DataResolutionOpt,
     DatasetNameOpt,
@@ -22,10 +23,14 @@ from nas.commands.options import (
     ImagesPerClassOpt,
     JsonOpt,
     ParamsOpt,
+    Precision,
+    PrecisionOpt,
+    RunOptions,
     SearchDepthsOpt,
     SearchFlopsOpt,
     SearchWidthsOpt,
     SubsetClassesOpt,
+    ThreadsOpt,
     ToleranceOpt,
     TrialBatchSizeOpt,
     by_template,
@@ -34,6 +39,7 @@ from nas.commands.options import (
     int_lists,
     ints,
     out,
+    plan_run,
     print_json,
     trial_settings,
 )
@@ -88,6 +94,9 @@ def calibrate_command(
         int, typer.Option(help="Seed of the config draw, the data, training and bootstrap.")
     ] = 0,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = Precision.auto,
+    channels_last: ChannelsLastOpt = None,
     out_file: Annotated[
         Path,
         typer.Option(
@@ -183,6 +192,14 @@ def calibrate_command(
             f"results in {out_file})",
             highlight=False,
         )
+    _, cfg = plan_run(
+        [c.spec for c in chosen],
+        cfg,
+        data.kind,
+        RunOptions(None, threads, precision, channels_last),
+        single=True,
+        quiet=as_json,
+    )
     cal = calibrate(chosen, data, cfg, factor, seed=seed, on_progress=file.save, done=file.done)
     result = file.finish(cal)
     if as_json:

@@ -119,6 +119,14 @@ class Template(StrEnum):
     cifar = "cifar"
 
 
+class Precision(StrEnum):
+    """The arithmetic of training: the measured plan's choice, or one forced."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Prefer(StrEnum):
     """The secondary criterion among configurations the accuracies cannot tell apart."""
 
@@ -264,7 +272,29 @@ DataTemplateOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 WorkersOpt = Annotated[
-    int, typer.Option(help="Local worker processes (one GPU each, or a share of the cores).")
+    str,
+    typer.Option(
+        help="Local worker processes (one GPU each, or a share of the cores); auto: the "
+        "machine's measured plan (`resnext-nas plan`)."
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads of each worker (default: the measured plan's).", show_default=False
+    ),
+]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(help="fp32, or bf16 autocast (batch norm and loss stay fp32); auto: the plan's."),
+]
+ChannelsLastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="NHWC or NCHW memory format (default: the measured plan's).",
+        show_default=False,
+    ),
 ]
 TrialsPerGpuOpt = Annotated[
     int, typer.Option(help="Workers that share one GPU, for trials too small to fill it.")
@@ -329,3 +359,76 @@ def trial_settings(
         dataset, data_dir, classes, images_per_class, side, augment and augment.value
     )
     return TrialSettings(budget, budget.train_config(device, seed, patience), data)
+
+
+def parse_workers(workers: str) -> int | None:
+    """``--workers``: None for "auto" (the measured plan), else a positive integer."""
+    if workers == "auto":
+        return None
+    try:
+        n = int(workers)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--workers takes auto or a positive integer, got {workers!r}")
+    return n
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How trials run, as a command line gave it: None (and auto) leave it to the plan."""
+
+    workers: int | None = None
+    threads: int | None = None
+    precision: Precision = Precision.auto
+    channels_last: bool | None = None
+
+
+def plan_run(
+    specs: list[Any],
+    train: Any,
+    kind: str,
+    given: RunOptions,
+    *,
+    trials_per_gpu: int = 1,
+    single: bool = False,
+    quiet: bool = False,
+) -> tuple[Any, Any]:
+    """The run's :class:`nas.training.machine.RunChoice` for trials of ``specs`` with config
+    ``train`` (measured once a machine, then cached), and ``train`` with its threads, format and
+    precision; the plan is said in one line on stderr unless ``quiet``."""
+    from nas.search.workers import gpu_count
+    from nas.training.device import resolve_device
+    from nas.training.machine import choose
+
+    dev = resolve_device(train.device)
+    if given.threads is not None and given.threads < 1:
+        raise ValueError(f"--threads takes a positive integer, got {given.threads}")
+
+    def announce() -> None:
+        if not quiet:
+            sys.stderr.write("measuring how trials run fastest here, once a machine...\n")
+
+    choice = choose(
+        specs,
+        train.batch_size,
+        kind,
+        dev.type,
+        workers=given.workers,
+        threads=given.threads,
+        precision=given.precision.value,
+        channels_last=given.channels_last,
+        gpu_workers=max(1, gpu_count()) * trials_per_gpu,
+        single=single,
+        announce=announce,
+    )
+    if not quiet:
+        for line in choice.lines():
+            sys.stderr.write(literal(line) + "\n")
+    run = dataclasses.replace(
+        train,
+        threads=choice.threads if dev.type == "cpu" else None,
+        channels_last=choice.channels_last,
+        precision=choice.precision,
+    )
+    return choice, run

@@ -18,6 +18,7 @@ from nas.commands.options import (
     AugmentOpt,
     BottleneckWidthsOpt,
     CardinalitiesOpt,
+    ChannelsLastOpt,
     CreateOpt,
     DataDirOpt,
     DatasetName,
@@ -28,9 +29,12 @@ from nas.commands.options import (
     JsonOpt,
     LatencyOpt,
     ParamsOpt,
+    Precision,
+    PrecisionOpt,
     Prefer,
     PreferOpt,
     QuietOpt,
+    RunOptions,
     RunsDirOpt,
     SaveWeightsOpt,
     SearchDepthsOpt,
@@ -38,6 +42,7 @@ from nas.commands.options import (
     SearchWidthsOpt,
     StorageOpt,
     SubsetClassesOpt,
+    ThreadsOpt,
     ToleranceOpt,
     TrialBatchSizeOpt,
     TrialsPerGpuOpt,
@@ -48,6 +53,8 @@ from nas.commands.options import (
     int_lists,
     ints,
     out,
+    parse_workers,
+    plan_run,
     print_json,
     report_data,
     trial_settings,
@@ -154,7 +161,10 @@ def search(
     study: StudyOpt = "resnext-search",
     storage: StorageOpt = None,
     create: CreateOpt = False,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = "auto",
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = Precision.auto,
+    channels_last: ChannelsLastOpt = None,
     trials_per_gpu: TrialsPerGpuOpt = 1,
     flops: SearchFlopsOpt = None,
     params: ParamsOpt = None,
@@ -307,11 +317,13 @@ def search(
             confirming,
         )
 
-    if min(trials, workers, trials_per_gpu) < 1:
-        raise ValueError("--trials, --workers and --trials-per-gpu take positive integers")
+    n_workers = parse_workers(workers)
+    if min(trials, trials_per_gpu) < 1:
+        raise ValueError("--trials and --trials-per-gpu take positive integers")
     nstudy.check_trials(trials)
     check_heartbeat(heartbeat)
-    workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
+    if n_workers is not None:
+        n_workers = cap_workers(n_workers, trials_per_gpu, on_cpu(device))
     confirming = ConfirmSettings(
         k=confirm,
         epochs=confirm_epochs,
@@ -365,7 +377,15 @@ def search(
         nstudy.check_study(settings, storage, create=True)
     if not quiet and not as_json:
         out.print(f"study {study!r}: {settings.space.describe()}", highlight=False)
-    progress = None if quiet or as_json else LiveProgress(workers)
+    choice, train = plan_run(
+        settings.space.trainable(),
+        trial.train,
+        data.kind,
+        RunOptions(n_workers, threads, precision, channels_last),
+        trials_per_gpu=trials_per_gpu,
+        quiet=quiet or as_json,
+    )
+    progress = None if quiet or as_json else LiveProgress(choice.workers)
     t0 = time.perf_counter()
     if progress:
         progress.start()
@@ -373,10 +393,10 @@ def search(
         reports = run_search(
             settings,
             data,
-            trial.train,
+            train,
             trials,
             storage=storage,
-            workers=workers,
+            workers=choice.workers,
             heartbeat=heartbeat,
             trials_per_gpu=trials_per_gpu,
             progress=progress,
@@ -384,7 +404,8 @@ def search(
     finally:
         if progress:
             progress.stop()
-    search_summary(study, storage, reports, time.perf_counter() - t0, as_json)
+    wall = time.perf_counter() - t0
+    search_summary(study, storage, reports, wall, as_json, {"run": choice.to_dict()})
 
 
 def confirm_left(study: str, storage: str | None, settings: Any) -> bool:

@@ -12,6 +12,7 @@ from rich.table import Table
 from nas.commands.options import (
     VAL_HELP,
     AugmentOpt,
+    ChannelsLastOpt,
     CreateOpt,
     DataDirOpt,
     DataResolutionOpt,
@@ -21,15 +22,21 @@ from nas.commands.options import (
     ImagesPerClassOpt,
     JsonOpt,
     LatencyOpt,
+    Precision,
+    PrecisionOpt,
     QuietOpt,
+    RunOptions,
     RunsDirOpt,
     SaveWeightsOpt,
     StorageOpt,
     SubsetClassesOpt,
+    ThreadsOpt,
     TrialsPerGpuOpt,
     WorkersOpt,
     command,
     out,
+    parse_workers,
+    plan_run,
     print_json,
     report_data,
     trial_settings,
@@ -139,7 +146,10 @@ def study_run(
     classes: SubsetClassesOpt = None,
     images_per_class: ImagesPerClassOpt = None,
     augment: AugmentOpt = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = "auto",
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = Precision.auto,
+    channels_last: ChannelsLastOpt = None,
     trials_per_gpu: TrialsPerGpuOpt = 1,
     device: DeviceOpt = "auto",
     latency: LatencyOpt = True,
@@ -154,11 +164,13 @@ def study_run(
     from nas.training.device import check_device
 
     definition = studies.get(name)
-    if min(workers, trials_per_gpu) < 1:
-        raise ValueError("--workers and --trials-per-gpu take positive integers")
+    n_workers = parse_workers(workers)
+    if trials_per_gpu < 1:
+        raise ValueError("--trials-per-gpu takes positive integers")
     from nas.search.workers import cap_workers, on_cpu
 
-    workers = cap_workers(workers, trials_per_gpu, on_cpu(device))
+    if n_workers is not None:
+        n_workers = cap_workers(n_workers, trials_per_gpu, on_cpu(device))
     definition.n_trials(seeds)  # refuses --seeds < 1, or --seeds for a search
     # Refuses a bad --epochs or --device before the data loads.
     trial = trial_settings(
@@ -201,7 +213,15 @@ def study_run(
             f"{trial.train.epochs} epochs on {len(data.train_y)} images",
             highlight=False,
         )
-    progress = None if quiet or as_json else LiveProgress(workers)
+    choice, train = plan_run(
+        settings.space.trainable(),
+        trial.train,
+        data.kind,
+        RunOptions(n_workers, threads, precision, channels_last),
+        trials_per_gpu=trials_per_gpu,
+        quiet=quiet or as_json,
+    )
+    progress = None if quiet or as_json else LiveProgress(choice.workers)
     if progress:
         progress.start()
     try:
@@ -211,8 +231,8 @@ def study_run(
             study=study,
             storage=storage,
             seeds=seeds,
-            train=trial.train,
-            workers=workers,
+            train=train,
+            workers=choice.workers,
             trials_per_gpu=trials_per_gpu,
             latency=latency,
             progress=progress,
@@ -222,6 +242,7 @@ def study_run(
         if progress:
             progress.stop()
     extra = {"missing": run.missing, "queued": run.queued, "dashboard": hint}
+    extra["run"] = choice.to_dict()
     _summary(study, storage, run.reports, run.wall_seconds, as_json, extra, definition.is_grid)
     if not as_json:
         out.print(hint, soft_wrap=True)

@@ -16,15 +16,21 @@ import resnext
 from nas.commands.options import (
     VAL_HELP,
     AugmentOpt,
+    ChannelsLastOpt,
     DataDirOpt,
     DataResolutionOpt,
     DatasetNameOpt,
     ImagesPerClassOpt,
     JsonOpt,
     LiteralConsole,
+    Precision,
+    PrecisionOpt,
+    RunOptions,
     SubsetClassesOpt,
+    ThreadsOpt,
     check_dataset,
     out,
+    plan_run,
     print_json,
     report_data,
 )
@@ -131,6 +137,9 @@ def train_command(
         Path | None,
         typer.Option(help="Run directory (default runs/train-<time>); an existing one resumes."),
     ] = None,
+    threads: ThreadsOpt = None,
+    precision: PrecisionOpt = Precision.auto,
+    channels_last: ChannelsLastOpt = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -212,6 +221,14 @@ def train_command(
             soft_wrap=True,
         )
     spec = dataclasses.replace(spec, classes=data.classes, resolution=data.resolution)
+    _, cfg = plan_run(
+        [spec],
+        cfg,
+        data.kind,
+        RunOptions(None, threads, precision, channels_last),
+        single=True,
+        quiet=as_json,
+    )
     result = train(
         spec,
         data,

@@ -257,6 +257,7 @@ class Objective:
                     "val_loss": st.val_loss,
                     "val_accuracy": st.val_accuracy,
                     "seconds": st.epoch_seconds,
+                    "train_seconds": st.train_seconds,
                 }
             )
             trial.set_user_attr("curve", curve)

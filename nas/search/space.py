@@ -176,6 +176,10 @@ class SearchSpace:
         ``spec``."""
         return spec_params(spec)
 
+    def trainable(self) -> list[Spec]:
+        """Every spec a trial of this space may train."""
+        return [c.spec for c in self.configs]
+
     def family(self) -> list[Config]:
         """The complexity-preserving (C, d) family: the closest config per skeleton and C."""
         return [c for c in self.configs if c.closest]
@@ -285,6 +289,10 @@ class SpecGrid:
     def contains(self, spec: Spec) -> bool:
         """Whether ``spec`` is one of the grid's specs."""
         return spec in self.specs
+
+    def trainable(self) -> list[Spec]:
+        """Every spec a trial of this grid may train."""
+        return list(self.specs)
 
     def family(self) -> list[Config]:
         """No baselines: every spec of a grid is trained anyway."""

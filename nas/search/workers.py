@@ -396,7 +396,7 @@ def _worker_main(
         raise
 
 
-def _gpu_count() -> int:
+def gpu_count() -> int:
     """CUDA devices here; 0 where torch or CUDA is missing."""
     try:
         import torch
@@ -415,7 +415,7 @@ def _cores() -> list[int]:
 
 def _local_capacity(trials_per_gpu: int = 1, on_cpu: bool = False) -> tuple[int, str]:
     """How many local workers this machine can run side by side, and what limits them."""
-    gpus = 0 if on_cpu else _gpu_count()
+    gpus = 0 if on_cpu else gpu_count()
     if gpus:
         per = f" at --trials-per-gpu {trials_per_gpu}" if trials_per_gpu > 1 else ""
         return gpus * trials_per_gpu, (
@@ -436,18 +436,19 @@ def cap_workers(workers: int, trials_per_gpu: int = 1, on_cpu: bool = False) -> 
 
 
 def _placement(
-    workers: int, trials_per_gpu: int = 1, gpus: int | None = None
+    workers: int, trials_per_gpu: int = 1, gpus: int | None = None, threads: int | None = None
 ) -> list[tuple[list[int] | None, int | None]]:
     """Cores and GPU of each local worker: ``trials_per_gpu`` workers a GPU, else split cores.
 
-    ``gpus`` None counts the visible CUDA devices; 0 (a CPU run) splits the cores. Workers
+    ``gpus`` None counts the visible CUDA devices; 0 (a CPU run) gives each worker ``threads``
+    cores (None: an equal share of them). Workers
     fill one GPU before the next (0, 0, 1, 1 for two a GPU), and more workers than the GPUs
     hold at ``trials_per_gpu`` each are refused rather than crowded onto one.
     """
     if trials_per_gpu < 1:
         raise ValueError(f"--trials-per-gpu must be a positive integer, got {trials_per_gpu}")
     if gpus is None:
-        gpus = _gpu_count()
+        gpus = gpu_count()
     if gpus:
         if workers > gpus * trials_per_gpu:
             raise ValueError(
@@ -457,7 +458,7 @@ def _placement(
             )
         return [(None, i // trials_per_gpu) for i in range(workers)]
     cores = _cores()
-    per = max(1, len(cores) // workers)
+    per = threads or max(1, len(cores) // workers)
     return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
 
 
@@ -490,7 +491,7 @@ def run_search(
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     cpu = on_cpu(train.device)
     # A CPU run spreads workers over cores even where there are GPUs.
-    placement = _placement(workers, trials_per_gpu, 0 if cpu else None)
+    placement = _placement(workers, trials_per_gpu, 0 if cpu else None, train.threads)
     url = storage_url(storage)
     st = open_storage(url, heartbeat=heartbeat)
     prepare(settings, storage=st, n_trials=n_trials)

@@ -23,11 +23,19 @@ def identity(spec: Spec, data: Dataset, cfg: TrainConfig) -> dict[str, Any]:
     """What a checkpoint must share with a run to be resumed by it.
 
     Not the epochs (a run may be extended) nor the early-stopping patience, which change when
-    training stops but not what the epochs so far did; nor the memory format or compile mode,
-    which change only rounding (and so checkpoints from before those fields still resume).
+    training stops but not what the epochs so far did; nor the memory format, compile mode,
+    precision or threads, which change only rounding (and so checkpoints from before those
+    fields still resume).
     """
     config = asdict(cfg)
-    for name in ("epochs", "early_stop_patience", "channels_last", "compile"):
+    for name in (
+        "epochs",
+        "early_stop_patience",
+        "channels_last",
+        "compile",
+        "precision",
+        "threads",
+    ):
         del config[name]
     config["device"] = config["device"].split(":")[0]  # RNG states differ across device types
     data_id = {

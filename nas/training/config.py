@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nas.data import DataOptions, Dataset
-from nas.training.plan import check_compile, torch_device
+from nas.training.plan import check_compile, check_precision, torch_device
 
 # The shapes of the learning rate over a run (nas.training.loop.lr_factor).
 SCHEDULES = ("cosine", "onecycle", "step")
@@ -35,6 +35,7 @@ _OPTIONS = {
     "label_smoothing": "label-smoothing",
     "seed": "seed",
     "early_stop_patience": "patience",
+    "threads": "threads",
 }
 # The optimiser computes in float32: a larger lr or weight decay does not convert (`--lr 1e308`
 # would be a RuntimeError traceback); up to this, a blow-up is a "diverged" trial.
@@ -113,6 +114,10 @@ class TrainConfig:
     # force one.
     channels_last: bool | None = None
     compile: str = "auto"
+    # "auto": bf16 autocast on CUDA, fp32 elsewhere; the commands pass the measured machine
+    # plan's choice (nas.training.machine), which takes bf16 on a CPU only where it is faster.
+    precision: str = "auto"
+    threads: int | None = None  # CPU threads of the run; None: every core the process may use
 
     def __post_init__(self) -> None:
         check_number("epochs", self.epochs, 1, integer=True)
@@ -138,6 +143,9 @@ class TrainConfig:
                 f"channels_last must be true, false or None, got {self.channels_last!r}"
             )
         check_compile(self.compile)
+        check_precision(self.precision)
+        if self.threads is not None:
+            check_number("threads", self.threads, 1, integer=True)
 
     def resolved(self, family: str) -> TrainConfig:
         """A copy with the weight decay of ``family``'s recipe and the device "auto" stands for."""

@@ -47,8 +47,9 @@ def check_memory(spec: Spec, cfg: TrainConfig) -> None:
     cannot fit; one that passes may still run out of memory at the margin.
     """
     dev = resolve_device(cfg.device)
-    # bfloat16 autocast on CUDA (see setup) halves the activations.
-    need = training_memory(spec, cfg.batch_size, activation_bytes=2 if dev.type == "cuda" else 4)
+    # bfloat16 autocast (see setup) halves the activations.
+    bf16 = perf.plan(dev.type, cfg.channels_last, cfg.compile, cfg.precision).bf16
+    need = training_memory(spec, cfg.batch_size, activation_bytes=2 if bf16 else 4)
     have = available_memory(dev)
     if need > have:
         r = spec.resolution
@@ -61,20 +62,29 @@ def check_memory(spec: Spec, cfg: TrainConfig) -> None:
 
 
 def setup(
-    name: str, channels_last: bool | None = None, compile: str = "auto"
+    name: str,
+    channels_last: bool | None = None,
+    compile: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> tuple[torch.device, perf.Plan, torch.memory_format, Any]:
     """Device, plan (:func:`nas.training.plan.plan`), memory format and autocast context of a
-    run."""
+    run; on the CPU, ``threads`` (None: every core the process may use) sets torch's threads."""
     dev = resolve_device(name)
-    plan = perf.plan(dev.type, channels_last, compile)
+    plan = perf.plan(dev.type, channels_last, compile, precision)
     fmt = torch.channels_last if plan.channels_last else torch.contiguous_format
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cudnn pick the fastest convs
-        return dev, plan, fmt, lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    if dev.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
+    if dev.type == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    elif dev.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
         # Every core the process may use (cpu_count() would count cores outside the affinity),
         # unless OMP_NUM_THREADS shares them out: trials run in parallel processes that each
         # take all cores oversubscribe them, and OpenMP's spinning then costs 10x or more.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         torch.set_num_threads(cores or os.cpu_count() or 1)
+    if plan.bf16 and dev.type in ("cuda", "cpu"):
+        # Autocast runs convolutions and matmuls in bf16 and keeps batch norm, softmax and the
+        # loss in fp32; the weights and the optimiser stay fp32.
+        return dev, plan, fmt, lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
     return dev, plan, fmt, contextlib.nullcontext

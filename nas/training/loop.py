@@ -47,6 +47,9 @@ class EpochStats:
     epoch_seconds: float  # training and validation
     images_per_second: float  # training throughput of the epoch (augmentation included)
     val_images_per_second: float  # inference throughput measured during validation
+    # Of epoch_seconds, those of the training steps (the rest is validation); 0.0 in
+    # checkpoints written before it was kept.
+    train_seconds: float = 0.0
 
 
 @dataclass
@@ -169,7 +172,7 @@ class Run:
     def __init__(self, spec: Spec, data: Dataset, cfg: TrainConfig) -> None:
         self.cfg, self.family = cfg, data.kind
         self.dev, self.plan, self.fmt, self.autocast = setup(
-            cfg.device, cfg.channels_last, cfg.compile
+            cfg.device, cfg.channels_last, cfg.compile, cfg.precision, cfg.threads
         )
         self.on_gpu = self.dev.type == "cuda"
         torch.manual_seed(cfg.seed)
@@ -351,6 +354,7 @@ def train(
                 break
             train_loss, train_accuracy, train_ips = trained
             stats = EpochStats(
+                train_seconds=run.steps * run.batch / train_ips,
                 epoch=len(history) + 1,
                 train_loss=train_loss,
                 train_accuracy=train_accuracy,

@@ -36,6 +36,9 @@ COMPILE = (
     "max-autotune",
     "max-autotune-no-cudagraphs",
 )
+# "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16" autocasts on any device (on a CPU, the
+# measured machine plan picks it only where the CPU computes bf16 natively and it is faster).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Plan:
 
     channels_last: bool
     compile_mode: str | None  # a torch.compile mode, e.g. "default" or "reduce-overhead"
-    bf16: bool  # autocast to bfloat16 (CUDA)
+    bf16: bool  # autocast to bfloat16: convolutions and matmuls; batch norm and loss stay fp32
 
     def describe(self) -> str:
         """E.g. ``NHWC, eager, fp32``."""
@@ -53,12 +56,22 @@ class Plan:
         return f"{fmt}, {mode}, {'bf16' if self.bf16 else 'fp32'}"
 
 
-def plan(device_type: str, channels_last: bool | None = None, compile: str = "auto") -> Plan:
-    """The trainer's plan on ``device_type``: ``channels_last`` None and ``compile`` "auto"
-    follow the rules below; ``compile`` "off" is eager, another of :data:`COMPILE` compiles.
+def plan(
+    device_type: str,
+    channels_last: bool | None = None,
+    compile: str = "auto",
+    precision: str = "auto",
+) -> Plan:
+    """The trainer's plan on ``device_type``: ``channels_last`` None, ``compile`` "auto" and
+    ``precision`` "auto" follow the rules below; ``compile`` "off" is eager, another of
+    :data:`COMPILE` compiles; ``precision`` "fp32" or "bf16" forces one.
     """
     check_compile(compile)
+    check_precision(precision)
     mode = None if compile in ("auto", "off") else compile
+    if precision != "auto":
+        auto = plan(device_type, channels_last, compile)
+        return Plan(auto.channels_last, auto.compile_mode, bf16=precision == "bf16")
     if device_type == "cuda":
         # Tensor cores want NHWC; cuDNN's NHWC kernels are its fast path for bf16 convolutions.
         # Compile stays off until bench_mfu's CUDA run (scripts/gpu_check.sh) shows where it pays
@@ -96,6 +109,12 @@ def torch_device(name: str) -> Any:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device mps asked for, but MPS is not available here")
     return dev
+
+
+def check_precision(precision: Any) -> None:
+    """Refuse a precision that is not one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def check_compile(compile: Any) -> None:
