@@ -166,7 +166,7 @@ def study_run(
     definition = studies.get(name)
     n_workers = parse_workers(workers)
     if trials_per_gpu < 1:
-        raise ValueError("--trials-per-gpu takes positive integers")
+        raise ValueError("--trials-per-gpu takes a positive integer")
     from nas.search.workers import cap_workers, on_cpu
 
     if n_workers is not None:

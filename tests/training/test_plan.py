@@ -161,4 +161,4 @@ def test_a_bad_trials_per_gpu_is_refused_in_one_line(command: tuple[str, ...]) -
     res = run_cli(*command, "--trials-per-gpu", "0")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--trials-per-gpu take positive integers" in lines[0]
+    assert len(lines) == 1 and "--trials-per-gpu" in lines[0] and "positive integer" in lines[0]
