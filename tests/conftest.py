@@ -16,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def pytest_report_header(config) -> str:
-    """The processor and its vector extensions, so that a failing kernel comparison names it."""
-    from tests.numerics import cpu_name
+    """One line naming the processor, its vector extensions, torch's kernel level, version and
+    thread count: what a kernel comparison's rounding depends on (tests/numerics.py)."""
+    from tests.numerics import machine
 
-    return f"cpu: {cpu_name()}"
+    return f"cpu: {machine()}"
 
 
 def pytest_configure(config) -> None:

@@ -70,33 +70,115 @@ def test_trial_follows_its_plan() -> None:
         assert trial.forward is trial.model  # eager: no compiled wrapper
 
 
-def test_memory_format_changes_only_rounding() -> None:
-    """NCHW and NHWC compute the same loss, logits and gradients from the same weights, to
-    float32 rounding of the reductions on the path (tests/numerics.py)."""
-    data = toy_data(64, classes=4, res=16, pattern="stripes")
-    out = {}
-    for cl in (False, True):
-        cfg = dataclasses.replace(FAST, channels_last=cl).resolved("cifar")
-        trial = Run(TINY, data, cfg)  # the trainer's model and its input path
-        if out:
-            trial.model.load_state_dict(out[False][0])
-        trial.model.train()
-        x = trial.prepare(trial.train_x[:32])
-        logits = trial.model(x)
-        loss = torch.nn.functional.cross_entropy(logits, trial.train_y[:32])
+# The network of the numerical comparisons: ResNeXt 4x2d, one block a stage, width 32, 32 px.
+NUMERIC = resnext.Spec("cifar", (1, 1, 1), 32, 4, 2, classes=10, resolution=32)
+BATCH = 8
+
+
+def _nchw_and_nhwc() -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The same weights and batch-norm statistics in NCHW and in NHWC, and a batch in each."""
+    nchw, x = numerics.calibrated(NUMERIC, BATCH)
+    nhwc = numerics.twin(nchw, torch.channels_last)
+    return nchw, nhwc, x, x.contiguous(memory_format=torch.channels_last)
+
+
+def test_memory_format_changes_only_rounding_in_evaluation() -> None:
+    """NCHW and NHWC compute the same logits from the same weights, to float32 rounding of the
+    reductions on the path (tests/numerics.py): one pass, not a training run, whose rounding
+    the epochs would amplify differently on each processor."""
+    nchw, nhwc, x, x_nhwc = _nchw_and_nhwc()
+    forward, _, layers = numerics.reductions(nchw, BATCH, NUMERIC.resolution)
+    bound = numerics.rounding_bound(torch.float32, forward, layers)
+    assert bound < 1e-3  # far below a layout bug's error (test_a_layout_bug_exceeds_the_bounds)
+    with torch.no_grad():
+        want = nchw.eval()(x)
+        got, seen = numerics.recording(nhwc.eval(), x_nhwc)
+    # The twin really ran in NHWC (a 1x1 map is contiguous in both formats: pick an 8x8 one).
+    fmt = torch.channels_last
+    assert seen["stages.conv4.0.c.1"].is_contiguous(memory_format=fmt)
+    assert not seen["stages.conv4.0.c.1"].is_contiguous()
+    numerics.assert_close("evaluation logits", got, want, bound)
+
+
+def test_memory_format_changes_only_rounding_in_training() -> None:
+    """In train mode too: every batch-norm output (normalised by batch statistics), the logits,
+    the loss, the running statistics left behind and the gradients of one backward pass, which
+    NHWC takes on NCHW's side of each ReLU's kink (numerics.SameKinks)."""
+    nchw, nhwc, x, x_nhwc = _nchw_and_nhwc()
+    y = torch.arange(BATCH) % NUMERIC.classes
+    out, kinks = {}, numerics.SameKinks()
+    for model, batch in ((nchw, x), (nhwc, x_nhwc)):
+        with kinks:  # NCHW records its ReLU masks, NHWC replays them
+            logits, seen = numerics.recording(model.train(), batch)
+            loss = torch.nn.functional.cross_entropy(logits, y)
         loss.backward()
-        grads = {n: p.grad.clone() for n, p in trial.model.named_parameters()}
-        state = {k: v.clone() for k, v in trial.model.state_dict().items()}
-        out[cl] = (state, logits.detach(), loss.detach(), grads)
-    forward, backward, layers = numerics.reductions(trial.model, 32, TINY.resolution)
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        stats = {n: b for n, b in model.named_buffers() if b.is_floating_point()}
+        out[model is nhwc] = (logits, loss, seen, stats, grads)
+    forward, backward, layers = numerics.reductions(nchw, BATCH, NUMERIC.resolution, training=True)
     fwd = numerics.rounding_bound(torch.float32, forward, layers)
     bwd = numerics.rounding_bound(torch.float32, backward, 2 * layers)
-    assert fwd < 1e-3  # tight enough that a layout bug (channels read as rows) cannot pass
-    (_, l0, s0, g0), (_, l1, s1, g1) = out[False], out[True]
+    (l0, s0, bn0, r0, g0), (l1, s1, bn1, r1, g1) = out[False], out[True]
+    assert len(kinks.masks) == 10  # the stem's ReLU and 3 a block
+    assert len(bn0) == 13 and len(r0) == 26 and len(g0) == 41  # 13 batch norms, 14 layers
+    for name in bn0:
+        numerics.assert_close(f"train-mode output of {name}", bn1[name], bn0[name], fwd)
     numerics.assert_close("logits", l1, l0, fwd)
     numerics.assert_close("loss", s1, s0, fwd)
+    for name in r0:
+        numerics.assert_close(f"batch statistics {name}", r1[name], r0[name], fwd)
     for name in g0:
         numerics.assert_close(f"gradient of {name}", g1[name], g0[name], bwd)
+
+
+def test_a_layout_bug_exceeds_the_bounds() -> None:
+    """The comparisons above could fail: NHWC memory read as NCHW, or one kernel mirrored,
+    moves the logits by far more than the loosest bound they allow."""
+    nchw, nhwc, x, x_nhwc = _nchw_and_nhwc()
+    _, backward, layers = numerics.reductions(nchw, BATCH, NUMERIC.resolution, training=True)
+    loosest = numerics.rounding_bound(torch.float32, backward, 2 * layers)
+    with torch.no_grad():
+        want = nchw.eval()(x)
+        misread = x_nhwc.permute(0, 2, 3, 1).reshape(x.shape)  # the bytes taken as NCHW
+        assert numerics.relative_error(nhwc.eval()(misread), want) > loosest
+        kernel = nhwc.stages.conv3[0].b[0].weight
+        kernel.copy_(kernel.flip(-1))
+        assert numerics.relative_error(nhwc(x_nhwc), want) > loosest
+
+
+def test_bf16_autocast_changes_only_rounding_on_the_cpu() -> None:
+    """bf16 autocast on the CPU (native with AVX-512 BF16 or AMX, emulated on AVX2) gives the
+    fp32 logits of the same weights to bf16 rounding of the operands, and keeps what training
+    accumulates in float32: the loss, batch-norm's statistics, the parameters and gradients."""
+    model, x = numerics.calibrated(NUMERIC, BATCH)
+    forward, _, layers = numerics.reductions(model, BATCH, NUMERIC.resolution)
+    with torch.no_grad():
+        want = model.eval()(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x)
+    assert got.dtype == torch.bfloat16  # autocast ran the layers in bf16
+    bound = numerics.precision_bound(torch.float32, forward, layers, torch.bfloat16)
+    numerics.assert_close("bf16 autocast logits", got, want, bound)
+
+    y = torch.arange(BATCH) % NUMERIC.classes
+    fp32 = numerics.twin(model, torch.contiguous_format)
+    with torch.no_grad():
+        fp32.train()(x)  # momentum 1: the running statistics become this batch's
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(model.train()(x), y)
+    assert loss.dtype == torch.float32  # autocast's fp32 list: the loss is not rounded to bf16
+    statistics, _, _ = numerics.reductions(model, BATCH, NUMERIC.resolution, training=True)
+    bound = numerics.precision_bound(torch.float32, statistics, layers, torch.bfloat16)
+    for name, stat in fp32.named_buffers():
+        if stat.is_floating_point():
+            numerics.assert_close(
+                f"bf16 batch statistics {name}", model.get_buffer(name), stat, bound
+            )
+    loss.backward()
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    tensors |= {f"gradient of {n}": p.grad for n, p in model.named_parameters()}
+    kept = {n: t.dtype for n, t in tensors.items() if t.is_floating_point()}
+    assert len(kept) == 26 + 41 + 41 and set(kept.values()) == {torch.float32}, kept
 
 
 def test_checkpoint_resumes_across_memory_formats(tmp_path: Path) -> None:
