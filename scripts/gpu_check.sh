@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prove and measure the GPU path in one go, with no network: install the wheels of
-# .whl/ (scripts/gpu_wheels.sh), run the `gpu` tests, benchmarks/bench_mfu.py on CUDA, a 6-trial
-# search on the CIFAR-10 tarball of .data/ with 2 workers sharing the one GPU, and an export.
-# Logs and figures go to OUTDIR (6 files, for a device tool that returns at most 8); the study,
-# weights and export go to a scratch folder. Each step has its own timeout (8.5 minutes if every
+# .whl/ (scripts/gpu_wheels.sh), run the `gpu` tests, benchmarks/bench_mfu.py on CUDA, the
+# machine's measured plan (`resnext-nas plan`: NCHW/NHWC x fp32/bf16), a 6-trial search on the
+# CIFAR-10 tarball of .data/ with 2 workers sharing the one GPU, and an export.
+# Logs and figures go to OUTDIR (7 files, for a device tool that returns at most 8); the study,
+# weights and export go to a scratch folder. Each step has its own timeout (10 minutes if every
 # one ran out; about 5 minutes expected on an H100/H200), and a summary comes last.
 #
 #     scripts/gpu_check.sh OUTDIR                   # on the GPU machine
@@ -86,6 +87,7 @@ if [[ $mode == gpu ]]; then
     tests/training/test_gpu.py tests/training/test_train.py
   step bench 210 "$OUTDIR/bench_mfu.log" "$PY" benchmarks/bench_mfu.py --device cuda \
     --repeats 5 --seconds 0.2 --json "$OUTDIR/mfu.json"
+  step plan 90 "$OUTDIR/plan.log" "$PY" cli.py plan --device cuda --refresh
   step search 120 "$OUTDIR/search.log" "$PY" cli.py search "${study[@]}" "${data[@]}" \
     --trials 6 --workers 2 --trials-per-gpu 2 --train-images 20000 --epochs 3 \
     --batch-size 256 --lr 0.1 --device cuda --runs-dir "$WORK/runs" --quiet --json
@@ -96,6 +98,7 @@ else
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   step bench 240 "$OUTDIR/bench_mfu.log" "$PY" benchmarks/bench_mfu.py --device cpu \
     --quick --models trial --no-compile --repeats 2 --seconds 0.05 --json "$OUTDIR/mfu.json"
+  step plan 90 "$OUTDIR/plan.log" "$PY" cli.py plan --device cpu --refresh
   step search 150 "$OUTDIR/search.log" "$PY" cli.py search "${study[@]}" "${data[@]}" \
     --trials 2 --workers 2 --trials-per-gpu 2 --train-images 300 --epochs 1 \
     --batch-size 32 --device cpu --no-latency --runs-dir "$WORK/runs" --quiet --json
@@ -109,6 +112,8 @@ step export "$export_secs" "$OUTDIR/export.log" "$PY" cli.py export "${study[@]}
 {
   echo "-- bench_mfu"
   grep -E "matrix-product peak|trainer's pick|^goal|^grouped|^compile " "$OUTDIR/bench_mfu.log"
+  echo "-- plan"
+  grep -E "^plan for" "$OUTDIR/plan.log"
   echo "-- search"
   "$PY" - "$OUTDIR/search.log" <<'EOF'
 import json, sys

@@ -128,7 +128,7 @@ def test_marker_evaluation_tells_the_gpu_machine_apart() -> None:
 
 @pytest.mark.slow
 def test_cpu_fallback_of_the_check_runs_every_step(tmp_path: Path) -> None:
-    """``GPU_CHECK_CPU=1 scripts/gpu_check.sh``: the four steps at tiny sizes, and a summary."""
+    """``GPU_CHECK_CPU=1 scripts/gpu_check.sh``: the five steps at tiny sizes, and a summary."""
     out = tmp_path / "check"
     env = {**os.environ, "GPU_CHECK_CPU": "1", "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
     proc = subprocess.run(
@@ -140,10 +140,11 @@ def test_cpu_fallback_of_the_check_runs_every_step(tmp_path: Path) -> None:
     )
     summary = (out / "summary.txt").read_text()
     assert proc.returncode == 0, summary + proc.stderr[-2000:]
-    for name in ("tests", "bench", "search", "export"):
+    for name in ("tests", "bench", "plan", "search", "export"):
         assert re.search(rf"^{name}\s+ok\s", summary, re.M), summary
     pick = re.search(r"trainer's pick on cpu .* pick/best ([\d.]+)", summary)
     assert pick and float(pick.group(1)) > 0, summary
     diff = re.search(r'"onnx_max_abs_diff": ([\deE.+-]+)', summary)
     assert diff and float(diff.group(1)) < 1e-3, summary
+    assert re.search(r"^plan for .*: \d+ workers? x \d+ threads?, ", summary, re.M), summary
     assert "all steps passed" in summary
