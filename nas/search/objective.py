@@ -215,6 +215,8 @@ class Objective:
         spec: Spec,
         hparams: dict[str, float],
     ) -> float | list[float]:
+        from nas.training import plan as perf
+        from nas.training.device import resolve_device
         from nas.training.loop import measure_latency, train
 
         t0 = time.perf_counter()
@@ -231,8 +233,16 @@ class Objective:
             cfg = replace(cfg, epochs=self.confirm.confirm_epochs(self.train.epochs))
         seed = claim_seed(trial, spec, hparams, cfg.seed)
         cfg = replace(cfg, seed=seed["seed"])
-        # The held-out images that score it: what a verdict on its accuracy rests on.
-        attrs: dict[str, Any] = {**cx, **seed, "val_images": len(self.data.val_y)}
+        # The held-out images that score it: what a verdict on its accuracy rests on; and the
+        # arithmetic that trained it (the machine plan's bf16 or fp32).
+        device_type = resolve_device(cfg.device).type
+        bf16 = perf.plan(device_type, cfg.channels_last, cfg.compile, cfg.precision).bf16
+        attrs: dict[str, Any] = {
+            **cx,
+            **seed,
+            "val_images": len(self.data.val_y),
+            "precision": "bf16" if bf16 else "fp32",
+        }
         metrics: dict[str, float] = dict(cx)
         if self.latency:
             t = time.perf_counter()

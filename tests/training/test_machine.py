@@ -213,9 +213,10 @@ def test_search_runs_as_the_cached_plan_says(tmp_path: Path, cache: Path) -> Non
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(fake_plan(m, model, cores=m["cores"]).to_dict()))
     env = {**os.environ, "RESNEXT_NAS_DATA": str(cache), mach.PLAN_ENV: "measure"}
+    url = f"sqlite:///{tmp_path / 's.db'}"
     proc = run_cli(
         "search", "--trials", "2", "--train-images", "256", "--resolution", "16", "--epochs",
-        "1", "--confirm", "0", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--runs-dir",
+        "1", "--confirm", "0", "--storage", url, "--runs-dir",
         str(tmp_path / "runs"), "--json", env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -223,6 +224,10 @@ def test_search_runs_as_the_cached_plan_says(tmp_path: Path, cache: Path) -> Non
     assert (run["workers"], run["threads"], run["precision"]) == (2, 1, "bf16")
     assert run["plan"]["chosen"]["workers"] == 2 and len(run["plan"]["options"]) == 8
     assert "measuring" not in proc.stderr
+    import optuna
+
+    trials = optuna.load_study(study_name="resnext-search", storage=url).trials
+    assert len(trials) == 2 and {t.user_attrs["precision"] for t in trials} == {"bf16"}
 
 
 @pytest.mark.parametrize("value", ["0", "many", "-1"])
