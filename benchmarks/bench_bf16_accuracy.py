@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from nas.training.config import DEFAULT_TRIAL
+
 CONFIGS = ("8x1d 1-1-1", "1x6d 1-1-1", "2x2d 2-2-2")  # of the default 8e6-FLOP space, width 32
 
 
@@ -48,9 +50,9 @@ def _spec(config: str, classes: int, resolution: int) -> Any:
     )
 
 
-def _run(job: tuple[str, str, int, str]) -> dict[str, Any]:
+def _run(job: tuple[str, str, int, str, int, int]) -> dict[str, Any]:
     """Train one (config, precision, seed) on one thread; its accuracies and seconds."""
-    config, precision, seed, data_dir = job
+    config, precision, seed, data_dir, train_images, epochs = job
     import torch
 
     torch.set_num_threads(1)
@@ -59,12 +61,12 @@ def _run(job: tuple[str, str, int, str]) -> dict[str, Any]:
     from nas.training.loop import train
 
     data = DataOptions("folder", data_dir=data_dir).load(
-        train_images=DEFAULT_TRIAL.train_images,
+        train_images=train_images,
         val_fraction=DEFAULT_TRIAL.val_fraction,
         eval_test=True,
     )
     cfg = DEFAULT_TRIAL.train_config(device="cpu", seed=seed)
-    cfg = dataclasses.replace(cfg, precision=precision, threads=1)
+    cfg = dataclasses.replace(cfg, precision=precision, threads=1, epochs=epochs)
     spec = _spec(config, data.classes, data.resolution)
     t0 = time.perf_counter()
     result = train(spec, data, cfg, eval_test=True)
@@ -116,11 +118,13 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--out", type=Path, default=Path("runs/bf16-accuracy.json"))
+    ap.add_argument("--train-images", type=int, default=DEFAULT_TRIAL.train_images)
+    ap.add_argument("--epochs", type=int, default=DEFAULT_TRIAL.epochs)
     args = ap.parse_args()
     runs: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {(r["config"], r["precision"], r["seed"]) for r in runs}
     jobs = [
-        (c, p, s, args.data_dir)
+        (c, p, s, args.data_dir, args.train_images, args.epochs)
         for s in range(args.seeds)
         for c in args.configs
         for p in ("fp32", "bf16")

@@ -39,9 +39,10 @@ def search(name: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> 
     cmd = [
         sys.executable, "-m", "cli", "search", "--trials", str(args.trials), "--study", name,
         "--storage", url, "--dataset", "folder", "--data-dir", args.data_dir, "--confirm", "0",
-        "--runs-dir", str(tmp / "runs"), "--seed", str(args.seed), "--json", *extra,
+        "--runs-dir", str(tmp / "runs"), "--seed", str(args.seed), "--json", *args.search, *extra,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The plan measured (or read from the cache) whatever RESNEXT_NAS_PLAN says outside.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RESNEXT_NAS_PLAN": "measure"}
     env.pop("OMP_NUM_THREADS", None)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, help="real CIFAR-10: the JPEG tarball or tree")
     ap.add_argument("--trials", type=int, default=12, help="trials of each search")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("search", nargs="*", help="more options of both searches, after --")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     old = ["--workers", "1", "--threads", str(cores), "--precision", "fp32", "--channels-last"]

@@ -14,9 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(script: str, *args: str, timeout: float = 300) -> str:
+def run(script: str, *args: str, timeout: float = 300, **extra: str) -> str:
     """Run ``benchmarks/<script>`` as the README says to, on one thread; its stdout."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **extra}
     proc = subprocess.run(
         [sys.executable, f"benchmarks/{script}", *args],
         cwd=ROOT,
@@ -95,3 +95,50 @@ def test_bench_hostile_prints_each_command_with_its_first_line() -> None:
     assert len(rows) == 6, out
     assert all(code == "2" for *_, code in rows)
     assert re.search(r"^6 invocations, \d+ late", out, re.M), out
+
+
+def _jpeg_tree(root: Path, classes: int = 3, train: int = 60, test: int = 8) -> Path:
+    """An image folder of ``classes`` classes of 32x32 JPEGs in train/ and test/, each class a
+    colour over noise, as the real CIFAR-10 tarball is laid out."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                x = rng.integers(0, 96, (32, 32, 3), dtype=np.uint8)
+                x[..., c % 3] += 150
+                Image.fromarray(x).save(folder / f"{i}.jpg", quality=90)
+    return root
+
+
+def test_bench_bf16_accuracy_pairs_the_seeds(tmp_path: Path) -> None:
+    tree = _jpeg_tree(tmp_path / "tree")
+    out = run(
+        "bench_bf16_accuracy.py", "--data-dir", str(tree), "--seeds", "2", "--configs",
+        "8x1d 1-1-1", "--jobs", "1", "--train-images", "64", "--epochs", "1", "--out",
+        str(tmp_path / "bf16.json"),
+    )  # fmt: skip
+    assert len(re.findall(r"^8x1d 1-1-1 +seed \d (fp32|bf16): val", out, re.M)) == 4, out
+    diff = re.search(r"^test_accuracy: bf16 - fp32 ([+-][\d.]+) points, 95% CI \[", out, re.M)
+    assert diff and "over 2 pairs" in out, out
+    assert re.search(r"training speed, one thread: bf16 [\d.]+x fp32", out), out
+
+
+def test_bench_trials_per_hour_compares_the_old_default_and_the_plan(tmp_path: Path) -> None:
+    """The plan is measured here (a fresh cache): the one test of the measurement through the
+    command line."""
+    tree = _jpeg_tree(tmp_path / "tree", train=80)
+    out = run(
+        "bench_trials_per_hour.py", "--data-dir", str(tree), "--trials", "2", "--",
+        "--train-images", "128", "--epochs", "1", "--resolution", "16", "--no-latency",
+        RESNEXT_NAS_DATA=str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert len(list((tmp_path / "cache" / "plans").glob("cpu-*.json"))) == 1
+    rows = re.findall(r"^(old-default|plan) .* 2 trials \(\d+ epochs\) in \d+ s: ", out, re.M)
+    assert rows == ["old-default", "plan"], out
+    assert re.search(r"training [\d.]+%, validation [\d.]+%, other -?[\d.]+%", out), out
+    assert re.search(r"^plan / old default: [\d.]+x trials per hour", out, re.M), out
