@@ -56,7 +56,7 @@ class Option:
     workers together)."""
 
     workers: int
-    threads: int  # CPU threads of each worker
+    threads: int  # CPU threads of each worker; 0 on a GPU (torch's default)
     channels_last: bool
     bf16: bool
     rate: float = 0.0
@@ -65,10 +65,8 @@ class Option:
         """E.g. ``2 workers x 1 thread, NHWC, bf16``."""
         w, t = self.workers, self.threads
         fmt = "NHWC" if self.channels_last else "NCHW"
-        return (
-            f"{w} worker{'s' * (w > 1)} x {t} thread{'s' * (t > 1)}, {fmt}, "
-            f"{'bf16' if self.bf16 else 'fp32'}"
-        )
+        threads = f" x {t} thread{'s' * (t > 1)}" if t else ""
+        return f"{w} worker{'s' * (w > 1)}{threads}, {fmt}, {'bf16' if self.bf16 else 'fp32'}"
 
     def same_run(self, other: Option) -> bool:
         """Whether ``other`` runs the same way (its rate aside)."""
@@ -106,9 +104,12 @@ class MachinePlan:
                 f"; measured under a load of {self.load:.1f} on {m['cores']} cores: "
                 "`resnext-nas plan --refresh` on a quiet machine measures it truly"
             )
+        default = f"bf16 {b.workers}x" if b.bf16 else f"fp32 {b.workers}x{b.threads}"
+        if m.get("gpu"):
+            where = f"{m['gpu']} ({m['gpus']} GPU{'s' * (m['gpus'] > 1)})"
         return (
             f"plan for {where}, torch {m['torch']}: {self.chosen.label()}: {self.speedup:.2f}x "
-            f"the fp32 {b.workers}x{b.threads} default on {self.model} ({when}{busy})"
+            f"the {default} default on {self.model} ({when}{busy})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,9 +197,10 @@ def candidates(m: dict[str, Any]) -> list[Option]:
     """Every option measured on machine ``m``; on CUDA one worker (the GPU's share is
     ``--trials-per-gpu``'s) on all cores."""
     precisions = (False, True) if native_bf16(m) else (False,)
-    counts = [1] if m["device"] == "cuda" else worker_counts(m["cores"])
+    gpu = m["device"] == "cuda"
+    counts = [1] if gpu else worker_counts(m["cores"])
     return [
-        Option(w, max(1, m["cores"] // w), cl, bf)
+        Option(w, 0 if gpu else max(1, m["cores"] // w), cl, bf)
         for w in counts
         for cl in (False, True)
         for bf in precisions
@@ -351,7 +353,8 @@ def measure(
         for o in _measure_group(spec, batch, kind, device, group, seconds)
     ]
     chosen = max(options, key=lambda o: o.rate)
-    base = Option(1, m["cores"], channels_last=True, bf16=device == "cuda")
+    gpu = device == "cuda"
+    base = Option(1, 0 if gpu else m["cores"], channels_last=True, bf16=gpu)
     baseline = next(o for o in options if o.same_run(base))
     return MachinePlan(
         machine=m,
