@@ -95,3 +95,18 @@ def test_bench_hostile_prints_each_command_with_its_first_line() -> None:
     assert len(rows) == 6, out
     assert all(code == "2" for *_, code in rows)
     assert re.search(r"^6 invocations, \d+ late", out, re.M), out
+
+
+@pytest.mark.slow
+def test_bench_worker_memory_prints_four_configurations() -> None:
+    out = run(
+        "bench_worker_memory.py", "--dataset", "synthetic", "--images", "600",
+        "--batch-size", "64",
+    )  # fmt: skip
+    rows = re.findall(
+        r"^\| ([12]) \| (on|off) \| [\d,]+ \| ([\d,]+) \| [\d,]+ \| \d+ \|$", out, re.M
+    )
+    assert [(w, s) for w, s, _ in rows] == [("1", "on"), ("1", "off"), ("2", "on"), ("2", "off")]
+    assert all(int(pss.replace(",", "")) > 0 for _, _, pss in rows)
+    assert re.search(r"2 workers, sharing on: .* published in \S+resnext-nas-\d+-", out), out
+    assert out.count("left behind: False") == 4, out
