@@ -142,3 +142,18 @@ def test_bench_trials_per_hour_compares_the_old_default_and_the_plan(tmp_path: P
     assert rows == ["old-default", "plan"], out
     assert re.search(r"training [\d.]+%, validation [\d.]+%, other -?[\d.]+%", out), out
     assert re.search(r"^plan / old default: [\d.]+x trials per hour", out, re.M), out
+
+
+@pytest.mark.slow
+def test_bench_worker_memory_prints_four_configurations() -> None:
+    out = run(
+        "bench_worker_memory.py", "--dataset", "synthetic", "--images", "600",
+        "--batch-size", "64",
+    )  # fmt: skip
+    rows = re.findall(
+        r"^\| ([12]) \| (on|off) \| [\d,]+ \| ([\d,]+) \| [\d,]+ \| \d+ \|$", out, re.M
+    )
+    assert [(w, s) for w, s, _ in rows] == [("1", "on"), ("1", "off"), ("2", "on"), ("2", "off")]
+    assert all(int(pss.replace(",", "")) > 0 for _, _, pss in rows)
+    assert re.search(r"2 workers, sharing on: .* published in \S+resnext-nas-\d+-", out), out
+    assert out.count("left behind: False") == 4, out

@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.data import Dataset
+from nas.data.shared import SharedData, publish
 from nas.search import deadline
 from nas.search.attrs import (
     CONFIRM,
@@ -344,7 +345,7 @@ def _die_with_parent() -> None:
 
 def _worker_main(
     settings: SearchSettings,
-    data: Dataset,
+    data: SharedData | Dataset,
     train: TrainConfig,
     n_trials: int,
     storage: str,
@@ -354,7 +355,11 @@ def _worker_main(
     gpu: int | None,
     conn: Any,
 ) -> None:
-    """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``conn``."""
+    """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``conn``.
+
+    ``data`` is the pool's published images (:func:`nas.data.shared.publish`), or the dataset
+    itself where they could not be published.
+    """
     _die_with_parent()
 
     def send(*event: Any) -> None:
@@ -371,7 +376,7 @@ def _worker_main(
     try:
         report = run_worker(
             settings,
-            data,
+            data.open() if isinstance(data, SharedData) else data,
             train,
             n_trials,
             storage=storage,
@@ -478,6 +483,7 @@ def run_search(
     heartbeat: int = HEARTBEAT,
     progress: Progress | None = None,
     trials_per_gpu: int = 1,
+    share_data: bool = True,
 ) -> list[WorkerReport]:
     """Run (or resume) the study with ``workers`` local processes until it has ``n_trials``.
 
@@ -486,6 +492,10 @@ def run_search(
     processes as it asks for (the load tests run 8 on 2 cores). ``n_trials`` and ``heartbeat``
     come checked (:func:`nas.search.study.check_trials`,
     :func:`nas.search.storage.check_heartbeat`): the commands check them before any data loads.
+
+    Two or more workers map one copy of the images, and ``data``'s arrays become maps of it too
+    (:func:`nas.data.shared.publish`); ``share_data=False`` pickles a copy to each worker instead
+    (the baseline of ``benchmarks/bench_worker_memory.py``).
     """
     if workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers}")
@@ -510,13 +520,16 @@ def run_search(
             )
         ]
     ctx = mp.get_context("spawn")
+    # One copy of the images, mapped by every worker and from here on by this process too; where
+    # it cannot be written, each worker unpickles a copy of its own.
+    sent = (publish(data) if share_data else None) or data
     # A pipe a worker: a worker killed in the middle of a send leaves no lock held (a shared
     # queue's would stop the others' sends), and its end of file says it is gone at once.
     pipes = [ctx.Pipe(duplex=False) for _ in placement]
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(settings, data, train, n_trials, url, i, heartbeat, cores, gpu, pipes[i][1]),
+            args=(settings, sent, train, n_trials, url, i, heartbeat, cores, gpu, pipes[i][1]),
             daemon=True,
         )
         for i, (cores, gpu) in enumerate(placement)
@@ -541,6 +554,8 @@ def run_search(
             p.join(timeout=5 if not stopped else 30)
             if p.is_alive():
                 p.kill()
+        if isinstance(sent, SharedData):
+            sent.remove()
     if pool.errors:
         raise ValueError(pool.errors[0])
     if pool.crashes:
