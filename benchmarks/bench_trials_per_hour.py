@@ -53,10 +53,14 @@ def search(name: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from nas.search.attrs import is_trained_proxy
+
     trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
-    epochs = [c for t in trials for c in t.user_attrs.get("curve", [])]
+    trained = [t for t in trials if is_trained_proxy(t)]
+    epochs = [c for t in trained for c in t.user_attrs.get("curve", [])]
     train_s = sum(c.get("train_seconds", 0.0) for c in epochs)
     val_s = sum(c["seconds"] - c.get("train_seconds", 0.0) for c in epochs)
+    reports = summary["workers"]
     run = summary["run"]
     workers = run["workers"]
     return {
@@ -65,10 +69,19 @@ def search(name: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> 
         "workers": workers,
         "label": f"{workers} x {run['threads']}, "
         f"{'NHWC' if run['channels_last'] else 'NCHW'}, {run['precision']}",
-        "trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials),
+        "trials": len(trained),
         "epochs": len(epochs),
         "train_s": train_s,
         "val_s": val_s,
+        # Inside train() but outside its epochs: building the model, the data on the device.
+        "setup_s": sum(r["train_seconds"] for r in reports) - train_s - val_s,
+        "latency_s": sum(r["latency_seconds"] for r in reports),
+        # The workers' loops outside train(): sampler, storage, weights, heartbeats.
+        "loop_s": sum(
+            r["wall_seconds"] - r["train_seconds"] - r["latency_seconds"] for r in reports
+        ),
+        # Start-up (interpreter, imports, data, plan, spawning the workers) and the summary.
+        "edges_s": wall * workers - sum(r["wall_seconds"] for r in reports),
     }
 
 
@@ -90,14 +103,17 @@ def main() -> None:
         slots = r["wall"] * r["workers"]
         r["per_hour"] = r["trials"] / r["wall"] * 3600
         r["epochs_per_hour"] = r["epochs"] / r["wall"] * 3600
-        r["train_share"] = r["train_s"] / slots
-        r["val_share"] = r["val_s"] / slots
-        r["other_share"] = 1 - r["train_share"] - r["val_share"]
+        share = {
+            k: r[f"{k}_s"] / slots for k in ("train", "val", "setup", "latency", "loop", "edges")
+        }
         print(
             f"{r['name']:<12} {r['label']:<22} {r['trials']} trials ({r['epochs']} epochs) in "
             f"{r['wall']:.0f} s: {r['per_hour']:.0f} trials/h, {r['epochs_per_hour']:.0f} "
-            f"epochs/h; of {r['workers']} worker(s) x wall: training {r['train_share']:.1%}, "
-            f"validation {r['val_share']:.1%}, other {r['other_share']:.1%}"
+            f"epochs/h; of {r['workers']} worker(s) x wall: training {share['train']:.1%}, "
+            f"validation {share['val']:.1%}, other {1 - share['train'] - share['val']:.1%} "
+            f"(trial set-up {share['setup']:.1%}, latency {share['latency']:.1%}, sampler and "
+            f"storage {share['loop']:.1%}, waiting for the last trials {share['idle']:.1%}, "
+            f"start-up {share['edges']:.1%})"
         )
     a, b = rows
     print(

@@ -120,6 +120,7 @@ class WorkerReport:
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
     latency_seconds: float = 0.0
+    idle_seconds: float = 0.0  # waiting for the others' last trials (the study has enough)
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -221,12 +222,14 @@ def _run_worker(
                 break
             if step == "wait":
                 time.sleep(poll)
+                report.idle_seconds += poll
                 continue
         else:
             running = sum(t.state == TrialState.RUNNING and phase(t) != CONFIRM for t in trials)
             if len(done) + running >= n_trials or (grid and running and not _waiting(trials)):
                 # Wait for the others: a running trial that goes stale comes back as a retry.
                 time.sleep(poll)
+                report.idle_seconds += poll
                 continue
             if grid and not _waiting(trials):
                 break  # the grid points left failed; `enqueue_grid` queues them on the next run
