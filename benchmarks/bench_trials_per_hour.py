@@ -6,7 +6,7 @@ default (one worker on every core, fp32, NHWC: ``--workers 1 --precision fp32
 --channels-last --threads <cores>``) and once with the measured plan (``--workers auto``), and
 prints trials per hour, trial-epochs per hour and their ratios from this one run. Where the
 wall time goes: training steps (from every trial's epochs), validation, and the rest (start-up,
-data, plan, sampler, storage, idle workers), as shares of the worker-seconds (wall x workers).
+data, plan, sampler, storage, workers waiting for the last trials), as shares of the worker-seconds (wall x workers).
 
     PYTHONPATH=. python benchmarks/bench_trials_per_hour.py \\
         --data-dir ../shared/data/cifar10-jpg.tar.gz --trials 12
@@ -78,8 +78,11 @@ def search(name: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> 
         "latency_s": sum(r["latency_seconds"] for r in reports),
         # The workers' loops outside train(): sampler, storage, weights, heartbeats.
         "loop_s": sum(
-            r["wall_seconds"] - r["train_seconds"] - r["latency_seconds"] for r in reports
+            r["wall_seconds"] - r["train_seconds"] - r["latency_seconds"] - r["idle_seconds"]
+            for r in reports
         ),
+        # Workers waiting for the others' last trials once the study has enough.
+        "idle_s": sum(r["idle_seconds"] for r in reports),
         # Start-up (interpreter, imports, data, plan, spawning the workers) and the summary.
         "edges_s": wall * workers - sum(r["wall_seconds"] for r in reports),
     }
@@ -90,6 +93,7 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, help="real CIFAR-10: the JPEG tarball or tree")
     ap.add_argument("--trials", type=int, default=12, help="trials of each search")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("search", nargs="*", help="more options of both searches, after --")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -99,13 +103,14 @@ def main() -> None:
             search("old-default", args, Path(tmp), old),
             search("plan", args, Path(tmp), ["--workers", "auto"]),
         ]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
     for r in rows:
         slots = r["wall"] * r["workers"]
         r["per_hour"] = r["trials"] / r["wall"] * 3600
         r["epochs_per_hour"] = r["epochs"] / r["wall"] * 3600
-        share = {
-            k: r[f"{k}_s"] / slots for k in ("train", "val", "setup", "latency", "loop", "edges")
-        }
+        kinds = ("train", "val", "setup", "latency", "loop", "idle", "edges")
+        share = {k: r[f"{k}_s"] / slots for k in kinds}
         print(
             f"{r['name']:<12} {r['label']:<22} {r['trials']} trials ({r['epochs']} epochs) in "
             f"{r['wall']:.0f} s: {r['per_hour']:.0f} trials/h, {r['epochs_per_hour']:.0f} "

@@ -141,6 +141,7 @@ def test_bench_trials_per_hour_compares_the_old_default_and_the_plan(tmp_path: P
     rows = re.findall(r"^(old-default|plan) .* 2 trials \(\d+ epochs\) in \d+ s: ", out, re.M)
     assert rows == ["old-default", "plan"], out
     assert re.search(r"training [\d.]+%, validation [\d.]+%, other -?[\d.]+%", out), out
+    assert re.search(r"waiting for the last trials [\d.]+%, start-up -?[\d.]+%\)", out), out
     assert re.search(r"^plan / old default: [\d.]+x trials per hour", out, re.M), out
 
 
