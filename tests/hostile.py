@@ -151,6 +151,7 @@ def _cases() -> list[Case]:
             "search imagenet not there", ("search", "--dataset", "imagenet", "--data-dir", "$empty")
         ),  # fmt: skip
         # --- train
+        Case("plan --batch-size 0", ("plan", "--batch-size", "0")),
         Case("train --lr 1e308", ("train", "--lr", "1e308")),
         Case("train --lr nan", ("train", "--lr", "nan")),
         Case("train --epochs 0", ("train", "--epochs", "0")),

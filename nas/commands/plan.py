@@ -34,7 +34,7 @@ def plan_command(
 
     tpl = template.value if template else "cifar"
     trial = TRIALS[tpl]
-    batch = batch_size or trial.batch_size
+    batch = trial.batch_size if batch_size is None else batch_size
     if batch < 1:
         raise ValueError(f"--batch-size takes a positive integer, got {batch}")
     dev = resolve_device(device)
