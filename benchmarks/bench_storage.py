@@ -35,7 +35,7 @@ import optuna
 from nas.search.objective import claim_seed, set_user_attrs
 from nas.search.space import SearchSpace
 from nas.search.storage import open_storage, quiet_optuna
-from nas.search.study import _sampler
+from nas.search.study import make_sampler
 from nas.search.suggest import OutOfBudget, suggest_spec
 from resnext.budget import Budget
 
@@ -127,7 +127,7 @@ def sampler_seconds(url: str, finished: int, repeats: int) -> float:
     optuna.create_study(study_name=name, storage=storage)
     try:
         study = optuna.load_study(
-            study_name=name, storage=storage, sampler=_sampler("tpe", 0, finished + repeats)
+            study_name=name, storage=storage, sampler=make_sampler("tpe", 0, finished + repeats)
         )
         study.add_trials(scratch.trials)
         times = []

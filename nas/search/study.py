@@ -130,9 +130,11 @@ def run_folder(runs_dir: str | Path, study: str, number: int) -> Path:
     return Path(runs_dir) / safe_name(study) / f"trial-{number}"
 
 
-def _sampler(
+def make_sampler(
     name: str, seed: int, n_trials: int, shared: bool = True
 ) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` of SAMPLERS for a study of ``n_trials`` trials, seeded with ``seed``;
+    ``shared``: other workers take trials of the study at the same time."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
@@ -225,7 +227,7 @@ def create_or_load(
     return optuna.load_study(
         study_name=settings.study,
         storage=storage,
-        sampler=_sampler(settings.sampler, seed, n_trials, shared),
+        sampler=make_sampler(settings.sampler, seed, n_trials, shared),
         pruner=pruner,
     )
 

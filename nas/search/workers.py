@@ -144,9 +144,10 @@ def run_worker(
     left to queue and no confirmation trial runs.
 
     ``storage`` is a URL, or a storage :func:`open_storage` opened; ``shared=False`` says no
-    other worker takes trials of the study at the same time (see :func:`_sampler`); ``started``
-    is called with the number of each trial it starts. SIGTERM or SIGHUP stops it as Ctrl-C
-    does: its trial is failed and queued again, then :class:`Terminated`.
+    other worker takes trials of the study at the same time (see
+    :func:`~nas.search.study.make_sampler`); ``started`` is called with the number of each trial
+    it starts. SIGTERM or SIGHUP stops it as Ctrl-C does: its trial is failed and queued again,
+    then :class:`Terminated`.
     """
     with stop_signals_interrupt():
         return _run_worker(
