@@ -436,7 +436,7 @@ class RunChoice:
         chosen = self.plan and self.plan.chosen
         runs_as_planned = chosen and Option(
             self.workers, self.threads or 0, bool(self.channels_last), self.precision == "bf16"
-        ).same_run(dataclasses.replace(chosen, rate=0.0))
+        ).same_run(chosen)
         why = [*self.given, *(["one process: this command trains in its own"] * self.single)]
         if chosen and not runs_as_planned:
             out.append(f"running {self.label()} ({'; '.join(why) or 'as measured'})")
