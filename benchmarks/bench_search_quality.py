@@ -96,6 +96,7 @@ from nas.search.objective import claim_seed  # noqa: E402
 from nas.search.space import SearchSpace, spec_params  # noqa: E402
 from nas.search.study import ENQUEUED, make_pruner, make_sampler  # noqa: E402
 from nas.search.suggest import OutOfBudget, suggest_spec  # noqa: E402
+from nas.stats import rank  # noqa: E402
 from resnext.spec import Spec  # noqa: E402
 from scripts.ground_truth import band  # noqa: E402
 
@@ -412,27 +413,7 @@ def separability(truth: Truth, permutations: int = 2000, seed: int = 0) -> dict[
         np.array([100 * v["val_accuracy"] for s in ("confirm", "truth") for v in c[s].values()])
         for c in truth.configs
     ]
-    sizes = np.array([len(r) for r in runs])
-    flat = np.concatenate(runs)
-    groups = np.repeat(np.arange(len(runs)), sizes)
-
-    def f_stat(values: np.ndarray) -> tuple[float, float, float]:
-        means = np.bincount(groups, values) / sizes
-        between = float(np.sum(sizes * (means - values.mean()) ** 2)) / (len(runs) - 1)
-        within = float(np.sum((values - means[groups]) ** 2)) / (len(values) - len(runs))
-        return between / within, between, within
-
-    f, between, within = f_stat(flat)
-    rng = np.random.default_rng(seed)
-    exceed = sum(f_stat(rng.permutation(flat))[0] >= f for _ in range(permutations))
-    n0 = float(np.mean(sizes))
-    return {
-        "f": f,
-        "p": (exceed + 1) / (permutations + 1),
-        "runs": int(len(flat)),
-        "seed_sd": within**0.5,
-        "config_sd": max(0.0, (between - within) / n0) ** 0.5,
-    }
+    return rank.separability(runs, permutations, seed)
 
 
 Strategy = Callable[[Truth, int, Plan], tuple[int | None, Replay]]

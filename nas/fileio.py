@@ -17,7 +17,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -74,6 +74,30 @@ def _alive(pid: int) -> bool:
     except OSError:  # someone else's process: alive
         return True
     return True
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (``PATH.lock``) between processes on this host."""
+    import fcntl
+
+    path = Path(path)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def claim() -> dict[str, Any]:
+    """This process's mark on a job that several processes share out through one file."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def claim_alive(mark: dict[str, Any]) -> bool:
+    """Whether the process of a :func:`claim` may still hold its job (another host's: yes)."""
+    return mark.get("host") != socket.gethostname() or _alive(int(mark["pid"]))
 
 
 def _orphan(tmp: Path, rest: str, host: str) -> bool:

@@ -21,21 +21,17 @@ run of an older file without a curve is trained again, its old accuracy kept bes
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.fileio import write_json  # noqa: E402
+from nas.fileio import claim, claim_alive, locked, write_json  # noqa: E402
 from nas.search.attrs import notation  # noqa: E402
 from nas.search.confirm import ConfirmSettings  # noqa: E402
 from nas.search.space import (  # noqa: E402
@@ -136,39 +132,15 @@ def seed_of(sched: str, j: int) -> int:
     return TRUTH_SEED0 + j if sched == "truth" else j
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock beside ``path`` (``PATH.lock``) between processes on this host."""
-    with open(path.with_name(path.name + ".lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _alive(claim: dict[str, Any]) -> bool:
-    """Whether the process that claimed a run may still be training it (another host's: yes)."""
-    if claim.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(claim["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _open(job: tuple[str, int, int], result: dict[str, Any], claims: dict[str, Any]) -> bool:
     """Whether run ``job`` (schedule, seed, configuration) is neither done nor held by a live
     process."""
     sched, seed, i = job
-    claim = claims.get(f"{sched}/{seed}/{i}")
+    held = claims.get(f"{sched}/{seed}/{i}")
     entry = result["configs"][i][sched].get(str(seed))
     # The pruner replay needs the proxy runs' curves; an older file's are trained again.
     done = entry is not None and ("curve" in entry or sched != "proxy")
-    return not done and (claim is None or not _alive(claim))
+    return not done and (held is None or not claim_alive(held))
 
 
 def _save(path: Path, result: dict[str, Any]) -> None:
@@ -204,7 +176,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     space = band(args, data.classes, data.resolution)
     configs = list(space.configs)[: args.max_configs]
     given = sys.argv[1:] if argv is None else argv
-    with _locked(args.out):
+    with locked(args.out):
         result = _load(args.out, settings)
         if len(result["configs"]) == 0:
             result["configs"] = [
@@ -232,9 +204,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         for j in range(runs[sched])
         for i in range(len(configs))
     ]
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    me = claim()
     while True:
-        with _locked(args.out):
+        with locked(args.out):
             result = _load(args.out, settings)
             claims = result.setdefault("claims", {})
             job = next((j for j in jobs if _open(j, result, claims)), None)
@@ -253,7 +225,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         res = train(configs[i].spec, data, cfg)
         wall = time.perf_counter() - t0
-        with _locked(args.out):
+        with locked(args.out):
             result = _load(args.out, settings)
             entry = result["configs"][i]
             run = {

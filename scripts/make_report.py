@@ -6,6 +6,7 @@ figures it compares against are quoted with their table. The verdicts ("agrees",
 
     python scripts/make_report.py --storage sqlite:///runs/report.db \
         --calibration runs/calibration.json [--notes docs/report-notes.md]
+    python scripts/make_report.py --recipes RECIPES.json --update  # that section only
 
 (`scripts/report_runs.sh` makes the runs and then calls this.)
 """
@@ -369,6 +370,119 @@ def section_calibration(path: Path, lines: list[str]) -> None:
     ]
 
 
+RECIPES_HEADING = "### Which trial ranks best per CPU-second (`resnext-nas calibrate --compare`)"
+
+
+def section_recipes(path: Path, lines: list[str]) -> None:
+    """The trial-recipe comparison of a ``calibrate --compare`` file."""
+    from nas.search.recipes import LONG, compare, truth_separability
+
+    result = json.loads(path.read_text())
+    rows = compare(result)
+    sep = truth_separability(result)
+    cands = result["candidates"]
+    full = max(r.images for r in rows)
+    long = cands[LONG.name]
+    elapsed = result["finished"] - result["started"]
+    lines += [
+        RECIPES_HEADING,
+        "",
+        f"{len(result['configs'])} configurations of one band (real CIFAR-10, "
+        f"{_band(result['settings']['budget'])}, "
+        f"depths {', '.join('-'.join(map(str, d)) for d in result['settings']['grid'][1])}, "
+        f"widths {', '.join(map(str, result['settings']['grid'][2]))}, "
+        f"C {', '.join(map(str, result['settings']['grid'][3]))}"
+        + (
+            f", d {', '.join(map(str, result['settings']['grid'][4]))}"
+            if result["settings"]["grid"][4]
+            else ""
+        )
+        + f"), each trained by every recipe with {rows[0].seeds} seeds and by the long schedule "
+        f"({long['train_images']:,} images x {long['epochs']} epochs, "
+        f"{long['epochs'] * (long['train_images'] // long['batch_size']):,} steps) with seeds of "
+        f"its own; every run scored on the same {full:,} held-out training images. "
+        f"{result['cpu_seconds'] / 3600:.1f} CPU-hours, {elapsed / 60:.0f} min of wall time. "
+        "Commands:",
+        "",
+        *[f"- `{c}`" for c in dict.fromkeys(result.get("command", []))],
+        "",
+        "| recipe | images x epochs | steps | lr schedule | label smoothing |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in cands.items():
+        steps = c["epochs"] * (c["train_images"] // c["batch_size"])
+        lines.append(
+            f"| {name} | {c['train_images']:,} x {c['epochs']} | {steps:,} | "
+            f"{c['schedule']}, warm-up {c['warmup_epochs']:g} epochs, lr {c['lr']:g} | "
+            f"{c['label_smoothing']:g} |"
+        )
+    lines += [
+        "",
+        f"The long schedule separates its configurations: one-way F {sep['f']:.2f}, "
+        f"permutation p {sep['p']:.4f} over {sep['runs']} runs; seed SD "
+        f"{sep['seed_sd']:.2f} points, SD of the configurations' true means "
+        f"{sep['config_sd']:.2f} points."
+        if sep["p"] < 0.05
+        else f"The long schedule does not separate its configurations: one-way F "
+        f"{sep['f']:.2f}, permutation p {sep['p']:.2f} over {sep['runs']} runs.",
+        "",
+        f"Each recipe scored on all {full:,} images: plainly (raw), with flip TTA (tta), or "
+        "with the weights' moving average (ema). SDs in points; ICC with its F-based 95% "
+        "interval, Spearman and Kendall of the configurations' mean against the long schedule's "
+        "with 95% bootstrap intervals over configurations; binomial: the share of the seed "
+        "variance that the scoring sample alone explains; CPU-s: one trial, training and its "
+        "scoring.",
+        "",
+        "| recipe | scoring | mean acc | seed SD | config SD | ICC | Spearman | Kendall | "
+        "binomial | CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def iv(e: Any) -> str:
+        return f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
+
+    for r in rows:
+        if r.images == full:
+            lines.append(
+                f"| {r.recipe} | {r.scoring} | {100 * r.mean_accuracy:.1f}% | "
+                f"{100 * r.seed_sd:.2f} | {100 * r.between_sd:.2f} | {iv(r.icc)} | "
+                f"{iv(r.spearman)} | {iv(r.kendall)} | {r.binomial_share:.0%} | "
+                f"{r.cpu_seconds:.0f} |"
+            )
+    lines += [
+        "",
+        "The scoring sample's size, plain scoring (nested samples of the same runs):",
+        "",
+        "| recipe | images | seed SD | binomial | ICC | Spearman | CPU-s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.scoring == "raw":
+            lines.append(
+                f"| {r.recipe} | {r.images:,} | {100 * r.seed_sd:.2f} | "
+                f"{r.binomial_share:.0%} | {iv(r.icc)} | {iv(r.spearman)} | "
+                f"{r.cpu_seconds:.0f} |"
+            )
+    lines.append("")
+
+
+def update_section(report: Path, heading: str, section: list[str]) -> None:
+    """Put ``section`` (starting with ``heading``) in place of that heading's section of
+    ``report``, or before its synthetic-set part when it has none."""
+    text = report.read_text().splitlines()
+    if heading in text:
+        start = text.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(text)) if text[i].startswith(("## ", "### "))),
+            len(text),
+        )
+    else:
+        start = end = next(
+            (i for i, line in enumerate(text) if line == "## Built-in synthetic set"), len(text)
+        )
+    report.write_text("\n".join([*text[:start], *section, *text[end:]]) + "\n")
+
+
 def _band(budget: dict[str, Any]) -> str:
     parts = [f"{budget[k]:.3g} {k}" for k in ("flops", "params") if budget.get(k)]
     return " and ".join(parts) + f" ±{budget['tolerance']:.0%}"
@@ -471,7 +585,22 @@ def main() -> None:
     )
     ap.add_argument("--notes", type=Path, default=ROOT / "docs" / "report-notes.md")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report.md")
+    ap.add_argument(
+        "--recipes",
+        type=Path,
+        default=None,
+        help="a `calibrate --compare` file: with --update, write only its section into --out",
+    )
+    ap.add_argument("--update", action="store_true", help="change --out in place (--recipes)")
     args = ap.parse_args()
+    if args.update:
+        if args.recipes is None:
+            ap.error("--update needs --recipes")
+        section: list[str] = []
+        section_recipes(args.recipes, section)
+        update_section(args.out, RECIPES_HEADING, section)
+        print(args.out)
+        return
     figs = args.out.parent / "report"
     figs.mkdir(parents=True, exist_ok=True)
     import torch
@@ -502,6 +631,8 @@ def main() -> None:
             "-real",
             lines,
         )
+    if args.recipes is not None:
+        section_recipes(args.recipes, lines)
     if args.keep_synthetic is not None:
         lines += kept_sections(args.keep_synthetic)
     else:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +15,7 @@ from nas.commands.options import (
     ALL_CARDINALITIES,
     VAL_HELP,
     AugmentOpt,
+    BottleneckWidthsOpt,
     CardinalitiesOpt,
     ChannelsLastOpt,
     DataDirOpt,
@@ -44,6 +47,7 @@ from nas.commands.options import (
     trial_settings,
 )
 from nas.data import data_template, known_shape
+from nas.search.attrs import notation
 from nas.search.space import SEARCH_DEFAULTS
 from nas.training.config import TRIALS
 from resnext.budget import Budget, generate
@@ -58,6 +62,7 @@ def calibrate_command(
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
     cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
+    bottleneck_widths: BottleneckWidthsOpt = None,
     k: Annotated[int, typer.Option("--k", help="Configurations to train (at least 3).")] = 8,
     factor: Annotated[
         int, typer.Option(help="R: the long schedule has R times the short one's epochs.")
@@ -105,6 +110,20 @@ def calibrate_command(
             "--out and options to resume.",
         ),
     ] = Path("calibration.json"),
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare trial recipes instead (comma list of base, smooth, linear, wide): "
+            "seed noise, ICC, rank agreement with a long schedule and CPU-seconds of each.",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(help="With --compare: runs of each recipe per configuration.")
+    ] = 2,
+    long_seeds: Annotated[
+        int, typer.Option(help="With --compare: runs of the long schedule per configuration.")
+    ] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """How far to trust a short trial: rank agreement of short and R-times longer training.
@@ -139,6 +158,29 @@ def calibrate_command(
         seed=seed,
     )
     cfg = trial.train
+    d_choices = ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None
+    if compare is not None:
+        _compare(
+            compare,
+            trial,
+            tpl,
+            flops,
+            params,
+            tolerance,
+            depths,
+            widths,
+            cardinalities,
+            d_choices,
+            k,
+            seeds,
+            long_seeds,
+            0.2 if val_fraction is None else val_fraction,
+            seed,
+            RunOptions(None, threads, precision, channels_last),
+            out_file,
+            as_json,
+        )
+        return
     long_schedule(cfg, factor)
     space = SEARCH_DEFAULTS[tpl]
     if flops is None and params is None:
@@ -177,14 +219,15 @@ def calibrate_command(
         "classes": classes,
         "images_per_class": images_per_class,
         "augment": augment and augment.value,
+        "bottleneck_widths": d_choices,
     }
     options.update({key: v for key, v in subset.items() if v is not None})
     file = CalibrationFile(out_file, options)
     if known:  # refuse a band with fewer than k configs before the data
-        pick(generate(bud, *grid, None, *known), k, seed)
+        pick(generate(bud, *grid, d_choices, *known), k, seed)
     data = trial.load()
     grid = (grid[0] or data.template, *grid[1:])
-    chosen = pick(generate(bud, *grid, None, data.classes, data.resolution), k, seed)
+    chosen = pick(generate(bud, *grid, d_choices, data.classes, data.resolution), k, seed)
     if not as_json:
         out.print(
             f"calibrating {k} configurations within {bud.describe()}: {epochs} and "
@@ -234,3 +277,175 @@ def calibrate_command(
 
 def _fmt_estimate(e: Any) -> str:
     return f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
+
+
+def _compare(
+    names: str,
+    trial: Any,
+    tpl: str,
+    flops: float | None,
+    params: float | None,
+    tolerance: float,
+    depths: Any,
+    widths: Any,
+    cardinalities: Any,
+    d_choices: list[int] | None,
+    k: int,
+    seeds: int,
+    long_seeds: int,
+    val_fraction: float,
+    seed: int,
+    run: RunOptions,
+    out_file: Path,
+    as_json: bool,
+) -> None:
+    """``calibrate --compare``: train every named recipe and the long schedule on --k
+    configurations spread over the band, then print the comparison."""
+    from nas.search.calibrate import spread
+    from nas.search.recipes import (
+        LONG,
+        check_candidates,
+        compare,
+        run_file,
+        truth_separability,
+    )
+
+    recipes = check_candidates([n.strip() for n in names.split(",") if n.strip()])
+    for name, value in (("--seeds", seeds), ("--long-seeds", long_seeds)):
+        if value < 2:
+            raise ValueError(f"{name} must be at least 2 (a seed SD needs two runs), got {value}")
+    space = SEARCH_DEFAULTS[tpl]
+    bud = Budget(flops or (space.flops if params is None else None), params, tolerance)
+    grid = (
+        tpl,
+        int_lists(depths, "--depths") or list(space.depths),
+        flat_ints(widths, "--widths") or space.widths,
+        ints(cardinalities, "--cardinalities"),
+    )
+    settings = {
+        "budget": bud.to_dict(),
+        "grid": [grid[0], [list(d) for d in grid[1]], list(grid[2]), list(grid[3]), d_choices],
+        "k": k,
+        "data": dataclasses.asdict(trial.data),
+        "val_fraction": val_fraction,
+        "seed": seed,
+    }
+    known = known_shape(trial.data.dataset, trial.data.classes, trial.data.resolution)
+    if known:
+        spread(generate(bud, *grid, d_choices, *known), k)
+    data = trial.data.load(train_images=None, val_fraction=val_fraction, seed=seed)
+    chosen = spread(generate(bud, *grid, d_choices, data.classes, data.resolution), k)
+    specs = [
+        dataclasses.replace(c.spec, classes=data.classes, resolution=data.resolution)
+        for c in chosen
+    ]
+    _, cfg = plan_run(specs, trial.train, data.kind, run, single=True, quiet=as_json)
+    how = {
+        "device": cfg.device,
+        "precision": cfg.precision,
+        "threads": cfg.threads,
+        "channels_last": cfg.channels_last,
+    }
+    if not as_json:
+        out.print(
+            f"comparing {', '.join(r.name for r in recipes)} against {LONG.name} "
+            f"({LONG.train_images:,} images x {LONG.epochs} epochs) on {k} configurations "
+            f"within {bud.describe()}, {seeds} and {long_seeds} seeds, scored on "
+            f"{len(data.val_y):,} held-out images; runs in {out_file} (start the same command "
+            "again beside this one to share the runs out)",
+            highlight=False,
+        )
+
+    def progress(recipe: str, s: int, i: int, r: dict[str, Any]) -> None:
+        if not as_json:
+            acc = r.get("accuracy", {}).get("raw", {})
+            last = acc[max(acc, key=int)] if acc else float("nan")
+            out.print(
+                f"{recipe} seed {s} {notation(specs[i])}: {last:.1%} in "
+                f"{r['cpu_seconds']:.0f} CPU-s",
+                highlight=False,
+            )
+
+    result = run_file(
+        out_file,
+        settings,
+        specs,
+        data,
+        [r.name for r in recipes],
+        seeds,
+        long_seeds,
+        on_run=progress,
+        command=" ".join(["resnext-nas", *sys.argv[1:]]),
+        **how,
+    )
+    rows = compare(result, seed=seed)
+    sep = truth_separability(result, seed)
+    if as_json:
+        print_json({**result, "comparison": [r.to_dict() for r in rows], "separability": sep})
+        return
+    print_comparison(rows)
+    out.print(
+        f"the long schedule tells its {sep['configs']} configurations apart: one-way F "
+        f"{sep['f']:.2f}, permutation p {sep['p']:.3f} ({sep['runs']} runs; seed SD "
+        f"{sep['seed_sd']:.2f} points, SD of the configurations' means {sep['config_sd']:.2f})"
+        if sep["p"] < 0.05
+        else f"the long schedule cannot tell its configurations apart: one-way F "
+        f"{sep['f']:.2f}, permutation p {sep['p']:.2f} ({sep['runs']} runs)",
+        highlight=False,
+    )
+
+
+def print_comparison(rows: list[Any]) -> None:
+    """The recipes scored plainly on the whole split, then every scoring of each recipe."""
+    full = max(r.images for r in rows)
+    table = Table(
+        title=f"Trial recipes against the long schedule, scored on {full:,} images (95% intervals)"
+    )
+    for col in (
+        "recipe",
+        "scoring",
+        "acc",
+        "seed SD",
+        "config SD",
+        "ICC",
+        "Spearman",
+        "Kendall",
+        "binomial",
+        "CPU-s",
+    ):
+        table.add_column(col, justify="left" if col in ("recipe", "scoring") else "right")
+    for r in rows:
+        if r.images != full:
+            continue
+        table.add_row(
+            r.recipe,
+            r.scoring,
+            f"{r.mean_accuracy:.1%}",
+            f"{100 * r.seed_sd:.2f}",
+            f"{100 * r.between_sd:.2f}",
+            _fmt_estimate(r.icc),
+            _fmt_estimate(r.spearman),
+            _fmt_estimate(r.kendall),
+            f"{r.binomial_share:.0%}",
+            f"{r.cpu_seconds:.0f}",
+        )
+    out.print(table)
+    sizes = Table(title="Scoring sample size (plain scoring): seed SD, binomial share, agreement")
+    for col in ("recipe", "images", "seed SD", "binomial", "ICC", "Spearman"):
+        sizes.add_column(col, justify="left" if col == "recipe" else "right")
+    for r in rows:
+        if r.scoring == "raw":
+            sizes.add_row(
+                r.recipe,
+                f"{r.images:,}",
+                f"{100 * r.seed_sd:.2f}",
+                f"{r.binomial_share:.0%}",
+                _fmt_estimate(r.icc),
+                _fmt_estimate(r.spearman),
+            )
+    out.print(sizes)
+    out.print(
+        f"{rows[0].configs} configurations, {rows[0].seeds} seeds each; SDs in points; "
+        "binomial: share of the seed variance the scoring sample alone explains",
+        highlight=False,
+    )

@@ -42,6 +42,30 @@ def pick(configs: Sequence[Config], k: int, seed: int = 0) -> list[Config]:
     return sorted(chosen, key=lambda c: c.complexity.flops)
 
 
+def spread(configs: Sequence[Config], k: int) -> list[Config]:
+    """K configs spread over skeletons, widths and complexity: the band's (depths, width)
+    groups take turns, each giving configurations evenly spaced in its order by cardinality
+    and FLOPs."""
+    if len(configs) < k:
+        raise ValueError(
+            f"the budget band holds {len(configs)} configurations, fewer than --k {k}: "
+            "widen --tolerance or the grid, or lower --k"
+        )
+    groups: dict[tuple, list[Config]] = {}
+    for c in sorted(configs, key=lambda c: (c.spec.cardinality, c.complexity.flops)):
+        groups.setdefault((c.spec.depths, c.spec.width), []).append(c)
+    share = dict.fromkeys(groups, 0)
+    while sum(share.values()) < k:  # the groups take turns until k are taken
+        for g in groups:
+            if share[g] < len(groups[g]) and sum(share.values()) < k:
+                share[g] += 1
+    chosen = []
+    for g, members in groups.items():
+        n = share[g]
+        chosen += [members[round(i * (len(members) - 1) / max(n - 1, 1))] for i in range(n)]
+    return sorted(chosen, key=lambda c: c.complexity.flops)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Per-config accuracies under both schedules and the rank agreement between them."""

@@ -268,6 +268,7 @@ class Objective:
                     "val_accuracy": st.val_accuracy,
                     "seconds": st.epoch_seconds,
                     "train_seconds": st.train_seconds,
+                    "val_images": st.val_images,
                 }
             )
             trial.set_user_attr("curve", curve)

@@ -99,3 +99,42 @@ def bootstrap(
     else:
         lo = hi = float("nan")
     return Estimate(value, float(lo), float(hi))
+
+
+def separability(
+    groups: list[np.ndarray], permutations: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Can runs tell their configurations apart? One-way analysis of variance over ``groups``
+    (one array of runs a configuration): scipy's F, its p-value by permuting runs across
+    configurations (scipy's ``permutation_test``), the pooled within-configuration SD and the
+    estimated SD of the configurations' true means (0 when F <= 1), in the runs' units."""
+    groups = [np.asarray(g, dtype=float) for g in groups]
+    sizes = np.array([len(g) for g in groups])
+    if len(groups) < 2 or sizes.min() < 1 or sizes.sum() <= len(groups):
+        raise ValueError("separability needs two configurations and a repeated run")
+
+    def f(*samples: np.ndarray) -> float:
+        return float(stats.f_oneway(*samples).statistic)
+
+    value = f(*groups)
+    test = stats.permutation_test(
+        groups,
+        f,
+        permutation_type="independent",
+        n_resamples=permutations,
+        alternative="greater",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    flat = np.concatenate(groups)
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / (len(flat) - len(groups))
+    between = within * value
+    n0 = float(np.mean(sizes))
+    return {
+        "f": value,
+        "p": float(test.pvalue),
+        "runs": int(len(flat)),
+        "configs": len(groups),
+        "seed_sd": within**0.5,
+        "config_sd": max(0.0, (between - within) / n0) ** 0.5,
+    }

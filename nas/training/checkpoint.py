@@ -37,6 +37,10 @@ def identity(spec: Spec, data: Dataset, cfg: TrainConfig) -> dict[str, Any]:
         "threads",
     ):
         del config[name]
+    # Scoring settings added later join only when set, so older checkpoints still resume.
+    for name, default in (("ema", None), ("tta", False), ("interim_val", None)):
+        if config[name] == default:
+            del config[name]
     config["device"] = config["device"].split(":")[0]  # RNG states differ across device types
     data_id = {
         "name": data.name,

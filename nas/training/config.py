@@ -20,7 +20,7 @@ from nas.data import DataOptions, Dataset
 from nas.training.plan import check_compile, check_precision, torch_device
 
 # The shapes of the learning rate over a run (nas.training.loop.lr_factor).
-SCHEDULES = ("cosine", "onecycle", "step")
+SCHEDULES = ("cosine", "linear", "onecycle", "step")
 RECIPES = ("paper",)
 # The augmentation families (nas.training.augment); Sec. 5.3 (CIFAR) and Sec. 4 (ImageNet).
 WEIGHT_DECAY = {"cifar": 5e-4, "imagenet": 1e-4}
@@ -98,10 +98,20 @@ class TrainConfig:
     lr: float = 0.1  # peak learning rate; Sec. 4 and 5.3: 0.1 at batch 128-256
     momentum: float = 0.9  # Nesterov
     weight_decay: float | None = None  # None: 5e-4 for family "cifar" (Sec. 5.3), 1e-4 (Sec. 4)
-    # "cosine": linear warm-up then cosine; "onecycle"; "step": /10 at 50% and 75% (Sec. 5.3)
+    # "cosine": linear warm-up then cosine; "linear": linear warm-up then linear decay to 0;
+    # "onecycle"; "step": /10 at 50% and 75% (Sec. 5.3)
     schedule: str = "cosine"
-    warmup_epochs: float = 1.0  # for "cosine" and "step"; capped at half the run
+    warmup_epochs: float = 1.0  # for "cosine", "linear" and "step"; capped at half the run
     label_smoothing: float = 0.0
+    # Scoring: with ``ema`` a decay per step, the weights scored are an exponential moving
+    # average of the trained ones (batch-norm statistics averaged too); ``tta`` scores the mean
+    # logits of each image and its mirror image. Neither changes what is trained.
+    ema: float | None = None
+    tta: bool = False
+    # Validation images scored after every epoch but the last (one seeded sample, the same for
+    # every run of a split): what early stopping and a pruner see. The last epoch scores the
+    # whole split, and that is the run's accuracy. None: every epoch scores the whole split.
+    interim_val: int | None = None
     seed: int = 0
     device: str = "auto"  # "auto": cuda if available, else cpu
     early_stop_patience: int | None = None  # stop when val accuracy has not improved for N epochs
@@ -133,6 +143,12 @@ class TrainConfig:
             )
         check_number("warmup_epochs", self.warmup_epochs, 0)
         check_number("label_smoothing", self.label_smoothing, 0, 1, open_high=True)
+        if self.ema is not None:
+            check_number("ema", self.ema, 0, 1, open_low=True, open_high=True)
+        if self.interim_val is not None:
+            check_number("interim_val", self.interim_val, 1, integer=True)
+        if not isinstance(self.tta, bool):
+            raise ValueError(f"tta must be true or false, got {self.tta!r}")
         check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
         check_device_name(self.device)
         if self.early_stop_patience is not None:
@@ -196,6 +212,13 @@ class TrialBudget:
     train_images: int | None = 4000  # None: every training image the validation split leaves
     val_fraction: float = 0.02  # of the 50k synthetic training images: 1,000 held out
     resolution: int | None = None  # the side images are resized to; None: their own
+    # The recipe's shape and scoring (TrainConfig's fields of the same names).
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    ema: float | None = None
+    tta: bool = False
+    interim_val: int | None = None
 
     def train_config(
         self, device: str = "auto", seed: int = 0, early_stop_patience: int | None = None
@@ -208,6 +231,12 @@ class TrialBudget:
             epochs=self.epochs,
             batch_size=self.batch_size,
             lr=self.lr,
+            schedule=self.schedule,
+            warmup_epochs=self.warmup_epochs,
+            label_smoothing=self.label_smoothing,
+            ema=self.ema,
+            tta=self.tta,
+            interim_val=self.interim_val,
             seed=seed,
             device=device,
             early_stop_patience=early_stop_patience,

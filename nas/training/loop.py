@@ -50,6 +50,7 @@ class EpochStats:
     # Of epoch_seconds, those of the training steps (the rest is validation); 0.0 in
     # checkpoints written before it was kept.
     train_seconds: float = 0.0
+    val_images: int = 0  # scored for val_loss and val_accuracy; 0 in older checkpoints
 
 
 @dataclass
@@ -57,7 +58,9 @@ class TrainResult:
     """The outcome of :func:`train`; ``val_accuracy`` is what a search maximises."""
 
     status: str  # "completed" | "diverged" | "early_stopped"
-    val_accuracy: float  # best over epochs; 0.0 if no epoch completed
+    # Best over epochs (with interim scoring, the last epoch's: the one scored on the whole
+    # split); 0.0 if no epoch completed.
+    val_accuracy: float
     best_epoch: int  # 1-based; 0 if no epoch completed
     final_val_accuracy: float
     history: list[EpochStats]
@@ -89,6 +92,8 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: in
         return (step + 1) / warm
     if cfg.schedule == "cosine":
         return _cosine(1.0, 0.0, (step - warm) / max(1, total_steps - warm))
+    if cfg.schedule == "linear":
+        return max(0.0, 1 - (step - warm) / max(1, total_steps - warm))
     # Sec. 5.3: lr / 10 at epochs 150 and 225 of 300, i.e. at 50% and 75% of the steps.
     return 0.1 ** ((step >= 0.5 * total_steps) + (step >= 0.75 * total_steps))
 
@@ -188,9 +193,26 @@ class Run:
             nesterov=True,
             weight_decay=cfg.weight_decay,
         )
+        # The scored weights: an exponential moving average (torch's own, buffers included)
+        # with ``cfg.ema``, else the trained ones.
+        self.ema = None
+        if cfg.ema is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True
+            )
+        self.scored = self.model if self.ema is None else self.ema.module
         self.generator = torch.Generator(self.dev).manual_seed(cfg.seed)
         self.train_x, self.train_y = self.tensors(data.train_x, data.train_y)
         self.val_x, self.val_y = self.tensors(data.val_x, data.val_y)
+        # The interim sample: a permutation seeded apart from the run, so every run of this
+        # split sees the same images.
+        self.interim = None
+        if cfg.interim_val is not None and cfg.interim_val < len(self.val_y):
+            pick = torch.randperm(len(self.val_y), generator=torch.Generator().manual_seed(0))
+            idx = pick[: cfg.interim_val].sort().values.to(self.dev)
+            self.interim = (self.val_x[idx], self.val_y[idx])
         self.mean, self.std = channel_stats(self.train_x)
         self.shift, self.scale = self.mean.view(1, 3, 1, 1), (1 / self.std).view(1, 3, 1, 1)
         self.n = len(self.train_x)
@@ -234,6 +256,8 @@ class Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.step += 1
             loss_sum += loss.detach().float()
             correct += (logits.detach().argmax(1) == y).sum()
@@ -246,27 +270,54 @@ class Run:
         images = self.steps * batch
         return loss_v / self.steps, correct_v / images, images / (time.perf_counter() - t0)
 
-    def evaluate(self, xs: torch.Tensor, ys: torch.Tensor) -> tuple[float, float, float]:
-        """Plain cross-entropy, accuracy and images per second on a split, no augmentation."""
+    def evaluate(
+        self,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        *,
+        model: torch.nn.Module | None = None,
+        tta: bool | None = None,
+    ) -> tuple[float, float, float]:
+        """Plain cross-entropy, accuracy and images per second on a split, no augmentation.
+
+        ``model`` defaults to the scored weights and ``tta`` to the config's: with it, the
+        logits are the mean of each image's and its mirror image's.
+        """
+        correct, loss, ips = self.predict(xs, ys, model=model, tta=tta)
+        return loss, float(correct.float().mean().item()), ips
+
+    def predict(
+        self,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        *,
+        model: torch.nn.Module | None = None,
+        tta: bool | None = None,
+    ) -> tuple[torch.Tensor, float, float]:
+        """Per-image correctness (bool, on the CPU), mean cross-entropy and images per second."""
         t0 = time.perf_counter()
-        self.model.eval()
+        model = self.scored if model is None else model
+        tta = self.cfg.tta if tta is None else tta
+        model.eval()
         loss = torch.zeros((), dtype=torch.float64, device=self.dev)
-        correct = torch.zeros((), dtype=torch.int64, device=self.dev)
+        hits = []
         step = 2 * self.cfg.batch_size  # no activations are kept, so twice the batch fits
         with torch.inference_mode():
             for i in range(0, len(xs), step):
                 with self.autocast():
-                    view = evaluation_view(xs[i : i + step], self.family)
-                    logits = self.model(self.prepare(view)).float()
+                    view = self.prepare(evaluation_view(xs[i : i + step], self.family))
+                    logits = model(view).float()
+                    if tta:
+                        logits = (logits + model(view.flip(3)).float()) / 2
                 loss += F.cross_entropy(logits, ys[i : i + step], reduction="sum")
-                correct += (logits.argmax(1) == ys[i : i + step]).sum()
-        loss_v, correct_v = loss.item(), correct.item()
-        return loss_v / len(xs), correct_v / len(xs), len(xs) / (time.perf_counter() - t0)
+                hits.append(logits.argmax(1) == ys[i : i + step])
+        correct = torch.cat(hits).cpu()
+        return correct, loss.item() / len(xs), len(xs) / (time.perf_counter() - t0)
 
     def weights(self) -> dict[str, Any]:
         """The model's weights on the CPU and the input normalisation they were trained with."""
         return {
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in self.scored.state_dict().items()},
             "normalization": {"mean": self.mean.cpu(), "std": self.std.cpu()},
         }
 
@@ -281,12 +332,15 @@ class Run:
             "scheduler": {"schedule": self.cfg.schedule, "step": self.step},
             "rng": rng,
             "normalization": {"mean": self.mean.cpu(), "std": self.std.cpu()},
+            **({} if self.ema is None else {"ema": self.ema.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue where :meth:`state_dict` left off."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.step = int(state["scheduler"]["step"])
         self.generator.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -348,7 +402,9 @@ def train(
             if trained is None:
                 status = "diverged"
                 break
-            val_loss, val_accuracy, val_ips = run.evaluate(run.val_x, run.val_y)
+            last = len(history) + 1 == cfg.epochs
+            scored = (run.val_x, run.val_y) if last or run.interim is None else run.interim
+            val_loss, val_accuracy, val_ips = run.evaluate(*scored)
             if not math.isfinite(val_loss):  # a finite loss, but broken batch-norm statistics
                 status = "diverged"
                 break
@@ -363,6 +419,7 @@ def train(
                 epoch_seconds=time.perf_counter() - epoch_start,
                 images_per_second=train_ips,
                 val_images_per_second=val_ips,
+                val_images=len(scored[1]),
             )
             history.append(stats)
             if path is not None:
@@ -388,6 +445,10 @@ def train(
         test_accuracy = run.evaluate(*run.tensors(data.test_x, data.test_y))[1]
     timed = history[1:] if len(history) > 1 else history
     best = _best(history) if history else None
+    if run.interim is not None and history:
+        # Interim epochs scored fewer images: only the whole split's score is the run's.
+        whole = [s for s in history if s.val_images == len(run.val_y)]
+        best = whole[-1] if whole else history[-1]
     return TrainResult(
         status=status,
         val_accuracy=best.val_accuracy if best else 0.0,

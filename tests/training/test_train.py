@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import resnext
 from nas.data import Dataset
 from nas.fileio import write_atomic
 from nas.training.augment import CENTER_CROP, CIFAR_PAD, augment, channel_stats, evaluation_view
-from nas.training.checkpoint import CHECKPOINT
+from nas.training.checkpoint import CHECKPOINT, identity
 from nas.training.config import FLOAT32_MAX, TrainConfig
-from nas.training.loop import EpochStats, lr_factor, measure_latency, train
+from nas.training.loop import EpochStats, Run, lr_factor, measure_latency, train
 from tests.helpers import FAST, TINY, cli_env, run_cli, toy_data
 
 
@@ -59,7 +60,11 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ("momentum", 0.0),
         ("momentum", 1.0),
         ("weight_decay", -1e-4),
-        ("schedule", "linear"),
+        ("schedule", "triangle"),
+        ("ema", 1.0),
+        ("ema", 0.0),
+        ("tta", 1),
+        ("interim_val", 0),
         ("warmup_epochs", -1),
         ("label_smoothing", 1.0),
         ("seed", -1),
@@ -112,6 +117,15 @@ def test_warmup_takes_at_most_half_of_a_short_run() -> None:
     f = lrs("cosine", epochs=1, steps=10, warmup=1.0)
     assert max(f) == pytest.approx(1.0) and f.index(max(f)) == 4
     assert f[5:] == sorted(f[5:], reverse=True) and f[-1] < 0.1  # 5 annealing steps
+
+
+def test_linear_warms_up_then_decays_in_a_straight_line_to_zero() -> None:
+    f = lrs("linear", warmup=0.5)  # 5 warm-up steps of 100
+    assert f[:5] == pytest.approx([(i + 1) / 5 for i in range(5)])
+    assert f[5] == pytest.approx(1.0)
+    steps = np.diff(f[5:])
+    assert steps == pytest.approx(np.full_like(steps, -1 / 95))
+    assert f[-1] == pytest.approx(1 / 95)  # the last step's rate; zero right after it
 
 
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters() -> None:
@@ -325,6 +339,71 @@ def test_interrupted_run_resumes_exactly(data: Dataset, tmp_path: Path) -> None:
     straight = train(TINY, data, FAST)
     key = [(s.train_loss, s.train_accuracy, s.val_loss) for s in straight.history]
     assert [(s.train_loss, s.train_accuracy, s.val_loss) for s in resumed.history] == key
+
+
+def test_ema_scores_the_moving_average_and_resumes_exactly(data: Dataset, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(FAST, ema=0.9)
+    kept: list[dict] = []
+    straight = train(TINY, data, cfg, on_end=kept.append)
+    plain = train(TINY, data, FAST)
+    # The trained weights are the same; what is scored (and exported) is their average.
+    assert [s.train_loss for s in straight.history] == [s.train_loss for s in plain.history]
+    assert straight.history[-1].val_loss != plain.history[-1].val_loss
+    run = Run(TINY, data, cfg.resolved(data.kind))
+    run.train_epoch()
+    assert run.scored is run.ema.module and run.scored is not run.model
+    assert int(run.ema.n_averaged) == run.steps  # one update of the average per step
+    name = next(k for k, v in run.model.state_dict().items() if v.ndim == 4)
+    assert not torch.equal(run.model.state_dict()[name], run.scored.state_dict()[name])
+    # Stopped after epoch 1 and resumed: the same scored weights as straight through.
+    with pytest.raises(Stop):
+        train(TINY, data, cfg, checkpoint_dir=tmp_path, callback=_stop)
+    resumed: list[dict] = []
+    train(TINY, data, cfg, checkpoint_dir=tmp_path, on_end=resumed.append)
+    for name, value in kept[0]["model"].items():
+        assert torch.equal(value, resumed[0]["model"][name]), name
+
+
+def _stop(stats: EpochStats) -> None:
+    raise Stop
+
+
+def test_flip_tta_scores_the_mean_logits_of_image_and_mirror(data: Dataset) -> None:
+    run = Run(TINY, data, dataclasses.replace(FAST, tta=True).resolved(data.kind))
+    run.train_epoch()
+    run.model.eval()
+    with torch.inference_mode():
+        x = run.prepare(run.val_x)
+        logits = (run.model(x) + run.model(x.flip(3))) / 2
+        plain = run.model(x)
+    want = (logits.argmax(1) == run.val_y).float().mean().item()
+    hits, loss, _ = run.predict(run.val_x, run.val_y)
+    assert hits.float().mean().item() == pytest.approx(want)
+    assert loss == pytest.approx(F.cross_entropy(logits, run.val_y).item(), rel=1e-5)
+    untta = run.evaluate(run.val_x, run.val_y, tta=False)[1]
+    assert untta == pytest.approx((plain.argmax(1) == run.val_y).float().mean().item())
+
+
+def test_interim_epochs_score_a_fixed_sample_and_the_last_the_whole_split(data: Dataset) -> None:
+    cfg = dataclasses.replace(FAST, epochs=3, interim_val=16)
+    result = train(TINY, data, cfg)
+    assert [s.val_images for s in result.history] == [16, 16, len(data.val_y)]
+    assert result.val_accuracy == result.history[-1].val_accuracy and result.best_epoch == 3
+    # The sample is the same for every run of the split, whatever the run's seed.
+    a, b = (Run(TINY, data, dataclasses.replace(cfg, seed=s).resolved("cifar")) for s in (0, 5))
+    assert torch.equal(a.interim[1], b.interim[1]) and len(a.interim[1]) == 16
+    assert len(set(a.interim[1].tolist())) > 1  # not one class: a seeded sample, not a prefix
+    whole = train(TINY, data, dataclasses.replace(FAST, epochs=3))
+    assert [s.val_images for s in whole.history] == [len(data.val_y)] * 3
+    # The same training either way: only what is scored differs.
+    assert [s.train_loss for s in whole.history] == [s.train_loss for s in result.history]
+
+
+def test_scoring_settings_join_the_checkpoint_identity_only_when_set(data: Dataset) -> None:
+    base = identity(TINY, data, FAST.resolved(data.kind))
+    assert "ema" not in base["config"] and "tta" not in base["config"]  # older files resume
+    ema = identity(TINY, data, dataclasses.replace(FAST, ema=0.99).resolved(data.kind))
+    assert ema["config"]["ema"] == 0.99
 
 
 def test_checkpoint_of_another_run_is_refused(data: Dataset, tmp_path: Path) -> None:
