@@ -16,11 +16,15 @@ import typer
 
 from nas.commands import calibrate, dashboard, export, options, plan, search, spec, study, train
 
+# Help as click lays it out: an option and its help in two columns, the help wrapped in what
+# the terminal leaves (rich's boxed table gave the help 25 of 100 columns, and a `<bool>`
+# to every flag); up to 120 columns wide.
 app = typer.Typer(
     help="Explore the ResNeXt design space: budgets, searches and Pareto dashboards.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 # Library errors a user can act on: bad budgets, unknown presets, missing data, dead storage.

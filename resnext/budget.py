@@ -56,6 +56,14 @@ class Budget:
         devs = [np.abs(getattr(cx, m) - t) / t for m, t in self.targets().items()]
         return np.maximum.reduce(devs) if len(devs) > 1 else devs[0]
 
+    def offset(self, cx: Complexity) -> Any:
+        """Signed relative offset from the target of the budgeted metric furthest from its own:
+        ``+0.044`` is 4.4% over, ``-0.031`` 3.1% under; its size is :meth:`deviation`."""
+        offs = [(getattr(cx, m) - t) / t for m, t in self.targets().items()]
+        if len(offs) == 1:
+            return offs[0]
+        return np.where(np.abs(offs[0]) >= np.abs(offs[1]), offs[0], offs[1])
+
     def contains(self, cx: Complexity) -> Any:
         """Whether ``cx`` lies inside the band (elementwise for arrays)."""
         return self.deviation(cx) <= self.tolerance

@@ -46,6 +46,7 @@ from nas.commands.options import (
     print_json,
     trial_settings,
 )
+from nas.commands.progress import load_display
 from nas.data import data_template, known_shape
 from nas.search.attrs import notation
 from nas.search.space import SEARCH_DEFAULTS
@@ -106,8 +107,7 @@ def calibrate_command(
         Path,
         typer.Option(
             "--out",
-            help="JSON file written after every trained schedule; run again with the same "
-            "--out and options to resume.",
+            help="JSON results, written as each schedule ends; run again to resume.",
         ),
     ] = Path("calibration.json"),
     compare: Annotated[
@@ -128,11 +128,9 @@ def calibrate_command(
 ) -> None:
     """How far to trust a short trial: rank agreement of short and R-times longer training.
 
-    Trains --k configurations of the budget band with the short schedule and with --factor
-    times its epochs, and prints the Spearman and Kendall correlations of the two rankings
-    (95% bootstrap intervals) next to plain params and FLOPs ranked against the long result.
-    The defaults (all 8 configurations of the `search` default band, 3 and 18 epochs on 4,000
-    images) take about twice the 17 minutes that 2,000 images took on 2 idle CPU cores.
+    Trains --k configurations of the budget band with both schedules and prints the Spearman
+    and Kendall correlations of the two rankings (95% bootstrap intervals), next to params and
+    FLOPs ranked against the long result. Run times: docs/reference.md.
     """
     from nas.search.calibrate import REFERENCE, CalibrationFile, calibrate, long_schedule, pick
 
@@ -140,7 +138,8 @@ def calibrate_command(
     check_dataset(dataset)
     # The template picks the trial's and the band's defaults; a folder's is judged from its
     # first image, as `search` does.
-    tpl = template.value if template else data_template(dataset, data_dir, resolution)
+    loading = load_display(False, as_json)
+    tpl = template.value if template else data_template(dataset, data_dir, resolution, loading)
     trial = trial_settings(
         TRIALS[tpl],
         epochs=epochs,
@@ -225,7 +224,7 @@ def calibrate_command(
     file = CalibrationFile(out_file, options)
     if known:  # refuse a band with fewer than k configs before the data
         pick(generate(bud, *grid, d_choices, *known), k, seed)
-    data = trial.load()
+    data = trial.load(progress=loading)
     grid = (grid[0] or data.template, *grid[1:])
     chosen = pick(generate(bud, *grid, d_choices, data.classes, data.resolution), k, seed)
     if not as_json:
@@ -262,7 +261,10 @@ def calibrate_command(
             f"{r['long_val_accuracy']:.1%}",
         )
     out.print(table)
-    corr = Table(title="Rank agreement with the long schedule (95% bootstrap intervals)")
+    corr = Table(
+        title=f"Rank agreement with the long schedule, n={len(cal.rows)} configurations "
+        "(95% bootstrap intervals)"
+    )
     for col in ("ranked by", "Spearman", "Kendall"):
         corr.add_column(col, justify="left" if col == "ranked by" else "right")
     for label, sp, kt in (

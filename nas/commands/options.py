@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 
 # nas.data imports no torch: its DATASETS refuses a typo before torch and the data load.
-from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, VAL_CAP_RULE, DataOptions
+from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, DataOptions
+from nas.data.folder import MIXED_RESOLUTION
+from nas.data.loader import SMALL_IMAGES
 from nas.search.space import SEARCH_FLOPS
 from nas.text import literal, shell_word
 from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL, TrialBudget, TrialSettings
@@ -138,11 +140,7 @@ class Prefer(StrEnum):
 
 PreferOpt = Annotated[
     Prefer,
-    typer.Option(
-        help="Among configurations the confirmation cannot tell apart ('equivalent'), "
-        "recommend the one with the fewest FLOPs or params, the lowest measured latency, or "
-        "the highest measured training throughput."
-    ),
+    typer.Option(help="The tie-breaker among configurations the confirmation cannot tell apart."),
 ]
 
 DatasetName = StrEnum("DatasetName", {name: name for name in DATASETS})  # type: ignore[misc]
@@ -156,7 +154,7 @@ CardinalitiesOpt = Annotated[str, typer.Option(help="Cardinalities C to try.")]
 SearchFlopsOpt = Annotated[
     float | None,
     typer.Option(
-        help=f"FLOP budget in multiply-adds (default {SEARCH_FLOPS:g} if no budget).",
+        help=f"FLOP budget in multiply-adds.  [default: {SEARCH_FLOPS:g} without --params]",
         show_default=False,
     ),
 ]
@@ -164,22 +162,21 @@ ParamsOpt = Annotated[float | None, typer.Option(help="Parameter budget.")]
 ToleranceOpt = Annotated[float, typer.Option(help="Relative band around each budget.")]
 SearchDepthsOpt = Annotated[
     list[str] | None,
-    typer.Option(help="Blocks per stage; repeat for several (default 1,1,1 and 2,2,2)."),
+    typer.Option(help="Blocks per stage; repeat for several.  [default: 1,1,1 and 2,2,2]"),
 ]
 SearchWidthsOpt = Annotated[
-    list[str] | None, typer.Option(help="First-stage output widths (default 32).")
+    list[str] | None, typer.Option(help="First-stage output widths.  [default: 32]")
 ]
 BatchSizeOpt = Annotated[int, typer.Option(help="Mini-batch size.")]
 ALL_CARDINALITIES = ",".join(map(str, DEFAULT_CARDINALITIES))
 BottleneckWidthsOpt = Annotated[
-    str | None, typer.Option(help="Bottleneck widths d to try (default: every integer).")
+    str | None, typer.Option(help="Bottleneck widths d to try.  [default: every integer]")
 ]
 StorageOpt = Annotated[
     str | None,
     typer.Option(
         envvar="RESNEXT_NAS_STORAGE",
-        help="Optuna storage URL, e.g. postgresql://user:pw@host/db "
-        "(default: sqlite:///resnext-nas.db in the working directory).",
+        help="Optuna storage URL.  [default: sqlite:///resnext-nas.db]",
         show_default=False,
     ),
 ]
@@ -187,13 +184,10 @@ CreateOpt = Annotated[
     bool,
     typer.Option(
         "--create",
-        help="Add the study tables to a SQLite file of another application (refused without).",
+        help="Add the study tables to another application's SQLite file.",
     ),
 ]
-_DATASET_HELP = (
-    "synthetic is built in; folder is any ImageFolder tree or archive (--data-dir); "
-    "the others are read from disk."
-)
+_DATASET_HELP = "The images: synthetic is built in; folder reads --data-dir."
 DatasetOpt = Annotated[DatasetName, typer.Option(help=_DATASET_HELP)]
 # train and calibrate take the name as text and refuse an unknown one with "unknown dataset";
 # the metavar lists the choices as search's enum does.
@@ -218,38 +212,34 @@ Augment = StrEnum("Augment", {name: name for name in AUGMENTS})  # type: ignore[
 DataDirOpt = Annotated[
     str | None,
     typer.Option(
-        help="Where datasets live; for --dataset folder an ImageFolder tree (train/<class>/..., "
-        "optional test/ or val/) or a .tar, .tar.gz or .zip of one, extracted once.",
+        help="Where datasets live; for folder, an image tree or a .tar/.zip of one.",
         show_default=False,
     ),
 ]
 SubsetClassesOpt = Annotated[
-    int | None, typer.Option(help="Keep the first N classes (sorted folder names).")
+    int | None, typer.Option(help="Keep the first N classes (sorted by name).")
 ]
 ImagesPerClassOpt = Annotated[
     int | None,
-    typer.Option(help="Keep the first M training images of each class (sorted file names)."),
+    typer.Option(help="Keep the first M training images of each class."),
 ]
 DataResolutionOpt = Annotated[
     int | None,
     typer.Option(
-        help="Resize images to this side (default: the images' own when they share one, else 64).",
+        help=f"Resize images to this side.  [default: the images' own, else {MIXED_RESOLUTION}]",
         show_default=False,
     ),
 ]
 AugmentOpt = Annotated[
     Augment | None,
     typer.Option(
-        help="cifar (Sec. 5.3 pad-crop-flip) or imagenet (random-resized crop); default: "
-        "cifar at 64 px or less, else imagenet.",
+        help=f"Augmentation.  [default: cifar at {SMALL_IMAGES} px or less, else imagenet]",
         show_default=False,
     ),
 ]
-VAL_HELP = f"Share of the training set held out to score trials; {VAL_CAP_RULE}."
-SEARCH_VAL_HELP = (
-    f"{VAL_HELP} Raised to {MIN_VAL_IMAGES} images at least, so that trials are ranked on "
-    "enough of them."
-)
+# The rules of the split (nas.data.VAL_CAP_RULE, MIN_VAL_IMAGES) are in docs/reference.md.
+VAL_HELP = "Share of the training images held out to score trials"
+SEARCH_VAL_HELP = f"Share of training images held out to score trials (at least {MIN_VAL_IMAGES})"
 
 
 def report_data(data: Any, quiet: bool) -> None:
@@ -266,33 +256,30 @@ def report_data(data: Any, quiet: bool) -> None:
 DataTemplateOpt = Annotated[
     Template | None,
     typer.Option(
-        help="Template (default: cifar for images of 64 px or less, else imagenet).",
+        help=f"Template.  [default: cifar for images of {SMALL_IMAGES} px or less]",
         show_default=False,
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 WorkersOpt = Annotated[
     str,
-    typer.Option(
-        help="Local worker processes (one GPU each, or a share of the cores); auto: the "
-        "machine's measured plan (`resnext-nas plan`)."
-    ),
+    typer.Option(help="Worker processes; auto: the machine's measured plan (`plan`)."),
 ]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
-        help="CPU threads of each worker (default: the measured plan's).", show_default=False
+        help="CPU threads of each worker.  [default: the measured plan's]", show_default=False
     ),
 ]
 PrecisionOpt = Annotated[
     Precision,
-    typer.Option(help="fp32, or bf16 autocast (batch norm and loss stay fp32); auto: the plan's."),
+    typer.Option(help="fp32, or bf16 autocast; auto: the measured plan's."),
 ]
 ChannelsLastOpt = Annotated[
     bool | None,
     typer.Option(
         "--channels-last/--no-channels-last",
-        help="NHWC or NCHW memory format (default: the measured plan's).",
+        help="NHWC or NCHW memory format.  [default: the measured plan's]",
         show_default=False,
     ),
 ]
@@ -300,9 +287,9 @@ TrialsPerGpuOpt = Annotated[
     int, typer.Option(help="Workers that share one GPU, for trials too small to fill it.")
 ]
 LatencyOpt = Annotated[bool, typer.Option(help="Measure batch-1 latency of every trial.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress display.")]
 RunsDirOpt = Annotated[
-    Path, typer.Option(help="Each trial saves its final weights in RUNS_DIR/STUDY/trial-N.")
+    Path, typer.Option(help="Trials save their weights in RUNS_DIR/STUDY/trial-N.")
 ]
 SaveWeightsOpt = Annotated[
     bool, typer.Option(help="Save every trained trial's final weights (for `export`).")
@@ -316,7 +303,9 @@ def by_template(field: str) -> str:
         return "all" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:g}"
 
     cifar, imagenet = (shown(getattr(t, field)) for t in (DEFAULT_TRIAL, IMAGENET_TRIAL))
-    return f" (default {cifar} for the CIFAR template, {imagenet} for the ImageNet one)."
+    if cifar == imagenet:
+        return f".  [default: {cifar}]"
+    return f".  [default: {cifar}; ImageNet template: {imagenet}]"
 
 
 # --batch-size of the commands whose trial follows the data's template (search, calibrate).

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.cells import cell_len
 from rich.table import Table
 
 from nas.commands.options import (
@@ -59,7 +60,9 @@ from nas.commands.options import (
     report_data,
     trial_settings,
 )
+from nas.commands.progress import SearchProgress, load_display
 from nas.data import MIN_VAL_IMAGES, data_template, known_shape
+from nas.data.folder import MIXED_RESOLUTION
 from nas.search.space import SEARCH_DEFAULTS
 from nas.training.config import IMAGENET_TRIAL, TRIALS
 from resnext.budget import Budget
@@ -67,44 +70,6 @@ from resnext.complexity import format_count
 
 StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
 TrialsStudyOpt = Annotated[str, typer.Option(help="Name of the study to list.")]
-
-
-class LiveProgress:
-    """One live line per worker: trial, spec, epoch, validation accuracy, best error so far."""
-
-    def __init__(self, workers: int) -> None:
-        from rich.live import Live
-
-        self.lines = {w: f"worker {w}: starting" for w in range(workers)}
-        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
-
-    def _render(self) -> Any:
-        from rich.text import Text
-
-        return Text("\n".join(self.lines.values()))
-
-    def __call__(self, worker: int, ev: dict[str, Any]) -> None:
-        best = "-" if ev["best_error"] == float("inf") else f"{ev['best_error']:.1%}"
-        self.lines[worker] = (
-            f"worker {worker}: trial {ev['trial']} {ev['spec']}  epoch {ev['epoch']}/"
-            f"{ev['epochs']}  val acc {ev['val_accuracy']:.1%}  best error {best}"
-        )
-        self.live.update(self._render())
-
-    def start(self) -> None:
-        """Start drawing the lines on stderr."""
-        self.live.start()
-
-    def stop(self) -> None:
-        """Draw the last lines, ending them with a newline also when stderr is no terminal.
-
-        Rich ends the live block with a newline only on a terminal; without one, a summary on
-        stdout sharing the file (``> log 2>&1``) would continue the last progress line.
-        """
-        self.live.stop()
-        console = self.live.console
-        if not console.is_terminal:
-            console.line()
 
 
 def search_space(
@@ -157,7 +122,7 @@ class Pruner(StrEnum):
 
 
 def search(
-    trials: Annotated[int, typer.Option(help="Trained trials of the whole study.")] = 50,
+    trials: Annotated[int, typer.Option(help="Proxy trials of the whole study.")] = 50,
     study: StudyOpt = "resnext-search",
     storage: StorageOpt = None,
     create: CreateOpt = False,
@@ -175,16 +140,14 @@ def search(
     cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
     bottleneck_widths: BottleneckWidthsOpt = None,
     tune_lr: Annotated[
-        bool, typer.Option(help="Also search the learning rate (log-uniform).")
+        bool, typer.Option(help="Also search the learning rate (log-uniform).", show_default=False)
     ] = False,
     tune_wd: Annotated[
-        bool, typer.Option(help="Also search the weight decay (log-uniform).")
+        bool, typer.Option(help="Also search the weight decay (log-uniform).", show_default=False)
     ] = False,
     objectives: Annotated[
         str,
-        typer.Option(
-            help="error, or error plus flops/params/latency/activations (multi-objective)."
-        ),
+        typer.Option(help="error, or error,X for X in flops, params, latency, activations."),
     ] = "error",
     sampler: Annotated[Sampler, typer.Option(help="Optuna sampler, seeded by --seed.")] = (
         Sampler.tpe
@@ -192,24 +155,21 @@ def search(
     pruner: Annotated[
         Pruner | None,
         typer.Option(
-            help="hyperband, median or none (default hyperband; none with several objectives).",
+            help="Pruner.  [default: hyperband; none with several objectives]",
             show_default=False,
         ),
     ] = None,
     patience: Annotated[
         int | None,
         typer.Option(
-            help="Trainer early stopping after N epochs without progress "
-            "(default 2 with several objectives, else off).",
+            help="Stop a trial after N epochs without progress.  [default: off; 2 with "
+            "several objectives]",
             show_default=False,
         ),
     ] = None,
     enqueue: Annotated[
         list[str] | None,
-        typer.Option(
-            help="Measure a preset first (repeatable): its (C, d) on the study's skeleton, "
-            "refused if out of band; or 'family': the closest config per skeleton and C."
-        ),
+        typer.Option(help="Train a preset's (C, d) first, or 'family' (repeatable)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers, the data and the training.")] = 0,
     epochs: Annotated[
@@ -233,8 +193,8 @@ def search(
     resolution: Annotated[
         int | None,
         typer.Option(
-            help="Resize images to this side (default: the images' own, else 64; "
-            f"{IMAGENET_TRIAL.resolution} for the ImageNet template).",
+            help="Resize images to this side.  [default: the images' own, else "
+            f"{MIXED_RESOLUTION}; ImageNet template: {IMAGENET_TRIAL.resolution}]",
             show_default=False,
         ),
     ] = None,
@@ -252,44 +212,33 @@ def search(
     save_weights: SaveWeightsOpt = True,
     confirm: Annotated[
         int,
-        typer.Option(
-            help="Confirm the top K configurations by mean proxy accuracy with a longer "
-            "schedule and several seeds after the trials (0: no confirmation phase)."
-        ),
+        typer.Option(help="Top configurations to confirm with longer training; 0: none."),
     ] = 3,
     confirm_epochs: Annotated[
         int | None,
         typer.Option(
-            help="Epochs of a confirmation trial (default 3x --epochs).", show_default=False
+            help="Epochs of a confirmation trial.  [default: 3x --epochs]", show_default=False
         ),
     ] = None,
     confirm_seeds: Annotated[
-        int, typer.Option(help="Seeds every confirmed configuration is trained with.")
+        int, typer.Option(help="Seeds each confirmed configuration starts with.")
     ] = 3,
     confirm_max_seeds: Annotated[
         int,
-        typer.Option(
-            help="Racing gives the leader and its closest rival more seeds while the verdict "
-            "is open and their gap can be resolved, up to this many."
-        ),
+        typer.Option(help="Seeds racing may give the leader and its closest rival."),
     ] = 5,
     prefer: PreferOpt = Prefer.flops,
     heartbeat: Annotated[
-        int, typer.Option(help="Seconds between heartbeats; a trial silent 3 beats is retried.")
+        int, typer.Option(help="Seconds between heartbeats; 3 missed: the trial is retried.")
     ] = 10,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the design space under a budget with Optuna; re-running the command resumes it.
 
-    Default space: CIFAR template, depths 1-1-1 and 2-2-2, width 32, 8e6 FLOPs ±10%, every C
-    and d: 8 configurations (two cells, 2-2-2 with C=4 or 8, are empty and rejected if
-    proposed), sized for 3-epoch trials of batch 32 on 4,000 32x32 images (1,000 held out),
-    about a minute or less each on 2 CPU cores, that reached 35-38% on real CIFAR-10.
-
-    Larger images (an ImageNet subset: --dataset folder of 224-px photos, or imagenet) take the
-    ImageNet template, its augmentation and its CPU defaults: 64-px trials of 8 epochs on every
-    training image, depths 1-1-1-1, width 64, 1.8e7 FLOPs ±10% (docs/imagenet.md).
+    Proxy trials rank configurations, the top ones are confirmed with longer training on
+    several seeds, and the confirmed recommendation is the answer. The default space and every
+    option in full: docs/reference.md.
     """
     from nas.search import study as nstudy
     from nas.search.confirm import ConfirmSettings
@@ -334,7 +283,10 @@ def search(
     if patience is None and len(objs) > 1:
         patience = 2
     # The template picks the trial's defaults; a folder's is judged from its first image.
-    tpl = template.value if template else data_template(dataset.value, data_dir, resolution)
+    loading = load_display(quiet, as_json)
+    tpl = (
+        template.value if template else data_template(dataset.value, data_dir, resolution, loading)
+    )
     # The training settings are checked here, before any data loads.
     trial = trial_settings(
         TRIALS[tpl],
@@ -368,7 +320,7 @@ def search(
         ):
             search_summary(study, storage, [], 0.0, as_json)  # done: no data, no training
             return
-    data = trial.load(min_val=MIN_VAL_IMAGES)
+    data = trial.load(min_val=MIN_VAL_IMAGES, progress=loading)
     report_data(data, quiet or as_json)
     # The budget counts FLOPs at the dataset's resolution and the fc of its classes.
     settings = settings_for(data.classes, data.resolution, data.template)
@@ -385,7 +337,9 @@ def search(
         trials_per_gpu=trials_per_gpu,
         quiet=quiet or as_json,
     )
-    progress = None if quiet or as_json else LiveProgress(choice.workers)
+    progress = None
+    if not (quiet or as_json):
+        progress = SearchProgress(study, storage, trials, train.epochs, confirming)
     t0 = time.perf_counter()
     if progress:
         progress.start()
@@ -429,7 +383,7 @@ def search_summary(
     the confirmed recommendation, or the search phase's for a grid study (``answer_phase``). The
     best single trial is a maximum over seeds and never the answer."""
     from nas.search.attrs import phase
-    from nas.search.confirm import describe, store_recommendation
+    from nas.search.confirm import confirmation_off, describe, store_recommendation
     from nas.search.records import best_config, study_rows, trial_rows
     from nas.search.storage import load
 
@@ -453,20 +407,89 @@ def search_summary(
         f"study {study!r}: {states} ({phases} by phase); "
         f"see `{command('trials', '--study', study)}`"
     )
-    for line in describe(summary["recommendation"]):
+    for line in describe(summary["recommendation"], not confirmation_off(loaded)):
         out.print(line, highlight=False)
 
 
 def _config_mean(r: dict[str, Any]) -> str:
-    """A repeated config's mean accuracy, 95% interval and seeds: ``41.0% [37.0%, 45.0%] (3)``."""
+    """A repeated config's mean accuracy, 95% interval (in %) and seeds: ``41.0% [37.0, 45.0] 3``;
+    ``[no CI]`` where the phase's seed noise is not measured."""
     if r["spec_trials"] < 2:
         return ""
+    if r["spec_ci95"] is None:
+        return f"{r['spec_mean_accuracy']:.1%} [no CI] {r['spec_trials']}"
     lo, hi = r["spec_ci95"]
-    return f"{r['spec_mean_accuracy']:.1%} [{lo:.1%}, {hi:.1%}] ({r['spec_trials']})"
+    return f"{r['spec_mean_accuracy']:.1%} [{100 * lo:.1f}, {100 * hi:.1f}] {r['spec_trials']}"
 
 
 def _fmt_opt(v: Any, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
+
+
+def _trial_note(r: dict[str, Any], wide: bool) -> str:
+    """The note of a row; without the state column, a trial that is not complete says its
+    state first (``pruned``, ``failed: ...``)."""
+    note = r["note"] or ""
+    if wide or r["state"] == "COMPLETE":
+        return note
+    state = {"FAIL": "failed"}.get(r["state"], r["state"].lower())
+    return f"{state}: {note}" if note else state
+
+
+# The columns of `trials`: name, the row's cell, and whether only --wide shows it.
+_TRIAL_COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], str], bool], ...] = (
+    ("#", lambda r: str(r["number"]), False),
+    ("state", lambda r: r["state"], True),
+    ("phase", lambda r: r["phase"], False),
+    ("config", lambda r: " ".join(filter(None, (r["spec"], _marks(r)))), False),
+    ("params", lambda r: "" if r["params"] is None else format_count(r["params"]), True),
+    ("FLOPs", lambda r: "" if r["flops"] is None else format_count(r["flops"]), False),
+    ("latency", lambda r: "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms", True),
+    ("accuracy", lambda r: _fmt_opt(r["val_accuracy"], ".1%"), False),
+    ("mean [95%] n", _config_mean, False),
+    ("epochs", lambda r: str(r["epochs"] or ""), True),
+    ("train img/s", lambda r: _fmt_opt(r["train_images_per_second"], ".0f"), True),
+    ("infer img/s", lambda r: _fmt_opt(r["inference_images_per_second"], ".0f"), True),
+)
+_LEFT = ("state", "phase", "config", "note")
+
+
+def _marks(r: dict[str, Any]) -> str:
+    return ("◆" if r["pareto"] else "") + ("★" if r["baseline"] else "")
+
+
+def trials_table(rows: list[dict[str, Any]], study: str, front: str, wide: bool) -> Table:
+    """The ``trials`` table: number, phase, config (with its marks), FLOPs, accuracy, the
+    config's mean with its interval and seeds, and note; ``wide`` adds state, params, latency,
+    FLOPs at 224 px, epochs and throughput. Only the note wraps; the rest fits 100 columns."""
+    table = Table(
+        title=f"study {study!r}: {len(rows)} trials",
+        caption=f"◆ on the (error, {front}) Pareto front of complete trials; ★ a baseline from "
+        "--enqueue. FLOPs are multiply-adds. accuracy: the trial's best validation accuracy. "
+        "mean [95%] n: the mean accuracy of the n complete trials (seeds) of the same config and "
+        "phase, with its 95% interval in % (seed noise pooled over the phase). phase: search "
+        "(proxy trial) or confirm (the longer confirmation schedule).",
+    )
+    columns = [c for c in _TRIAL_COLUMNS if wide or not c[2]]
+    cells = [[cell(r) for _, cell, _ in columns] for r in rows]
+    if wide:  # ImageNet-template trials at a small side (64 px) also show FLOPs at 224 px.
+        full = [_imagenet_flops(r["spec_dict"]) for r in rows]
+        at = sorted({f"FLOPs @{f[0]}" for f in full if f is not None})
+        if at:
+            i = 1 + next(i for i, c in enumerate(columns) if c[0] == "FLOPs")
+            columns.insert(i, (at[0], lambda r: "", True))
+            for row, f in zip(cells, full, strict=True):
+                row.insert(i, "" if f is None else format_count(f[1]))
+    for i, (name, _, _) in enumerate(columns):
+        # A column that does not wrap is as wide as its widest cell: never cut to "…".
+        widest = max([cell_len(name), *(cell_len(row[i]) for row in cells)])
+        table.add_column(
+            name, justify="left" if name in _LEFT else "right", no_wrap=True, min_width=widest
+        )
+    table.add_column("note", justify="left", min_width=8, overflow="fold")
+    for r, row in zip(rows, cells, strict=True):
+        table.add_row(*row, _trial_note(r, wide), style="bold" if r["pareto"] else None)
+    return table
 
 
 def trials(
@@ -475,8 +498,8 @@ def trials(
     front: Annotated[
         str | None,
         typer.Option(
-            help="Mark the (error, X) Pareto front, X = flops, params, latency or "
-            "activations (default: the study's second objective, or flops).",
+            help="Mark the (error, X) Pareto front: flops, params, latency or activations.  "
+            "[default: the study's second objective, else flops]",
             show_default=False,
         ),
     ] = None,
@@ -486,20 +509,26 @@ def trials(
     prefer: Annotated[
         Prefer | None,
         typer.Option(
-            help="The secondary criterion of an 'equivalent' verdict (default: the study's, "
-            "from search --prefer).",
+            help="The tie-breaker of an 'equivalent' verdict.  [default: the study's]",
             show_default=False,
         ),
     ] = None,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="All columns: also state, params, latency, epochs and images per second.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a study's trials (phase, spec, complexity, accuracy, throughput) and its answer.
+    """List a study's trials (phase, config, FLOPs, accuracy) and its answer.
 
     ``--json`` prints ``{"trials": [...], "recommendation": {...} or null}``.
     """
     from nas.fileio import ensure_parent, write_csv
-    from nas.search.confirm import describe, recommendation, study_prefer
-    from nas.search.records import csv_table, trial_rows
+    from nas.search.confirm import confirmation_off, describe, recommendation, study_prefer
+    from nas.search.records import csv_table, objectives_of, trial_rows
     from nas.search.storage import load
 
     if csv:
@@ -514,60 +543,10 @@ def trials(
     if as_json:
         print_json({"trials": rows, "recommendation": rec})
         return
-    table = Table(
-        title=f"study {study!r}: {len(rows)} trials",
-        caption="◆ on the (error, " + (front or "FLOPs") + ") Pareto front of complete trials; "
-        "★ a baseline from --enqueue. FLOPs are multiply-adds. mean (n): the mean accuracy of "
-        "the n complete trials of the same config and phase (seeds), [its 95% interval, seed "
-        "noise pooled over the phase]. "
-        "phase: search (proxy trial) or confirm (the longer confirmation schedule).",
-    )
-    # ImageNet-template trials at a small side (64 px on a CPU) also show FLOPs at 224 px.
-    full = [_imagenet_flops(r["spec_dict"]) for r in rows]
-    at = sorted({f"FLOPs @{f[0]}" for f in full if f is not None})
-    for col in (
-        "#",
-        "state",
-        "phase",
-        "spec",
-        "params",
-        "FLOPs",
-        *at,
-        "latency",
-        "val acc",
-        "mean (n)",
-        "epochs",
-        "train img/s",
-        "infer img/s",
-        "",
-        "note",
-    ):
-        table.add_column(
-            col,
-            justify="left" if col in ("state", "phase", "spec", "", "note") else "right",
-            no_wrap=col != "note",
-        )
-    for r, f in zip(rows, full, strict=True):
-        table.add_row(
-            str(r["number"]),
-            r["state"],
-            r["phase"],
-            r["spec"] or "",
-            format_count(r["params"]) if r["params"] is not None else "",
-            format_count(r["flops"]) if r["flops"] is not None else "",
-            *(["" if f is None else format_count(f[1])] if at else []),
-            "" if r["latency"] is None else f"{r['latency'] * 1e3:.2f} ms",
-            _fmt_opt(r["val_accuracy"], ".1%"),
-            _config_mean(r),
-            str(r["epochs"] or ""),
-            _fmt_opt(r["train_images_per_second"], ".0f"),
-            _fmt_opt(r["inference_images_per_second"], ".0f"),
-            ("◆" if r["pareto"] else "") + ("★" if r["baseline"] else ""),
-            r["note"] or "",
-            style="bold" if r["pareto"] else None,
-        )
-    out.print(table)
-    for line in describe(rec):
+    objectives = objectives_of(loaded)
+    shown = front or (objectives[1] if len(objectives) > 1 else "FLOPs")
+    out.print(trials_table(rows, study, shown, wide))
+    for line in describe(rec, not confirmation_off(loaded)):
         out.print(line, highlight=False)
 
 

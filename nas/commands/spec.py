@@ -87,7 +87,8 @@ def budget(
             if start == 0
             else f"rows {start + 1:,}-{start + len(page):,} of {len(rows):,}"
         )
-        out.print(_budget_table(band.configs(page), title, last=start + PAGE_ROWS >= len(rows)))
+        last = start + PAGE_ROWS >= len(rows)
+        out.print(_budget_table(band.configs(page), bud, title, last=last))
     if len(rows) < len(band):
         out.print(
             f"showing {len(rows):,} of {len(band):,} configurations, the closest to the budget; "
@@ -96,11 +97,12 @@ def budget(
         )
 
 
-def _budget_table(configs: Iterable[Config], title: str, last: bool) -> Table:
+def _budget_table(configs: Iterable[Config], bud: Budget, title: str, last: bool) -> Table:
     """One page of the ``budget`` table; the last carries the caption."""
     caption = (
         "★ closest to the budget for its C and depths;  ◆ on the params/FLOPs "
-        "Pareto front.  FLOPs are multiply-adds of conv and fc layers."
+        "Pareto front.  FLOPs are multiply-adds of conv and fc layers.  off budget: "
+        "over (+) or under (-) the target, of the budgeted metric furthest from it."
     )
     table = Table(title=title, caption=caption if last else None)
     configs = list(configs)
@@ -122,7 +124,7 @@ def _budget_table(configs: Iterable[Config], title: str, last: bool) -> Table:
             format_count(cx.params),
             format_count(cx.flops),
             *([format_count(f[1])] if at and f is not None else []),
-            f"{c.deviation:.1%}",
+            f"{float(bud.offset(c.complexity)):+.1%}",
             ("★" if c.closest else "") + ("◆" if c.pareto else ""),
             style="bold" if c.closest else None,
         )
@@ -159,13 +161,21 @@ NameArg = Annotated[
     str | None,
     typer.Argument(help="A preset name (see `resnext-nas presets`).", show_default=False),
 ]
-SpecTemplateOpt = Annotated[Template | None, typer.Option(help="Template: imagenet or cifar.")]
-DepthsOpt = Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,4,23,3.")]
-WidthOpt = Annotated[int | None, typer.Option(help="Output width of the first stage (paper: 256).")]
-CardOpt = Annotated[int | None, typer.Option(help="Cardinality C.")]
-DOpt = Annotated[int | None, typer.Option(help="Bottleneck width d of the first stage.")]
-SpecClassesOpt = Annotated[int | None, typer.Option(help="Classes of the fc layer.")]
-SpecResOpt = Annotated[int | None, typer.Option(help="Input side in pixels.")]
+
+
+def spec_option(text: str, default: object) -> Any:
+    """The option of a spec field: left out, it keeps the preset's value, else ``default``."""
+    return typer.Option(help=f"{text}  [default: the preset's, else {default}]")
+
+
+_SPEC = resnext.Spec  # the defaults a spec option falls back on
+SpecTemplateOpt = Annotated[Template | None, spec_option("imagenet or cifar.", _SPEC.template)]
+DepthsOpt = Annotated[str | None, spec_option("Blocks per stage, e.g. 3,4,23,3.", "the template's")]
+WidthOpt = Annotated[int | None, spec_option("Output width of the first stage.", _SPEC.width)]
+CardOpt = Annotated[int | None, spec_option("Cardinality C.", _SPEC.cardinality)]
+DOpt = Annotated[int | None, spec_option("Bottleneck width d.", _SPEC.bottleneck_width)]
+SpecClassesOpt = Annotated[int | None, spec_option("Classes of the fc layer.", "the template's")]
+SpecResOpt = Annotated[int | None, spec_option("Input side in pixels.", "the template's")]
 
 
 def show(

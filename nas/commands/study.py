@@ -41,7 +41,8 @@ from nas.commands.options import (
     report_data,
     trial_settings,
 )
-from nas.commands.search import LiveProgress, confirm_left, search_summary
+from nas.commands.progress import SearchProgress, load_display
+from nas.commands.search import confirm_left, search_summary
 from nas.data import MIN_VAL_IMAGES, known_shape
 from nas.search.attrs import CONFIRM, SEARCH
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="The paper's experiments as ready-made studies: list them, run one.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help laid out as the root app's (cli.py)
 )
 
 
@@ -128,19 +130,19 @@ def study_run(
     storage: StorageOpt = None,
     create: CreateOpt = False,
     study_name: Annotated[
-        str | None, _unset_option("Optuna study name (default: the definition's name).")
+        str | None, _unset_option("Optuna study name.  [default: the definition's name]")
     ] = None,
     seeds: Annotated[
-        int | None, _unset_option("Seeds per spec of a grid study (default: the definition's).")
+        int | None, _unset_option("Seeds per spec of a grid study.  [default: the definition's]")
     ] = None,
     epochs: Annotated[
-        int | None, _unset_option("Epochs per trial (default: the definition's).")
+        int | None, _unset_option("Epochs per trial.  [default: the definition's]")
     ] = None,
     train_images: Annotated[
-        int | None, _unset_option("Training images per trial (default: the definition's).")
+        int | None, _unset_option("Training images per trial.  [default: the definition's]")
     ] = None,
     val_fraction: Annotated[
-        float | None, _unset_option(f"{VAL_HELP} (default: the definition's)")
+        float | None, _unset_option(f"{VAL_HELP}.  [default: the definition's]")
     ] = None,
     resolution: DataResolutionOpt = None,
     classes: SubsetClassesOpt = None,
@@ -201,7 +203,7 @@ def study_run(
             if not as_json:
                 out.print(f"nothing left to train; {hint}", soft_wrap=True)
             return
-    data = trial.load(min_val=MIN_VAL_IMAGES)
+    data = trial.load(min_val=MIN_VAL_IMAGES, progress=load_display(quiet, as_json))
     report_data(data, quiet or as_json)
     settings = definition.settings(study, data.classes, data.resolution)
     if create:  # a dataset of unknown classes: the study is checked, and created, only here
@@ -221,7 +223,10 @@ def study_run(
         trials_per_gpu=trials_per_gpu,
         quiet=quiet or as_json,
     )
-    progress = None if quiet or as_json else LiveProgress(choice.workers)
+    progress = None
+    if not (quiet or as_json):
+        n = definition.n_trials(seeds, data.classes, data.resolution)
+        progress = SearchProgress(study, storage, n, train.epochs, settings.confirm)
     if progress:
         progress.start()
     try:

@@ -34,10 +34,16 @@ from nas.commands.options import (
     print_json,
     report_data,
 )
+from nas.commands.spec import CardOpt, DOpt, WidthOpt, spec_option
 from nas.data import known_shape
 from nas.training.config import RECIPES, TrainConfig, recipe_config
 from resnext.complexity import format_count
 from resnext.registry import R29
+from resnext.spec import DEFAULT_DEPTHS
+
+
+def _depths(depths: tuple[int, ...]) -> str:
+    return ",".join(map(str, depths))
 
 
 def _train_spec_from_options(
@@ -79,27 +85,29 @@ def train_command(
     preset: Annotated[
         str | None, typer.Argument(help="A preset (see `presets`); spec options override it.")
     ] = None,
-    template: Annotated[str | None, typer.Option(help="cifar or imagenet.")] = None,
-    depths: Annotated[str | None, typer.Option(help="Blocks per stage, e.g. 3,4,6,3.")] = None,
-    width: Annotated[int | None, typer.Option(help="Output width of the first stage.")] = None,
-    cardinality: Annotated[int | None, typer.Option(help="C, paths per block.")] = None,
-    bottleneck_width: Annotated[
-        int | None, typer.Option(help="d, the width of one path in the first stage.")
+    template: Annotated[str | None, spec_option("cifar or imagenet.", "the images'")] = None,
+    depths: Annotated[
+        str | None,
+        spec_option(
+            "Blocks per stage, e.g. 3,4,6,3.",
+            f"{_depths(R29)} (cifar) or {_depths(DEFAULT_DEPTHS['imagenet'])}",
+        ),
     ] = None,
+    width: WidthOpt = None,
+    cardinality: CardOpt = None,
+    bottleneck_width: DOpt = None,
     spec_file: Annotated[
         Path | None,
         typer.Option(
             "--spec",
-            help="A JSON spec: an export's spec.json, `show --json` output or a bare spec; "
-            "spec options override it.",
+            help="A JSON spec (an export's spec.json); spec options override it.",
             show_default=False,
         ),
     ] = None,
     recipe: Annotated[
         str | None,
         typer.Option(
-            help="paper: Sec. 5.3's CIFAR recipe (300 epochs, batch 128, lr 0.1 / 10 at "
-            "epochs 150 and 225, weight decay 5e-4, no warm-up); options given override it.",
+            help="paper: Sec. 5.3's CIFAR schedule; options given override it.",
             show_default=False,
         ),
     ] = None,
@@ -108,9 +116,9 @@ def train_command(
     data_dir: DataDirOpt = None,
     images_per_class: ImagesPerClassOpt = None,
     train_images: Annotated[
-        int | None, typer.Option(help="Train on this many images (default: all).")
+        int | None, typer.Option(help="Train on this many images.  [default: all]")
     ] = None,
-    val_fraction: Annotated[float, typer.Option(help=VAL_HELP)] = 0.1,
+    val_fraction: Annotated[float, typer.Option(help=f"{VAL_HELP}.")] = 0.1,
     resolution: DataResolutionOpt = None,
     augment: AugmentOpt = None,
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = TrainConfig.epochs,
@@ -122,7 +130,7 @@ def train_command(
     ] = TrainConfig.warmup_epochs,
     weight_decay: Annotated[
         float | None,
-        typer.Option(help="Weight decay (default: the paper's for the dataset's kind)."),
+        typer.Option(help="Weight decay.  [default: the paper's for the images' kind]"),
     ] = TrainConfig.weight_decay,
     label_smoothing: Annotated[
         float, typer.Option(help="Label smoothing, 0 for none.")
@@ -135,13 +143,13 @@ def train_command(
     ] = False,
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory (default runs/train-<time>); an existing one resumes."),
+        typer.Option(help="Run folder; an existing one resumes.  [default: runs/train-TIME]"),
     ] = None,
     threads: ThreadsOpt = None,
     precision: PrecisionOpt = Precision.auto,
     channels_last: ChannelsLastOpt = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
 ) -> None:
     """Train one spec on a dataset: a short trial with the paper's augmentation and SGD."""
     from nas.data import image_side
@@ -194,6 +202,7 @@ def train_command(
 
     run_dir = ensure_folder(out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}")
 
+    from nas.commands.progress import load_display
     from nas.data import DataOptions
     from nas.fileio import write_json
     from nas.training.loop import train
@@ -201,7 +210,13 @@ def train_command(
     try:
         data = DataOptions(
             dataset, data_dir, classes, images_per_class, resolution, augment and augment.value
-        ).load(train_images=train_images, val_fraction=val_fraction, seed=seed, eval_test=eval_test)
+        ).load(
+            train_images=train_images,
+            val_fraction=val_fraction,
+            seed=seed,
+            eval_test=eval_test,
+            progress=load_display(quiet, as_json),
+        )
     except BaseException:
         if out is None and not any(run_dir.iterdir()):
             run_dir.rmdir()  # the folder named for this run holds nothing: leave no clutter

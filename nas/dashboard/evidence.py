@@ -129,7 +129,7 @@ def effect_text(e: dict[str, Any], short: str) -> str:
         if e["direction"] is None:
             return f"{short}: no direction shown ({rho})"
         return f"higher {short} -> {e['direction']} accuracy ({rho})"
-    gap = f"{est.value:+.2f} pts over {e['runner_up']}, 95% CI {_interval(est)}, n={n}"
+    gap = f"{est.value:+.2f} points over {e['runner_up']}, 95% CI {_interval(est)}, n={n}"
     if e["direction"] is None:
         return f"{short}: no best choice shown ({e['best']} {gap})"
     return f"best {short}: {e['best']} ({gap})"

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from nas.data.errors import DataError, one_line
+from nas.data.progress import SILENT, Advance, LoadProgress, size_text
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 # Caps on what one archive may extract to, against zip and tar bombs (a 455 KB zip held 200 MB):
@@ -75,11 +76,16 @@ def member_path(name: str, archive: Path) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None, int]]:
+def _tar_members(
+    archive: Path, advance: Advance
+) -> Iterator[tuple[PurePosixPath, IO[bytes] | None, int]]:
     """(path, data or None for a folder, declared size) of each tar member, refusing links
-    and devices."""
-    with tarfile.open(archive, "r:*") as tar:
+    and devices; ``advance`` gets the archive's bytes read."""
+    with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
+        read = 0
         for m in tar:
+            advance(raw.tell() - read)
+            read = raw.tell()
             path = member_path(m.name, archive)
             if m.issym() or m.islnk():
                 raise DataError(f"{archive} has a link {m.name!r}; refusing to extract links")
@@ -92,11 +98,14 @@ def _tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | Non
             yield path, tar.extractfile(m) if m.isfile() else None, m.size
 
 
-def _zip_members(archive: Path) -> Iterator[tuple[PurePosixPath, IO[bytes] | None, int]]:
+def _zip_members(
+    archive: Path, advance: Advance
+) -> Iterator[tuple[PurePosixPath, IO[bytes] | None, int]]:
     """(path, data or None for a folder, declared size) of each zip member, refusing links
-    and devices."""
+    and devices; ``advance`` gets each member's compressed bytes."""
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
+            advance(info.compress_size)
             path = member_path(info.filename, archive)
             # The Unix file type, when the zip was made on Unix (0 when it was not, or when
             # only permissions were stored, as Python's writestr does).
@@ -177,11 +186,17 @@ def _key(archive: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def extract(archive: Path, cache: Path, check: Callable[[Path], object] | None = None) -> Path:
+def extract(
+    archive: Path,
+    cache: Path,
+    check: Callable[[Path], object] | None = None,
+    progress: LoadProgress = SILENT,
+) -> Path:
     """The folder ``archive`` is extracted to under ``cache``: extracted now, or reused.
 
     ``check`` gets the extracted folder before it is renamed into place; an error it raises
-    (an archive that holds no image tree) leaves nothing in the cache.
+    (an archive that holds no image tree) leaves nothing in the cache. ``progress`` is told how
+    much of the archive is read, and where the extraction went and its size.
     """
     try:
         target = cache / f"{stem(archive)}-{_key(archive)}"
@@ -200,20 +215,23 @@ def extract(archive: Path, cache: Path, check: Callable[[Path], object] | None =
         ) from None
     members = _zip_members if archive.name.lower().endswith(".zip") else _tar_members
     try:
-        budget = _Budget(archive, archive.stat().st_size)
+        size = archive.stat().st_size
+        budget = _Budget(archive, size)
         budget.check(_declared(archive))
-        for path, src, declared in members(archive):
-            dest = tmp.joinpath(*path.parts)
-            if src is None:
-                dest.mkdir(parents=True, exist_ok=True)
-                continue
-            budget.check(declared)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with src, open(dest, "wb") as f:
-                budget.copy(src, f)
+        with progress.stage(f"extracting {archive.name}", size, "bytes") as advance:
+            for path, src, declared in members(archive, advance):
+                dest = tmp.joinpath(*path.parts)
+                if src is None:
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                budget.check(declared)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with src, open(dest, "wb") as f:
+                    budget.copy(src, f)
         if check is not None:
             check(tmp)
         os.replace(tmp, target)
+        progress.note(f"extracted {archive.name} to {target} ({size_text(budget.written)})")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise DataError(
             f"{archive} is truncated or corrupt ({one_line(e)}); replace it with a good copy"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from nas.data.errors import DataError, one_line
+from nas.data.progress import SILENT, LoadProgress, size_text
 from nas.fileio import new_temp, write_atomic
 
 try:
@@ -95,8 +96,9 @@ def file_md5(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | Path, md5: str) -> Path:
-    """Fetch ``url`` to ``dest`` via a temporary file, renamed into place once its MD5 matches."""
+def download(url: str, dest: str | Path, md5: str, progress: LoadProgress = SILENT) -> Path:
+    """Fetch ``url`` to ``dest`` via a temporary file, renamed into place once its MD5 matches;
+    ``progress`` is told the bytes received."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -109,9 +111,12 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
     try:
         h = hashlib.md5()
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
-            while block := response.read(1 << 20):
-                h.update(block)
-                f.write(block)
+            total = int(response.headers.get("Content-Length") or 0)
+            with progress.stage(f"downloading {dest.name}", total, "bytes") as advance:
+                while block := response.read(1 << 20):
+                    h.update(block)
+                    f.write(block)
+                    advance(len(block))
         if h.hexdigest() != md5:
             raise DataError(
                 f"the download of {url} has MD5 {h.hexdigest()}, expected {md5}; "
@@ -229,11 +234,12 @@ def _write_atomic(dest: Path, payload: bytes) -> None:
         ) from None
 
 
-def _extract(archive: Path, fmt: Format, root: Path) -> None:
+def _extract(archive: Path, fmt: Format, root: Path, progress: LoadProgress = SILENT) -> None:
     """Extract the batch files of ``archive`` into ``root/fmt.folder``, checking its MD5 first.
 
     Only regular members with the expected names are read, and they are written to paths this
     function builds, so a hostile archive cannot write elsewhere (no path traversal).
+    ``progress`` is told how much of the archive is read, and where the batches went.
     """
     got = file_md5(archive)
     if got != fmt.md5:
@@ -243,16 +249,26 @@ def _extract(archive: Path, fmt: Format, root: Path) -> None:
         )
     wanted = {f"{fmt.folder}/{f}": f for f in fmt.files}
     found: set[str] = set()
+    written = read = 0
+    size = archive.stat().st_size
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with (
+            progress.stage(f"extracting {archive.name}", size, "bytes") as advance,
+            open(archive, "rb") as raw,
+            tarfile.open(fileobj=raw, mode="r:gz") as tar,
+        ):
             for member in tar:
                 name = wanted.get(member.name.removeprefix("./"))
                 if name is None or not member.isfile():
                     continue
                 src = tar.extractfile(member)
                 assert src is not None  # a regular file always has data
-                _write_atomic(root / fmt.folder / name, src.read())  # at most 160 MB
+                payload = src.read()  # at most 160 MB
+                _write_atomic(root / fmt.folder / name, payload)
                 found.add(name)
+                written += len(payload)
+                advance(raw.tell() - read)
+                read = raw.tell()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(
             f"{archive} is truncated or corrupt ({one_line(e)}); delete it and load again "
@@ -264,9 +280,13 @@ def _extract(archive: Path, fmt: Format, root: Path) -> None:
             f"{archive} lacks {fmt.folder}/{', '.join(missing)}; it is not the official "
             f"{fmt.title} archive: delete it and place the official one there"
         )
+    progress.note(
+        f"extracted {fmt.title} to {root / fmt.folder} ({size_text(written)}; {archive.name} "
+        f"stays beside it, {size_text(size)})"
+    )
 
 
-def _extracted(fmt: Format, root: Path, download_ok: bool) -> Path:
+def _extracted(fmt: Format, root: Path, download_ok: bool, progress: LoadProgress = SILENT) -> Path:
     """The extracted folder of ``fmt`` under ``root``: extracted or downloaded if need be."""
     folder = root / fmt.folder
     if all((folder / f).is_file() for f in fmt.files):
@@ -278,17 +298,23 @@ def _extracted(fmt: Format, root: Path, download_ok: bool) -> Path:
                 f"{fmt.title} is not in {root}: place {fmt.archive} (from {fmt.url}) or its "
                 f"extracted {fmt.folder}/ there, or allow downloading"
             )
-        download(fmt.url, archive, fmt.md5)
-    _extract(archive, fmt, root)
+        download(fmt.url, archive, fmt.md5, progress)
+    _extract(archive, fmt, root, progress)
     return folder
 
 
 def load(
-    fmt: Format, root: Path, classes: int | None, eval_test: bool, download_ok: bool
+    fmt: Format,
+    root: Path,
+    classes: int | None,
+    eval_test: bool,
+    download_ok: bool,
+    progress: LoadProgress = SILENT,
 ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Class names, training images and labels, and the test split if ``eval_test`` (else
-    None, None) of ``fmt`` under ``root``, keeping its first ``classes`` classes."""
-    folder = _extracted(fmt, root, download_ok)
+    None, None) of ``fmt`` under ``root``, keeping its first ``classes`` classes; a download
+    or extraction is told to ``progress``."""
+    folder = _extracted(fmt, root, download_ok, progress)
     names = _read_names(folder / fmt.meta, fmt)
     parts = [_read_batch(folder / f, fmt) for f in fmt.train]
     train_x = np.concatenate([x for x, _ in parts])

@@ -29,6 +29,7 @@ import numpy as np
 from nas.data import archive
 from nas.data.cache import default_data_dir
 from nas.data.errors import DataError, one_line
+from nas.data.progress import SILENT, LoadProgress, folder_bytes, size_text
 from nas.fileio import write_atomic
 
 if TYPE_CHECKING:
@@ -102,8 +103,9 @@ def find_root(path: Path) -> Path:
     )
 
 
-def open_tree(path: str | Path | None) -> Path:
-    """The root of the ImageFolder tree at ``path``, a folder or an archive (extracted once)."""
+def open_tree(path: str | Path | None, progress: LoadProgress = SILENT) -> Path:
+    """The root of the ImageFolder tree at ``path``, a folder or an archive (extracted once,
+    told to ``progress``)."""
     if path is None:
         raise DataError(
             "the folder dataset needs --data-dir PATH: an ImageFolder tree (train/<class>/...) "
@@ -123,7 +125,7 @@ def open_tree(path: str | Path | None) -> Path:
                     "(or one top folder holding train/)"
                 ) from None
 
-        return find_root(archive.extract(path, default_data_dir() / "extracted", check))
+        return find_root(archive.extract(path, default_data_dir() / "extracted", check, progress))
     if not path.exists():
         raise DataError(f"{path} does not exist; pass an ImageFolder tree or an archive of one")
     raise DataError(
@@ -345,13 +347,21 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
     return x if ok else None
 
 
-def _write_cache(path: Path, x: np.ndarray) -> None:
-    """Save ``x`` atomically; a failure is a warning, since the cache is only an optimisation."""
+def _write_cache(path: Path, x: np.ndarray, progress: LoadProgress = SILENT) -> None:
+    """Save ``x`` atomically and tell ``progress`` where, and what the cache holds now; a
+    failure is a warning, since the cache is only an optimisation."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda f: np.savez(f, x=x))
+        size = path.stat().st_size
     except OSError as e:  # WriteError is an OSError too
         sys.stderr.write(f"warning: could not cache decoded images in {path.parent}: {e}\n")
+        return
+    root = default_data_dir()
+    progress.note(
+        f"cached {len(x):,} decoded images in {path} ({size_text(size)}); {root} holds "
+        f"{size_text(folder_bytes(root))} in all (RESNEXT_NAS_DATA moves it; deleting it is safe)"
+    )
 
 
 def load_split(
@@ -360,10 +370,12 @@ def load_split(
     files: Sequence[Path],
     labels: Sequence[int],
     resolution: int | None,
+    progress: LoadProgress = SILENT,
 ) -> np.ndarray:
     """Decoded images ``[N, 3, R, R]`` of ``files``, from the cache when it has them.
 
-    ``resolution`` None is the images' own side when they share one size, else 64.
+    ``resolution`` None is the images' own side when they share one size, else 64. A decoding
+    is told to ``progress``, image by image, and so is the cache file it writes.
     """
     try:
         cache = _cache_file(root, split, files, labels, resolution)
@@ -373,7 +385,14 @@ def load_split(
     if x is not None:
         return x
     side = common_resolution(files) if resolution is None else resolution
-    images = parallel_map(lambda p: decode(p, side), files, decode_threads(files))
+    with progress.stage(f"decoding {len(files):,} {split} images", len(files), "images") as step:
+
+        def one(p: Path) -> np.ndarray:
+            image = decode(p, side)
+            step(1)
+            return image
+
+        images = parallel_map(one, files, decode_threads(files))
     x = np.stack(images) if images else np.empty((0, 3, side, side), np.uint8)
-    _write_cache(cache, x)
+    _write_cache(cache, x, progress)
     return x

@@ -21,6 +21,7 @@ import numpy as np
 from nas.data import cifar, folder, synthetic
 from nas.data.cache import default_data_dir
 from nas.data.errors import DataError
+from nas.data.progress import SILENT, LoadProgress
 from nas.data.splits import first_per_class, split_indices, val_size
 
 # "folder": any ImageFolder tree or archive of one; "imagenet": the same loader with ImageNet's
@@ -77,15 +78,21 @@ def describe(ds: Dataset) -> str:
     return f"{ds.name}: {ds.classes} classes, {r}x{r} images, {sizes}"
 
 
-def data_template(name: str, data_dir: str | Path | None, resolution: int | None = None) -> str:
+def data_template(
+    name: str,
+    data_dir: str | Path | None,
+    resolution: int | None = None,
+    progress: LoadProgress = SILENT,
+) -> str:
     """The template a network for dataset ``name`` defaults to, judged before the data loads:
     from the first training image's stored side for a folder (its tree is opened, and an
-    archive extracted, once), ImageNet's for ``imagenet``, else from the side it is seen at."""
+    archive extracted once, told to ``progress``), ImageNet's for ``imagenet``, else from the
+    side it is seen at."""
     if name == "imagenet":
         return "imagenet"
     if name != "folder":
         return default_template(image_side(name, resolution))
-    root = folder.open_tree(data_dir)
+    root = folder.open_tree(data_dir, progress)
     files = folder.scan(root, images_per_class=1).train[0]
     return default_template(max(resolution or 0, folder.source_side(files)))
 
@@ -153,6 +160,7 @@ class DataOptions:
         seed: int = 0,
         eval_test: bool = False,
         min_val: int = 0,
+        progress: LoadProgress = SILENT,
     ) -> Dataset:
         """:func:`load_dataset` of these options with a schedule's training subset and split."""
         return load_dataset(
@@ -167,6 +175,7 @@ class DataOptions:
             images_per_class=self.images_per_class,
             resolution=self.resolution,
             augment=self.augment,
+            progress=progress,
         )
 
 
@@ -186,6 +195,7 @@ def load_dataset(
     synthetic_train: int = 50_000,
     synthetic_test: int = 10_000,
     min_val: int = 0,
+    progress: LoadProgress = SILENT,
 ) -> Dataset:
     """Load dataset ``name`` (one of :data:`DATASETS`), with a seeded, stratified val split.
 
@@ -204,7 +214,9 @@ def load_dataset(
     :func:`default_data_dir`; for CIFAR the folder of its archive (that same folder by default).
     ``resolution`` defaults to the images' own side (folders whose images share one size, and
     CIFAR's 32), else 64. ``augment`` ("cifar" or "imagenet") defaults to
-    :func:`default_augment` of the resolution (ImageNet's for ``imagenet``).
+    :func:`default_augment` of the resolution (ImageNet's for ``imagenet``). A first load's
+    download, extraction and decoding are told to ``progress``
+    (:class:`~nas.data.progress.LoadProgress`).
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -243,13 +255,13 @@ def load_dataset(
             raise DataError(f"{name} images are 32x32; leave resolution unset or pass 32")
         assert root is not None
         names, train_x, train_y, test_x, test_y = cifar.load(
-            cifar.FORMATS[name], root, classes, eval_test, download
+            cifar.FORMATS[name], root, classes, eval_test, download, progress
         )
         full = _Full(len(names), "cifar", names, train_x, train_y, test_x, test_y)
     else:
         if name == "imagenet":
             resolution = resolution or IMAGENET_RESOLUTION
-        full = _load_folder(root, classes, images_per_class, resolution, eval_test)
+        full = _load_folder(root, classes, images_per_class, resolution, eval_test, progress)
         images_per_class = None  # taken while listing the files, before decoding
         if name == "imagenet":
             full.kind = full.template = "imagenet"
@@ -331,13 +343,14 @@ def _load_folder(
     images_per_class: int | None,
     resolution: int | None,
     eval_test: bool,
+    progress: LoadProgress = SILENT,
 ) -> _Full:
     """An ImageFolder tree (:mod:`nas.data.folder`), decoded once and cached."""
-    root = folder.open_tree(path)
+    root = folder.open_tree(path, progress)
     try:
         tree = folder.scan(root, classes, images_per_class)
         files, labels = tree.train
-        train_x = folder.load_split(root, "train", files, labels, resolution)
+        train_x = folder.load_split(root, "train", files, labels, resolution, progress)
         side = int(train_x.shape[-1])
         test_x = test_y = None
         if eval_test:
@@ -347,7 +360,9 @@ def _load_folder(
                     "add one or leave out --eval-test"
                 )
             test_files, test_labels = tree.test
-            test_x = folder.load_split(root, str(tree.test_folder), test_files, test_labels, side)
+            test_x = folder.load_split(
+                root, str(tree.test_folder), test_files, test_labels, side, progress
+            )
             test_y = np.asarray(test_labels, dtype=np.int64)
     except folder.BadImage:
         # A bad image (a bomb, a corrupt file) condemns an archive: its extraction goes too.

@@ -24,7 +24,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.attrs import CONFIRM, SEARCH, config_key, config_of, notation, phase
-from nas.stats.rank import spearman
+from nas.stats.rank import spearman, spearman_interval
 from nas.stats.recommend import (
     PREFER,
     Criterion,
@@ -263,7 +263,9 @@ def recommendation(
     model it rests on (``noise_sd``, ``tau``, ``margin``: :mod:`nas.stats.recommend`) come with
     the recommended configuration; ``confirmed`` lists every confirmed configuration, and
     ``proxy_fidelity`` is Spearman's rho between the proxy means and the confirmed means over
-    the confirmed configurations (None with fewer than three).
+    the confirmed configurations (None with fewer than three), ``proxy_fidelity_ci95`` its 95%
+    interval (:func:`nas.stats.rank.spearman_interval`) and ``proxy_fidelity_n`` the number of
+    configurations it rests on.
     """
     rec = answer(trials, prefer, seed, ph)
     if rec is None:
@@ -297,13 +299,15 @@ def recommendation(
 
     rows = sorted((summary(k) for k in model.names), key=lambda r: -r["estimate"])
     with_proxy = [k for k in model.names if k in groups]
-    fidelity = None
+    fidelity = fidelity_ci = None
     if ph == CONFIRM and len(with_proxy) >= 3:
         rho = spearman(
             np.array([_proxy_mean(groups[k]) for k in with_proxy]),
             np.array([mean[k] for k in with_proxy]),
         )
-        fidelity = None if np.isnan(rho) else float(rho)
+        if not np.isnan(rho):
+            fidelity = float(rho)
+            fidelity_ci = list(spearman_interval(fidelity, len(with_proxy)))
 
     def number(x: float | None) -> float | None:
         return None if x is None or not math.isfinite(x) else float(x)
@@ -342,6 +346,8 @@ def recommendation(
         }
     out["confirmed"] = rows
     out["proxy_fidelity"] = fidelity
+    out["proxy_fidelity_ci95"] = fidelity_ci
+    out["proxy_fidelity_n"] = len(with_proxy) if ph == CONFIRM else 0
     return out
 
 
@@ -364,8 +370,14 @@ def evidence(rec: dict[str, Any]) -> str:
     return f" [{rec['runs']} runs of {n} configuration{'s' * (n != 1)}{on}]"
 
 
-def describe(rec: dict[str, Any] | None) -> list[str]:
-    """The recommendation as lines for people (``search`` and ``trials`` print them)."""
+def describe(rec: dict[str, Any] | None, confirming: bool = True) -> list[str]:
+    """The recommendation as lines for people (``search`` and ``trials`` print them);
+    ``confirming`` False says the study has no confirmation phase (``search --confirm 0``)."""
+    if rec is None and not confirming:
+        return [
+            "confirmation is off (search --confirm 0): no configuration is confirmed, so there "
+            "is no recommendation; proxy trials are one seed of a short schedule each"
+        ]
     if rec is None:
         return ["no confirmed configuration yet: the answer comes from the confirmation phase"]
 
@@ -375,7 +387,7 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
         iv, n = r["ci95"], r["seeds"]
         seeds = f"{n} seed{'s' * (n != 1)}"
         if None not in iv:
-            return f"{r['mean_accuracy']:.1%} (95% [{iv[0]:.1%}, {iv[1]:.1%}], {seeds})"
+            return f"{r['mean_accuracy']:.1%} (95% CI [{iv[0]:.1%}, {iv[1]:.1%}], {seeds})"
         if rec["noise_sd"] is not None:
             return f"{r['mean_accuracy']:.1%} ({seeds}; seed SD {100 * rec['noise_sd']:.1f} points)"
         return f"{r['mean_accuracy']:.1%} ({seeds}; seed noise not measured)"
@@ -390,27 +402,43 @@ def describe(rec: dict[str, Any] | None) -> list[str]:
     if up is not None:
         lo, hi = up["difference_ci95"]
         lines.append(
-            f"next: {up['notation']} at {up['mean_accuracy']:.1%}; {rec['notation']} minus it "
-            f"{100 * up['difference']:+.1f} points (95% [{100 * lo:+.1f}, {100 * hi:+.1f}])"
+            f"next: {up['notation']} at {up['mean_accuracy']:.1%}; difference "
+            f"{100 * up['difference']:+.1f} points (95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}])"
         )
     if rec["noise_sd"] is not None:
         lines.append(
             f"model: seed SD {100 * rec['noise_sd']:.2f} points (pooled, {rec['noise_df']} df), "
             f"spread of the configurations tau {100 * rec['tau']:.2f} points (REML)"
         )
-    fid = rec.get("proxy_fidelity")
     if judged != "confirmed":
         return lines
-    lines.append(
-        "proxy fidelity: "
-        + (
-            f"Spearman {fid:.2f} between proxy and confirmed means over "
-            f"{len(rec['confirmed'])} confirmed configurations"
-            if fid is not None
-            else "needs three confirmed configurations"
-        )
-    )
+    lines.append("proxy fidelity: " + fidelity_text(rec))
     return lines
+
+
+def fidelity_text(rec: dict[str, Any]) -> str:
+    """Spearman's rho of the proxy and confirmed means, with its interval and n:
+    ``Spearman -1.00 [95% CI -1.00, +1.00], n=3, proxy means against confirmed means``."""
+    fid, n = rec.get("proxy_fidelity"), rec.get("proxy_fidelity_n")
+    if n is None:  # a recommendation stored before the interval was
+        n = len(rec["confirmed"])
+    if fid is None:
+        return (
+            f"needs three confirmed configurations with proxy trials, n={n}"
+            if n < 3
+            else f"undefined: the proxy or the confirmed means are all equal, n={n}"
+        )
+    lo, hi = rec.get("proxy_fidelity_ci95") or spearman_interval(fid, n)
+    return (
+        f"Spearman {fid:+.2f} [95% CI {lo:+.2f}, {hi:+.2f}], n={n}, proxy means against "
+        "confirmed means"
+    )
+
+
+def confirmation_off(study: Any) -> bool:
+    """Whether the study's search runs no confirmation phase (``search --confirm 0``)."""
+    stored = study.user_attrs.get("confirm")
+    return isinstance(stored, dict) and stored.get("k") == 0
 
 
 def store_recommendation(

@@ -56,6 +56,8 @@ MAX_TRIALS = 100_000
 MAX_SEEDS = 1_000
 STALE = "queued by an earlier run for other grid points (another --seeds), dropped"
 
+# What a search tells its caller, with the worker's number: after each epoch ``{"trial", "spec",
+# "epoch", "epochs", "val_accuracy", "best_error"}``, and ``{"ended": N}`` once trial N ends.
 Progress = Callable[[int, dict[str, Any]], None]
 
 

@@ -249,6 +249,8 @@ def _run_worker(
             requeue_interrupted(study, objective.current)
             raise stop from None
         last = ran[-1]
+        if progress:
+            progress(worker, {"ended": last.number})
         state = display_state(last)
         report.statuses[state] = report.statuses.get(state, 0) + 1
         if is_trained_proxy(last):

@@ -1,13 +1,15 @@
-"""Rank correlations with bootstrap intervals, from scipy.stats.
+"""Rank correlations with their intervals, from scipy.stats.
 
 Used by ``resnext-nas calibrate`` to say how well a short trial ranks architectures the way a
-longer one does, and by the dashboard's evidence lines. The names and signatures are this
-project's; the statistics are scipy's (``rankdata``, ``spearmanr``, ``kendalltau`` as tau-b,
-``bootstrap`` with the percentile method).
+longer one does, by the dashboard's evidence lines, and by a search's proxy fidelity. The names
+and signatures are this project's; the statistics are scipy's (``rankdata``, ``spearmanr``,
+``kendalltau`` as tau-b, ``bootstrap`` with the percentile method) or Fisher's z
+(:func:`spearman_interval`, for the few configurations a confirmation phase has).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,29 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     if _constant(x, y):
         return float("nan")
     return float(stats.spearmanr(x, y).statistic)
+
+
+def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """A ``level`` interval of Spearman's rho from ``n`` pairs: Fisher's z with Bonett and
+    Wright's variance ``(1 + rho^2 / 2) / (n - 3)`` (Psychometrika 65:23-28, 2000).
+
+    A bootstrap of a few monotone pairs resamples only monotone pairs and calls +-1 certain; this
+    interval widens as n shrinks instead, and with fewer than four pairs (or no rho) it is the
+    whole [-1, 1]. A perfect rho of +-1 has no finite z: its interval is that of the largest
+    |rho| below 1 that n untied ranks can give (one swap of neighbours, ``1 - 12 / (n^3 - n)``),
+    reaching +-1 on rho's side.
+    """
+    if n < 4 or not math.isfinite(rho):
+        return -1.0, 1.0
+    cap = 1 - 12 / (n**3 - n)
+    r = max(-cap, min(cap, rho))
+    half = float(stats.norm.ppf(0.5 + level / 2)) * math.sqrt((1 + r * r / 2) / (n - 3))
+    low, high = math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)
+    if rho >= 1:
+        high = 1.0
+    if rho <= -1:
+        low = -1.0
+    return low, high
 
 
 def kendall(x: np.ndarray, y: np.ndarray) -> float:

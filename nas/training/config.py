@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nas.data import DataOptions, Dataset
+from nas.data.progress import SILENT, LoadProgress
 from nas.training.plan import check_compile, check_precision, torch_device
 
 # The shapes of the learning rate over a run (nas.training.loop.lr_factor).
@@ -270,12 +271,13 @@ class TrialSettings:
     train: TrainConfig
     data: DataOptions
 
-    def load(self, *, min_val: int = 0) -> Dataset:
+    def load(self, *, min_val: int = 0, progress: LoadProgress = SILENT) -> Dataset:
         """The trial's dataset: the budget's training subset and validation share, split with
-        the base seed."""
+        the base seed; a first load's stages are told to ``progress``."""
         return self.data.load(
             train_images=self.budget.train_images,
             val_fraction=self.budget.val_fraction,
             seed=self.train.seed,
             min_val=min_val,
+            progress=progress,
         )

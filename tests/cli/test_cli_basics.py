@@ -78,17 +78,18 @@ def test_ensure_parent(tmp_path: Path) -> None:
 def test_last_progress_line_ends_before_the_summary(tmp_path: Path) -> None:
     # stdout and stderr into one file, as `resnext-nas search > log 2>&1` does.
     code = (
-        "from nas.commands.search import LiveProgress\n"
-        "p = LiveProgress(1); p.start()\n"
+        "from nas.commands.progress import SearchProgress\n"
+        "p = SearchProgress('s', None, 2, 3, read=list); p.start()\n"
         "p(0, {'trial': 0, 'spec': '8x1d', 'epoch': 1, 'epochs': 3, 'val_accuracy': 0.5,"
         " 'best_error': 0.4})\n"
+        "p(0, {'ended': 0})\n"
         "p.stop(); print('summary', flush=True)\n"
     )
     log = tmp_path / "log"
     with open(log, "w") as f:
         subprocess.run([sys.executable, "-c", code], stdout=f, stderr=f, cwd=ROOT, check=True)
     lines = log.read_text().splitlines()
-    assert lines[-1] == "summary" and lines[-2].startswith("worker 0: trial 0 8x1d")
+    assert lines[-1] == "summary" and lines[-2].startswith("search 0/2 trials; elapsed ")
 
 
 def test_trials_csv_has_the_spec_columns(stored_study: str, tmp_path: Path) -> None:

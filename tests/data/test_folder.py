@@ -346,3 +346,59 @@ def test_small_images_decode_on_one_thread_large_ones_on_the_pool(tmp_path: Path
         got = folder.parallel_map(lambda p: folder.decode(p, 16), files, threads)
         want = [folder.decode(p, 16) for p in files]
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("archive_name", ["t.tar.gz", "t.zip"])
+def test_a_first_load_says_its_stages_and_what_it_leaves(
+    tmp_path: Path, cache: Path, archive_name: str
+) -> None:
+    from rich.console import Console
+
+    from nas.commands.progress import LoadDisplay
+    from nas.data.progress import folder_bytes, size_text
+
+    packed = _pack(_tree(tmp_path / "tree"), tmp_path / archive_name, None)
+    piped = io.StringIO()
+    shown = LoadDisplay(console=Console(file=piped, force_terminal=False, width=400))
+    load_dataset("folder", data_dir=packed, val_fraction=3 / 21, eval_test=True, progress=shown)
+    lines = piped.getvalue().splitlines()
+    (extracted,) = (cache / "extracted").iterdir()
+    decoded = sorted((cache / "decoded").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    assert len(lines) == 9 and len(decoded) == 2, lines
+    assert lines[0] == f"extracting {archive_name} ({size_text(packed.stat().st_size)})..."
+    assert lines[1].startswith(f"extracting {archive_name}: done in ")
+    extracted_size = size_text(folder_bytes(extracted))
+    assert lines[2] == f"extracted {archive_name} to {extracted} ({extracted_size})"
+    # 3 classes x 7 images in each split; each split is decoded, then its cache file said.
+    for start, split, file in ((3, "train", decoded[0]), (6, "test", decoded[1])):
+        assert lines[start] == f"decoding 21 {split} images..."
+        assert lines[start + 1].startswith(f"decoding 21 {split} images: done in ")
+        assert lines[start + 2].startswith(
+            f"cached 21 decoded images in {file} ({size_text(file.stat().st_size)}); {cache} holds "
+        )
+    # The last line's total is the cache's size now: nothing was written after it.
+    assert f"holds {size_text(folder_bytes(cache))} in all" in lines[-1]
+    # A second load reads the cache: nothing to say.
+    again = io.StringIO()
+    shown = LoadDisplay(console=Console(file=again, force_terminal=False, width=400))
+    load_dataset("folder", data_dir=packed, val_fraction=3 / 21, eval_test=True, progress=shown)
+    assert again.getvalue() == ""
+
+
+def test_a_first_load_on_a_terminal_draws_bars_then_lines(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from nas.commands.progress import LoadDisplay, load_display
+    from nas.data.progress import SILENT
+
+    packed = _pack(_tree(tmp_path / "tree"), tmp_path / "t.tar", None)
+    screen = io.StringIO()
+    shown = LoadDisplay(
+        console=Console(file=screen, force_terminal=True, width=100, highlight=False)
+    )
+    load_dataset("folder", data_dir=packed, val_fraction=3 / 21, progress=shown)
+    text = screen.getvalue()
+    assert "\x1b[" in text  # drawn: cursor and colour codes
+    assert "extracting t.tar: done in" in text and "decoding 21 train images: done in" in text
+    assert load_display(quiet=True) is SILENT  # --quiet: nothing at all
+    assert not load_display(quiet=False, as_json=True).stages  # --json: the notes only

@@ -153,3 +153,18 @@ def test_pareto_mask_against_brute_force_with_ties_and_nan() -> None:
             for i in range(n)
         ]
         assert pareto_mask(p, f).tolist() == want, (p, f)
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [Budget(flops=1.5e9, tolerance=0.2), Budget(flops=1.5e9, params=12e6, tolerance=0.3)],
+)
+def test_offset_is_the_signed_deviation(budget: Budget) -> None:
+    configs = generate(budget, "imagenet", [(2, 2, 2, 2)], (128, 256), (1, 2, 4, 8, 16, 32))
+    offsets = [float(budget.offset(c.complexity)) for c in configs]
+    assert any(o > 0 for o in offsets) and any(o < 0 for o in offsets)  # both sides shown
+    for c, o in zip(configs, offsets, strict=True):
+        assert abs(o) == pytest.approx(c.deviation)
+        # The sign is that of the metric furthest from its target: over is +, under is -.
+        gaps = {m: (getattr(c.complexity, m) - t) / t for m, t in budget.targets().items()}
+        assert o == pytest.approx(max(gaps.values(), key=abs))

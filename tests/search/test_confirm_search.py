@@ -62,7 +62,7 @@ def test_interrupted_confirmation_resumes_training_each_point_once(tmp_path: Pat
 
     def interrupt_second_confirmation(worker: int, ev: dict) -> None:
         finished = [t for t in confirm_trials(load("r", url)) if t.state == TrialState.COMPLETE]
-        if finished and ev["epochs"] == 3:
+        if finished and ev.get("epochs") == 3:  # an epoch's event, not a trial's end
             raise KeyboardInterrupt  # Ctrl-C in a confirmation trial, after one is complete
 
     with pytest.raises(KeyboardInterrupt):
@@ -183,6 +183,28 @@ def test_confirm_0_gives_no_confirmation_and_no_answer(
         cli.main(["export", "--study", "z", "--storage", url, "--recommended", "--no-onnx"])
     assert e.value.code == 2
     assert "no confirmed configuration" in capsys.readouterr().err
+    # Confirmation is off, not pending: no "yet".
+    cli.main(["trials", "--study", "z", "--storage", url])
+    listed = capsys.readouterr().out
+    assert "confirmation is off (search --confirm 0)" in listed and " yet" not in listed
+
+
+def test_search_progress_is_a_line_a_trial_when_piped_and_none_when_quiet(
+    toy_cli: str, capsys: pytest.CaptureFixture
+) -> None:
+    url = toy_cli
+    args = [a for a in _search_args(url, "p", "--confirm", "0") if a not in ("--json", "--quiet")]
+    cli.main(args)
+    err = capsys.readouterr().err.splitlines()
+    status = [ln for ln in err if ln.startswith("search ")]
+    # A first line, then one a finished trial (capsys is no terminal: no bars, no epochs).
+    assert [ln.split(";")[0] for ln in status] == [f"search {i}/3 trials" for i in range(4)]
+    assert "ETA after the first epoch" in status[0] and "ETA 0s" in status[-1]
+    assert "best single proxy trial so far: #" in status[-1]
+    assert not any(ln.startswith("worker ") for ln in err)
+    quiet = [a for a in _search_args(url, "q", "--confirm", "0") if a != "--json"]
+    cli.main(quiet)  # --quiet: no progress at all
+    assert not any(ln.startswith("search ") for ln in capsys.readouterr().err.splitlines())
 
 
 def test_bad_confirm_options_are_one_line(capsys: pytest.CaptureFixture) -> None:

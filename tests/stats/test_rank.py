@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nas.stats.rank import bootstrap, kendall, ranks, spearman
+from nas.stats.rank import bootstrap, kendall, ranks, spearman, spearman_interval
 
 
 def test_ranks_average_ties() -> None:
@@ -139,3 +139,41 @@ def test_bootstrap_leaves_out_resamples_without_a_ranking() -> None:
     assert math.isnan(none.value) and math.isnan(none.low) and math.isnan(none.high)
     one = bootstrap(spearman, x[:1], y[:1], n=100)
     assert math.isnan(one.low) and math.isnan(one.high)
+
+
+def test_spearman_interval_by_hand() -> None:
+    # n = 20, rho = 0.5: z = atanh(0.5) = 0.549306, se = sqrt((1 + 0.125) / 17) = 0.257248,
+    # z -+ 1.959964 se = 0.045110, 1.053503 -> tanh: 0.045079, 0.783164.
+    low, high = spearman_interval(0.5, 20)
+    assert low == pytest.approx(0.045079, abs=1e-5) and high == pytest.approx(0.783164, abs=1e-5)
+    # Symmetric in the sign of rho.
+    assert spearman_interval(-0.5, 20) == pytest.approx((-high, -low))
+
+
+def test_spearman_interval_of_few_or_perfect_ranks() -> None:
+    # Three configurations (a confirmation's default) say nothing: the whole range.
+    assert spearman_interval(-1.0, 3) == (-1.0, 1.0)
+    assert spearman_interval(float("nan"), 10) == (-1.0, 1.0)
+    # Four perfectly agreeing ranks: the interval of 1 - 12 / 60 = 0.8 below, 1 above. The
+    # exact permutation test of n = 4 cannot reject independence at 5% (P(rho = 1) = 1/24
+    # one-sided, 1/12 two-sided), so zero must lie inside.
+    low, high = spearman_interval(1.0, 4)
+    assert high == 1.0 and low < 0 < high
+    z, se = math.atanh(0.8), math.sqrt((1 + 0.32) / 1)
+    assert low == pytest.approx(math.tanh(z - stats.norm.ppf(0.975) * se))
+    # More pairs, tighter: a perfect rho over 30 configurations excludes zero by far.
+    assert spearman_interval(1.0, 30)[0] > 0.8
+
+
+def test_spearman_interval_covers_the_truth() -> None:
+    # Bivariate normal with Pearson r = 0.6: the population Spearman is 6/pi asin(r/2).
+    truth = 6 / math.pi * math.asin(0.3)
+    rng = np.random.default_rng(0)
+    cov = [[1.0, 0.6], [0.6, 1.0]]
+    n, reps, hits = 25, 400, 0
+    for _ in range(reps):
+        x, y = rng.multivariate_normal([0, 0], cov, size=n).T
+        low, high = spearman_interval(spearman(x, y), n)
+        hits += low <= truth <= high
+    # 95% nominal; 400 draws put the count within about +-2.2 points of the true coverage.
+    assert 0.91 <= hits / reps <= 0.99
