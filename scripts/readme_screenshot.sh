@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the README's screenshot (docs/dashboard.png) from a real search on the CIFAR-10
-# JPEG tarball, then write the README caption between its markers with the exact commands run
-# and the numbers read back from the study. Prints the caption too.
+# JPEG tarball, then write its long caption between the markers in docs/guide.md (the README's
+# caption stays short) with the exact commands run and the numbers read back from the study.
+# Prints the caption too.
 #
 #   scripts/readme_screenshot.sh                  # 12 trials, about 15-20 min on 2 CPU cores
 #   TRIALS=30 scripts/readme_screenshot.sh --confirm 3   # extra arguments go to `search`
@@ -40,7 +41,7 @@ seconds=$(cat runs/readme-seconds.txt)
 "$BIN/resnext-nas" "${DASH[@]}"
 "$BIN/python" - "$STUDY" "sqlite:///$DB" "$seconds" "resnext-nas ${SEARCH[*]}" \
     "resnext-nas ${DASH[*]}" <<'PY'
-"""Fill the README caption from the study itself: every number is read back, none typed."""
+"""Fill the guide's caption from the study itself: every number is read back, none typed."""
 import re
 import sys
 from pathlib import Path
@@ -77,8 +78,8 @@ caption = (
     f"{len(done)} complete, made by `scripts/readme_screenshot.sh`: `{search}` "
     f"({minutes}m{secs:02d}s here), then `{shot}`; {answer} (chance is 10%).*"
 )
-readme = Path("README.md")
-text = readme.read_text(encoding="utf-8")
+guide = Path("docs/guide.md")
+text = guide.read_text(encoding="utf-8")
 new, count = re.subn(
     r"(<!-- screenshot-caption -->\n).*?(\n<!-- /screenshot-caption -->)",
     lambda m: m.group(1) + caption + m.group(2),
@@ -86,7 +87,7 @@ new, count = re.subn(
     flags=re.S,
 )
 if count != 1:
-    sys.exit("readme_screenshot: README.md lacks the screenshot-caption markers")
-readme.write_text(new, encoding="utf-8")
+    sys.exit("readme_screenshot: docs/guide.md lacks the screenshot-caption markers")
+guide.write_text(new, encoding="utf-8")
 print(caption)
 PY

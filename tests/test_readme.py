@@ -1,4 +1,5 @@
-"""The README's commands stay true: each fenced `resnext-nas` line parses with today's options.
+"""The README's commands stay true, and so do those of the docs pages it links to: each fenced
+`resnext-nas` line parses with today's options.
 
 Every line is parsed by the command line's own parser (option names, types, choices and
 arguments), without running it; the ones that train nothing also run, and must succeed.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 import typer
@@ -19,17 +21,22 @@ from tests.helpers import ROOT
 
 # Commands that answer at once, with no data, storage or training: run them for real.
 RUN = ("budget", "show", "presets", "study list")
+# The README is the short user's guide; the long form, the figures and the search quality live in
+# the docs pages it links to, and their commands must stay runnable too.
+DOCS = ("README.md", "docs/guide.md", "docs/performance.md", "docs/search-quality.md")
+GROUPS = {"budget", "search", "trials", "train", "export", "study run", "calibrate"}
 
 
-def readme_commands() -> list[list[str]]:
-    """The `resnext-nas` lines of the README's fenced blocks, split as a shell would."""
-    text = (ROOT / "README.md").read_text()
+def readme_commands(name: str = "README.md") -> list[list[str]]:
+    """The `resnext-nas` lines of a page's fenced blocks, split as a shell would."""
+    text = (ROOT / name).read_text()
     blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
     lines = [ln.strip() for b in blocks for ln in b.replace("\\\n", " ").splitlines()]
     return [shlex.split(ln, comments=True)[1:] for ln in lines if ln.startswith("resnext-nas ")]
 
 
-COMMANDS = readme_commands()
+README_COMMANDS = readme_commands()
+COMMANDS = [args for name in DOCS for args in readme_commands(name)]
 
 
 def parse(args: list[str]) -> str:
@@ -50,10 +57,16 @@ def parse(args: list[str]) -> str:
     return " ".join(path)
 
 
-def test_the_readme_has_commands_of_every_group() -> None:
+def test_the_readme_walks_through_search_answer_and_export() -> None:
+    """The quick start: a budget, a search, its trials, its dashboard, an export, a training."""
+    assert len(README_COMMANDS) >= 10
+    groups = {parse(args) for args in README_COMMANDS}
+    assert {"budget", "search", "trials", "dashboard", "export", "train"} <= groups
+
+
+def test_the_docs_have_commands_of_every_group() -> None:
     assert len(COMMANDS) >= 25
-    groups = {parse(args) for args in COMMANDS}
-    assert {"budget", "search", "trials", "train", "export", "study run", "calibrate"} <= groups
+    assert GROUPS <= {parse(args) for args in COMMANDS}
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(a)[:60] for a in COMMANDS])
@@ -98,9 +111,36 @@ def test_makefile_command_parses(args: list[str]) -> None:
     parse(args)
 
 
-def test_the_readme_states_the_limits() -> None:
-    """The README states every limit that the spec enforces."""
-    readme = (ROOT / "README.md").read_text()
+def test_the_guide_states_the_limits() -> None:
+    """The guide (the README's long form) states every limit that the spec enforces."""
+    guide = (ROOT / "docs" / "guide.md").read_text()
     for name, limit in LIMITS.items():
-        assert f"{limit:,}" in readme, (name, limit)
-    assert f"{MAX_GRID_CELLS:,}" in readme
+        assert f"{limit:,}" in guide, (name, limit)
+    assert f"{MAX_GRID_CELLS:,}" in guide
+
+
+def anchors(page: Path) -> set[str]:
+    """The heading anchors of a Markdown page, as GitHub spells them."""
+    heads = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_the_readme_links_resolve() -> None:
+    """Every relative link of the README and the docs pages names a file (and heading) that
+    exists."""
+    for name in (*DOCS, "docs/plan.md", "docs/imagenet.md"):
+        page = ROOT / name
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+        for target, anchor in re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]*))?\)", text):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), (name, target)
+            if anchor:
+                assert anchor in anchors(page.parent / target), (name, target, anchor)
+
+
+def test_anchors_are_spelt_as_github_does() -> None:
+    assert anchors(ROOT / "docs" / "guide.md") >= {
+        "the-papers-studies-and-the-calibration-of-a-short-trial",
+        "one-model-of-the-noise-and-three-verdicts",
+    }

@@ -257,7 +257,7 @@ def answer(
 def recommendation(
     trials: list[FrozenTrial], prefer: str = "flops", seed: int = 0, ph: str = CONFIRM
 ) -> dict[str, Any] | None:
-    """The confirmed answer as a JSON-ready dict (see the README), or None before any confirmation.
+    """The confirmed answer as a JSON-ready dict (docs/guide.md), or None before any confirmation.
 
     The verdict (``best``, ``equivalent`` or ``no-signal``), its one-line ``reason`` and the
     model it rests on (``noise_sd``, ``tau``, ``margin``: :mod:`nas.stats.recommend`) come with
