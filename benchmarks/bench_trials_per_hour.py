@@ -6,7 +6,8 @@ default (one worker on every core, fp32, NHWC: ``--workers 1 --precision fp32
 --channels-last --threads <cores>``) and once with the measured plan (``--workers auto``), and
 prints trials per hour, trial-epochs per hour and their ratios from this one run. Where the
 wall time goes: training steps (from every trial's epochs), validation, and the rest (start-up,
-data, plan, sampler, storage, workers waiting for the last trials), as shares of the worker-seconds (wall x workers).
+data, plan, sampler, storage, workers waiting for the last trials), as shares of the
+worker-seconds (wall x workers).
 
     PYTHONPATH=. python benchmarks/bench_trials_per_hour.py \\
         --data-dir ../shared/data/cifar10-jpg.tar.gz --trials 12
