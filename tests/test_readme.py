@@ -128,7 +128,7 @@ def anchors(page: Path) -> set[str]:
 def test_the_readme_links_resolve() -> None:
     """Every relative link of the README and the docs pages names a file (and heading) that
     exists."""
-    for name in (*DOCS, "docs/plan.md", "docs/imagenet.md"):
+    for name in (*DOCS, "docs/plan.md", "docs/imagenet.md", "docs/reference.md"):
         page = ROOT / name
         text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
         for target, anchor in re.findall(r"\]\(([^)#\s]+)(?:#([^)\s]*))?\)", text):

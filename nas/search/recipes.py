@@ -190,14 +190,17 @@ def train_and_score(
 
 
 def _jobs(names: Sequence[str], configs: int, seeds: int, long_seeds: int) -> list[tuple]:
-    """(recipe, seed, config) in the order they run: each seed of every candidate, then one long
-    seed, across all configurations, so that a partial file already compares everything."""
-    jobs: list[tuple] = []
-    for j in range(max(seeds, long_seeds)):
-        if j < seeds:
-            jobs += [(n, j, i) for i in range(configs) for n in names]
-        if j < long_seeds:
-            jobs += [(LONG.name, LONG_SEED0 + j, i) for i in range(configs)]
+    """(recipe, seed, config) in the order they run: the first seed of every candidate on every
+    configuration, then the long schedule's first; after that each configuration in turn (every
+    other one first, so that a file stopped early still spans the band) gets its next seed of
+    every candidate and of the long schedule. A partial file already compares everything."""
+    jobs: list[tuple] = [(n, 0, i) for i in range(configs) for n in names if seeds]
+    jobs += [(LONG.name, LONG_SEED0, i) for i in range(configs) if long_seeds]
+    order = [*range(0, configs, 2), *range(1, configs, 2)]
+    for j in range(1, max(seeds, long_seeds)):
+        for i in order:
+            jobs += [(n, j, i) for n in names if j < seeds]
+            jobs += [(LONG.name, LONG_SEED0 + j, i)] if j < long_seeds else []
     return jobs
 
 
@@ -342,20 +345,26 @@ class Row:
         return d
 
 
-def _table(result: dict[str, Any], recipe: str, scoring: str, size: str) -> np.ndarray | None:
-    """Configurations x seeds accuracies of one recipe and scoring; None where any is missing."""
-    rows = []
-    for c in result["configs"]:
+def _table(
+    result: dict[str, Any], recipe: str, scoring: str, size: str, need: int = 1
+) -> tuple[list[int], np.ndarray]:
+    """The configurations with at least ``need`` completed runs of ``recipe`` (indices), and
+    their accuracies scored ``scoring`` on ``size`` images, as many seeds each as the fewest of
+    them has: a balanced configurations x seeds table (a file still filling is read as far as
+    it goes)."""
+    rows: dict[int, list[float]] = {}
+    for i, c in enumerate(result["configs"]):
         runs = sorted(
             (int(k.split("/")[1]), v)
             for k, v in c["runs"].items()
             if k.split("/")[0] == recipe and v.get("status") == "completed"
         )
-        rows.append([v["accuracy"][scoring].get(size) for _, v in runs])
-    k = min((len(r) for r in rows), default=0)
-    if k == 0 or any(v is None for r in rows for v in r[:k]):
-        return None
-    return np.array([r[:k] for r in rows], dtype=float)
+        accs = [v["accuracy"].get(scoring, {}).get(size) for _, v in runs]
+        accs = [a for a in accs if a is not None]
+        if len(accs) >= need:
+            rows[i] = accs
+    k = min((len(r) for r in rows.values()), default=0)
+    return list(rows), np.array([r[:k] for r in rows.values()], dtype=float).reshape(len(rows), k)
 
 
 def _cpu(result: dict[str, Any], recipe: str, scoring: str, size: int) -> float:
@@ -371,7 +380,8 @@ def _cpu(result: dict[str, Any], recipe: str, scoring: str, size: int) -> float:
 
 def compare(result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0) -> list[Row]:
     """Every candidate of a runs file, scored every way, against the long schedule's means
-    (scored ``truth_scoring`` on the whole split)."""
+    (scored ``truth_scoring`` on the whole split), over the configurations that have two runs
+    of the candidate and one of the long schedule."""
     sizes = sorted(
         {
             n
@@ -383,19 +393,20 @@ def compare(result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0
     )
     if not sizes:
         return []
-    truth = _table(result, LONG.name, truth_scoring, sizes[-1])
-    if truth is None:
-        raise ValueError("the long schedule has not run on every configuration yet")
-    long_means = truth.mean(axis=1)
+    have, truth = _table(result, LONG.name, truth_scoring, sizes[-1])
+    long_means = dict(zip(have, truth.mean(axis=1), strict=True))
     rows = []
     for recipe in result.get("candidates", {}):
         if recipe == LONG.name:
             continue
         for scoring in SCORINGS:
             for size in sizes:
-                t = _table(result, recipe, scoring, size)
-                if t is None or t.shape[1] < 2:
+                ids, t = _table(result, recipe, scoring, size, need=2)
+                keep = [j for j, i in enumerate(ids) if i in long_means]
+                if len(keep) < 3:  # too few configurations with two runs and a long one
                     continue
+                t = t[keep]
+                truth_means = np.array([long_means[ids[j]] for j in keep])
                 means = t.mean(axis=1)
                 within = float(np.sqrt(((t - means[:, None]) ** 2).sum() / (t.size - len(t))))
                 binomial = float(np.mean(t * (1 - t) / int(size)))
@@ -410,8 +421,8 @@ def compare(result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0
                         within,
                         float(means.std(ddof=1)),
                         icc1(t),
-                        bootstrap(spearman, means, long_means, seed=seed),
-                        bootstrap(kendall, means, long_means, seed=seed),
+                        bootstrap(spearman, means, truth_means, seed=seed),
+                        bootstrap(kendall, means, truth_means, seed=seed),
                         binomial / within**2 if within > 0 else float("nan"),
                         _cpu(result, recipe, scoring, int(size)),
                     )
