@@ -379,6 +379,8 @@ def section_recipes(path: Path, lines: list[str]) -> None:
 
     result = json.loads(path.read_text())
     rows = compare(result)
+    if not rows:
+        raise ValueError(f"{path} has too few runs to compare recipes yet")
     sep = truth_separability(result)
     cands = result["candidates"]
     full = max(r.images for r in rows)
@@ -397,10 +399,13 @@ def section_recipes(path: Path, lines: list[str]) -> None:
             if result["settings"]["grid"][4]
             else ""
         )
-        + f"), each trained by every recipe with {rows[0].seeds} seeds and by the long schedule "
+        + f"), each trained by every recipe and by the long schedule "
         f"({long['train_images']:,} images x {long['epochs']} epochs, "
         f"{long['epochs'] * (long['train_images'] // long['batch_size']):,} steps) with seeds of "
-        f"its own; every run scored on the same {full:,} held-out training images. "
+        f"its own; {rows[0].configs} of them (spread over the band) have {rows[0].seeds} runs of "
+        f"every recipe, and the long schedule has {sep['runs']} runs in all. The statistics "
+        f"below use those {rows[0].configs} configurations. Every run is scored on the same "
+        f"{full:,} held-out training images. "
         f"{result['cpu_seconds'] / 3600:.1f} CPU-hours, {elapsed / 60:.0f} min of wall time. "
         "Commands:",
         "",

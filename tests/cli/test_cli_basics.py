@@ -138,3 +138,15 @@ def test_suggested_commands_quote_hostile_names_for_the_shell(name: str) -> None
         check=True,
     )
     assert echoed.stdout == name
+
+
+def test_the_data_line_says_how_much_the_scoring_sample_alone_moves_an_accuracy(capsys) -> None:
+    from nas.commands.options import report_data
+    from tests.helpers import toy_data
+
+    data = toy_data(128)  # 64 held-out images: 50 / sqrt(64) = 6.25 points
+    report_data(data, quiet=False)
+    printed = capsys.readouterr().out
+    assert "scored on the 64 held-out images" in printed and "SE of 6.2 points" in printed
+    report_data(data, quiet=True)
+    assert capsys.readouterr().out == ""
