@@ -219,7 +219,8 @@ DataDirOpt = Annotated[
     str | None,
     typer.Option(
         help="Where datasets live; for --dataset folder an ImageFolder tree (train/<class>/..., "
-        "optional test/ or val/) or a .tar, .tar.gz or .zip of one, extracted once.",
+        "optional test/ or val/; or plain <class>/...) or a .tar, .tar.gz or .zip of one, "
+        "extracted once.",
         show_default=False,
     ),
 ]
