@@ -4,11 +4,13 @@ A search saves each trial's final weights where it ran (``nas.search.study.run_f
 module
 finds them through the trial's ``weights`` and ``host`` attributes and writes, into one folder:
 
-- ``spec.json``: the spec, its complexity, the trial's identity and accuracy, and the input
-  normalisation the weights were trained with (:func:`load_spec` reads it back);
+- ``spec.json``: the spec, its complexity, the trial's identity and accuracy, the class names
+  in label order, and a timm-style ``preprocessing`` block (input size, interpolation, crop, and
+  the mean and std the weights were trained with, in 0..1 units) (:func:`load_spec` reads it
+  back);
 - ``weights.pt``: the model's state dict, for ``resnext.build(spec).load_state_dict``;
-- ``model.onnx``: the same network with a dynamic batch dimension, the spec and the input
-  normalisation in its metadata, run once with onnxruntime against PyTorch before it is called
+- ``model.onnx``: the same network with a dynamic batch dimension, the spec, class names and
+  preprocessing in its metadata, run once with onnxruntime against PyTorch before it is called
   done.
 
 torch and Optuna are imported inside the functions that need them, so that ``resnext-nas train
@@ -149,7 +151,22 @@ def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
         "host": r["host"],
         "input": {"name": "images", "shape": ["batch", 3, spec.resolution, spec.resolution]},
         "output": {"name": "logits", "shape": ["batch", spec.classes]},
+        **_class_names(r["class_names"], spec),
+        "augment": r["augment"],  # the data's augmentation family: the crop it was scored with
     }
+
+
+def _class_names(names: list[str] | None, spec: Spec) -> dict[str, Any]:
+    """``class_names``: the trial's, one per logit in label order; None with a note saying why
+    where they are unknown (a trial searched before they were kept) or do not fit the spec."""
+    if names is not None and len(names) == spec.classes:
+        return {"class_names": list(names)}
+    why = (
+        "the trial did not record its data's class names (searched before they were kept)"
+        if names is None
+        else f"the trial recorded {len(names)} class names for {spec.classes} classes"
+    )
+    return {"class_names": None, "class_names_note": f"unknown: {why}; logit k is class k"}
 
 
 def _load_weights(path: Path, spec: Spec, where: str) -> dict[str, Any]:
@@ -252,7 +269,8 @@ def export_trial(
         )
     try:  # nothing is written until the weights are known to give numbers
         state = _load_weights(Path(source), spec, retrain)
-        record["normalization"] = _normalization(state["normalization"], Path(source), retrain)
+        mean, std = _normalization(state["normalization"], Path(source), retrain)
+        record["preprocessing"] = preprocessing(spec, mean, std, record["augment"])
         model = _model(spec, state["model"])
         check_finite(model, spec, Path(source), retrain)
     except ValueError:
@@ -270,7 +288,8 @@ def export_trial(
             files[-1],
             {
                 "spec": record["spec"],
-                "normalization": record["normalization"],
+                "preprocessing": record["preprocessing"],
+                **({"class_names": names} if (names := record["class_names"]) else {}),
                 "input": record["input"],
                 "output": record["output"],
                 "study": record["study"],
@@ -312,9 +331,9 @@ def _non_finite(obj: Any, where: str = "") -> str | None:
     return next((found for at, v in inner if (found := _non_finite(v, at))), None)
 
 
-def _normalization(norm: Any, path: Path, where: str) -> dict[str, Any]:
-    """The weights' input normalisation for spec.json: a finite mean and a finite positive std
-    per RGB channel, else ValueError in one line."""
+def _normalization(norm: Any, path: Path, where: str) -> tuple[list[float], list[float]]:
+    """The weights' input normalisation, mean and std per RGB channel in 0..255 pixel units:
+    finite, and the std positive, else ValueError in one line."""
     try:
         mean, std = ([float(v) for v in norm[k]] for k in ("mean", "std"))
     except (KeyError, TypeError, ValueError, IndexError):
@@ -329,11 +348,46 @@ def _normalization(norm: Any, path: Path, where: str) -> dict[str, Any]:
             f"{path}: the input normalisation (mean {mean}, std {std}) is not a finite mean and "
             f"a finite positive std per channel; {where}"
         )
-    return {
-        "mean": mean,
-        "std": std,
-        "note": "inputs are (pixel - mean) / std per RGB channel, for pixels in 0..255",
+    return mean, std
+
+
+def preprocessing(
+    spec: Spec, mean: list[float], std: list[float], augment: str | None
+) -> dict[str, Any]:
+    """How an image becomes the model's input, in timm's data-config keys (``input_size``,
+    ``interpolation``, ``crop_pct``, ``crop_mode``, ``mean``, ``std``): mean and std in 0..1
+    units, as timm and torchvision's ``Normalize`` after ``ToTensor`` take them.
+
+    ``mean`` and ``std`` are the trainer's, in 0..255 pixel units. The crop is the view a trial
+    is scored on (:func:`nas.training.augment.evaluation_view`): the whole image for the CIFAR
+    augmentation, its central :data:`~nas.training.augment.CENTER_CROP` for the ImageNet one.
+    ``augment`` None (a trial that did not record it) takes the spec's template, whose
+    augmentation is the default.
+    """
+    from nas.training.augment import CENTER_CROP
+
+    family = augment if augment in ("cifar", "imagenet") else spec.template
+    crop_pct = 1.0 if family == "cifar" else CENTER_CROP
+    side = spec.resolution
+    scale = math.floor(side / crop_pct)  # timm's transforms_factory: the side before the crop
+    block: dict[str, Any] = {
+        "input_size": [3, side, side],
+        "interpolation": "bilinear",
+        "crop_pct": crop_pct,
+        "crop_mode": "center",
+        "mean": [m / 255 for m in mean],
+        "std": [v / 255 for v in std],
+        "note": (
+            f"RGB; resize the shorter side to {scale} px (bilinear), center-crop {side}x{side}, "
+            "scale to 0..1 (pixels / 255), then (x - mean) / std per channel"
+        ),
     }
+    if augment != family:
+        block["note"] += (
+            f"; the trial did not record its augmentation, so crop_pct is that of the "
+            f"{family} template's default"
+        )
+    return block
 
 
 def check_input(spec: Spec, batch: int = CHECK_BATCH, seed: int = 0) -> torch.Tensor:
@@ -430,17 +484,19 @@ def to_onnx(model: torch.nn.Module, spec: Spec, path: Path) -> None:
 
 
 def add_metadata(path: Path, meta: dict[str, Any]) -> None:
-    """Store ``meta`` in the ONNX file's metadata (``metadata_props``), each value as JSON.
+    """Store ``meta`` in the ONNX file's metadata (``metadata_props``): a string as it is, any
+    other value (a number, a list, an object) as JSON.
 
     A runtime reads it back with ``onnxruntime``'s ``get_modelmeta().custom_metadata_map``: the
-    spec, and the normalisation to apply to 0..255 pixels, travel with the graph.
+    spec, the class names and the preprocessing travel with the graph.
     """
     import onnx
 
     from nas.fileio import write_atomic
 
     model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    onnx.helper.set_model_props(model, props)
     data = model.SerializeToString()
     write_atomic(path, lambda f: f.write(data))
 

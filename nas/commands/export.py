@@ -12,6 +12,12 @@ import resnext
 from nas.commands.options import JsonOpt, StorageOpt, error_line, out, print_json
 
 
+def class_list(names: list[str], first: int = 5) -> str:
+    """``names`` in label order, the ``first`` few and how many in all when there are more."""
+    shown = ", ".join(names[:first])
+    return shown if len(names) <= first else f"{shown}, ... ({len(names)} in all)"
+
+
 def export_command(
     study: Annotated[str, typer.Option(help="Name of the study.", show_default=False)],
     trial: Annotated[
@@ -57,6 +63,7 @@ def export_command(
         "trial": r["trial"],
         "onnx_max_abs_diff": done.max_abs_diff,
         "onnx_tolerance": done.tolerance,
+        "class_names": r["class_names"],
     }
     if as_json:
         print_json(summary)
@@ -69,6 +76,11 @@ def export_command(
     )
     for f in done.files:
         out.print(f"  {f}", soft_wrap=True)
+    names = r["class_names"]
+    out.print(
+        f"classes: {class_list(names)}" if names else f"classes {r['class_names_note']}",
+        soft_wrap=True,
+    )
     if done.max_abs_diff is not None:
         out.print(
             f"ONNX vs PyTorch: max abs difference {done.max_abs_diff:.3g} "

@@ -212,7 +212,8 @@ Augment = StrEnum("Augment", {name: name for name in AUGMENTS})  # type: ignore[
 DataDirOpt = Annotated[
     str | None,
     typer.Option(
-        help="Where datasets live; for folder, an image tree or a .tar/.zip of one.",
+        help="Where datasets live; for folder, an image tree (train/<class>/ or <class>/) or "
+        "a .tar/.zip of one.",
         show_default=False,
     ),
 ]

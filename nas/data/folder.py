@@ -1,9 +1,12 @@
-"""ImageFolder trees: ``train/<class>/*`` and an optional ``test/<class>/`` or ``val/<class>/``.
+"""ImageFolder trees: ``train/<class>/*`` and an optional ``test/<class>/`` or ``val/<class>/``,
+or torchvision's plain ``<class>/*`` tree, which has no held-out split.
 
 The tree may be a folder or an archive of one (:mod:`nas.data.archive`), with or without one top
 folder. Images are JPEG, PNG, WebP or BMP in any mode Pillow reads (grayscale, palette, RGBA,
 CMYK ...), converted to RGB; hidden files and folders and files of other types are ignored.
-Classes are the sorted names of the class folders of ``train/``, whatever their names.
+Classes are the sorted names of the class folders of ``train/`` (of the root in a plain tree),
+whatever their names. Either way the validation split is carved from the training images
+(:mod:`nas.data.splits`).
 
 Images are decoded in parallel threads (Pillow releases the GIL while it decodes) and cached as
 uint8 arrays in the user's cache, keyed by the file list, sizes and modification times, so a
@@ -68,6 +71,7 @@ class Tree:
     train: tuple[tuple[Path, ...], tuple[int, ...]]
     test: tuple[tuple[Path, ...], tuple[int, ...]] | None  # None: the tree has no test/ or val/
     test_folder: str | None  # "test" or "val"
+    plain: bool = False  # the classes are the root's own folders (no train/)
 
 
 def _visible(name: str) -> bool:
@@ -90,17 +94,30 @@ def _subdirs(folder: Path) -> list[str]:
     return [e.name for e in _entries(folder) if e.is_dir()]
 
 
+def _holds_classes(folder: Path) -> bool:
+    """Whether ``folder`` is a plain tree: a visible sub-folder of it holds an image file."""
+    return any(
+        e.is_dir() and any(f.name.lower().endswith(IMAGE_SUFFIXES) for f in _entries(Path(e.path)))
+        for e in _entries(folder)
+    )
+
+
+def _is_root(folder: Path) -> bool:
+    return (folder / "train").is_dir() or _holds_classes(folder)
+
+
+NO_TREE = "expected train/<class>/<images> or <class>/<images> (or one top folder holding either)"
+
+
 def find_root(path: Path) -> Path:
-    """The folder holding ``train/``: ``path`` itself, or its only visible sub-folder."""
-    if (path / "train").is_dir():
+    """The root of the tree: ``path`` itself or its only visible sub-folder, whichever holds
+    ``train/`` or, for a plain tree, class folders of images."""
+    if _is_root(path):
         return path
     subdirs = _subdirs(path)
-    if len(subdirs) == 1 and (path / subdirs[0] / "train").is_dir():
+    if len(subdirs) == 1 and _is_root(path / subdirs[0]):
         return path / subdirs[0]
-    raise DataError(
-        f"no train/ folder in {path}: expected {path}/train/<class>/<images> (or one top folder "
-        "holding train/)"
-    )
+    raise DataError(f"no train/ folder or class folders of images in {path}: {NO_TREE}")
 
 
 def open_tree(path: str | Path | None, progress: LoadProgress = SILENT) -> Path:
@@ -108,8 +125,8 @@ def open_tree(path: str | Path | None, progress: LoadProgress = SILENT) -> Path:
     told to ``progress``)."""
     if path is None:
         raise DataError(
-            "the folder dataset needs --data-dir PATH: an ImageFolder tree (train/<class>/...) "
-            f"or a {', '.join(archive.SUFFIXES)} archive of one"
+            "the folder dataset needs --data-dir PATH: an ImageFolder tree (train/<class>/... "
+            f"or <class>/...) or a {', '.join(archive.SUFFIXES)} archive of one"
         )
     path = Path(path).expanduser()
     if path.is_dir():
@@ -121,8 +138,7 @@ def open_tree(path: str | Path | None, progress: LoadProgress = SILENT) -> Path:
                 find_root(folder)
             except DataError:
                 raise DataError(
-                    f"no train/ folder in the archive {path}: expected train/<class>/<images> "
-                    "(or one top folder holding train/)"
+                    f"no train/ folder or class folders of images in the archive {path}: {NO_TREE}"
                 ) from None
 
         return find_root(archive.extract(path, default_data_dir() / "extracted", check, progress))
@@ -164,13 +180,15 @@ def scan(root: Path, classes: int | None = None, images_per_class: int | None = 
     """The tree's classes (the first ``classes``) and files (the first ``images_per_class``).
 
     The held-out split is ``test/`` (else ``val/``); its class folders must be those of
-    ``train/``. Held-out folders are listed in full, whatever ``images_per_class``.
+    ``train/``. Held-out folders are listed in full, whatever ``images_per_class``. A root
+    without ``train/`` is a plain tree: its own folders are the classes, with no held-out split.
     """
-    train_dir = root / "train"
+    plain = not (root / "train").is_dir()
+    train_dir = root if plain else root / "train"
     names = _subdirs(train_dir)
     if not names:
         raise DataError(f"{train_dir} has no class folders; expected {train_dir}/<class>/<images>")
-    held = next((h for h in HELD_OUT if (root / h).is_dir()), None)
+    held = None if plain else next((h for h in HELD_OUT if (root / h).is_dir()), None)
     if held is not None:
         theirs = _subdirs(root / held)
         if theirs != names:
@@ -188,18 +206,18 @@ def scan(root: Path, classes: int | None = None, images_per_class: int | None = 
             raise DataError(f"{train_dir} has {len(names)} class folders, cannot keep {classes}")
         names = names[:classes]
 
-    def listing(split: str, limit: int | None) -> tuple[tuple[Path, ...], tuple[int, ...]]:
+    def listing(folder: Path, limit: int | None) -> tuple[tuple[Path, ...], tuple[int, ...]]:
         files: list[Path] = []
         labels: list[int] = []
         for label, cls in enumerate(names):
-            found = _images(root / split / cls, limit)
+            found = _images(folder / cls, limit)
             files += found
             labels += [label] * len(found)
         return tuple(files), tuple(labels)
 
-    train = listing("train", images_per_class)
-    test = listing(held, None) if held is not None else None
-    return Tree(root, tuple(names), train, test, held)
+    train = listing(train_dir, images_per_class)
+    test = listing(root / held, None) if held is not None else None
+    return Tree(root, tuple(names), train, test, held, plain)
 
 
 # --- decoding ------------------------------------------------------------------------------

@@ -209,9 +209,10 @@ def load_dataset(
     :data:`MIN_VAL_IMAGES`) raises the validation split to that many images where the data
     leaves enough to train on, and the returned dataset's ``note`` says so; else DataError.
 
-    ``data_dir`` is, for ``folder``, an ImageFolder tree or a ``.tar``/``.tar.gz``/``.zip`` of
-    one (:mod:`nas.data.folder`); for ``imagenet`` such a tree, by default ``imagenet/`` in
-    :func:`default_data_dir`; for CIFAR the folder of its archive (that same folder by default).
+    ``data_dir`` is, for ``folder``, an ImageFolder tree (``train/<class>/``, or a plain
+    ``<class>/`` tree) or a ``.tar``/``.tar.gz``/``.zip`` of one (:mod:`nas.data.folder`); for
+    ``imagenet`` such a tree, by default ``imagenet/`` in :func:`default_data_dir`; for CIFAR
+    the folder of its archive (that same folder by default).
     ``resolution`` defaults to the images' own side (folders whose images share one size, and
     CIFAR's 32), else 64. ``augment`` ("cifar" or "imagenet") defaults to
     :func:`default_augment` of the resolution (ImageNet's for ``imagenet``). A first load's
@@ -349,16 +350,20 @@ def _load_folder(
     root = folder.open_tree(path, progress)
     try:
         tree = folder.scan(root, classes, images_per_class)
+        if eval_test and tree.test is None:  # said before any image is decoded
+            fix = (
+                "is a plain <class>/ tree, which holds no test split; arrange it as "
+                "train/<class>/... and test/<class>/..., or leave out --eval-test"
+                if tree.plain
+                else "has no test/ or val/ folder for the test split (test/<class>/...); "
+                "add one or leave out --eval-test"
+            )
+            raise DataError(f"{root} {fix}")
         files, labels = tree.train
         train_x = folder.load_split(root, "train", files, labels, resolution, progress)
         side = int(train_x.shape[-1])
         test_x = test_y = None
-        if eval_test:
-            if tree.test is None:
-                raise DataError(
-                    f"{root} has no test/ or val/ folder for the test split (test/<class>/...); "
-                    "add one or leave out --eval-test"
-                )
+        if eval_test and tree.test is not None:
             test_files, test_labels = tree.test
             test_x = folder.load_split(
                 root, str(tree.test_folder), test_files, test_labels, side, progress

@@ -39,6 +39,7 @@ from resnext.complexity import complexity
 from resnext.spec import Spec
 
 WEIGHTS = "weights.pt"  # a trial's final weights, in its run folder
+RESULT = "result.json"  # what a trial measured, beside its weights
 _WEIGHTS_FORMAT = 1
 
 
@@ -51,12 +52,15 @@ class Objective:
     """Train one in-band spec per trial and return its validation error (and other objectives).
 
     Stores as user attributes: ``spec``, ``flops``, ``params``, ``activations``, ``latency``,
-    ``curve`` (one dict per epoch), ``val_accuracy``, ``images_per_second``,
-    ``inference_images_per_second``, ``train_seconds``, ``wall_seconds``, ``status``; with
-    ``runs_dir``, once a trial trained an epoch (completed, pruned or stopped early, not
-    diverged): ``weights`` (absolute path of its final weights), ``host`` (where they are) and
-    ``final_val_accuracy`` (of those weights; ``val_accuracy`` is the best epoch's), or
-    ``weights_error`` when they could not be written (the trial keeps its metrics).
+    ``class_names`` (the data's, in label order), ``augment`` (the data's augmentation family,
+    which sets the view the trial is scored on), ``curve`` (one dict per epoch),
+    ``val_accuracy``, ``images_per_second``, ``inference_images_per_second``,
+    ``train_seconds``, ``wall_seconds``, ``status``; with ``runs_dir``, once a trial trained an
+    epoch (completed, pruned or stopped early, not diverged): ``weights`` (absolute path of its
+    final weights), ``host`` (where they are) and ``final_val_accuracy`` (of those weights;
+    ``val_accuracy`` is the best epoch's), or ``weights_error`` when they could not be written
+    (the trial keeps its metrics). With ``runs_dir``, every trial that trained (diverged ones
+    too) also leaves :data:`RESULT` in its folder (:func:`result_record`).
     """
 
     space: SearchSpace | SpecGrid
@@ -77,6 +81,7 @@ class Objective:
     # settings say; None: the search has no confirmation phase, and refuses such a trial.
     confirm: ConfirmSettings | None = None
     _warned_weights: bool = False  # whether this process has warned of unwritable weights
+    _warned_result: bool = False  # the same for result.json
 
     def _claim(self, trial: optuna.Trial) -> list[FrozenTrial]:
         """Give the trial up (as surplus) if the study-wide count is already claimed.
@@ -189,8 +194,8 @@ class Objective:
         spec: Spec,
         curve: list[dict[str, float]],
         weights: dict[str, Any],
-    ) -> None:
-        """Save the weights; if they cannot be written, note why and warn once.
+    ) -> bool:
+        """Save the weights; if they cannot be written, note why and warn once. Whether saved.
 
         Weights are an extra, the accuracy is the result: a full disk, a read-only runs folder
         or a name too long for the file system must not turn a trained trial into FAIL.
@@ -206,6 +211,23 @@ class Objective:
                 sys.stderr.write(
                     f"warning: trial {trial.number}'s weights were not saved ({why}); "
                     "trials keep their metrics, see `trials` for each one's weights_error\n"
+                )
+            return False
+        return True
+
+    def _keep_result(self, folder: Path, record: dict[str, Any]) -> None:
+        """Write ``result.json``; like the weights, an extra that warns once if it cannot."""
+        from nas.fileio import write_json
+
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / RESULT, record, allow_nan=False)
+        except (OSError, ValueError) as e:
+            if not self._warned_result:
+                self._warned_result = True
+                sys.stderr.write(
+                    f"warning: trial {record['trial']}'s {RESULT} was not written "
+                    f"({_weights_failed(e)}); the study keeps its metrics\n"
                 )
 
     def _train(
@@ -242,7 +264,10 @@ class Objective:
             **seed,
             "val_images": len(self.data.val_y),
             "precision": "bf16" if bf16 else "fp32",
+            "augment": self.data.kind,
         }
+        if self.data.class_names:  # what an export labels the logits with
+            attrs["class_names"] = list(self.data.class_names)
         metrics: dict[str, float] = dict(cx)
         if self.latency:
             t = time.perf_counter()
@@ -295,13 +320,30 @@ class Objective:
                     )
                     raise optuna.TrialPruned(f"pruned after epoch {st.epoch}")
 
-        on_end = None
+        saved: list[bool] = []  # whether the weights were written, once they were offered
+        folder = None
         if self.runs_dir is not None:
             folder = run_folder(self.runs_dir, trial.study.study_name, trial.number)
-            on_end = partial(self._keep_weights, trial, folder, spec, curve)
+        keep = partial(self._keep_weights, trial, folder, spec, curve)
+
+        def save(weights: dict[str, Any]) -> None:
+            saved.append(keep(weights))
+
+        on_end = None if folder is None else save
+        about = {**attrs, "phase": phase(trial), "spec": spec.to_dict(), "hparams": hparams}
         t = time.perf_counter()
         try:
             result = train(spec, self.data, cfg, callback=on_epoch, on_end=on_end)
+        except optuna.TrialPruned:
+            if folder is not None and curve:
+                best = max(curve, key=lambda c: c["val_accuracy"])
+                self._keep_result(
+                    folder,
+                    result_record(
+                        trial, about, curve, "pruned", best["val_accuracy"], best["epoch"], saved
+                    ),
+                )
+            raise
         finally:
             self.train_seconds += time.perf_counter() - t
         error = 1 - result.val_accuracy
@@ -318,9 +360,59 @@ class Objective:
                 "wall_seconds": time.perf_counter() - t0,
             },
         )
+        if folder is not None:
+            self._keep_result(
+                folder,
+                result_record(
+                    trial,
+                    about,
+                    curve,
+                    result.status,
+                    result.val_accuracy,
+                    result.best_epoch,
+                    saved,
+                ),
+            )
         metrics["error"] = error
         values = [float(metrics[o]) for o in self.objectives]
         return values[0] if single else values
+
+
+def result_record(
+    trial: optuna.Trial,
+    about: dict[str, Any],
+    curve: list[dict[str, float]],
+    status: str,
+    val_accuracy: float,
+    best_epoch: int,
+    saved: list[bool],
+) -> dict[str, Any]:
+    """The content of a trial's ``result.json``: what it was, how it trained and what it scored.
+
+    ``about`` holds the trial's attributes set before training (spec, complexity, seed, phase,
+    class names ...); ``curve`` its epochs; ``saved`` whether the weights beside it were written.
+    """
+    keys = ("flops", "params", "activations", "latency")
+    return {
+        "study": trial.study.study_name,
+        "trial": trial.number,
+        "phase": about["phase"],
+        "spec": about["spec"],
+        "notation": notation(about["spec"]),
+        **{k: about[k] for k in keys if k in about},
+        "hparams": about["hparams"],
+        "seed": about["seed"],
+        "status": status,
+        "val_accuracy": val_accuracy,  # the best epoch's, what the search ranks
+        "best_epoch": best_epoch,
+        "final_val_accuracy": curve[-1]["val_accuracy"] if curve else None,  # of the weights
+        "epochs": len(curve),
+        "val_images": about["val_images"],
+        "class_names": about.get("class_names"),
+        "augment": about["augment"],
+        "weights": WEIGHTS if any(saved) else None,
+        "curve": curve,
+    }
 
 
 def _same_config(t: FrozenTrial, me: str) -> bool:

@@ -77,7 +77,7 @@ NUMBER_ATTRS = (
     "wall_seconds",
 )
 INT_ATTRS = ("seed", "repeat")
-TEXT_ATTRS = ("status", "weights", "host", "baseline", "error", "rejected")
+TEXT_ATTRS = ("status", "weights", "host", "baseline", "error", "rejected", "augment")
 
 
 def _number(v: Any) -> float | int | None:
@@ -141,6 +141,11 @@ def clean_attrs(attrs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             drop("spec")
         else:
             a["spec"] = spec
+    names = a.get("class_names")
+    if names is not None and not (
+        isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+    ):
+        drop("class_names")
     if a.get("hparams") is not None:
         h = a["hparams"]
         ok = isinstance(h, dict) and all(
@@ -215,6 +220,8 @@ def trial_record(t: FrozenTrial, study_name: str) -> dict[str, Any]:
         "seed": a.get("seed"),
         "repeat": a.get("repeat"),
         "phase": phase(t),  # search (proxy) or confirm (nas.search.confirm)
+        "class_names": a.get("class_names"),  # the data's, in label order; None: not recorded
+        "augment": a.get("augment"),  # the data's augmentation family (scoring view)
         "weights": a.get("weights"),
         "weights_error": a.get("weights_error"),  # why they were not saved
         "host": a.get("host"),

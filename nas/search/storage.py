@@ -26,6 +26,7 @@ from nas.search.deadline import not_answering, postgres_engine_kwargs
 
 DEFAULT_STORAGE = "sqlite:///resnext-nas.db"
 STORAGE_ENV = "RESNEXT_NAS_STORAGE"
+POSTGRES_EXTRA = "'resnext-nas[postgres]'"  # the extra holding the PostgreSQL driver
 # Heartbeat: a running trial writes a beat every HEARTBEAT seconds; one silent for
 # GRACE_BEATS beats is failed by the next worker that asks for a trial, and queued again.
 HEARTBEAT = 10
@@ -242,6 +243,34 @@ class _Storage(optuna.storages.RDBStorage):
                 raise
 
 
+def check_driver(url: str) -> None:
+    """ValueError in one line, saying what to install, where the driver of a PostgreSQL ``url``
+    is missing (Optuna says only "Failed to import DB access module").
+
+    ``postgresql://`` uses psycopg 3, which the ``postgres`` extra installs; another driver
+    (``postgresql+psycopg2://``) is named for the user to install. An unknown driver is left to
+    the storage's own error.
+    """
+    import sqlalchemy.exc
+
+    try:
+        dialect = sqlalchemy.engine.make_url(url).get_dialect()
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError):
+        return
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        how = (
+            f"pip install {POSTGRES_EXTRA} (in a checkout: pip install -e '.[postgres]')"
+            if dialect.driver == "psycopg"
+            else f"install {dialect.driver}, or use postgresql:// and pip install {POSTGRES_EXTRA}"
+        )
+        raise ValueError(
+            f"cannot open storage {redact(url)}: its PostgreSQL driver {dialect.driver} is not "
+            f"installed; {how}"
+        ) from None
+
+
 def open_storage(
     url: str | None = None,
     *,
@@ -285,6 +314,7 @@ def open_storage(
         if read_only and uri is not None:
             kwargs = read_only_engine(uri)
     elif url.startswith("postgresql"):
+        check_driver(url)
         kwargs = postgres_engine_kwargs(url)  # every call bounded: a frozen server ends it
     deadline = time.monotonic() + SCHEMA_WAIT
     for attempt in itertools.count():

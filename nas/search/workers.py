@@ -56,6 +56,7 @@ from nas.search.study import (
 from nas.training.config import TrainConfig
 
 MAX_FAILURES = 3  # a worker whose trials raise this many times in a row stops
+VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"  # the user's choice of GPUs, narrowed per worker
 
 
 class Terminated(KeyboardInterrupt):
@@ -358,7 +359,7 @@ def _worker_main(
     worker: int,
     heartbeat: int,
     cores: list[int] | None,
-    gpu: int | None,
+    gpu: str | None,
     conn: Any,
 ) -> None:
     """Entry point of a spawned worker process: pin cores or a GPU, run, report on ``conn``.
@@ -375,7 +376,7 @@ def _worker_main(
             pass  # the parent is gone, and _die_with_parent stops this process
 
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        os.environ[VISIBLE_DEVICES] = gpu
     if cores and hasattr(os, "sched_setaffinity"):
         # The trainer uses as many threads as the process has cores.
         os.sched_setaffinity(0, cores)
@@ -446,28 +447,49 @@ def cap_workers(workers: int, trials_per_gpu: int = 1, on_cpu: bool = False) -> 
     return limit
 
 
+def visible_devices(gpus: int, visible: str | None) -> list[str]:
+    """The ``gpus`` CUDA devices workers choose among, named as ``CUDA_VISIBLE_DEVICES`` names
+    them: the first ``gpus`` entries of the user's own ``visible`` list (indices or ``GPU-``/
+    ``MIG-`` UUIDs) where it is set, else ``0`` .. ``gpus - 1``.
+
+    ``gpus`` is what torch counts, so it already stops where CUDA stops reading the list (at an
+    entry that names no device).
+    """
+    if visible is None:
+        return [str(i) for i in range(gpus)]
+    return [d.strip() for d in visible.split(",") if d.strip()][:gpus]
+
+
 def _placement(
-    workers: int, trials_per_gpu: int = 1, gpus: int | None = None, threads: int | None = None
-) -> list[tuple[list[int] | None, int | None]]:
+    workers: int,
+    trials_per_gpu: int = 1,
+    gpus: int | None = None,
+    threads: int | None = None,
+    visible: str | None = None,
+) -> list[tuple[list[int] | None, str | None]]:
     """Cores and GPU of each local worker: ``trials_per_gpu`` workers a GPU, else split cores.
 
     ``gpus`` None counts the visible CUDA devices; 0 (a CPU run) gives each worker ``threads``
-    cores (None: an equal share of them). Workers
-    fill one GPU before the next (0, 0, 1, 1 for two a GPU), and more workers than the GPUs
-    hold at ``trials_per_gpu`` each are refused rather than crowded onto one.
+    cores (None: an equal share of them). A worker's GPU is the ``CUDA_VISIBLE_DEVICES`` value
+    it runs with: one of the devices of the user's ``visible`` list (:func:`visible_devices`),
+    so that a worker never lands on a device the user left out. Workers fill one GPU before the
+    next (0, 0, 1, 1 for two a GPU), and more workers than the GPUs hold at ``trials_per_gpu``
+    each are refused rather than crowded onto one.
     """
     if trials_per_gpu < 1:
         raise ValueError(f"--trials-per-gpu must be a positive integer, got {trials_per_gpu}")
     if gpus is None:
         gpus = gpu_count()
     if gpus:
+        devices = visible_devices(gpus, visible)
+        gpus = len(devices)
         if workers > gpus * trials_per_gpu:
             raise ValueError(
                 f"--workers {workers} needs {-(-workers // trials_per_gpu)} GPUs at "
                 f"--trials-per-gpu {trials_per_gpu}, and {gpus} "
                 f"{'is' if gpus == 1 else 'are'} visible; raise --trials-per-gpu or lower --workers"
             )
-        return [(None, i // trials_per_gpu) for i in range(workers)]
+        return [(None, devices[i // trials_per_gpu]) for i in range(workers)]
     cores = _cores()
     per = threads or max(1, len(cores) // workers)
     return [([cores[(i * per + j) % len(cores)] for j in range(per)], None) for i in range(workers)]
@@ -507,7 +529,9 @@ def run_search(
         raise ValueError(f"--workers must be a positive integer, got {workers}")
     cpu = on_cpu(train.device)
     # A CPU run spreads workers over cores even where there are GPUs.
-    placement = _placement(workers, trials_per_gpu, 0 if cpu else None, train.threads)
+    placement = _placement(
+        workers, trials_per_gpu, 0 if cpu else None, train.threads, os.environ.get(VISIBLE_DEVICES)
+    )
     url = storage_url(storage)
     st = open_storage(url, heartbeat=heartbeat)
     prepare(settings, storage=st, n_trials=n_trials)

@@ -36,6 +36,15 @@ from tests.helpers import TRAIN, cli_env, one_line, run_clis, tiny_space, toy_da
 
 STUDY = "exp ort"  # a name that is not a file name as it is
 EPOCHS = 2
+# The searched data's classes, in label order: names that are not ASCII, and not sorted.
+NAMES = ("zèbre", "chat noir", "松鼠", "ant", "bee", "cow", "dog", "eel", "fox", "gnu")
+
+
+def named_data():
+    """The tests' toy set with class names, as a folder or CIFAR set has them."""
+    return replace(toy_data(), class_names=NAMES)
+
+
 HAVE_ONNX = all(importlib.util.find_spec(p) for p in ONNX_PACKAGES)
 # Without the packages the ONNX tests skip on a laptop, but fail in CI, which installs them.
 needs_onnx = pytest.mark.skipif(
@@ -124,7 +133,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]
     settings = SearchSettings(
         tiny_space(), study=STUDY, pruner="none", latency=False, runs_dir=runs
     )
-    run_search(settings, toy_data(), replace(TRAIN, epochs=EPOCHS), 3, storage=url)
+    run_search(settings, named_data(), replace(TRAIN, epochs=EPOCHS), 3, storage=url)
     return url, runs, cwd
 
 
@@ -132,7 +141,7 @@ def test_every_trained_trial_saves_its_final_weights(searched) -> None:
     url, runs, _ = searched
     trials = load(STUDY, url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    data = toy_data()
+    data = named_data()
     for t in trials:
         a = t.user_attrs
         path = Path(a["weights"])
@@ -150,6 +159,29 @@ def test_every_trained_trial_saves_its_final_weights(searched) -> None:
             accuracy(model, state["normalization"], data.val_x, data.val_y)
             == (a["final_val_accuracy"])
         )
+        assert a["class_names"] == list(NAMES) and a["augment"] == "cifar"
+
+
+def test_every_trained_trial_leaves_a_result_json_beside_its_weights(searched) -> None:
+    url, runs, _ = searched
+    for t in load(STUDY, url).trials:
+        a = t.user_attrs
+        result = json.loads((run_folder(runs, STUDY, t.number) / "result.json").read_text())
+        assert (result["study"], result["trial"], result["phase"]) == (STUDY, t.number, "search")
+        assert result["spec"] == a["spec"] and result["seed"] == a["seed"]
+        spec = Spec.from_dict(a["spec"])
+        assert (result["flops"], result["params"]) == (
+            complexity(spec).flops,
+            complexity(spec).params,
+        )
+        assert result["status"] == a["status"] == "completed"
+        assert result["val_accuracy"] == a["val_accuracy"] == 1 - t.values[0]
+        assert result["final_val_accuracy"] == a["final_val_accuracy"]
+        assert result["curve"] == a["curve"] and result["epochs"] == EPOCHS
+        epoch = result["curve"][-1]
+        assert {"val_accuracy", "val_loss", "train_loss", "train_seconds"} <= set(epoch)
+        assert epoch["train_seconds"] > 0
+        assert result["class_names"] == list(NAMES) and result["weights"] == "weights.pt"
 
 
 class _AlwaysPrune(optuna.pruners.BasePruner):
@@ -174,6 +206,10 @@ def test_a_pruned_trial_keeps_the_weights_it_has(tmp_path: Path) -> None:
     assert t.state == TrialState.PRUNED and len(t.user_attrs["curve"]) == 1
     assert t.user_attrs["final_val_accuracy"] == t.user_attrs["curve"][0]["val_accuracy"]
     assert Path(t.user_attrs["weights"]).is_file()
+    result = json.loads((Path(t.user_attrs["weights"]).parent / "result.json").read_text())
+    assert (result["status"], result["epochs"], result["weights"]) == ("pruned", 1, "weights.pt")
+    assert result["val_accuracy"] == t.user_attrs["curve"][0]["val_accuracy"]
+    assert result["class_names"] is None  # the toy set has no class names
 
 
 def test_no_runs_dir_saves_nothing(tmp_path: Path) -> None:
@@ -244,7 +280,11 @@ def test_exported_files_reload_and_agree(exported, which: str) -> None:
     assert record["final_val_accuracy"] == trial.user_attrs["final_val_accuracy"]
     assert record["objectives"]["error"] == trial.values[0]
     state = weights_of(trial)
-    assert record["normalization"]["mean"] == pytest.approx(state["normalization"]["mean"].tolist())
+    pre = record["preprocessing"]
+    assert pre["input_size"] == [3, spec.resolution, spec.resolution] and pre["crop_pct"] == 1.0
+    for k in ("mean", "std"):  # 0..1 units: the trainer's 0..255 values over 255
+        assert np.allclose(np.array(pre[k]) * 255, state["normalization"][k].numpy())
+    assert record["class_names"] == list(NAMES) and "class_names_note" not in record
 
     exported_model = resnext.build(spec)
     exported_model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
@@ -270,7 +310,7 @@ def test_exported_files_reload_and_agree(exported, which: str) -> None:
 
 
 @needs_onnx
-def test_onnx_metadata_carries_the_spec_and_the_normalisation(exported) -> None:
+def test_onnx_metadata_carries_spec_class_names_and_preprocessing(exported) -> None:
     import onnxruntime
 
     folder = exported["cwd"] / "other"
@@ -278,10 +318,86 @@ def test_onnx_metadata_carries_the_spec_and_the_normalisation(exported) -> None:
     session = onnxruntime.InferenceSession(
         str(folder / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
-    assert Spec.from_dict(meta["spec"]) == Spec.from_dict(exported["other"].user_attrs["spec"])
-    assert meta["normalization"] == record["normalization"]
-    assert meta["trial"] == exported["other"].number and meta["input"]["name"] == "images"
+    meta = session.get_modelmeta().custom_metadata_map
+    # Strings as they are, not JSON-quoted; structured values as JSON.
+    assert meta["study"] == STUDY and meta["trial"] == str(exported["other"].number)
+    assert Spec.from_dict(json.loads(meta["spec"])) == Spec.from_dict(
+        exported["other"].user_attrs["spec"]
+    )
+    assert json.loads(meta["class_names"]) == list(NAMES)
+    assert json.loads(meta["preprocessing"]) == record["preprocessing"]
+    assert json.loads(meta["input"])["name"] == "images"
+
+
+def test_a_plain_pytorch_reload_with_the_preprocessing_block_gives_the_trainers_logits(
+    exported,
+) -> None:
+    """spec.json and weights.pt alone, as a user without this package would load them: pixels
+    / 255, then (x - mean) / std with the block's 0..1 values, give the logits of the trainer's
+    own normalisation (0..255 units), and the trial's accuracy on its validation split."""
+    assert exported["r_other"].returncode == 0, exported["r_other"].stderr
+    folder = exported["cwd"] / "other"
+    record = json.loads((folder / "spec.json").read_text())
+    pre = record["preprocessing"]
+    model = resnext.build(Spec.from_dict(record["spec"]))
+    model.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+    model.eval()
+    data = named_data()
+    pixels = torch.from_numpy(data.val_x).float()  # uint8 RGB, N x 3 x H x W
+    assert list(pixels.shape[1:]) == pre["input_size"]
+    mean, std = (torch.tensor(pre[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        got = model(((pixels / 255) - mean) / std)
+    state = weights_of(exported["other"])["normalization"]
+    trainer_mean, trainer_std = (state[k].view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        want = model((pixels - trainer_mean) / trainer_std)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    predicted = [record["class_names"][k] for k in got.argmax(1).tolist()]
+    truth = [NAMES[k] for k in data.val_y.tolist()]
+    acc = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+    assert acc == record["final_val_accuracy"]
+
+
+def test_an_export_of_a_trial_without_class_names_says_they_are_unknown(
+    searched, tmp_path: Path
+) -> None:
+    """A study searched before class names and the augmentation were recorded still exports:
+    spec.json says the names are unknown, and the crop follows the spec's template."""
+    url, _, cwd = searched
+    best = min(load(STUDY, url).trials, key=lambda t: t.values[0])
+    attrs = {k: v for k, v in best.user_attrs.items() if k not in ("class_names", "augment")}
+    old = optuna.create_study(study_name="old", storage=url)
+    old.add_trial(optuna.trial.create_trial(value=best.values[0], user_attrs=attrs))
+    args = ["export", "--storage", url, "--study", "old", "--best", "--no-onnx", "--out"]
+    (r,) = run_clis([[*args, str(tmp_path / "old")]], cwd)
+    assert r.returncode == 0, r.stderr
+    assert "classes unknown: the trial did not record" in r.stdout
+    record = json.loads((tmp_path / "old" / "spec.json").read_text())
+    assert record["class_names"] is None and record["class_names_note"].startswith("unknown")
+    pre = record["preprocessing"]
+    assert pre["crop_pct"] == 1.0 and "did not record its augmentation" in pre["note"]
+    (r,) = run_clis(
+        [[*args[:4], STUDY, "--best", "--no-onnx", "--out", str(tmp_path / "new")]], cwd
+    )
+    assert r.returncode == 0, r.stderr
+    assert "classes: zèbre, chat noir, 松鼠, ant, bee, ... (10 in all)" in r.stdout
+
+
+def test_preprocessing_follows_the_augmentation_the_trial_was_scored_with() -> None:
+    from nas.export import preprocessing
+    from nas.training.augment import CENTER_CROP
+
+    spec = Spec("imagenet", (1, 1, 1, 1), 64, 4, 4, classes=5, resolution=64)
+    mean, std = [127.5, 102.0, 51.0], [51.0, 25.5, 255.0]
+    block = preprocessing(spec, mean, std, "imagenet")
+    assert block["crop_pct"] == CENTER_CROP == 0.875 and block["input_size"] == [3, 64, 64]
+    assert block["mean"] == [0.5, 0.4, 0.2] and block["std"] == [0.2, 0.1, 1.0]
+    assert "shorter side to 73 px" in block["note"]  # timm: floor(64 / 0.875)
+    # --augment cifar on large images: scored on the whole image, whatever the template.
+    assert preprocessing(spec, mean, std, "cifar")["crop_pct"] == 1.0
+    unknown = preprocessing(spec, mean, std, None)
+    assert unknown["crop_pct"] == 0.875 and "imagenet template's default" in unknown["note"]
 
 
 def test_export_errors_are_one_line_and_exit_2(searched, tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_records_follow_the_contract(study: optuna.Study, records: list[dict]) -
         "val_accuracy", "final_val_accuracy", "error", "values", "history", "epochs",
         "train_images_per_second", "inference_images_per_second", "wall_seconds", "status",
         "baseline", "hparams", "optuna_params", "seed", "repeat", "weights", "weights_error",
-        "phase", "host", "note",
+        "phase", "host", "note", "class_names", "augment",
         "study",
     }  # fmt: skip
     for r, t in zip(records, study.trials, strict=True):

@@ -151,6 +151,41 @@ def test_archives_are_extracted_once(
     assert extracted[0].stat().st_mtime_ns == stamp
 
 
+def _noise_tree(folder: Path, n: int = 6) -> None:
+    """Two classes of ``n`` distinct noise images each, JPEG and PNG, in ``folder/<class>/``."""
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        for i in range(n):
+            fmt = "JPEG" if i % 2 else "PNG"
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            (folder / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(folder / c / f"{i}.{fmt.lower()}", fmt)
+
+
+def test_a_plain_class_tree_is_split_as_a_train_folder_is(tmp_path: Path) -> None:
+    """torchvision's ``root/<class>/`` layout: the same classes, images and validation split as
+    the same files under ``train/`` (no val/ folder: the split is carved from them, seeded)."""
+    _noise_tree(tmp_path / "plain")
+    _noise_tree(tmp_path / "split" / "train")
+    kw = {"val_fraction": 1 / 3, "seed": 3}
+    plain = load_dataset("folder", data_dir=tmp_path / "plain", **kw)  # type: ignore[arg-type]
+    split = load_dataset("folder", data_dir=tmp_path / "split", **kw)  # type: ignore[arg-type]
+    assert plain.class_names == split.class_names == ("cat", "dog")
+    assert (len(plain.train_y), len(plain.val_y)) == (8, 4)
+    assert np.array_equal(plain.val_y, split.val_y) and np.array_equal(plain.val_y, [0, 0, 1, 1])
+    for a, b in ((plain.train_x, split.train_x), (plain.val_x, split.val_x)):
+        assert np.array_equal(a, b)
+    assert len({x.tobytes() for x in plain.train_x} | {x.tobytes() for x in plain.val_x}) == 12
+    # Another seed holds out other images; one top folder, and an archive of it, read the same.
+    other = load_dataset("folder", data_dir=tmp_path / "plain", val_fraction=1 / 3, seed=4)
+    assert not np.array_equal(other.val_x, plain.val_x)
+    _noise_tree(tmp_path / "wrapped" / "photos")
+    packed = _pack(tmp_path / "wrapped", tmp_path / "photos.tar.gz", None)
+    for source in (tmp_path / "wrapped", packed):
+        again = load_dataset("folder", data_dir=source, **kw)  # type: ignore[arg-type]
+        assert again.class_names == ("cat", "dog") and np.array_equal(again.val_x, plain.val_x)
+
+
 def test_an_interrupted_extraction_is_not_taken_for_a_finished_one(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,7 +278,11 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
     no_train = tmp / "no-train"
     (no_train / "images").mkdir(parents=True)
     (no_train / "other").mkdir()
-    cases["no train folder"] = (no_train, f"no train/ folder in {no_train}")
+    (no_train / "other" / "readme.txt").write_text("no images here")
+    cases["no train folder"] = (
+        no_train,
+        f"no train/ folder or class folders of images in {no_train}",
+    )
     for kind in ("dotdot", "absolute", "symlink", "hardlink", "device"):
         what = {"dotdot": "escapes", "absolute": "absolute name", "device": "device"}
         cases[f"tar {kind}"] = (_evil_tar(tmp / f"{kind}.tar", kind), what.get(kind, "link"))
@@ -256,8 +295,17 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
     cases["missing path"] = (tmp / "nowhere", "does not exist")
     no_tree = tmp / "flat.zip"
     with zipfile.ZipFile(no_tree, "w") as z:
-        z.writestr("a/0.jpg", b"not a tree")
-    cases["archive without train/"] = (no_tree, f"no train/ folder in the archive {no_tree}")
+        z.writestr("0.jpg", b"an image outside any class folder")
+        z.writestr("notes/a.txt", b"no images here")
+    cases["archive without train/"] = (
+        no_tree,
+        f"no train/ folder or class folders of images in the archive {no_tree}",
+    )
+    plain_test = tmp / "plain-eval-test"
+    for c in ("a", "b"):
+        for i in range(3):
+            _image(plain_test / c / f"{i}.png", "PNG", "RGB", RED, (16, 16))
+    cases["plain tree, --eval-test"] = (plain_test, "is a plain <class>/ tree")
     truncated_gz = tmp / "cut.tar.gz"
     whole = _pack(tree("to-cut"), tmp / "whole.tar.gz", None).read_bytes()
     truncated_gz.write_bytes(whole[: len(whole) // 2])
@@ -270,6 +318,7 @@ BAD = [  # the cases of _bad_inputs, for parametrize
     "test classes differ", "no train folder", "tar dotdot", "tar absolute", "tar symlink",
     "tar hardlink", "tar device", "zip dotdot", "zip symlink", "zip device",
     "not a folder or archive", "missing path", "truncated archive", "archive without train/",
+    "plain tree, --eval-test",
 ]  # fmt: skip
 
 
@@ -284,6 +333,8 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(
 ) -> None:
     path, message = _bad_inputs(tmp_path / "inputs")[case]
     args = ["train", "--dataset", "folder", "--data-dir", str(path), "--epochs", "1"]
+    if case == "plain tree, --eval-test":
+        args.append("--eval-test")
     with pytest.raises(SystemExit) as info:
         cli.main([*args, "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err

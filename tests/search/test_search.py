@@ -370,6 +370,28 @@ def test_search_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["taken"]
 
 
+def test_a_postgres_url_without_its_driver_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tomllib
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    with pytest.raises(ValueError) as info:
+        open_storage("postgresql://u:secret@127.0.0.1:1/db")
+    message = str(info.value)
+    assert "driver psycopg is not installed" in message and "secret" not in message
+    assert "pip install 'resnext-nas[postgres]'" in message
+    with pytest.raises(ValueError, match="driver psycopg2 is not installed; install psycopg2"):
+        open_storage("postgresql+psycopg2://u@127.0.0.1:1/db")
+    # The extra the message names holds the driver that postgresql:// URLs use.
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert [r.split("[")[0] for r in extras["postgres"]] == ["psycopg"]
+    assert set(extras["postgres"]) <= set(extras["test"])
+
+
 def test_trials_and_studies_commands(tmp_path: Path) -> None:
     url = sqlite(tmp_path)
     settings = SearchSettings(tiny_space(), study="t", pruner="none", latency=False)

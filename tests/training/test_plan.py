@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import resnext
-from nas.search.workers import _placement
+from nas.search.workers import _placement, visible_devices
 from nas.training import plan as perf
 from nas.training.config import TrainConfig
 from nas.training.loop import Run, train
@@ -213,10 +213,26 @@ def test_matmul_peak_is_a_plausible_rate() -> None:
 
 
 def test_placement_puts_trials_per_gpu_workers_on_each_gpu() -> None:
-    assert _placement(4, 2, gpus=2) == [(None, 0), (None, 0), (None, 1), (None, 1)]
-    assert _placement(2, 1, gpus=2) == [(None, 0), (None, 1)]  # --workers: one GPU each
-    assert _placement(2, 2, gpus=1) == [(None, 0), (None, 0)]
-    assert _placement(1, 3, gpus=4) == [(None, 0)]
+    assert _placement(4, 2, gpus=2) == [(None, "0"), (None, "0"), (None, "1"), (None, "1")]
+    assert _placement(2, 1, gpus=2) == [(None, "0"), (None, "1")]  # --workers: one GPU each
+    assert _placement(2, 2, gpus=1) == [(None, "0"), (None, "0")]
+    assert _placement(1, 3, gpus=4) == [(None, "0")]
+
+
+def test_placement_chooses_among_the_devices_the_user_made_visible() -> None:
+    # CUDA_VISIBLE_DEVICES=2,5: torch counts 2 devices, and the workers get "2" and "5", not the
+    # devices 0 and 1 the user left out.
+    assert _placement(2, 1, gpus=2, visible="2,5") == [(None, "2"), (None, "5")]
+    assert _placement(4, 2, gpus=2, visible="5, 2") == [
+        (None, "5"), (None, "5"), (None, "2"), (None, "2"),
+    ]  # fmt: skip
+    uuid = "GPU-8f2e1c3a-0000-1111-2222-333344445555"
+    assert _placement(1, 1, gpus=1, visible=uuid) == [(None, uuid)]
+    # CUDA stops reading the list at an entry that names no device (torch counted 1 of 3).
+    assert visible_devices(1, "3,99,4") == ["3"]
+    assert visible_devices(3, None) == ["0", "1", "2"]
+    with pytest.raises(ValueError, match="--workers 3 needs 3 GPUs at --trials-per-gpu 1, and 2"):
+        _placement(3, 1, gpus=2, visible="2,5")
 
 
 def test_placement_refuses_more_workers_than_gpus_hold() -> None:
