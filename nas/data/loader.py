@@ -161,11 +161,13 @@ class DataOptions:
         eval_test: bool = False,
         min_val: int = 0,
         progress: LoadProgress = SILENT,
+        val_cap: float = 0.5,
     ) -> Dataset:
         """:func:`load_dataset` of these options with a schedule's training subset and split."""
         return load_dataset(
             self.dataset,
             min_val=min_val,
+            val_cap=val_cap,
             data_dir=self.data_dir,
             train_images=train_images,
             val_fraction=val_fraction,
@@ -196,6 +198,7 @@ def load_dataset(
     synthetic_test: int = 10_000,
     min_val: int = 0,
     progress: LoadProgress = SILENT,
+    val_cap: float = 0.5,
 ) -> Dataset:
     """Load dataset ``name`` (one of :data:`DATASETS`), with a seeded, stratified val split.
 
@@ -203,9 +206,9 @@ def load_dataset(
     the first images of each (sorted file names for folders, file order for the others) before
     anything else. Then ``val_fraction`` of the training set is set aside for scoring trials,
     stratified by class; if ``train_images`` is given, only that many of the remaining images
-    are kept (again stratified and seeded) and the validation split is capped at half of them
-    (:data:`VAL_CAP_RULE`). ``seed`` picks both subsets; the images themselves never depend on
-    it. The test split is loaded only with ``eval_test``. ``min_val`` (a search's
+    are kept (again stratified and seeded) and the validation split is capped at ``val_cap``
+    times as many (:data:`VAL_CAP_RULE`). ``seed`` picks both subsets; the images themselves
+    never depend on it. The test split is loaded only with ``eval_test``. ``min_val`` (a search's
     :data:`MIN_VAL_IMAGES`) raises the validation split to that many images where the data
     leaves enough to train on, and the returned dataset's ``note`` says so; else DataError.
 
@@ -278,9 +281,11 @@ def load_dataset(
     if augment is not None:
         full.kind = augment
 
-    train, val = split_indices(full.train_y, val_fraction, seed, train_images, name, min_val)
+    train, val = split_indices(
+        full.train_y, val_fraction, seed, train_images, name, min_val, val_cap
+    )
     train_x, val_x = full.take(train, val)
-    asked = val_size(len(full.train_y), full.classes, val_fraction, train_images)
+    asked = val_size(len(full.train_y), full.classes, val_fraction, train_images, val_cap)
     note = ""
     if len(val) > asked:
         note = (

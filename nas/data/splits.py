@@ -14,7 +14,8 @@ from nas.data.errors import DataError
 MIN_VAL_IMAGES = 100
 VAL_CAP_RULE = (
     "with --train-images N the validation split holds at most N/2 images (at least one a "
-    "class), so that scoring never dominates a short trial; seeded and stratified by class"
+    "class), so that scoring never dominates a short trial; a search's trial, which scores "
+    "the whole split only after its last epoch, up to 2.5 N; seeded and stratified by class"
 )
 
 
@@ -39,11 +40,19 @@ def stratified_pick(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
     return np.sort(np.concatenate(picked)) if picked else np.empty(0, np.int64)
 
 
-def val_size(n: int, classes: int, val_fraction: float, train_images: int | None = None) -> int:
-    """Images of the validation split: ``val_fraction`` of ``n``, capped by :data:`VAL_CAP_RULE`."""
+def val_size(
+    n: int,
+    classes: int,
+    val_fraction: float,
+    train_images: int | None = None,
+    val_cap: float = 0.5,
+) -> int:
+    """Images of the validation split: ``val_fraction`` of ``n``, capped by :data:`VAL_CAP_RULE`
+    at ``val_cap`` validation images per training image (a trial that scores its whole split
+    only once, after its last epoch, can afford more than the half of one scored every epoch)."""
     size = round(n * val_fraction)
     if train_images is not None:
-        size = min(size, max(train_images // 2, classes))
+        size = min(size, max(int(train_images * val_cap), classes))
     return size
 
 
@@ -54,6 +63,7 @@ def split_indices(
     train_images: int | None = None,
     name: str = "the dataset",
     min_val: int = 0,
+    val_cap: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and val indices into ``y``: val carved first, then ``train_images`` of the rest.
 
@@ -61,7 +71,7 @@ def split_indices(
     every epoch, 446 s of a 546-s epoch; the val split is capped by :data:`VAL_CAP_RULE`.
     """
     labels, counts = np.unique(y, return_counts=True)
-    n_val = val_size(len(y), len(labels), val_fraction, train_images)
+    n_val = val_size(len(y), len(labels), val_fraction, train_images, val_cap)
     if n_val < min_val:
         # The training subset keeps its size; the validation split takes what is left over.
         needed = train_images if train_images is not None else len(labels)

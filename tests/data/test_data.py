@@ -123,6 +123,12 @@ def test_val_split_is_capped_by_the_training_subset() -> None:
     assert len(splits.split_indices(y, 0.1, seed=0, train_images=12)[1]) == 10
     assert splits.val_size(50_000, 10, 0.1) == 5000
     assert splits.val_size(50_000, 10, 0.02, train_images=2000) == 1000
+    # A search's default trial scores its whole split once: up to 2.5 images a training image.
+    from nas.training.config import DEFAULT_TRIAL as t
+
+    assert splits.val_size(50_000, 10, t.val_fraction, t.train_images, t.val_cap) == 10_000
+    assert splits.val_size(50_000, 10, t.val_fraction, t.train_images) == 2000  # the usual cap
+    assert splits.val_size(50_000, 10, 0.2, 1000, t.val_cap) == 2500
 
 
 def test_stratified_pick_rounds_to_exact_total() -> None:

@@ -271,7 +271,7 @@ def test_search_ranks_on_enough_validation_images(
     assert (len(data.train_y), len(data.val_y)) == (400, 100) == (400, MIN_VAL_IMAGES)
     assert "folder: 4 classes, 8x8 images, 400 train / 100 val" in out
     assert "note: the validation split holds 100 images instead of 12" in err
-    err = refused(capsys, [*args, "--train-images", "550", "--quiet"])
+    err = refused(capsys, [*args, "--train-images", "550", "--val-fraction", "0.02", "--quiet"])
     assert "600 training images, too few to score trials on the 100 validation images" in err
     assert "pass --train-images 500 or fewer" in err
 
