@@ -212,6 +212,28 @@ def test_a_pruned_trial_keeps_the_weights_it_has(tmp_path: Path) -> None:
     assert result["class_names"] is None  # the toy set has no class names
 
 
+def test_a_diverged_trial_leaves_its_result_and_no_weights(tmp_path: Path) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    objective = Objective(
+        tiny_space(depths=((1, 1, 1),)),
+        named_data(),
+        replace(TRAIN, epochs=3, lr=1e12, warmup_epochs=0),  # overflows at once
+        ("error",),
+        n_trials=1,
+        latency=False,
+        runs_dir=tmp_path,
+    )
+    study.optimize(objective, n_trials=1)
+    (t,) = study.trials
+    assert t.user_attrs["status"] == "diverged" and "weights" not in t.user_attrs
+    folder = run_folder(tmp_path, study.study_name, t.number)
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json"]
+    result = json.loads((folder / "result.json").read_text())
+    assert (result["status"], result["weights"]) == ("diverged", None)
+    assert result["epochs"] == len(t.user_attrs.get("curve", [])) < 3
+    assert result["class_names"] == list(NAMES)
+
+
 def test_no_runs_dir_saves_nothing(tmp_path: Path) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
     objective = Objective(
