@@ -189,20 +189,20 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
-def test_a_pruned_trial_keeps_the_weights_it_has(tmp_path: Path) -> None:
+def one_trial(
+    runs: Path, data, train: TrainConfig, pruner: optuna.pruners.BasePruner | None = None
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """One trial of a one-spec space, weights saved under ``runs``: the study and the trial."""
     # A seeded sampler on a space without empty cells: the one trial is never a rejection.
-    study = optuna.create_study(pruner=_AlwaysPrune(), sampler=optuna.samplers.RandomSampler(0))
-    objective = Objective(
-        tiny_space(depths=((1, 1, 1),)),
-        toy_data(),
-        replace(TRAIN, epochs=3),
-        ("error",),
-        n_trials=1,
-        latency=False,
-        runs_dir=tmp_path,
-    )
+    study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(0))
+    space = tiny_space(depths=((1, 1, 1),))
+    objective = Objective(space, data, train, ("error",), 1, latency=False, runs_dir=runs)
     study.optimize(objective, n_trials=1)
-    (t,) = study.trials
+    return study, study.trials[0]
+
+
+def test_a_pruned_trial_keeps_the_weights_it_has(tmp_path: Path) -> None:
+    _, t = one_trial(tmp_path, toy_data(), replace(TRAIN, epochs=3), _AlwaysPrune())
     assert t.state == TrialState.PRUNED and len(t.user_attrs["curve"]) == 1
     assert t.user_attrs["final_val_accuracy"] == t.user_attrs["curve"][0]["val_accuracy"]
     assert Path(t.user_attrs["weights"]).is_file()
@@ -210,6 +210,18 @@ def test_a_pruned_trial_keeps_the_weights_it_has(tmp_path: Path) -> None:
     assert (result["status"], result["epochs"], result["weights"]) == ("pruned", 1, "weights.pt")
     assert result["val_accuracy"] == t.user_attrs["curve"][0]["val_accuracy"]
     assert result["class_names"] is None  # the toy set has no class names
+
+
+def test_a_diverged_trial_leaves_its_result_and_no_weights(tmp_path: Path) -> None:
+    overflow = replace(TRAIN, epochs=3, lr=1e12, warmup_epochs=0)  # overflows at once
+    study, t = one_trial(tmp_path, named_data(), overflow)
+    assert t.user_attrs["status"] == "diverged" and "weights" not in t.user_attrs
+    folder = run_folder(tmp_path, study.study_name, t.number)
+    assert sorted(p.name for p in folder.iterdir()) == ["result.json"]
+    result = json.loads((folder / "result.json").read_text())
+    assert (result["status"], result["weights"]) == ("diverged", None)
+    assert result["epochs"] == len(t.user_attrs.get("curve", [])) < 3
+    assert result["class_names"] == list(NAMES)
 
 
 def test_no_runs_dir_saves_nothing(tmp_path: Path) -> None:
