@@ -59,6 +59,8 @@ class Exported:
     record: dict[str, Any]  # the content of spec.json
     max_abs_diff: float | None  # ONNX vs PyTorch; None without ONNX
     tolerance: float | None
+    # The study's answer the trial stands for (nas.search.answer); None for a trial by number.
+    answer: dict[str, Any] | None = None
 
 
 def default_out(study: str, number: int) -> Path:
@@ -82,29 +84,34 @@ def check_onnx_packages() -> None:
         )
 
 
-def pick_trial(study: Any, number: int | None, recommended: bool = False) -> FrozenTrial:
-    """Trial ``number`` of ``study``, its recommended configuration's best confirmation trial
-    (``recommended``), or its complete trial of lowest error when None."""
+def pick_trial(
+    study: Any, number: int | None, recommended: bool = False
+) -> tuple[FrozenTrial, dict[str, Any] | None]:
+    """The trial to export and the study's answer it stands for (None for ``--trial N``).
+
+    ``number`` None exports the study's answer (:func:`nas.search.answer.study_answer`): the
+    recommended configuration's representative trial, the seed closest to its mean, or, while
+    there is no recommendation, the best single proxy trial. ``recommended`` refuses the latter.
+    """
     from optuna.trial import TrialState
 
+    from nas.search.answer import answer_of
     from nas.search.attrs import display_state
-    from nas.search.confirm import recommended_trial, study_prefer
 
     name = study.study_name
     trials = study.get_trials(deepcopy=False)
-    if recommended:
-        found = recommended_trial(trials, study_prefer(study))
-        if found is None:
-            raise ValueError(
-                f"study {name!r} has no confirmed configuration yet; run its confirmation "
-                "phase (`resnext-nas search --confirm K`) first"
-            )
-        return found
     if number is None:
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-        if not done:
+        answer = answer_of(study)
+        if recommended and (answer is None or answer["source"] != "recommendation"):
+            raise ValueError(
+                f"study {name!r} has no confirmed configuration; run its confirmation "
+                "phase (`resnext-nas search --confirm K`) first, or export --best, the best "
+                "single proxy trial"
+            )
+        if answer is None:
             raise ValueError(f"study {name!r} has no complete trial to export yet")
-        return min(done, key=lambda t: (t.values[0], t.number))
+        (found,) = [t for t in trials if t.number == answer["trial"]]
+        return found, answer
     found = [t for t in trials if t.number == number]
     if not found:
         have = f"0..{trials[-1].number}" if trials else "none"
@@ -115,7 +122,7 @@ def pick_trial(study: Any, number: int | None, recommended: bool = False) -> Fro
             f"trial {number} of study {name!r} is {display_state(t)}, not complete; export a "
             f"complete one (see `resnext-nas trials --study {shell_word(name)}`) or use --best"
         )
-    return t
+    return t, None
 
 
 def _record(study: Any, trial: FrozenTrial, storage: str) -> dict[str, Any]:
@@ -224,10 +231,9 @@ def export_trial(
 ) -> Exported:
     """Write spec.json, weights.pt and (with ``onnx``) model.onnx of a trial into ``out``.
 
-    ``number`` None exports the complete trial of lowest error; ``recommended`` the
-    recommended configuration's best confirmation trial (:mod:`nas.search.confirm`). A trial whose
-    weights are not on this machine still gets its spec.json, and a ValueError saying where they
-    were written.
+    ``number`` None exports the study's answer (:func:`pick_trial`); ``recommended`` the same,
+    refused while there is no recommendation. A trial whose weights are not on this machine
+    still gets its spec.json, and a ValueError saying where they were written.
     :class:`OnnxMismatch` if onnxruntime's outputs differ from PyTorch's beyond ``tolerance``.
     """
     import socket
@@ -236,7 +242,7 @@ def export_trial(
     from nas.search.storage import load, storage_url
 
     study = load(study_name, storage, read_only=True)
-    trial = pick_trial(study, number, recommended)
+    trial, answer = pick_trial(study, None if recommended else number, recommended)
     if onnx:
         check_onnx_packages()  # before any file is written
     if "spec" not in trial.user_attrs:
@@ -306,7 +312,7 @@ def export_trial(
                 "finite"
             )
             raise OnnxMismatch(f"{files[-1]} {how}; the file is kept to inspect")
-    return Exported(folder, files, record, diff, bound)
+    return Exported(folder, files, record, diff, bound, answer)
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:

@@ -123,8 +123,9 @@ if start < 0:
     print("no JSON summary in search.log")
 else:
     s = json.JSONDecoder().raw_decode(text[start + 1 :])[0]
-    best = s.get("best") or {}
-    print(f"trials {s['trials']}; best error {best.get('error')} ({best.get('spec')}); "
+    answer = s.get("answer") or {}
+    print(f"trials {s['trials']}; answer {answer.get('notation')} at "
+          f"{answer.get('mean_accuracy')} ({answer.get('label')}); "
           f"wall {s['wall_seconds']:.1f} s; workers {[w['trials'] for w in s['workers']]}")
 EOF
   echo "-- export"

@@ -272,6 +272,11 @@ def trial(
     return t
 
 
+def confirmations(first: int, c: int, d: int, accs: Sequence[float]) -> list:
+    """Confirmation trials of ``spec(c, d)`` numbered from ``first``: seed i at ``accs[i]``."""
+    return [trial(first + s, c, d, a, phase="confirm", seed=s) for s, a in enumerate(accs)]
+
+
 def proxy() -> list:
     """Five proxy trials; the means per config are 8x1d 0.35, 4x2d 0.50, 2x4d 0.45, 1x8d 0.20."""
     return [

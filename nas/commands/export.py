@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,13 +24,19 @@ def export_command(
         int | None, typer.Option(help="Export this trial (a complete one).", show_default=False)
     ] = None,
     best: Annotated[
-        bool, typer.Option("--best", help="Export the complete trial of lowest error.")
+        bool,
+        typer.Option(
+            "--best",
+            help="Export the study's answer: the recommendation's representative trial, or "
+            "while there is none the best single proxy trial.",
+        ),
     ] = False,
     recommended: Annotated[
         bool,
         typer.Option(
             "--recommended",
-            help="Export the recommended configuration's best confirmation trial.",
+            help="Export the recommended configuration's representative trial (the seed "
+            "closest to its mean); refused before a recommendation.",
         ),
     ] = False,
     storage: StorageOpt = None,
@@ -64,6 +70,7 @@ def export_command(
         "onnx_max_abs_diff": done.max_abs_diff,
         "onnx_tolerance": done.tolerance,
         "class_names": r["class_names"],
+        "answer": done.answer,
     }
     if as_json:
         print_json(summary)
@@ -74,6 +81,9 @@ def export_command(
         f"trial {r['trial']} of study {r['study']!r}: {spec.describe()}"
         + ("" if acc is None else f", val accuracy {acc:.2%} (final weights)")
     )
+    if done.answer is not None:
+        for line in weights_lines(done.answer):
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     for f in done.files:
         out.print(f"  {f}", soft_wrap=True)
     names = r["class_names"]
@@ -86,3 +96,17 @@ def export_command(
             f"ONNX vs PyTorch: max abs difference {done.max_abs_diff:.3g} "
             f"(tolerance {done.tolerance:.3g})"
         )
+
+
+def weights_lines(answer: dict[str, Any]) -> list[str]:
+    """The study's answer, then what the exported weights are of it, for people."""
+    from nas.search.answer import answer_line
+
+    lines = [f"the study's {answer_line(answer)}"]
+    if answer["source"] == "recommendation" and answer["seeds"] > 1:
+        lines.append(
+            f"these weights: trial {answer['trial']} (seed {answer['seed']}, val acc "
+            f"{answer['trial_accuracy']:.1%}), the seed closest to the mean of the "
+            f"{answer['seeds']}, not the best of them"
+        )
+    return lines

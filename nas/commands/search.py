@@ -382,6 +382,7 @@ def search_summary(
     """The study's trials by state and its answer, after a search (``extra`` joins the JSON):
     the confirmed recommendation, or the search phase's for a grid study (``answer_phase``). The
     best single trial is a maximum over seeds and never the answer."""
+    from nas.search.answer import answer_line
     from nas.search.attrs import phase
     from nas.search.confirm import confirmation_off, describe, store_recommendation
     from nas.search.records import best_config, study_rows, trial_rows
@@ -407,7 +408,11 @@ def search_summary(
         f"study {study!r}: {states} ({phases} by phase); "
         f"see `{command('trials', '--study', study)}`"
     )
-    for line in describe(summary["recommendation"], not confirmation_off(loaded)):
+    out.print(answer_line(summary["answer"]), highlight=False, soft_wrap=True)
+    off = confirmation_off(loaded)
+    for line in (
+        describe(summary["recommendation"], not off) if summary["recommendation"] or off else ()
+    ):
         out.print(line, highlight=False)
 
 
@@ -524,10 +529,12 @@ def trials(
 ) -> None:
     """List a study's trials (phase, config, FLOPs, accuracy) and its answer.
 
-    ``--json`` prints ``{"trials": [...], "recommendation": {...} or null}``.
+    ``--json`` prints ``{"trials": [...], "recommendation": {...} or null, "answer": {...}}``
+    (the answer is null before any complete trial).
     """
     from nas.fileio import ensure_parent, write_csv
-    from nas.search.confirm import confirmation_off, describe, recommendation, study_prefer
+    from nas.search.answer import answer_line, answer_of
+    from nas.search.confirm import confirmation_off, describe
     from nas.search.records import csv_table, objectives_of, trial_rows
     from nas.search.storage import load
 
@@ -535,18 +542,19 @@ def trials(
         ensure_parent(csv, "--csv")
     loaded = load(study, storage, read_only=True)
     rows = trial_rows(loaded, front)
-    rec = recommendation(
-        loaded.get_trials(deepcopy=False), prefer.value if prefer else study_prefer(loaded)
-    )
+    answer = answer_of(loaded, prefer.value if prefer else None)
+    rec = answer and answer["recommendation"]
     if csv:
         write_csv(csv, *csv_table(rows), "--csv")
     if as_json:
-        print_json({"trials": rows, "recommendation": rec})
+        print_json({"trials": rows, "recommendation": rec, "answer": answer})
         return
     objectives = objectives_of(loaded)
     shown = front or (objectives[1] if len(objectives) > 1 else "FLOPs")
     out.print(trials_table(rows, study, shown, wide))
-    for line in describe(rec, not confirmation_off(loaded)):
+    out.print(answer_line(answer), highlight=False, soft_wrap=True)
+    off = confirmation_off(loaded)
+    for line in describe(rec, not off) if rec or off else ():
         out.print(line, highlight=False)
 
 
@@ -559,24 +567,29 @@ def _imagenet_flops(spec: dict[str, Any] | None) -> tuple[int, float] | None:
 
 
 def studies(storage: StorageOpt = None, as_json: JsonOpt = False) -> None:
-    """List the studies of a storage: objectives, trials by state, best trial."""
+    """List the studies of a storage: objectives, trials by state, and each one's answer."""
+    from nas.search.answer import accuracy_text, basis_text
     from nas.search.records import study_rows
 
     rows = study_rows(storage)
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"{len(rows)} studies")
-    for col in ("study", "objectives", "directions", "trials", "best error", "best spec"):
-        table.add_column(col)
+    table = Table(
+        title=f"{len(rows)} studies",
+        caption="answer: the recommended configuration (mean over its seeds, 95% interval), "
+        "or, before one, the best single proxy trial; `trials --study NAME` has the details.",
+    )
+    for col in ("study", "objectives", "trials", "answer", "val acc", "as"):
+        table.add_column(col, overflow="fold")
     for r in rows:
-        b = r["best"]
+        a = r["answer"]
         table.add_row(
             r["name"],
             ",".join(r["objectives"] or []),
-            ",".join(r["directions"]),
             ", ".join(f"{k} {v}" for k, v in sorted(r["trials"].items())),
-            f"{b['error']:.2%} (#{b['number']})" if b else "",
-            (b["spec"] or "") if b else "",
+            a["notation"] if a else "",
+            accuracy_text(a) if a else "",
+            basis_text(a) if a else "no complete trial",
         )
     out.print(table)

@@ -459,20 +459,31 @@ def store_recommendation(
 def study_prefer(study: Any) -> str:
     """The secondary criterion a study's answer uses: the one its confirmation settings were
     stored with (``search --prefer``), else FLOPs."""
-    stored = study.user_attrs.get("confirm")
+    return prefer_of(study.user_attrs)
+
+
+def prefer_of(study_attrs: Any) -> str:
+    """:func:`study_prefer` from the study's user attributes."""
+    stored = study_attrs.get("confirm")
     prefer = stored.get("prefer") if isinstance(stored, dict) else None
     return prefer if prefer in PREFER else "flops"
 
 
-def recommended_trial(trials: list[FrozenTrial], prefer: str = "flops") -> FrozenTrial | None:
-    """The recommended configuration's best complete confirmation trial (what ``export
-    --recommended`` writes), or None while there is no confirmed configuration."""
-    rec = answer(trials, prefer)
-    if rec is None:
-        return None
-    mine = [
-        t
-        for t in trials
-        if phase(t) == CONFIRM and _key(t) == rec.name and _accuracy(t) is not None
-    ]
-    return max(mine, key=lambda t: (_accuracy(t), -t.number))
+def phase_groups(trials: Iterable[FrozenTrial], ph: str) -> dict[str, list[FrozenTrial]]:
+    """The complete trials behind :func:`phase_accuracies`, grouped by configuration."""
+    if ph == SEARCH:
+        return proxy_groups(trials)
+    groups: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        if phase(t) == CONFIRM and _accuracy(t) is not None and "seed" in t.user_attrs:
+            groups.setdefault(_key(t) or "", []).append(t)
+    return groups
+
+
+def representative(group: list[FrozenTrial], mean: float) -> FrozenTrial:
+    """The trial of ``group`` whose accuracy is closest to the configuration's ``mean`` (the
+    earliest on a tie): weights that stand for the configuration, not the luckiest seed.
+
+    Distances are compared to 1e-9, so that two seeds, equally far from their mean, tie in
+    floating point too."""
+    return min(group, key=lambda t: (round(abs(_accuracy(t) - mean), 9), t.number))

@@ -19,7 +19,6 @@ from nas.search.attrs import (
     SEARCH,
     config_key,
     display_state,
-    is_trained_proxy,
     notation,
     phase,
     retried_from,
@@ -340,7 +339,10 @@ def best_config(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
     """One JSON-ready dict per study of the storage: name, directions, trials by state, and the
-    best proxy trial (the lowest error of a single search-phase trial, not the answer)."""
+    study's ``answer`` (:func:`nas.search.answer.study_answer`: the recommendation, or the best
+    single proxy trial while there is none; None before any complete trial)."""
+    from nas.search.answer import study_answer
+
     quiet_optuna()
     st = open_storage(storage, read_only=True)
     rows = []
@@ -349,26 +351,13 @@ def study_rows(storage: str | None = None) -> list[dict[str, Any]]:
         by_state: dict[str, int] = {}
         for t in trials:
             by_state[display_state(t)] = by_state.get(display_state(t), 0) + 1
-        # The best proxy trial: confirmation trials train a longer schedule (nas.search.confirm).
-        done = [
-            t for t in trials if t.state == TrialState.COMPLETE and t.values and is_trained_proxy(t)
-        ]
-        best = min(done, key=lambda t: t.values[0]) if done else None
         rows.append(
             {
                 "name": s.study_name,
                 "objectives": s.user_attrs.get(ATTR, {}).get("objectives"),
                 "directions": [d.name.lower() for d in s.directions],
                 "trials": by_state,
-                "best": None
-                if best is None
-                else {
-                    "number": best.number,
-                    "error": best.values[0],
-                    "spec": notation(spec)
-                    if (spec := clean_attrs(best.user_attrs)[0].get("spec"))
-                    else None,
-                },
+                "answer": study_answer(list(trials), s.user_attrs),
             }
         )
     return rows

@@ -34,6 +34,10 @@ def test_study_run_summary_states_the_axis_effects(tmp_path: Path) -> None:
     rec = summary["recommendation"]
     assert rec["phase"] == "search" and rec["verdict"] == "no-signal"
     assert "seed noise is unmeasured" in rec["reason"] and rec["proxy_fidelity"] is None
+    # The study's answer, as `studies` and the dashboard name it, is that same verdict's pick.
+    answer = summary["answer"]
+    assert answer["phase"] == "search" and answer["recommendation"] == rec
+    assert answer["notation"] == rec["notation"] and answer["verdict"] == "no-signal"
     assert got["left_out"]["depth"] == "does not vary"
     assert got["left_out"]["log2 width"] == "does not vary"
     assert "explained by log10 FLOPs, log2 C" in got["left_out"]["log2 d"]

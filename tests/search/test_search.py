@@ -420,7 +420,12 @@ def test_trials_and_studies_commands(tmp_path: Path) -> None:
     assert "studies there: t" in r["unknown"].stderr
     (row,) = json.loads(r["studies"].stdout)
     assert row["name"] == "t" and row["trials"] == {"COMPLETE": 2}
-    assert row["best"]["error"] == min(x["error"] for x in rows)
+    # No confirmation phase: the answer is the best single proxy trial, and says so.
+    best = max(rows, key=lambda x: (x["val_accuracy"], -x["number"]))
+    answer = row["answer"]
+    assert answer["source"] == "proxy" and answer["trial"] == best["number"]
+    assert answer["mean_accuracy"] == best["val_accuracy"] and answer["notation"] == best["spec"]
+    assert answer["label"] == f"best single proxy trial ({best['epochs']} epoch, 1 seed)"
     assert study_rows(url)[0]["objectives"] == ["error"]
 
 
