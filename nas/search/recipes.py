@@ -378,10 +378,13 @@ def _cpu(result: dict[str, Any], recipe: str, scoring: str, size: int) -> float:
     return float(np.mean(per)) if per else float("nan")
 
 
-def compare(result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0) -> list[Row]:
+def compare(
+    result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0, runs: int = 2
+) -> list[Row]:
     """Every candidate of a runs file, scored every way, against the long schedule's means
     (scored ``truth_scoring`` on the whole split), over the configurations that have two runs
-    of the candidate and one of the long schedule."""
+    of the candidate and one of the long schedule. With ``runs`` 1, every configuration with a
+    run is ranked by its first seed alone: the agreement of one trial, without seed statistics."""
     sizes = sorted(
         {
             n
@@ -401,14 +404,16 @@ def compare(result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0
             continue
         for scoring in SCORINGS:
             for size in sizes:
-                ids, t = _table(result, recipe, scoring, size, need=2)
+                ids, t = _table(result, recipe, scoring, size, need=runs)
                 keep = [j for j, i in enumerate(ids) if i in long_means]
                 if len(keep) < 3:  # too few configurations with two runs and a long one
                     continue
-                t = t[keep]
+                t = t[keep][:, :runs] if runs == 1 else t[keep]
                 truth_means = np.array([long_means[ids[j]] for j in keep])
                 means = t.mean(axis=1)
-                within = float(np.sqrt(((t - means[:, None]) ** 2).sum() / (t.size - len(t))))
+                df = t.size - len(t)
+                nan = float("nan")
+                within = float(np.sqrt(((t - means[:, None]) ** 2).sum() / df)) if df else nan
                 binomial = float(np.mean(t * (1 - t) / int(size)))
                 rows.append(
                     Row(
@@ -420,10 +425,10 @@ def compare(result: dict[str, Any], *, truth_scoring: str = "raw", seed: int = 0
                         float(t.mean()),
                         within,
                         float(means.std(ddof=1)),
-                        icc1(t),
+                        icc1(t) if df else Interval(nan, nan, nan),
                         bootstrap(spearman, means, truth_means, seed=seed),
                         bootstrap(kendall, means, truth_means, seed=seed),
-                        binomial / within**2 if within > 0 else float("nan"),
+                        binomial / within**2 if within > 0 else nan,
                         _cpu(result, recipe, scoring, int(size)),
                     )
                 )

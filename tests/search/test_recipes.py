@@ -112,7 +112,8 @@ def test_the_runs_file_holds_every_run_scored_every_way_and_resumes(tmp_path, mo
         run_file(path, {"k": 4}, specs, data, ["a"], 2, 2, device="cpu")
 
     rows = compare(result)
-    row = next(r for r in rows if (r.recipe, r.scoring, r.images) == ("b", "raw", 64))
+    row_key = ("b", "raw", 64)
+    row = next(r for r in rows if (r.recipe, r.scoring, r.images) == row_key)
     acc = np.array(
         [[c["runs"][f"b/{s}"]["accuracy"]["raw"]["64"] for s in (0, 1)] for c in result["configs"]]
     )
@@ -131,6 +132,23 @@ def test_the_runs_file_holds_every_run_scored_every_way_and_resumes(tmp_path, mo
     tta = next(r for r in rows if (r.recipe, r.scoring, r.images) == ("b", "tta", 64))
     assert tta.cpu_seconds > row.cpu_seconds
     assert {r.recipe for r in rows} == {"a", "b"}
+    # One trial's agreement: the first seed of every configuration, no seed statistics.
+    one = next(r for r in compare(result, runs=1) if (r.recipe, r.scoring, r.images) == row_key)
+    assert one.seeds == 1 and np.isnan(one.seed_sd) and np.isnan(one.icc.value)
+    assert one.spearman.value == pytest.approx(spearman(acc[:, 0], long.mean(1)), nan_ok=True)
+
+
+def test_separability_takes_configurations_with_one_run() -> None:
+    from nas.stats.rank import separability
+
+    rng = np.random.default_rng(0)
+    apart = [rng.normal(10 * i, 1, 2 if i % 2 else 1) for i in range(6)]
+    sep = separability(apart, permutations=300)
+    assert sep["p"] < 0.05 and sep["runs"] == 9 and sep["configs"] == 6
+    same = [rng.normal(0, 1, 2 if i % 2 else 1) for i in range(6)]
+    assert separability(same, permutations=300)["p"] > 0.05
+    with pytest.raises(ValueError, match="repeated run"):
+        separability([np.array([1.0]), np.array([2.0])])
 
 
 def test_compare_refuses_unknown_recipes_and_single_seeds(capsys) -> None:
