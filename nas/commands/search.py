@@ -408,7 +408,7 @@ def search_summary(
         f"study {study!r}: {states} ({phases} by phase); "
         f"see `{command('trials', '--study', study)}`"
     )
-    out.print(answer_line(summary["answer"]), highlight=False, soft_wrap=True)
+    out.print(answer_line(summary["answer"]), highlight=False)
     off = confirmation_off(loaded)
     for line in (
         describe(summary["recommendation"], not off) if summary["recommendation"] or off else ()
@@ -552,7 +552,7 @@ def trials(
     objectives = objectives_of(loaded)
     shown = front or (objectives[1] if len(objectives) > 1 else "FLOPs")
     out.print(trials_table(rows, study, shown, wide))
-    out.print(answer_line(answer), highlight=False, soft_wrap=True)
+    out.print(answer_line(answer), highlight=False)
     off = confirmation_off(loaded)
     for line in describe(rec, not off) if rec or off else ():
         out.print(line, highlight=False)

@@ -89,7 +89,7 @@ def test_a_search_takes_the_imagenet_defaults_and_resumes(sample: Path, tmp_path
     assert again.datetime_complete == first.datetime_complete  # not retrained
     assert trials[1].datetime_start > first.datetime_complete
     # `trials` shows the 64-px trials' FLOPs at 224 px too.
-    res = run_cli("trials", "--storage", db, env=env)
+    res = run_cli("trials", "--storage", db, "--wide", env=env)
     assert res.returncode == 0, res.stderr
     head = next(ln for ln in res.stdout.splitlines() if "FLOPs @224" in ln)
     assert head.index("FLOPs @224") > head.index("FLOPs ")

@@ -486,9 +486,9 @@ def test_a_config_proposed_again_trains_with_the_next_seed(tmp_path: Path) -> No
     assert best["mean_accuracy"] == pytest.approx(mean)
     assert best_config(rows[:1]) is None  # no repeats: the best trial says it all
     res = run_clis([["trials", "--study", DEFAULT_STUDY, "--storage", url]], tmp_path)[0]
-    # the mean over the 3 seeds, with its 95% t interval, as `mean [lo, hi] (n)`
+    # the mean over the 3 seeds, with its 95% t interval, as `mean [lo, hi] n`
     assert res.returncode == 0 and f"{mean:.1%} [" in res.stdout, res.stdout + res.stderr
-    assert "] (3)" in res.stdout
+    assert "] 3" in res.stdout
     # A new seed is a new measurement: the curves differ (the same seed would replay exactly).
     study = load(DEFAULT_STUDY, url)
     curves = [t.user_attrs["curve"][0]["train_loss"] for t in study.trials]
