@@ -13,12 +13,14 @@ package's public face.
 from __future__ import annotations
 
 from nas.dashboard.distributions import (
+    PHASES,
     cardinality_figure,
     edf_figure,
     edf_groups,
     equal_complexity_sets,
     group_key,
     model_size_figure,
+    phase_trials,
     spec_errors,
 )
 from nas.dashboard.figures import (
@@ -31,6 +33,7 @@ from nas.dashboard.figures import (
     importance_figure,
     learning_curves_figure,
     pareto_figure,
+    phase_name,
     recommendation_figure,
 )
 from nas.dashboard.importance import Importances, param_importances
@@ -41,6 +44,7 @@ from nas.dashboard.page import (
     load_study,
     records_from_study,
     script_json,
+    study_importances,
     study_recommendation,
     study_state,
     table_rows,
@@ -58,6 +62,7 @@ __all__ = [
     "GROUPINGS",
     "Importances",
     "METRICS",
+    "PHASES",
     "build_page",
     "script_json",
     "cardinality_figure",
@@ -81,11 +86,14 @@ __all__ = [
     "model_size_figure",
     "param_importances",
     "pareto_figure",
+    "phase_name",
+    "phase_trials",
     "recommendation_figure",
     "records_from_study",
     "screenshot",
     "serve",
     "spec_errors",
+    "study_importances",
     "study_recommendation",
     "study_state",
     "table_rows",

@@ -1,9 +1,12 @@
 """The design-space figures: error EDFs by group (Radosavovic et al. 2019) and the paper's views,
 Table 3 (error against C at preserved complexity) and Fig. 7 (error against model size), each
-view with the pooled effect of its axes over every search-phase trial
+view with the pooled effect of its axes over every trial of its phase
 (:func:`nas.stats.designspace.axis_effects`).
 
-Each takes :func:`nas.search.records.trial_record` dicts and returns a plotly Figure.
+Each takes :func:`nas.search.records.trial_record` dicts and a ``phase`` and returns a plotly
+Figure over the complete trials of that phase alone: a 3-epoch proxy trial and a longer
+confirmation trial of one configuration measure different things, and are never pooled or
+averaged. The search (proxy) phase is the default: it is the design space's sample.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from nas.dashboard.plot import (
     spec_of,
     waiting,
 )
-from nas.search.attrs import SEARCH
+from nas.search.attrs import CONFIRM, SEARCH
 from nas.search.records import spec_key
 from nas.stats.designspace import (
     axis_effect_lines,
@@ -51,10 +54,32 @@ from nas.stats.recommend import mean_interval
 # Design-space EDFs (Radosavovic et al. 2019)
 
 
+# The phases a view can show, as the page names them.
+PHASES = {SEARCH: "proxy trials (search phase)", CONFIRM: "confirmation trials"}
+
+
+def check_phase(phase: str) -> str:
+    """``phase`` if it is one of :data:`PHASES`, else ValueError."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
+    return phase
+
+
+def phase_trials(records: list[dict[str, Any]], phase: str = SEARCH) -> list[dict[str, Any]]:
+    """The complete trials of one phase: a view compares trials of one schedule, so a proxy and
+    a confirmation trial (a longer one) are never pooled."""
+    check_phase(phase)
+    return [r for r in complete_trials(records) if r.get("phase", SEARCH) == phase]
+
+
 def search_phase(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The complete trials of the search phase: the design-space views compare trials of one
-    schedule, so a confirmation trial (a longer one) is never pooled with them."""
-    return [r for r in complete_trials(records) if r.get("phase", SEARCH) == SEARCH]
+    """The complete trials of the search phase (:func:`phase_trials`)."""
+    return phase_trials(records, SEARCH)
+
+
+def phase_words(phase: str) -> str:
+    """`` (confirmation trials)`` for a title, nothing for the default search phase."""
+    return "" if phase == SEARCH else f" ({PHASES[phase]})"
 
 
 def group_key(r: dict[str, Any], by: str) -> Any:
@@ -107,15 +132,19 @@ def _normalised(
 
 
 def edf_groups(
-    records: list[dict[str, Any]], by: str = "cardinality", normalise: bool = False
+    records: list[dict[str, Any]],
+    by: str = "cardinality",
+    normalise: bool = False,
+    phase: str = SEARCH,
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """Errors (%) and weights of the complete trials by group label (see :func:`group_keys`).
+    """Errors (%) and weights of the complete trials of ``phase`` by group label (see
+    :func:`group_keys`).
 
     With ``normalise``, the weights come from :func:`complexity_weights` (equal log-FLOPs
     distribution in every group), after leaving out the smallest groups, one at a time, while
     the groups share no FLOPs range; otherwise each trial weighs 1.
     """
-    done = search_phase(records)
+    done = phase_trials(records, phase)
     keys = group_keys(done, by)
     if normalise:
         done, keys, weights = _normalised(done, keys)
@@ -132,24 +161,28 @@ def edf_groups(
 
 
 def edf_figure(
-    records: list[dict[str, Any]], by: str = "cardinality", normalise: bool = False
+    records: list[dict[str, Any]],
+    by: str = "cardinality",
+    normalise: bool = False,
+    phase: str = SEARCH,
 ) -> go.Figure:
-    """Error EDFs of the groups of ``by`` with at least ``MIN_EDF_GROUP`` trials, each with its
-    95% DKW band and n, and the KS statistic of neighbouring groups against its critical value.
+    """Error EDFs of the groups of ``by`` with at least ``MIN_EDF_GROUP`` trials of ``phase``,
+    each with its 95% DKW band and n, and the KS statistic of neighbouring groups against its
+    critical value.
 
     Weighted (normalised) groups use Kish's effective n for the band and the critical value.
     """
     kind = "complexity-normalised " if normalise else ""
-    what = f"{kind}error EDFs by {LABELS.get(by, by)}"
+    what = f"{kind}error EDFs by {LABELS.get(by, by)}{phase_words(phase)}"
     fig = go.Figure()
     layout(
         fig,
-        f"{kind}error EDF by {LABELS.get(by, by)} (95% DKW bands)",
+        f"{kind}error EDF by {LABELS.get(by, by)}{phase_words(phase)} (95% DKW bands)",
         xaxis={"title": "top-1 error (%)"},
         yaxis={"title": "cumulative prob.", "range": [0, 1.02]},
     )
     try:
-        groups = edf_groups(records, by, normalise)
+        groups = edf_groups(records, by, normalise, phase)
     except ValueError as e:
         return waiting(fig, f"{what}: {e}")
     sizes = {label: sum(w > 0 for w in ws) for label, (_, ws) in groups.items()}
@@ -236,12 +269,12 @@ def edf_figure(
 # The paper's views: Table 3 (error vs C at preserved complexity) and Fig. 7 (error vs size)
 
 
-def spec_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Complete search-phase trials merged per spec: mean, std and 95% t interval of the error
+def spec_errors(records: list[dict[str, Any]], phase: str = SEARCH) -> list[dict[str, Any]]:
+    """Complete trials of ``phase`` merged per spec: mean, std and 95% t interval of the error
     over seeds (%), the interval's bounds clipped to [0, 100]% (a t interval of a few seeds can
-    leave it). Confirmation trials train longer and are never averaged in."""
+    leave it). The other phase trains another schedule and is never averaged in."""
     by_spec: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in search_phase(records):
+    for r in phase_trials(records, phase):
         by_spec[spec_key(r["spec"])].append(r)
     rows = []
     for trials in by_spec.values():
@@ -346,11 +379,15 @@ def _error_trace(
 
 
 def _pooled(
-    fig: go.Figure, records: list[dict[str, Any]], names: list[str], empty: str
+    fig: go.Figure,
+    records: list[dict[str, Any]],
+    names: list[str],
+    empty: str,
+    phase: str = SEARCH,
 ) -> go.Figure:
-    """The pooled effects of ``names`` over every search-phase trial: a note in the corner, or,
+    """The pooled effects of ``names`` over every trial of ``phase``: a note in the corner, or,
     on a figure with nothing to draw, after the ``empty`` line the page shows instead."""
-    lines = axis_effect_lines(axis_effects(records), names)
+    lines = axis_effect_lines(axis_effects(records, phase), names)
     if not fig.data:
         return waiting(fig, f"{empty}; pooled over every trial, " + "; ".join(lines))
     fig.add_annotation(
@@ -371,17 +408,21 @@ def _pooled(
 
 
 def cardinality_figure(
-    records: list[dict[str, Any]], tolerance: float = 0.1, max_lines: int = 6
+    records: list[dict[str, Any]],
+    tolerance: float = 0.1,
+    max_lines: int = 6,
+    phase: str = SEARCH,
 ) -> go.Figure:
-    """Table 3 style: error against C among specs of one family within ``tolerance`` of FLOPs.
+    """Table 3 style: error against C among specs of one family within ``tolerance`` of FLOPs,
+    over the trials of ``phase``.
 
     Each line is one family (template, depths, width...) and one set of
     :func:`equal_complexity_sets`; the ``max_lines`` sets spanning the most C are drawn. The
-    note holds the log2 C effect at fixed FLOPs pooled over every search-phase trial.
+    note holds the log2 C effect at fixed FLOPs pooled over every trial of the phase.
     """
     lines = [
         pts
-        for fam_rows in _families(spec_errors(records))
+        for fam_rows in _families(spec_errors(records, phase))
         for pts in equal_complexity_sets(fam_rows, tolerance, max_lines)
     ]
     lines.sort(key=lambda pts: (-len(pts), -sum(r["n"] for r in pts), pts[0]["flops"]))
@@ -394,7 +435,8 @@ def cardinality_figure(
         fig.add_trace(_error_trace(pts, [r["spec"]["cardinality"] for r in pts], name))
     layout(
         fig,
-        f"Error against cardinality at preserved complexity (FLOPs within {tolerance:.0%})",
+        f"Error against cardinality at preserved complexity (FLOPs within {tolerance:.0%})"
+        f"{phase_words(phase)}",
         xaxis={"title": "cardinality C", "type": "log", "dtick": math.log10(2)},
         yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
     )
@@ -402,8 +444,9 @@ def cardinality_figure(
         fig,
         records,
         ["log2 C"],
-        f"Table 3 view: needs two cardinalities within {tolerance:.0%} of the same FLOPs "
-        "(same depths and width); this study has none",
+        f"Table 3 view{phase_words(phase)}: needs two cardinalities within {tolerance:.0%} of "
+        "the same FLOPs (same depths and width); this study has none",
+        phase,
     )
 
 
@@ -414,15 +457,18 @@ def _families(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(fams.values())
 
 
-def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.Figure:
-    """Fig. 7 style: error against params, cardinality series (d fixed) and width series (C=1).
+def model_size_figure(
+    records: list[dict[str, Any]], max_series: int = 4, phase: str = SEARCH
+) -> go.Figure:
+    """Fig. 7 style: error against params, cardinality series (d fixed) and width series (C=1),
+    over the trials of ``phase``.
 
     Per family, the ``max_series`` values of d with the most cardinalities make the
     cardinality series; the C=1 specs make the width series. The note holds the log2 C and
-    log2 width effects at fixed FLOPs pooled over every search-phase trial.
+    log2 width effects at fixed FLOPs pooled over every trial of the phase.
     """
     fig = go.Figure()
-    for fam_rows in _families(spec_errors(records)):
+    for fam_rows in _families(spec_errors(records, phase)):
         fam = _family_name(fam_rows[0]["spec"])
         by_d: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for r in fam_rows:
@@ -438,7 +484,7 @@ def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.
             fig.add_trace(_error_trace(pts, [r["params"] for r in pts], f"{name} ({fam})", **style))
     layout(
         fig,
-        "Error against model size: cardinality series vs width series",
+        f"Error against model size: cardinality series vs width series{phase_words(phase)}",
         xaxis={"title": "parameters", "type": "log"},
         yaxis={"title": "top-1 error (%), mean and 95% interval over seeds"},
     )
@@ -446,6 +492,7 @@ def model_size_figure(records: list[dict[str, Any]], max_series: int = 4) -> go.
         fig,
         records,
         ["log2 C", "log2 width"],
-        "Fig. 7 view: needs a series of two or more model sizes (one d across C, or C=1 "
-        "across widths); this study has none",
+        f"Fig. 7 view{phase_words(phase)}: needs a series of two or more model sizes (one d "
+        "across C, or C=1 across widths); this study has none",
+        phase,
     )

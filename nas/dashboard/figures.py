@@ -9,16 +9,18 @@ from __future__ import annotations
 import html
 import statistics
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
 from nas.dashboard.distributions import (
+    PHASES,
     cardinality_figure,
     edf_figure,
     model_size_figure,
+    phase_words,
 )
 from nas.dashboard.evidence import (
     MIN_IMPORTANCE,
@@ -331,12 +333,12 @@ def learning_curves_figure(records: list[dict[str, Any]]) -> go.Figure:
 
 
 def importance_effects(
-    records: list[dict[str, Any]], names: Iterable[str]
+    records: list[dict[str, Any]], names: Iterable[str], phase: str = SEARCH
 ) -> dict[str, dict[str, Any]]:
-    """How each param moves accuracy over the complete trials (:func:`evidence.effect`): the
-    Spearman rho or best choice with its bootstrap interval, n, and a direction only where the
-    interval excludes zero."""
-    done = [r for r in records if r["state"] == "COMPLETE" and r.get("val_accuracy") is not None]
+    """How each param moves accuracy over the complete trials of ``phase``
+    (:func:`evidence.effect`): the Spearman rho or best choice with its bootstrap interval, n,
+    and a direction only where the interval excludes zero."""
+    done = _phase_done(records, phase)
     effects = {}
     for name in names:
         pairs = [
@@ -349,32 +351,45 @@ def importance_effects(
     return effects
 
 
-def completed(records: list[dict[str, Any]]) -> int:
-    """The number of complete trials with an accuracy (what importances rest on)."""
-    return sum(r["state"] == "COMPLETE" and r.get("val_accuracy") is not None for r in records)
+def _phase_done(records: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
+    """The complete trials of ``phase`` with an accuracy (a spec is not needed here)."""
+    return [
+        r
+        for r in records
+        if r["state"] == "COMPLETE"
+        and r.get("val_accuracy") is not None
+        and r.get("phase", SEARCH) == phase
+    ]
 
 
-def importance_figure(importances: Importances | None, records: list[dict[str, Any]]) -> go.Figure:
-    """Param importances as bars with their 95% bootstrap interval over trials (see
-    :mod:`nas.dashboard.importance`), labelled with the direction of each effect and its interval.
+def completed(records: list[dict[str, Any]], phase: str = SEARCH) -> int:
+    """The number of complete trials of ``phase`` with an accuracy (what importances rest on)."""
+    return len(_phase_done(records, phase))
+
+
+def importance_figure(
+    importances: Importances | None, records: list[dict[str, Any]], phase: str = SEARCH
+) -> go.Figure:
+    """Param importances over the trials of ``phase`` as bars with their 95% bootstrap interval
+    over trials (see :mod:`nas.dashboard.importance`), labelled with the direction of each effect
+    and its interval; ``importances`` must be of the same phase.
 
     Below ``MIN_IMPORTANCE`` complete trials the panel collapses to how many more it needs.
     """
-    n = completed(records)
+    n = completed(records, phase)
     fig = go.Figure()
-    layout(
-        fig,
-        f"Parameter importances for accuracy (PED-ANOVA, n={n} complete trials)",
-        xaxis={"title": "importance (share of the total)"},
+    head = (
+        f"Parameter importances for accuracy{phase_words(phase)} (PED-ANOVA, n={n} complete trials)"
     )
-    short = too_few("parameter importances", n, MIN_IMPORTANCE)
+    layout(fig, head, xaxis={"title": "importance (share of the total)"})
+    short = too_few(f"parameter importances{phase_words(phase)}", n, MIN_IMPORTANCE)
     if short:
         return waiting(fig, short)
     if not importances or not importances.importance:
         return waiting(fig, f"parameter importances: no parameter varies over the {n} trials")
     imp = importances.importance
     names = sorted(imp, key=imp.get)
-    effects = importance_effects(records, names)
+    effects = importance_effects(records, names, phase)
     texts = {k: effect_text(e, LABELS.get(k, k)) for k, e in effects.items()}
     colour = {"higher": "#2a9d8f", "lower": "#e76f51"}
     low, high = importances.low, importances.high
@@ -399,8 +414,7 @@ def importance_figure(importances: Importances | None, records: list[dict[str, A
             }
         }
         fig.update_layout(
-            title=f"Parameter importances for accuracy (PED-ANOVA, n={n} complete trials)"
-            f"<br><sub>whiskers: {html.escape(how)}</sub>",
+            title=f"{head}<br><sub>whiskers: {html.escape(how)}</sub>",
             margin={"t": 70},
         )
     else:
@@ -462,6 +476,8 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
         return "diamond" if verdict == "equivalent" and r.get("contender") else "circle"
 
     picked = rec["notation"]
+    # A grid study's answer is its search phase's verdict: every spec on every seed.
+    judged = "confirmed" if rec.get("phase", CONFIRM) == CONFIRM else "search-phase"
     fig.add_trace(
         go.Scatter(
             x=[r["mean_accuracy"] for r in rows],
@@ -496,7 +512,7 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
         fig,
         title,
         xaxis={
-            "title": "confirmed validation accuracy: mean, 95% interval of the study model",
+            "title": f"{judged} validation accuracy: mean, 95% interval of the study model",
             "tickformat": ".1%",
             # An accuracy lives in [0, 100]%; so does the axis.
             "range": [max(0.0, low - pad), min(1.0, high + pad)],
@@ -511,19 +527,43 @@ def recommendation_figure(rec: dict[str, Any] | None) -> go.Figure:
 # ---------------------------------------------------------------------------------------------
 
 
+def phase_name(name: str, phase: str) -> str:
+    """A phase's figure name: the bare ``name`` for the search phase (the page's default),
+    ``name@confirm`` for the confirmation phase."""
+    return name if phase == SEARCH else f"{name}@{phase}"
+
+
+# The figures that summarise accuracy over a phase: one of each per phase, chosen on the page.
+PHASE_FIGURES = (
+    *(f"edf-{by}-{norm}" for by in GROUPINGS for norm in ("plain", "norm")),
+    "cardinality",
+    "size",
+    "importance",
+)
+
+
 def figures(
     records: list[dict[str, Any]],
-    importances: Importances | None = None,
+    importances: Importances | Mapping[str, Importances | None] | None = None,
     recommendation: dict[str, Any] | None = None,
 ) -> dict[str, go.Figure]:
-    """Every figure of the page, by name; ``recommendation`` is from :mod:`nas.search.confirm`."""
+    """Every figure of the page, by name; ``recommendation`` is from :mod:`nas.search.confirm`.
+
+    The views that summarise accuracy (EDFs, Table 3, Fig. 7, importances) come once per phase
+    (:func:`phase_name`), each over its own phase's trials; ``importances`` maps a phase to its
+    :class:`Importances` (a bare one is the search phase's).
+    """
+    if not isinstance(importances, Mapping):
+        importances = {SEARCH: importances}
     figs = {f"pareto-{m}": pareto_figure(records, m) for m in METRICS}
-    for by in GROUPINGS:
-        for norm in (False, True):
-            figs[f"edf-{by}-{'norm' if norm else 'plain'}"] = edf_figure(records, by, norm)
-    figs["cardinality"] = cardinality_figure(records)
-    figs["size"] = model_size_figure(records)
+    for ph in PHASES:
+        for by in GROUPINGS:
+            for norm in (False, True):
+                name = f"edf-{by}-{'norm' if norm else 'plain'}"
+                figs[phase_name(name, ph)] = edf_figure(records, by, norm, ph)
+        figs[phase_name("cardinality", ph)] = cardinality_figure(records, phase=ph)
+        figs[phase_name("size", ph)] = model_size_figure(records, phase=ph)
+        figs[phase_name("importance", ph)] = importance_figure(importances.get(ph), records, ph)
     figs["curves"] = learning_curves_figure(records)
-    figs["importance"] = importance_figure(importances, records)
     figs["recommendation"] = recommendation_figure(recommendation)
     return figs

@@ -1,7 +1,8 @@
 """PED-ANOVA parameter importances with a bootstrap interval over complete trials.
 
 The point estimate is Optuna's default evaluator (PED-ANOVA, no scikit-learn) on the study's
-complete trials, with the error as a lower-is-better target. The interval resamples those
+complete trials of one phase (proxy or confirmation: another schedule, never pooled), with the
+error as a lower-is-better target. The interval resamples those
 trials with replacement, rebuilds an in-memory study of each resample through Optuna's public
 API (``create_study`` and ``add_trials``) and runs the same evaluator again: a seeded 95%
 percentile interval over ``RESAMPLES`` replicates. Above ``MAX_DRAWN`` trials each replicate
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.dashboard.evidence import LEVEL, MIN_IMPORTANCE
+from nas.search.attrs import SEARCH, phase
 
 # Replicates of the bootstrap: a rough 2.5%/97.5% percentile, but a 5,000-trial page must still
 # build in seconds (each replicate copies its trials into a new study: ~0.2 ms a trial).
@@ -54,6 +57,17 @@ def error(t: FrozenTrial) -> float:
     return float("nan") if acc is None else 1.0 - float(acc)
 
 
+@contextmanager
+def _silent() -> Iterator[None]:
+    """Optuna at WARNING while in-memory studies are made: not a line per study."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def _quiet(fn: Callable[[], dict[str, float]]) -> dict[str, float] | None:
     # PED-ANOVA warns about small regimes and its target; the panel states n and the interval.
     with warnings.catch_warnings():
@@ -64,18 +78,25 @@ def _quiet(fn: Callable[[], dict[str, float]]) -> dict[str, float] | None:
             return None
 
 
-def evaluate(trials: Sequence[FrozenTrial], params: list[str]) -> dict[str, float] | None:
-    """PED-ANOVA importances (normalised) of ``params`` over ``trials`` whose value is the error,
-    in a new in-memory study; None when Optuna cannot evaluate them."""
+def evaluate(trials: Sequence[FrozenTrial], params: list[str] | None) -> dict[str, float] | None:
+    """PED-ANOVA importances (normalised) of ``params`` (None: all) over ``trials`` whose value
+    is the error, in a new in-memory study; None when Optuna cannot evaluate them."""
     study = optuna.create_study(direction="minimize")
     study.add_trials(trials)
     return _quiet(lambda: optuna.importance.get_param_importances(study, params=params))
 
 
-def error_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The complete trials with a finite error, as bare trials whose one value is that error."""
+def phase_done(study: optuna.Study, ph: str = SEARCH) -> list[FrozenTrial]:
+    """The study's complete trials of phase ``ph``."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in done if phase(t) == ph]
+
+
+def error_trials(study: optuna.Study, ph: str = SEARCH) -> list[FrozenTrial]:
+    """The complete trials of phase ``ph`` with a finite error, as bare trials whose one value
+    is that error."""
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for t in phase_done(study, ph):
         e = error(t)
         if math.isfinite(e):
             # Params and the error only: a replicate copies every trial it draws.
@@ -97,25 +118,21 @@ def bootstrap_importances(
     rng = np.random.default_rng(seed)
     drawn = min(len(trials), max_drawn)
     rows = []
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per replicate's study
-    try:
+    with _silent():
         for _ in range(resamples):
             picked = rng.integers(0, len(trials), size=drawn)
             got = evaluate([trials[i] for i in picked], params)
             if got is not None:
                 rows.append([got.get(p, 0.0) for p in params])
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     return np.array(rows, dtype=float).reshape(len(rows), len(params)), drawn
 
 
 def param_importances(
-    study: optuna.Study, resamples: int = RESAMPLES, seed: int = SEED
+    study: optuna.Study, resamples: int = RESAMPLES, seed: int = SEED, ph: str = SEARCH
 ) -> Importances | None:
     """PED-ANOVA importances of the params for accuracy with their 95% percentile bootstrap
-    interval over complete trials; None with too few or constant trials."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    interval over the complete trials of phase ``ph``; None with too few or constant trials."""
+    done = phase_done(study, ph)
     varying = {
         name
         for name in {n for t in done for n in t.params}
@@ -124,11 +141,12 @@ def param_importances(
     if len(done) < 2 or not varying:
         return None
     # Optuna 5's default evaluator, PED-ANOVA, ranks params by how much they matter for reaching
-    # the top quantile of a lower-is-better target: the error.
-    point = _quiet(lambda: optuna.importance.get_param_importances(study, target=error))
+    # the top quantile of a lower-is-better target: the error; on a copy of this phase's trials.
+    trials = error_trials(study, ph)
+    with _silent():
+        point = evaluate(trials, None)
     if point is None:
         return None
-    trials = error_trials(study)
     n = len(trials)
     if n < MIN_IMPORTANCE:  # the panel shows no importances below this: no interval either
         return Importances(point, None, None, n, 0, 0)

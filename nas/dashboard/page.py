@@ -19,19 +19,26 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
+from nas.dashboard.distributions import PHASES, phase_trials
 from nas.dashboard.figures import METRICS, figures, hover_key
 from nas.dashboard.importance import Importances, param_importances
 from nas.dashboard.plot import FINISHED, format_params, spec_of, waiting_text
 from nas.fileio import ensure_parent, name_part, write_text
-from nas.search.confirm import recommendation, study_prefer
+from nas.search.answer import answer_line, answer_of
 from nas.search.records import mark_config_means, trial_records
 from nas.search.storage import UnknownStudy, load
 
 
 def study_recommendation(study: optuna.Study) -> dict[str, Any] | None:
-    """The confirmed answer of the study (:func:`nas.search.confirm.recommendation`, with the
-    study's own ``--prefer``), if it has one."""
-    return recommendation(study.get_trials(deepcopy=False), study_prefer(study))
+    """The recommendation of the study's answer (:func:`nas.search.answer.study_answer`, with
+    the study's own ``--prefer``), if it has one."""
+    answer = answer_of(study)
+    return None if answer is None else answer["recommendation"]
+
+
+def study_importances(study: optuna.Study) -> dict[str, Importances | None]:
+    """:func:`param_importances` of each phase, never of both pooled."""
+    return {ph: param_importances(study, ph=ph) for ph in PHASES}
 
 
 def load_study(study_name: str, storage: str | None = None) -> optuna.Study:
@@ -111,17 +118,20 @@ def _page_template() -> str:
 def build_page(
     records: list[dict[str, Any]],
     study_name: str,
-    importances: Importances | None = None,
+    importances: Importances | dict[str, Importances | None] | None = None,
     live: bool = False,
     poll_seconds: float = 5.0,
     state: dict[str, Any] | None = None,
     recommendation: dict[str, Any] | None = None,
+    answer: dict[str, Any] | None = None,
 ) -> str:
     """One self-contained HTML page (plotly.js inlined) of every figure and the trial table.
 
     ``live`` makes the page poll ``state.json`` every ``poll_seconds`` and reload when the
     study's ``state`` (see :func:`study_state`) changes. A figure with nothing to show ships as
-    its one ``waiting`` line (the page draws no axes for it).
+    its one ``waiting`` line (the page draws no axes for it). ``answer``
+    (:func:`nas.search.answer.study_answer`) is the header's line; ``importances`` maps each
+    phase to its own (a bare one is the search phase's).
     """
     records = json_safe(records)  # a NaN loss in a history must not break the page's JSON
     made = figures(records, importances, recommendation)
@@ -148,11 +158,13 @@ def build_page(
         "poll_ms": int(1000 * poll_seconds),
         "state": state,
         "metrics": {m: any(r.get(m) is not None for r in records) for m in METRICS},
+        "phases": {ph: len(phase_trials(records, ph)) for ph in PHASES},
     }
     fills = {
         "title": html.escape(f"resnext-nas · {study_name}"),
         "study": html.escape(study_name),
         "summary": html.escape(_summary(records)),
+        "answer": "" if answer is None else html.escape(answer_line(answer)),
         "plotlyjs": get_plotlyjs(),
         "data": script_json(data),
     }
@@ -199,11 +211,13 @@ def dashboard_page(study_name: str, storage: str | None = None) -> str:
     records = records_from_study(study)
     if not any(r["state"] in FINISHED for r in records):
         raise ValueError(f"study {study_name} has no finished trials yet")
+    answer = answer_of(study)
     return build_page(
         records,
         study_name,
-        param_importances(study),
-        recommendation=study_recommendation(study),
+        study_importances(study),
+        recommendation=None if answer is None else answer["recommendation"],
+        answer=answer,
     )
 
 

@@ -13,15 +13,15 @@ from typing import Any
 
 import optuna
 
-from nas.dashboard.importance import param_importances
 from nas.dashboard.page import (
     build_page,
     json_safe,
     load_study,
     records_from_study,
-    study_recommendation,
+    study_importances,
     study_state,
 )
+from nas.search.answer import answer_of
 from nas.search.storage import storage_error
 
 # ---------------------------------------------------------------------------------------------
@@ -120,14 +120,16 @@ class _Live:
         key = json.dumps(state, sort_keys=True)
         if key != self.key:
             records = records_from_study(self.study)
+            answer = answer_of(self.study)
             self.page = build_page(
                 records,
                 self.study.study_name,
-                param_importances(self.study),
+                study_importances(self.study),
                 live=True,
                 poll_seconds=self.poll_seconds,
                 state=state,
-                recommendation=study_recommendation(self.study),
+                recommendation=None if answer is None else answer["recommendation"],
+                answer=answer,
             )
             self.key = key
         return state, self.page
