@@ -62,11 +62,6 @@ class Candidate:
     label_smoothing: float = 0.0
     ema: float = 0.98  # decay per step of the weights' average that the "ema" scorings use
 
-    @property
-    def steps(self) -> int:
-        """Optimiser steps of one run."""
-        return self.epochs * (self.train_images // self.batch_size)
-
     def train_config(self, seed: int, **run: Any) -> TrainConfig:
         """The run's :class:`TrainConfig`; ``run`` holds how it runs (device, precision...)."""
         return TrainConfig(
@@ -287,36 +282,23 @@ def _load(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the comparison
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A statistic and its 95% interval."""
-
-    value: float
-    low: float
-    high: float
-
-    def to_dict(self) -> dict[str, float]:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-
-def icc1(table: np.ndarray, level: float = 0.95) -> Interval:
+def icc1(table: np.ndarray, level: float = 0.95) -> Estimate:
     """One-way random-effects ICC(1) of a configurations x seeds table, with the F-based
     interval (Shrout & Fleiss 1979): the share of one run's variance between configurations."""
     n, k = table.shape
     if n < 2 or k < 2:
-        return Interval(float("nan"), float("nan"), float("nan"))
+        return Estimate(float("nan"), float("nan"), float("nan"))
     means = table.mean(axis=1)
     msb = k * ((means - table.mean()) ** 2).sum() / (n - 1)
     msw = ((table - means[:, None]) ** 2).sum() / (n * (k - 1))
     if msw == 0:
-        return Interval(1.0, 1.0, 1.0)
+        return Estimate(1.0, 1.0, 1.0)
     f0 = msb / msw
     a = (1 - level) / 2
     fl = f0 / stats.f.ppf(1 - a, n - 1, n * (k - 1))
     fu = f0 * stats.f.ppf(1 - a, n * (k - 1), n - 1)
     value = (f0 - 1) / (f0 + k - 1)
-    return Interval(value, (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1))
+    return Estimate(value, (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1))
 
 
 @dataclass(frozen=True)
@@ -331,7 +313,7 @@ class Row:
     mean_accuracy: float
     seed_sd: float  # pooled within-configuration SD
     between_sd: float  # SD of the configurations' means
-    icc: Interval
+    icc: Estimate
     spearman: Estimate
     kendall: Estimate
     binomial_share: float  # of the seed variance, the scoring sample's binomial variance
@@ -425,7 +407,7 @@ def compare(
                         float(t.mean()),
                         within,
                         float(means.std(ddof=1)),
-                        icc1(t) if df else Interval(nan, nan, nan),
+                        icc1(t) if df else Estimate(nan, nan, nan),
                         bootstrap(spearman, means, truth_means, seed=seed),
                         bootstrap(kendall, means, truth_means, seed=seed),
                         binomial / within**2 if within > 0 else nan,
