@@ -41,7 +41,8 @@ Strategies, each with the same compute:
 
 Compute is counted in trial-epochs (``--compute epochs``: a proxy trial costs its epochs, a
 confirmation trial its longer schedule's) or in the seconds the table measured (``--compute
-seconds``: a run's wall seconds, a pruned trial the share of them its epochs ran); both are
+seconds``: a run's CPU-seconds where the table has them for every run, else its wall seconds; a
+pruned trial the share of them its epochs ran); both are
 counted and printed, whichever one budgets. The confirmation phase is budgeted at its worst case
 (``k x max_seeds`` confirmation trials; in seconds, of the ``k`` configurations whose slowest
 confirmation run is slowest); proxy trials run while a whole one fits in what is left.
@@ -49,23 +50,26 @@ confirmation run is slowest); proxy trials run while a whole one fits in what is
 Regret: ground-truth mean accuracy of the band's best configuration minus that of the
 recommended one, in points. The ground truth is the mean over the table's ``truth`` seeds where
 every configuration has them: runs of the confirmation schedule on seeds that no replayed trial
-reads, so a confirmation phase is judged on data it never saw. An older table without them
+reads, or of a longer schedule of their own (``ground_truth.py --truth-from``: the long schedule
+of a ``calibrate --compare`` file), so a confirmation phase is judged on runs it never saw. An
+older table without them
 falls back to the confirmation seeds themselves, which flatters the confirmation phase; the
 report says which. Top-2: how often the recommended configuration is one of the two best by
 ground truth.
 
 Intervals: a nested parametric bootstrap over both sources of error. Each of ``--bootstrap``
 draws resamples the search seeds with replacement (the search's randomness) and draws every
-configuration's truth mean from a normal distribution around the table's with its standard
-error (the table's own noise): the pooled seed-to-seed SD of every confirmation-schedule run,
-confirmation and truth seeds alike (one schedule, one noise), over the square root of the
-configuration's truth seeds. Each resampled answer is scored against the drawn truth, whose best
-configuration may change. The 95% interval is the basic (reverse percentile) one, twice the
-mean regret minus the draws' 97.5 and 2.5 percentiles, cut at 0: the best of noisy means lies
-above the best true mean, so a regret measured on the table is biased upwards, and a drawn
-truth's regret further still; the basic interval takes that bias off where the percentile
-interval would add it again. The paired differences use the same draws. ``search only`` is the
-same bootstrap with the truth means held at the table's: the search's randomness alone.
+configuration's truth mean from a normal distribution around the table's with its standard error
+(the table's own noise): the pooled seed-to-seed SD of every run at the truth's schedule
+(confirmation and truth seeds alike where they share one: one schedule, one noise), over the
+square root of the configuration's truth seeds. Each resampled answer is scored against the
+drawn truth, whose best configuration may change. The 95% interval is the basic (reverse
+percentile) one, twice the mean regret minus the draws' 97.5 and 2.5 percentiles, cut at 0: the
+best of noisy means lies above the best true mean, so a regret measured on the table is biased
+upwards, and a drawn truth's regret further still; the basic interval takes that bias off where
+the percentile interval would add it again. The paired differences use the same draws. ``search
+only`` is the same bootstrap with the truth means held at the table's: the search's randomness
+alone.
 
     PYTHONPATH=. python benchmarks/bench_search_quality.py gt.json --search-seeds 10
 """
@@ -127,6 +131,12 @@ class Truth:
     independent: bool = False  # every configuration has truth seeds of its own
     curves: bool = False  # every proxy run has its per-epoch curve
     timed: bool = False  # every run has its wall seconds
+    # What a run's seconds are: its CPU-seconds where every run has them (a table trained beside
+    # other work keeps them true), else its wall seconds.
+    clock: str = "seconds"
+    # The truth's own schedule where it is not the confirmation's (scripts/ground_truth.py
+    # --truth-from: train_images, epochs, from); None: the confirmation schedule.
+    truth_schedule: dict[str, Any] | None = None
     _index: dict[tuple, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,12 +171,27 @@ class Truth:
             independent=all(c.get("truth") for c in configs),
             curves=all("curve" in v for c in configs for v in c["proxy"].values()),
             timed=all("seconds" in v for v in runs),
+            clock="cpu_seconds" if all("cpu_seconds" in v for v in runs) else "seconds",
+            truth_schedule=raw.get("truth_schedule"),
         )
 
     @classmethod
     def load(cls, path: Path) -> Truth:
         """Read a ``scripts/ground_truth.py`` JSON."""
         return cls.from_dict(json.loads(path.read_text()), str(path))
+
+    @property
+    def noise_runs(self) -> tuple[str, ...]:
+        """The schedules whose runs share the truth's seed noise: the truth's own where it has a
+        schedule of its own, else every confirmation-schedule run."""
+        return ("truth",) if self.truth_schedule else ("confirm", "truth")
+
+    def schedule_name(self) -> str:
+        """The truth's schedule in words."""
+        s = self.truth_schedule
+        if s is None:
+            return f"the confirmation schedule ({self.confirm_epochs} epochs)"
+        return f"the truth schedule ({s['train_images']:,} images x {s['epochs']} epochs)"
 
     @property
     def source(self) -> str:
@@ -181,7 +206,7 @@ class Truth:
 
     def standard_errors(self) -> np.ndarray:
         """Each ground-truth mean's standard error, in points: the pooled seed-to-seed SD of
-        the confirmation schedule over the square root of its seeds."""
+        the truth's schedule over the square root of its seeds."""
         n = np.array([len(c[self.source]) for c in self.configs])
         return seed_sd(self) / np.sqrt(n)
 
@@ -206,13 +231,13 @@ class Truth:
             return float(self.proxy_epochs)
         if not self.timed:
             raise ValueError("the table lacks the wall seconds of some runs: count in epochs")
-        return float(np.mean([v["seconds"] for c in self.configs for v in c["proxy"].values()]))
+        return float(np.mean([v[self.clock] for c in self.configs for v in c["proxy"].values()]))
 
     def cheapest_proxy(self, unit: str) -> float:
         """The least compute a whole proxy trial of the table costs in ``unit``."""
         if unit == "epochs":
             return float(self.proxy_epochs)
-        return float(min(v["seconds"] for c in self.configs for v in c["proxy"].values()))
+        return float(min(v[self.clock] for c in self.configs for v in c["proxy"].values()))
 
     def whole(self, i: int | None, run: dict[str, Any] | None, unit: str) -> float:
         """The compute of a whole proxy trial that reads ``run`` of configuration ``i`` (for a
@@ -221,9 +246,9 @@ class Truth:
         if unit == "epochs":
             return float(self.proxy_epochs)
         if run is not None:
-            return float(run["seconds"])
+            return float(run[self.clock])
         if i is not None:
-            return float(np.mean([v["seconds"] for v in self.configs[i]["proxy"].values()]))
+            return float(np.mean([v[self.clock] for v in self.configs[i]["proxy"].values()]))
         return self.proxy_cost(unit)
 
     def reserve(self, settings: ConfirmSettings, unit: str) -> float:
@@ -232,7 +257,7 @@ class Truth:
         if unit == "epochs":
             return float(settings.k * settings.max_seeds * self.confirm_epochs)
         slowest = sorted(
-            (max(v["seconds"] for v in c["confirm"].values()) for c in self.configs),
+            (max(v[self.clock] for v in c["confirm"].values()) for c in self.configs),
             reverse=True,
         )
         return settings.max_seeds * float(sum(slowest[: settings.k]))
@@ -280,7 +305,7 @@ class Replay:
         (the error, step = epoch); pruned after epoch e, it costs e epochs and that share of
         the run's seconds."""
         curve = run.get("curve") or []
-        seconds = float(run.get("seconds", math.nan))
+        seconds = float(run.get(self.truth.clock, math.nan))
         for epoch, acc in enumerate(curve, 1):
             trial.report(1 - acc, epoch)
             if epoch < self.truth.proxy_epochs and trial.should_prune():
@@ -315,7 +340,7 @@ class Replay:
         if confirming:
             acc = float(run["val_accuracy"])
             self.epochs += self.truth.confirm_epochs
-            self.seconds += float(run.get("seconds", math.nan))
+            self.seconds += float(run.get(self.truth.clock, math.nan))
         else:
             self.proxies += 1
             acc = self._proxy_trial(trial, run)
@@ -388,32 +413,32 @@ def _best_single(study: optuna.Study, truth: Truth) -> int | None:
     return truth.index(max(done, key=lambda t: t.user_attrs["val_accuracy"]).params)
 
 
-def seed_sd(truth: Truth) -> float:
-    """The pooled seed-to-seed SD of every confirmation-schedule run (confirmation and truth
-    seeds), in points; 0 without two runs of one configuration."""
-    runs = [
-        np.array([100 * v["val_accuracy"] for s in ("confirm", "truth") for v in c[s].values()])
+def _noise_runs(truth: Truth) -> list[np.ndarray]:
+    return [
+        np.array([100 * v["val_accuracy"] for s in truth.noise_runs for v in c[s].values()])
         for c in truth.configs
     ]
+
+
+def seed_sd(truth: Truth) -> float:
+    """The pooled seed-to-seed SD of every run at the truth's schedule (:attr:`Truth.noise_runs`),
+    in points; 0 without two runs of one configuration."""
+    runs = _noise_runs(truth)
     df = sum(len(r) - 1 for r in runs)
     dev = sum(float(np.sum((r - r.mean()) ** 2)) for r in runs if len(r))
     return (dev / df) ** 0.5 if df > 0 else 0.0
 
 
 def separability(truth: Truth, permutations: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Can the table tell its configurations apart at the confirmation schedule?
+    """Can the table tell its configurations apart at the truth's schedule?
 
-    Every run of that schedule (confirmation and truth seeds) in a one-way analysis of
-    variance: the F statistic (between-configuration over within-configuration mean square), its
-    p-value by permuting runs across configurations, the pooled seed-to-seed SD and the
-    estimated SD of the configurations' true means (0 when F <= 1). With F near 1 the
-    configurations differ by less than the seed noise can show, and so does every regret.
+    Every run of that schedule (:attr:`Truth.noise_runs`) in a one-way analysis of variance:
+    the F statistic (between-configuration over within-configuration mean square), its p-value
+    by permuting runs across configurations, the pooled seed-to-seed SD and the estimated SD of
+    the configurations' true means (0 when F <= 1). With F near 1 the configurations differ by
+    less than the seed noise can show, and so does every regret.
     """
-    runs = [
-        np.array([100 * v["val_accuracy"] for s in ("confirm", "truth") for v in c[s].values()])
-        for c in truth.configs
-    ]
-    return rank.separability(runs, permutations, seed)
+    return rank.separability(_noise_runs(truth), permutations, seed)
 
 
 Strategy = Callable[[Truth, int, Plan], tuple[int | None, Replay]]
@@ -425,7 +450,7 @@ def proxy_budget(truth: Truth, plan: Plan) -> tuple[float, int]:
     reserve = truth.reserve(plan.confirm, plan.unit)
     limit = plan.budget - reserve
     cost = truth.proxy_cost(plan.unit)
-    n = int(limit // cost) if limit > 0 else 0
+    n = int(limit / cost + 1e-9) if limit > 0 else 0  # a budget of whole trials stays whole
     if n < plan.confirm.k:
         raise ValueError(
             f"--budget {plan.budget:g} {plan.unit} leaves {n} proxy trials after the "
@@ -596,7 +621,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=UNITS,
         default="epochs",
         help="the unit every strategy's equal budget is counted in: trial-epochs, or the "
-        "table's measured wall seconds",
+        "table's measured seconds (CPU-seconds where it has them for every run)",
     )
     p.add_argument(
         "--budget", type=float, default=None, help="in --compute's unit (default: see --help)"
@@ -637,7 +662,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{len(truth.configs)} configurations; ground-truth best "
         f"{truth.configs[int(np.argmax(gt))]['notation']} at {gt.max():.2%}; compute "
         f"{_compute(budget, args.compute)} a search (proxy trial {truth.proxy_epochs} epochs"
-        + (f", {truth.proxy_cost('seconds'):.0f} s on average" if truth.timed else "")
+        + (
+            f", {truth.proxy_cost('seconds'):.0f} "
+            f"{'CPU-s' if truth.clock == 'cpu_seconds' else 's'} on average"
+            if truth.timed
+            else ""
+        )
         + f"; confirmation trial {truth.confirm_epochs} epochs); {args.search_seeds} search "
         f"seeds; confirmation k={settings.k}, seeds {settings.seeds}..{settings.max_seeds}"
     )
@@ -650,7 +680,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     truth_runs = min(len(c[truth.source]) for c in truth.configs)
     print(
-        f"ground truth: {truth_runs} {truth.source} seeds a configuration"
+        f"ground truth: {truth_runs} {truth.source} seeds a configuration at "
+        f"{truth.schedule_name()}"
         + (
             ", apart from every seed a replayed trial reads"
             if truth.independent
@@ -659,7 +690,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     )
     print(
-        f"separability at the confirmation schedule ({sep['runs']} runs): F = {sep['f']:.2f}, "
+        f"separability at {truth.schedule_name()} ({sep['runs']} runs): F = {sep['f']:.2f}, "
         f"permutation p = {sep['p']:.2f}; seed-to-seed SD {sep['seed_sd']:.2f} pt, estimated SD "
         f"of the configurations' true means {sep['config_sd']:.2f} pt"
         + (

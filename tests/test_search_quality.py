@@ -19,6 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.data import MIN_VAL_IMAGES
 from nas.training.config import DEFAULT_TRIAL
 from tests.helpers import ROOT, toy_data
 
@@ -59,7 +60,8 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     assert calls[0] == (
         "toy",
         {"data_dir": "/some/where", "train_images": DEFAULT_TRIAL.train_images,
-         "val_fraction": DEFAULT_TRIAL.val_fraction, "seed": 0, "resolution": None},
+         "val_fraction": DEFAULT_TRIAL.val_fraction, "seed": 0, "resolution": None,
+         "val_cap": DEFAULT_TRIAL.val_cap, "min_val": MIN_VAL_IMAGES},
     )  # fmt: skip
     assert len(first["configs"]) == 3
     for c in first["configs"]:
@@ -75,12 +77,14 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     assert len(again["command"]) == 2 and again["wall_seconds"] > 0
     with pytest.raises(ValueError, match="other settings"):
         gt.run([*BAND, "--out", str(out), "--epochs", "2"])
-    # Each run keeps its per-epoch curve, whose best is the run's accuracy.
+    # Each run keeps its per-epoch curve, one of whose scores is the run's accuracy (the best,
+    # on a split no bigger than the interim sample, as here), and its CPU-seconds.
     for c in again["configs"]:
         for sched, epochs in (("proxy", 1), ("confirm", 2)):
             for run in c[sched].values():
                 assert len(run["curve"]) == epochs
                 assert max(run["curve"]) == pytest.approx(run["val_accuracy"])
+                assert run["cpu_seconds"] > 0
     # An older file's proxy run without a curve is trained again, the old accuracy kept beside
     # the new; a confirmation run without one stays (the pruner replay reads proxy curves only).
     saved = json.loads(out.read_text())
@@ -148,6 +152,51 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     possible = {round(100 * (truth.max() - t), 9) for t in truth}
     for name, r in summary["results"].items():
         assert {round(x, 9) for x in r["regrets"] if x == x} <= possible, name
+
+    # A truth at a schedule of its own: the long runs of a `calibrate --compare` file, matched
+    # by spec; its seed noise is the truth runs' alone (not pooled with the confirmation's).
+    rng = np.random.default_rng(5)
+    recipes = {
+        "candidates": {"long": {"train_images": 120, "epochs": 6}},
+        "configs": [
+            {
+                "spec": c["spec"],
+                "runs": {
+                    f"long/{seed}": {
+                        "status": "completed",
+                        "accuracy": {"raw": {"10": 0.1, "64": float(rng.uniform(0.3, 0.6))}},
+                        "wall_seconds": 9.0,
+                        "cpu_seconds": 8.0,
+                        "curve": [0.2, 0.3],
+                        "scored_images": 64,
+                    }
+                    for seed in (1000, 1001)
+                }
+                | {"base/0": {"status": "completed"}},
+            }
+            for c in grown["configs"]
+        ],
+    }
+    rfile = tmp_path / "recipes.json"
+    rfile.write_text(json.dumps(recipes))
+    out2 = tmp_path / "gt-long.json"
+    longer = gt.run([*BAND, "--out", str(out2), "--truth-from", str(rfile), "--truth-seeds", "3"])
+    assert longer["truth_schedule"]["epochs"] == 6
+    for c, r in zip(longer["configs"], recipes["configs"], strict=True):
+        assert set(c["truth"]) == {"1000", "1001"}  # none trained here, whatever --truth-seeds
+        assert c["truth"]["1001"]["val_accuracy"] == r["runs"]["long/1001"]["accuracy"]["raw"]["64"]
+    table = bench.Truth.from_dict(longer)
+    assert table.source == "truth" and table.noise_runs == ("truth",)
+    long_runs = [
+        [100 * r["runs"][f"long/{s}"]["accuracy"]["raw"]["64"] for s in (1000, 1001)]
+        for r in recipes["configs"]
+    ]
+    pooled = np.sqrt(np.mean([np.var(x, ddof=1) for x in long_runs]))
+    assert bench.seed_sd(table) == pytest.approx(pooled)
+    recipes["configs"].pop()
+    rfile.write_text(json.dumps(recipes))
+    with pytest.raises(ValueError, match="has no runs of"):
+        gt.run([*BAND, "--out", str(tmp_path / "gt-3.json"), "--truth-from", str(rfile)])
 
 
 # The committed table's band (benchmarks/data/ground-truth-cifar10.json): 14 configurations.
