@@ -251,7 +251,13 @@ def answer(
     acc = phase_accuracies(trials, ph)
     if not acc:
         return None
-    return recommend(acc, chance_of(trials), criterion(trials, acc, prefer), seed=seed)
+    return recommend(
+        acc,
+        chance_of(trials),
+        criterion(trials, acc, prefer),
+        seed=seed,
+        label=lambda key: notation(config_of(key)[0]),
+    )
 
 
 def recommendation(

@@ -28,7 +28,7 @@ numpy and scipy only; no Optuna, no torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,9 +214,13 @@ def _holm(model: Fit, leader: str) -> tuple[dict[str, float], dict[str, float], 
 
 
 def judge(
-    model: Fit, chance: float | None = None, criterion: Criterion | None = None
+    model: Fit,
+    chance: float | None = None,
+    criterion: Criterion | None = None,
+    label: Callable[[str], str] = str,
 ) -> Verdict | None:
-    """The verdict on a fitted phase; None with no configuration."""
+    """The verdict on a fitted phase; None with no configuration. ``label`` names a
+    configuration in the reason (its key, unless told)."""
     if not model.names:
         return None
     shrunk = model.shrunk
@@ -284,7 +288,7 @@ def judge(
             contenders=(leader,),
             reason=(
                 f"ahead of every rival: at least {_pts(lead_low)} ahead of the closest, "
-                f"{closest} (95%, Holm-adjusted over {m} rival{'s' * (m != 1)})"
+                f"{label(closest)} (95%, Holm-adjusted over {m} rival{'s' * (m != 1)})"
             ),
             lead_low=lead_low,
             shortfall_high=0.0,
@@ -394,10 +398,12 @@ def recommend(
     criterion: Criterion | None = None,
     draws: int = DRAWS,
     seed: int = 0,
+    label: Callable[[str], str] = str,
 ) -> Recommendation | None:
-    """The recommendation from accuracies (configuration -> seed -> accuracy); None if empty."""
+    """The recommendation from accuracies (configuration -> seed -> accuracy); None if empty.
+    ``label`` names a configuration in the verdict's reason."""
     model = fit(accuracies, draws=draws, seed=seed)
-    verdict = judge(model, chance, criterion)
+    verdict = judge(model, chance, criterion, label)
     if verdict is None:
         return None
     return Recommendation(model, verdict, model.p_best())

@@ -112,6 +112,8 @@ def test_recommendation_record_by_hand() -> None:
     low, high = rec["ci95"]
     assert low < 0.62 < high and 0 < high - low < 2 * 4.302653 * 0.02 / math.sqrt(3)
     assert rec["verdict"] == "best" and 0 < rec["margin"] < 0.10 and rec["p_best"] > 0.99
+    # The reason names the closest rival as every other line names a configuration.
+    assert "closest, 2x4d 1-1-1 w32 (95%" in rec["reason"] and "{" not in rec["reason"]
     assert rec["chance"] == pytest.approx(0.1) and rec["tau"] > 0.05
     ru = rec["runner_up"]
     assert ru["notation"] == "2x4d 1-1-1 w32" and ru["mean_accuracy"] == pytest.approx(0.52)
