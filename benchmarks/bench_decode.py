@@ -26,16 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.shared import find_archive
 from nas.data import folder, load_dataset
-
-
-def _find_tarball() -> Path:
-    root = Path(__file__).resolve().parents[1]
-    for p in root.parents:
-        path = p / "shared" / "data" / "cifar10-jpg.tar.gz"
-        if path.is_file():
-            return path
-    raise SystemExit("cifar10-jpg.tar.gz not found in shared/data above the project; --tarball")
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -50,7 +42,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=5000, help="images of the serial comparison")
     ap.add_argument("--sides", default="32", help="sides decoded to in the comparison, e.g. 64,224")
     args = ap.parse_args()
-    tarball = args.tarball or _find_tarball()
+    tarball = args.tarball or find_archive(flag="--tarball")
     print(f"{tarball} ({tarball.stat().st_size / 1e6:.1f} MB), {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RESNEXT_NAS_DATA"] = tmp

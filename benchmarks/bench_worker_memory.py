@@ -33,16 +33,9 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.shared import find_archive
+
 MB = 2**20
-
-
-def _find_tarball() -> Path:
-    root = Path(__file__).resolve().parents[1]
-    for p in root.parents:
-        path = p / "shared" / "data" / "cifar10-jpg.tar.gz"
-        if path.is_file():
-            return path
-    raise SystemExit("cifar10-jpg.tar.gz not found in shared/data above the project; --data-dir")
 
 
 def _tree(root: int) -> list[int]:
@@ -196,7 +189,7 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, metavar=("WORKERS", "SHARING"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dataset == "folder" and args.data_dir is None:
-        args.data_dir = _find_tarball()
+        args.data_dir = find_archive(flag="--data-dir")
     if args.one:
         one(args)
         return
