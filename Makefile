@@ -24,7 +24,7 @@ DEMO_SEARCH := --trials 5 --train-images 2000 --confirm 2 --confirm-seeds 2 --co
 
 demo: setup
 	mkdir -p runs
-	$(BIN)/resnext-nas budget --template cifar --flops 8e6 --tolerance 0.1 --depths 1,1,1 --depths 2,2,2 --widths 32
+	$(BIN)/resnext-nas budget --template cifar --flops 5e6 --tolerance 0.6 --depths 1,1,1 --depths 2,2,2 --depths 3,3,3 --widths 16,32,64 --cardinalities 1,4,16 --bottleneck-widths 1,3,6
 	$(BIN)/resnext-nas search $(DEMO_SEARCH) $(DEMO)
 	$(BIN)/resnext-nas trials $(DEMO)
 	$(BIN)/resnext-nas dashboard $(DEMO) --out runs/demo-dashboard.html

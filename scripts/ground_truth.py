@@ -40,8 +40,11 @@ from nas.fileio import claim, claim_alive, locked, write_json  # noqa: E402
 from nas.search.attrs import notation  # noqa: E402
 from nas.search.confirm import ConfirmSettings  # noqa: E402
 from nas.search.space import (  # noqa: E402
+    SEARCH_BOTTLENECK_WIDTHS,
+    SEARCH_CARDINALITIES,
     SEARCH_DEPTHS,
     SEARCH_FLOPS,
+    SEARCH_TOLERANCE,
     SEARCH_WIDTHS,
     SearchSpace,
     spec_params,
@@ -71,7 +74,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the data split (as search's)")
     p.add_argument("--flops", type=float, default=SEARCH_FLOPS)
-    p.add_argument("--tolerance", type=float, default=0.1)
+    p.add_argument("--tolerance", type=float, default=SEARCH_TOLERANCE)
     p.add_argument(
         "--depths",
         action="append",
@@ -79,8 +82,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="blocks per stage, repeatable (default: search's)",
     )
     p.add_argument("--widths", default=",".join(map(str, SEARCH_WIDTHS)))
-    p.add_argument("--cardinalities", default=None, help="default: every C")
-    p.add_argument("--bottleneck-widths", default=None, help="default: every integer d")
+    p.add_argument(
+        "--cardinalities",
+        default=",".join(map(str, SEARCH_CARDINALITIES)),
+        help="default: search's; empty: every C",
+    )
+    p.add_argument(
+        "--bottleneck-widths",
+        default=",".join(map(str, SEARCH_BOTTLENECK_WIDTHS)),
+        help="default: search's; empty: every integer d",
+    )
     p.add_argument("--max-configs", type=int, default=None, help="default: the whole band")
     p.add_argument("--epochs", type=int, default=DEFAULT_TRIAL.epochs)
     p.add_argument("--confirm-epochs", type=int, default=None)
@@ -105,7 +116,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true", help="as `search --channels-last`")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads a run (default: all)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # The file states its skeletons: the search's default may change.
+    args.depths = args.depths or [",".join(map(str, d)) for d in SEARCH_DEPTHS]
+    return args
 
 
 def band(args: argparse.Namespace, classes: int, resolution: int) -> SearchSpace:

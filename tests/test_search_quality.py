@@ -35,7 +35,8 @@ def load(path: str, name: str):
 # C=2 alone: the band's 3 configurations (d = 1, 2, 3), so that the table holds all it has.
 BAND = [
     "--dataset", "toy", "--flops", "2.5e5", "--tolerance", "0.2", "--depths", "1,1,1",
-    "--widths", "16", "--cardinalities", "2", "--max-configs", "3", "--epochs", "1",
+    "--widths", "16", "--cardinalities", "2", "--bottleneck-widths", "1,2,3", "--max-configs", "3",
+    "--epochs", "1",
     "--confirm-epochs", "2",
     "--proxy-seeds", "2", "--confirm-seeds", "2", "--batch-size", "64", "--device", "cpu",
 ]  # fmt: skip
@@ -200,7 +201,7 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
 
 
 # The committed table's band (benchmarks/data/ground-truth-cifar10.json): 14 configurations.
-SETTINGS = {"flops": 8e6, "tolerance": 0.15, "depths": None, "widths": "32",
+SETTINGS = {"flops": 8e6, "tolerance": 0.15, "depths": ["1,1,1", "2,2,2"], "widths": "32",
             "cardinalities": None, "epochs": 3, "confirm_epochs": 9}  # fmt: skip
 
 

@@ -12,11 +12,8 @@ import typer
 from rich.table import Table
 
 from nas.commands.options import (
-    ALL_CARDINALITIES,
     VAL_HELP,
     AugmentOpt,
-    BottleneckWidthsOpt,
-    CardinalitiesOpt,
     ChannelsLastOpt,
     DataDirOpt,
     DataResolutionOpt,
@@ -29,12 +26,14 @@ from nas.commands.options import (
     Precision,
     PrecisionOpt,
     RunOptions,
+    SearchBottleneckWidthsOpt,
+    SearchCardinalitiesOpt,
     SearchDepthsOpt,
     SearchFlopsOpt,
+    SearchToleranceOpt,
     SearchWidthsOpt,
     SubsetClassesOpt,
     ThreadsOpt,
-    ToleranceOpt,
     TrialBatchSizeOpt,
     by_template,
     check_dataset,
@@ -58,12 +57,12 @@ from resnext.complexity import format_count
 def calibrate_command(
     flops: SearchFlopsOpt = None,
     params: ParamsOpt = None,
-    tolerance: ToleranceOpt = 0.1,
+    tolerance: SearchToleranceOpt = None,
     template: DataTemplateOpt = None,
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
-    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
-    bottleneck_widths: BottleneckWidthsOpt = None,
+    cardinalities: SearchCardinalitiesOpt = None,
+    bottleneck_widths: SearchBottleneckWidthsOpt = None,
     k: Annotated[int, typer.Option("--k", help="Configurations to train (at least 3).")] = 8,
     factor: Annotated[
         int, typer.Option(help="R: the long schedule has R times the short one's epochs.")
@@ -157,18 +156,25 @@ def calibrate_command(
         seed=seed,
     )
     cfg = trial.train
-    d_choices = ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None
+    space = SEARCH_DEFAULTS[tpl]
+    bud = space.budget(flops, params, tolerance)
+    cs, d_choices = space.choices(
+        flops is not None or params is not None,
+        ints(cardinalities, "--cardinalities") if cardinalities else None,
+        ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+    )
+    grid = (
+        tpl,
+        int_lists(depths, "--depths") or list(space.depths),
+        flat_ints(widths, "--widths") or space.widths,
+        cs,
+    )
     if compare is not None:
         _compare(
             compare,
             trial,
-            tpl,
-            flops,
-            params,
-            tolerance,
-            depths,
-            widths,
-            cardinalities,
+            bud,
+            grid,
             d_choices,
             k,
             seeds,
@@ -181,17 +187,7 @@ def calibrate_command(
         )
         return
     long_schedule(cfg, factor)
-    space = SEARCH_DEFAULTS[tpl]
-    if flops is None and params is None:
-        flops = space.flops
-    bud = Budget(flops, params, tolerance)
     known = known_shape(dataset, classes, resolution)
-    grid = (
-        tpl,
-        int_lists(depths, "--depths") or list(space.depths),
-        flat_ints(widths, "--widths") or space.widths,
-        ints(cardinalities, "--cardinalities"),
-    )
     budget = trial.budget
     epochs, batch_size, lr = budget.epochs, budget.batch_size, budget.lr
     train_images, val_fraction = budget.train_images, budget.val_fraction
@@ -284,14 +280,9 @@ def _fmt_estimate(e: Any) -> str:
 def _compare(
     names: str,
     trial: Any,
-    tpl: str,
-    flops: float | None,
-    params: float | None,
-    tolerance: float,
-    depths: Any,
-    widths: Any,
-    cardinalities: Any,
-    d_choices: list[int] | None,
+    bud: Budget,
+    grid: tuple[Any, ...],
+    d_choices: tuple[int, ...] | None,
     k: int,
     seeds: int,
     long_seeds: int,
@@ -316,14 +307,6 @@ def _compare(
     for name, value in (("--seeds", seeds), ("--long-seeds", long_seeds)):
         if value < 2:
             raise ValueError(f"{name} must be at least 2 (a seed SD needs two runs), got {value}")
-    space = SEARCH_DEFAULTS[tpl]
-    bud = Budget(flops or (space.flops if params is None else None), params, tolerance)
-    grid = (
-        tpl,
-        int_lists(depths, "--depths") or list(space.depths),
-        flat_ints(widths, "--widths") or space.widths,
-        ints(cardinalities, "--cardinalities"),
-    )
     settings = {
         "budget": bud.to_dict(),
         "grid": [grid[0], [list(d) for d in grid[1]], list(grid[2]), list(grid[3]), d_choices],

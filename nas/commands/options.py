@@ -19,7 +19,15 @@ from rich.console import Console
 from nas.data import AUGMENTS, DATASETS, MIN_VAL_IMAGES, DataOptions
 from nas.data.folder import MIXED_RESOLUTION
 from nas.data.loader import SMALL_IMAGES
-from nas.search.space import SEARCH_FLOPS
+from nas.search.space import (
+    BUDGET_TOLERANCE,
+    SEARCH_BOTTLENECK_WIDTHS,
+    SEARCH_CARDINALITIES,
+    SEARCH_DEPTHS,
+    SEARCH_FLOPS,
+    SEARCH_TOLERANCE,
+    SEARCH_WIDTHS,
+)
 from nas.text import literal, shell_word
 from nas.training.config import DEFAULT_TRIAL, IMAGENET_TRIAL, TrialBudget, TrialSettings
 from resnext.budget import DEFAULT_CARDINALITIES
@@ -154,7 +162,32 @@ CardinalitiesOpt = Annotated[str, typer.Option(help="Cardinalities C to try.")]
 SearchFlopsOpt = Annotated[
     float | None,
     typer.Option(
-        help=f"FLOP budget in multiply-adds.  [default: {SEARCH_FLOPS:g} without --params]",
+        help=f"FLOP budget in multiply-adds.  [default: {SEARCH_FLOPS:.0e}".replace("e+0", "e")
+        + " without --params]",
+        show_default=False,
+    ),
+]
+SearchToleranceOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Relative band around the budget.  [default: "
+        f"{SEARCH_TOLERANCE:g} around the default budget, else {BUDGET_TOLERANCE:g}]",
+        show_default=False,
+    ),
+]
+SearchCardinalitiesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Cardinalities C to try.  [default: "
+        f"{','.join(map(str, SEARCH_CARDINALITIES))} with the default budget, else all]",
+        show_default=False,
+    ),
+]
+SearchBottleneckWidthsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Bottleneck widths d to try.  [default: "
+        f"{','.join(map(str, SEARCH_BOTTLENECK_WIDTHS))} with the default budget, else all]",
         show_default=False,
     ),
 ]
@@ -162,10 +195,16 @@ ParamsOpt = Annotated[float | None, typer.Option(help="Parameter budget.")]
 ToleranceOpt = Annotated[float, typer.Option(help="Relative band around each budget.")]
 SearchDepthsOpt = Annotated[
     list[str] | None,
-    typer.Option(help="Blocks per stage; repeat for several.  [default: 1,1,1 and 2,2,2]"),
+    typer.Option(
+        help="Blocks per stage; repeat for several.  [default: "
+        f"{' and '.join(','.join(map(str, d)) for d in SEARCH_DEPTHS)}]"
+    ),
 ]
 SearchWidthsOpt = Annotated[
-    list[str] | None, typer.Option(help="First-stage output widths.  [default: 32]")
+    list[str] | None,
+    typer.Option(
+        help=f"First-stage output widths.  [default: {','.join(map(str, SEARCH_WIDTHS))}]"
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option(help="Mini-batch size.")]
 ALL_CARDINALITIES = ",".join(map(str, DEFAULT_CARDINALITIES))

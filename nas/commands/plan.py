@@ -30,7 +30,6 @@ def plan_command(
     from nas.training.config import TRIALS
     from nas.training.device import resolve_device
     from nas.training.machine import machine_plan, representative
-    from resnext.budget import Budget
 
     tpl = template.value if template else "cifar"
     trial = TRIALS[tpl]
@@ -42,7 +41,10 @@ def plan_command(
         raise ValueError(f"plans are measured on cpu and cuda, not {dev.type}")
     d = SEARCH_DEFAULTS[tpl]
     side = trial.resolution or 32
-    space = SearchSpace(Budget(d.flops, None, 0.1), tpl, d.depths, d.widths, resolution=side)
+    cs, ds = d.choices(False, None, None)
+    space = SearchSpace(
+        d.budget(None, None, None), tpl, d.depths, d.widths, cs, ds, resolution=side
+    )
     spec = representative(space.trainable())
     kind = "cifar" if tpl == "cifar" else "imagenet"
     plan = machine_plan(spec, batch, kind, dev.type, refresh=refresh)

@@ -14,11 +14,8 @@ from rich.cells import cell_len
 from rich.table import Table
 
 from nas.commands.options import (
-    ALL_CARDINALITIES,
     SEARCH_VAL_HELP,
     AugmentOpt,
-    BottleneckWidthsOpt,
-    CardinalitiesOpt,
     ChannelsLastOpt,
     CreateOpt,
     DataDirOpt,
@@ -38,13 +35,15 @@ from nas.commands.options import (
     RunOptions,
     RunsDirOpt,
     SaveWeightsOpt,
+    SearchBottleneckWidthsOpt,
+    SearchCardinalitiesOpt,
     SearchDepthsOpt,
     SearchFlopsOpt,
+    SearchToleranceOpt,
     SearchWidthsOpt,
     StorageOpt,
     SubsetClassesOpt,
     ThreadsOpt,
-    ToleranceOpt,
     TrialBatchSizeOpt,
     TrialsPerGpuOpt,
     WorkersOpt,
@@ -65,7 +64,6 @@ from nas.data import MIN_VAL_IMAGES, data_template, known_shape
 from nas.data.folder import MIXED_RESOLUTION
 from nas.search.space import SEARCH_DEFAULTS
 from nas.training.config import IMAGENET_TRIAL, TRIALS
-from resnext.budget import Budget
 from resnext.complexity import format_count
 
 StudyOpt = Annotated[str, typer.Option(help="Study name; re-running the same command resumes it.")]
@@ -75,11 +73,11 @@ TrialsStudyOpt = Annotated[str, typer.Option(help="Name of the study to list.")]
 def search_space(
     flops: float | None,
     params: float | None,
-    tolerance: float,
+    tolerance: float | None,
     template: str,
     depths: list[str] | None,
     widths: list[str] | None,
-    cardinalities: str,
+    cardinalities: str | None,
     bottleneck_widths: str | None,
     classes: int,
     resolution: int,
@@ -89,15 +87,18 @@ def search_space(
     from nas.search.space import SearchSpace
 
     default = SEARCH_DEFAULTS[template]
-    if flops is None and params is None:
-        flops = default.flops
+    cs, ds = default.choices(
+        flops is not None or params is not None,
+        ints(cardinalities, "--cardinalities") if cardinalities else None,
+        ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+    )
     return SearchSpace(
-        Budget(flops, params, tolerance),
+        default.budget(flops, params, tolerance),
         template,
         tuple(int_lists(depths, "--depths") or default.depths),
         flat_ints(widths, "--widths") or default.widths,
-        ints(cardinalities, "--cardinalities"),
-        ints(bottleneck_widths, "--bottleneck-widths") if bottleneck_widths else None,
+        cs,
+        ds,
         classes,
         resolution,
         tune_lr,
@@ -133,12 +134,12 @@ def search(
     trials_per_gpu: TrialsPerGpuOpt = 1,
     flops: SearchFlopsOpt = None,
     params: ParamsOpt = None,
-    tolerance: ToleranceOpt = 0.1,
+    tolerance: SearchToleranceOpt = None,
     template: DataTemplateOpt = None,
     depths: SearchDepthsOpt = None,
     widths: SearchWidthsOpt = None,
-    cardinalities: CardinalitiesOpt = ALL_CARDINALITIES,
-    bottleneck_widths: BottleneckWidthsOpt = None,
+    cardinalities: SearchCardinalitiesOpt = None,
+    bottleneck_widths: SearchBottleneckWidthsOpt = None,
     tune_lr: Annotated[
         bool, typer.Option(help="Also search the learning rate (log-uniform).", show_default=False)
     ] = False,

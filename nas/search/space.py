@@ -7,9 +7,8 @@ names, so that every proposal is in band by construction: ``depths``, ``width`` 
 ``cardinality`` are categorical over the values that occur in band, and ``bottleneck_width`` is
 drawn from the in-band d of the chosen cell only (an integer range, since complexity grows
 strictly with d at fixed C). A cell (depths, width, C) with no in-band d at all is rejected
-before any model exists; the space marks how many such cells there are (none for the default
-space, :data:`SEARCH_FLOPS` on :data:`SEARCH_DEPTHS` and :data:`SEARCH_WIDTHS`). No Optuna here:
-the commands read the default space as they start.
+before any model exists at no cost to the search. No Optuna here: the commands read the
+default space (:data:`SEARCH_DEFAULTS`) as they start.
 """
 
 from __future__ import annotations
@@ -21,11 +20,19 @@ from resnext.budget import DEFAULT_CARDINALITIES, Budget, Config, generate
 from resnext.complexity import complexity
 from resnext.spec import Spec
 
-# The default space, for 32x32 images: CIFAR template (Sec. 5.3) cut to 1 or 2 blocks a stage and
-# width 32, 8 configurations on two skeletons (the `search` help says more).
-SEARCH_FLOPS = 8e6
-SEARCH_DEPTHS = ((1, 1, 1), (2, 2, 2))
-SEARCH_WIDTHS = (32,)
+# The default space, for 32x32 images: CIFAR template (Sec. 5.3) with 1, 2 or 3 blocks a stage
+# and widths 16, 32 and 64, C in {1, 4, 16} and d in {1, 3, 6}, from 2 to 8 MFLOPs (5e6 +-60%):
+# 26 configurations of 3.3-7.9 MFLOPs (the stem sets the floor). On real CIFAR-10 this band's
+# configurations truly differ (a long schedule separates them: docs/search-quality.md), where the
+# narrower band before it (8e6 +-10%, width 32, 1-1-1 and 2-2-2, 8 configurations) was flat.
+SEARCH_FLOPS = 5e6
+SEARCH_TOLERANCE = 0.6
+SEARCH_DEPTHS = ((1, 1, 1), (2, 2, 2), (3, 3, 3))
+SEARCH_WIDTHS = (16, 32, 64)
+SEARCH_CARDINALITIES = (1, 4, 16)
+SEARCH_BOTTLENECK_WIDTHS = (1, 3, 6)
+# The band of a budget the user gives: +-10% over every C and every integer d.
+BUDGET_TOLERANCE = 0.1
 # The default space of the ImageNet template at its CPU trial side (64 px, nas.training.config
 # IMAGENET_TRIAL): one block a stage and width 64, 18M FLOPs (1-1-1-1 w64 8x4d has 18.2M at
 # 64 px and 221M at 224 px). docs/imagenet.md gives sizes for a GPU at 224 px.
@@ -36,16 +43,52 @@ IMAGENET_SEARCH_WIDTHS = (64,)
 
 @dataclass(frozen=True)
 class SpaceDefaults:
-    """The budget and grid a search takes unless told: FLOPs, skeletons, widths."""
+    """The space a search takes unless told: a default budget band and grid.
+
+    Skeletons and widths apply whenever none are given. The band's tolerance, cardinalities and
+    bottleneck widths belong to the default budget: with a budget of the user's own
+    (``--flops``/``--params``) the band is +-:data:`BUDGET_TOLERANCE` over every C and d,
+    unless those are given too.
+    """
 
     flops: float
     depths: tuple[tuple[int, ...], ...]
     widths: tuple[int, ...]
+    tolerance: float = BUDGET_TOLERANCE
+    cardinalities: tuple[int, ...] | None = None  # None: every C
+    bottleneck_widths: tuple[int, ...] | None = None  # None: every integer d
+
+    def budget(self, flops: float | None, params: float | None, tolerance: float | None) -> Budget:
+        """The budget of these options (None: not given)."""
+        if flops is None and params is None:
+            return Budget(self.flops, None, self.tolerance if tolerance is None else tolerance)
+        return Budget(flops, params, BUDGET_TOLERANCE if tolerance is None else tolerance)
+
+    def choices(
+        self,
+        given_budget: bool,
+        cardinalities: tuple[int, ...] | None,
+        bottleneck_widths: tuple[int, ...] | None,
+    ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """The C and d choices of these options (None: not given; d None: every integer d)."""
+        if given_budget:
+            return cardinalities or DEFAULT_CARDINALITIES, bottleneck_widths
+        return (
+            cardinalities or self.cardinalities or DEFAULT_CARDINALITIES,
+            bottleneck_widths or self.bottleneck_widths,
+        )
 
 
 # The default space of each template.
 SEARCH_DEFAULTS = {
-    "cifar": SpaceDefaults(SEARCH_FLOPS, SEARCH_DEPTHS, SEARCH_WIDTHS),
+    "cifar": SpaceDefaults(
+        SEARCH_FLOPS,
+        SEARCH_DEPTHS,
+        SEARCH_WIDTHS,
+        SEARCH_TOLERANCE,
+        SEARCH_CARDINALITIES,
+        SEARCH_BOTTLENECK_WIDTHS,
+    ),
     "imagenet": SpaceDefaults(
         IMAGENET_SEARCH_FLOPS, IMAGENET_SEARCH_DEPTHS, IMAGENET_SEARCH_WIDTHS
     ),
