@@ -190,8 +190,8 @@ class Truth:
         """The truth's schedule in words."""
         s = self.truth_schedule
         if s is None:
-            return f"the confirmation schedule ({self.confirm_epochs} epochs)"
-        return f"the truth schedule ({s['train_images']:,} images x {s['epochs']} epochs)"
+            return f"the confirmation schedule of {self.confirm_epochs} epochs"
+        return f"the truth schedule of {s['train_images']:,} images x {s['epochs']} epochs"
 
     @property
     def source(self) -> str:
@@ -439,6 +439,22 @@ def separability(truth: Truth, permutations: int = 2000, seed: int = 0) -> dict[
     less than the seed noise can show, and so does every regret.
     """
     return rank.separability(_noise_runs(truth), permutations, seed)
+
+
+def fidelity(truth: Truth, schedule: str, seed: int = 0) -> tuple[rank.Estimate, int] | None:
+    """Spearman's rho of the configurations' mean over the first ``n`` runs of ``schedule``
+    (``n``: the fewest any configuration has) against the ground truth, with its 95% bootstrap
+    interval over configurations, and ``n``; None where the truth is those very runs."""
+    if schedule == truth.source:
+        return None
+    n = min(len(c[schedule]) for c in truth.configs)
+    means = np.array(
+        [
+            np.mean([c[schedule][k]["val_accuracy"] for k in sorted(c[schedule], key=int)[:n]])
+            for c in truth.configs
+        ]
+    )
+    return rank.bootstrap(rank.spearman, means, truth.truth(), seed=seed), n
 
 
 Strategy = Callable[[Truth, int, Plan], tuple[int | None, Replay]]
@@ -700,6 +716,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else ""
         )
     )
+    for sched, label in (("proxy", "proxy trials"), ("confirm", "confirmation runs")):
+        agree = fidelity(truth, sched)
+        if agree is not None:
+            e, seeds = agree
+            print(
+                f"rank agreement with the ground truth over {len(truth.configs)} configurations: "
+                f"the mean of {seeds} {label} a configuration, Spearman {e.value:+.2f} "
+                f"[95% bootstrap {e.low:+.2f}, {e.high:+.2f}]"
+            )
     random_pick = 100 * float(np.mean(gt.max() - gt))
     print(f"a configuration picked at random, no training: mean regret {random_pick:.2f} pt")
     if not truth.curves:
@@ -753,6 +778,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "proxy_trials": n_proxy,
         "shared": rp.shared,
         "separability": sep,
+        "fidelity": {
+            sched: {"spearman": e.to_dict(), "runs": n}
+            for sched in ("proxy", "confirm")
+            if (got := fidelity(truth, sched)) is not None
+            for e, n in [got]
+        },
         "random_pick_regret": random_pick,
         "settings": settings.to_dict(),
         "truth": truth.source,

@@ -402,10 +402,14 @@ def section_recipes(path: Path, lines: list[str]) -> None:
         + f"), each trained by every recipe and by the long schedule "
         f"({long['train_images']:,} images x {long['epochs']} epochs, "
         f"{long['epochs'] * (long['train_images'] // long['batch_size']):,} steps) with seeds of "
-        f"its own; {rows[0].configs} of them (spread over the band) have {rows[0].seeds} runs of "
-        f"every recipe, and the long schedule has {sep['runs']} runs in all. The statistics "
-        f"below use those {rows[0].configs} configurations. Every run is scored on the same "
-        f"{full:,} held-out training images. "
+        f"its own; "
+        + "; ".join(
+            f"{name} has {r.seeds} runs on {r.configs} of them"
+            for name, r in {r.recipe: r for r in rows}.items()
+        )
+        + f" (spread over the band), and the long schedule has {sep['runs']} runs in all. "
+        "The statistics below use each recipe's configurations with two runs (n). Every run is "
+        f"scored on the same {full:,} held-out training images. "
         f"{result['cpu_seconds'] / 3600:.1f} CPU-hours, {elapsed / 60:.0f} min of wall time. "
         "Commands:",
         "",
@@ -438,9 +442,9 @@ def section_recipes(path: Path, lines: list[str]) -> None:
         "variance that the scoring sample alone explains; CPU-s: one trial, training and its "
         "scoring.",
         "",
-        "| recipe | scoring | mean acc | seed SD | config SD | ICC | Spearman | Kendall | "
-        "binomial | CPU-s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | scoring | n | mean acc | seed SD | config SD | ICC | Spearman of the mean | "
+        "Kendall | binomial | CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def iv(e: Any) -> str:
@@ -449,7 +453,7 @@ def section_recipes(path: Path, lines: list[str]) -> None:
     for r in rows:
         if r.images == full:
             lines.append(
-                f"| {r.recipe} | {r.scoring} | {100 * r.mean_accuracy:.1f}% | "
+                f"| {r.recipe} | {r.scoring} | {r.configs} | {100 * r.mean_accuracy:.1f}% | "
                 f"{100 * r.seed_sd:.2f} | {100 * r.between_sd:.2f} | {iv(r.icc)} | "
                 f"{iv(r.spearman)} | {iv(r.kendall)} | {r.binomial_share:.0%} | "
                 f"{r.cpu_seconds:.0f} |"
@@ -480,6 +484,15 @@ def section_recipes(path: Path, lines: list[str]) -> None:
             f"Spearman {iv(old.spearman)}; the same training scored with its moving average on "
             f"{full:,} images (the default since) at {iv(new.spearman)}, for "
             f"{new.cpu_seconds - old.cpu_seconds:+.0f} CPU-s a trial.",
+        ]
+    two = next((r for r in rows if (r.recipe, r.scoring, r.images) == ("base", "ema", full)), None)
+    if two is not None and two.seeds >= 2:
+        lines += [
+            "",
+            f"The mean of {two.seeds} such trials (different seeds) ranks the {two.configs} "
+            f"configurations at Spearman {iv(two.spearman)} against the long schedule, for "
+            f"{two.seeds}x the CPU: what a configuration's repeated proxy trials and the "
+            "confirmation phase's seeds buy.",
         ]
     lines += [
         "",

@@ -425,3 +425,20 @@ def test_separability_tells_a_flat_band_from_a_graded_one() -> None:
     assert flat["p"] > 0.01 and flat["config_sd"] < graded["config_sd"] / 5
     assert graded["runs"] == flat["runs"] == 48
     assert 0.5 < flat["seed_sd"] < 1.5  # the 1-point noise, in points
+
+
+def test_fidelity_ranks_each_schedule_against_the_truth() -> None:
+    """The proxy and confirmation means ranked against the truth: 1 where every schedule keeps
+    the configurations' order, lower where the proxy reverses it; none for the truth itself."""
+    bench = load("benchmarks/bench_search_quality.py", "bench_search_quality")
+    table = synthetic(noise=0.0)
+    truth = bench.Truth.from_dict(table)
+    e, n = bench.fidelity(truth, "proxy")
+    assert (e.value, n) == (1.0, 3) and e.low <= 1.0
+    assert bench.fidelity(truth, "truth") is None
+    for c in table["configs"]:  # the proxy ranks the band backwards
+        for run in c["proxy"].values():
+            run["val_accuracy"] = 1 - run["val_accuracy"]
+    e, _ = bench.fidelity(bench.Truth.from_dict(table), "proxy")
+    assert e.value == -1.0
+    assert bench.fidelity(bench.Truth.from_dict(table), "confirm")[0].value == 1.0
