@@ -410,8 +410,9 @@ def section_recipes(path: Path, lines: list[str]) -> None:
         + f" (spread over the band), and the long schedule has {sep['runs']} runs in all. "
         "The statistics below use each recipe's configurations with two runs (n). Every run is "
         f"scored on the same {full:,} held-out training images. "
-        f"{result['cpu_seconds'] / 3600:.1f} CPU-hours, {elapsed / 60:.0f} min of wall time. "
-        "Commands:",
+        f"{result['cpu_seconds'] / 3600:.1f} CPU-hours of runs; {elapsed / 60:.0f} min from the "
+        f"first run's start to the last one's end, over {len(result.get('command', []))} "
+        "invocations of the commands:",
         "",
         *[f"- `{c}`" for c in dict.fromkeys(result.get("command", []))],
         "",
@@ -492,7 +493,16 @@ def section_recipes(path: Path, lines: list[str]) -> None:
             f"The mean of {two.seeds} such trials (different seeds) ranks the {two.configs} "
             f"configurations at Spearman {iv(two.spearman)} against the long schedule, for "
             f"{two.seeds}x the CPU: what a configuration's repeated proxy trials and the "
-            "confirmation phase's seeds buy.",
+            "confirmation phase's seeds buy."
+            + (
+                f" Its ICC is {iv(two.icc)}: the trial's own ranking repeats from seed to seed "
+                "better than it matches the long schedule's, so what keeps the trial from the "
+                "long ranking is its shortness (larger configurations gain more from longer "
+                "training) more than its noise, and more seeds of the same trial do not close "
+                "the gap; a longer trial would."
+                if two.icc.low > two.spearman.value
+                else ""
+            ),
         ]
     lines += [
         "",
