@@ -517,6 +517,7 @@ def best_single(truth: Truth, seed: int, plan: Plan) -> tuple[int | None, Replay
 
 PRUNED = ("tpe+hyperband+confirm", "tpe+median+confirm")  # the strategies that need curves
 BASE = "tpe+confirm"  # what the pruned strategies are compared with, paired over search seeds
+RANDOM = "random+confirm"  # what TPE is compared with
 STRATEGIES: dict[str, Strategy] = {
     "random+confirm": sampled("random"),
     "tpe+confirm": sampled("tpe"),
@@ -609,13 +610,16 @@ def evaluate(truth: Truth, plan: Plan, seeds: int, draws: int = 2000) -> dict[st
     for name, r in out.items():
         r["mean_regret_interval"] = basic_interval(r["mean_regret"], noisy[name], 0.0)
         r["search_interval"] = basic_interval(r["mean_regret"], fixed[name], 0.0)
-        if name in PRUNED and BASE in out:
-            d = r["mean_regret"] - out[BASE]["mean_regret"]
-            r[f"minus_{BASE}"] = {
-                "mean": d,
-                "interval": basic_interval(d, noisy[name] - noisy[BASE]),
-                "search_interval": basic_interval(d, fixed[name] - fixed[BASE]),
-            }
+        # Paired over the search seeds: each pruned strategy against TPE without pruning, and
+        # TPE against random search (both with confirmation).
+        for other in [BASE] if name in PRUNED else [RANDOM] if name == BASE else []:
+            if other in out:
+                d = r["mean_regret"] - out[other]["mean_regret"]
+                r[f"minus_{other}"] = {
+                    "mean": d,
+                    "interval": basic_interval(d, noisy[name] - noisy[other]),
+                    "search_interval": basic_interval(d, fixed[name] - fixed[other]),
+                }
     return out
 
 
@@ -743,14 +747,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['pruned_trials']:>7.1f} {r['stopped']:>4}/{args.search_seeds:<3} "
             f"{r['tie_rate']:>5.0%}"
         )
-    for name in (n for n in results if f"minus_{BASE}" in results[n]):
-        d = results[name][f"minus_{BASE}"]
-        print(
-            f"{name} minus {BASE}, paired over {args.search_seeds} search seeds: "
-            f"{d['mean']:+.2f} pt regret [95% CI {d['interval'][0]:+.2f}, "
-            f"{d['interval'][1]:+.2f}; search only {d['search_interval'][0]:+.2f}, "
-            f"{d['search_interval'][1]:+.2f}]"
-        )
+    for name, r in results.items():
+        for key in (k for k in r if k.startswith("minus_")):
+            d = r[key]
+            print(
+                f"{name} minus {key[len('minus_') :]}, paired over {args.search_seeds} search "
+                f"seeds: {d['mean']:+.2f} pt regret [95% CI {d['interval'][0]:+.2f}, "
+                f"{d['interval'][1]:+.2f}; search only {d['search_interval'][0]:+.2f}, "
+                f"{d['search_interval'][1]:+.2f}]"
+            )
     se = truth.standard_errors()
     print(
         f"intervals: {args.bootstrap} bootstrap draws, each resampling the search seeds and "

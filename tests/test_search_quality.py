@@ -133,6 +133,11 @@ def test_ground_truth_resumes_and_the_benchmark_replays_it(
     grid = summary["results"]["grid+confirm"]
     assert (grid["worst_regret"], grid["top2_rate"], grid["stopped"]) == (0.0, 1.0, 0)
     assert summary["truth"] == "confirm"
+    # TPE against random search, paired over the same search seeds.
+    tpe, rnd = summary["results"]["tpe+confirm"], summary["results"]["random+confirm"]
+    pair = tpe["minus_random+confirm"]
+    assert pair["mean"] == pytest.approx(tpe["mean_regret"] - rnd["mean_regret"])
+    assert pair["interval"][0] <= pair["interval"][1]
     # The table has curves, so the search's pruners are replayed too. With one-epoch proxy
     # trials nothing can be pruned (the last epoch is never pruned): they match tpe+confirm.
     for name in ("tpe+hyperband+confirm", "tpe+median+confirm"):
